@@ -1,0 +1,3 @@
+"""postern: a self-hosted mail platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,147 @@
+"""Every setting in one place.
+
+Precedence, highest first: environment variables ``POSTERN_*``, the optional TOML file
+given with ``--config`` (or ``POSTERN_CONFIG``), then the defaults below. The defaults
+run with no configuration at all: loopback listeners on unprivileged ports and an
+embedded SQLite database under ``./postern-data``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(value: str) -> ListenAddress:
+    """``host:port``, ``[v6]:port`` or ``:port`` (all interfaces)."""
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"expected [host]:port, got {value!r}")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep:
+            raise ValueError(f"expected host:port, got {value!r}")
+        host = host or "0.0.0.0"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid port in {value!r}")
+    return ListenAddress(host, int(port))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POSTERN_", extra="ignore")
+
+    # Where the embedded database, the blob folder and the generated secrets live.
+    data_dir: Path = Path("./postern-data")
+    # sqlite+aiosqlite:///path or postgresql+asyncpg://user@host/db; default: SQLite in data_dir.
+    database_url: str | None = None
+    # PostgreSQL schema to use (search_path); lets several instances share one database.
+    database_schema: str | None = None
+    # Raw message store: a folder path, file:///path, s3://bucket/prefix or memory://.
+    blob_store: str | None = None
+    # fsync blobs and the SQLite journal; only benchmark seeding turns this off.
+    fsync: bool = True
+
+    http_listen: str = "127.0.0.1:8080"
+
+    # When set, this is the admin access token; otherwise one is generated at first start.
+    admin_token: SecretStr | None = None
+    # Set to false to serve the admin API without a token (only behind a firewall).
+    admin_auth: bool = True
+
+    # The mail domain used for addresses generated from usernames.
+    domain: str = "localhost"
+    # The name this server gives itself (SMTP greeting, Received headers, profiles).
+    hostname: str = "localhost"
+
+    default_quota: int = Field(default=1 << 30, ge=0)
+    default_recipients: int = Field(default=2000, ge=0)
+    default_forwards: int = Field(default=2000, ge=0)
+    max_message_size: int = Field(default=50 * 1024 * 1024, gt=0)
+
+    # argon2id cost of password hashes (RFC 9106's second recommended profile).
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+
+    # Seconds between garbage collection sweeps (expired messages, unreferenced blobs).
+    gc_interval: float = Field(default=300.0, gt=0)
+
+    log_level: str = "info"
+
+    # Set by load_settings(); not an environment variable of its own.
+    config_file: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("http_listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _TOML_FILE.get("path")
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    # Derived values -----------------------------------------------------------------
+
+    @property
+    def http_address(self) -> ListenAddress:
+        return parse_listen(self.http_listen)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'postern.sqlite3').resolve()}"
+
+    @property
+    def resolved_blob_store(self) -> str:
+        return self.blob_store or str((self.data_dir / "blobs").resolve())
+
+
+_TOML_FILE: dict[str, Path | None] = {"path": None}
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the environment and an optional TOML file."""
+    path = config_file or os.environ.get("POSTERN_CONFIG")
+    toml_path = Path(path) if path else None
+    if toml_path is not None and not toml_path.is_file():
+        raise FileNotFoundError(f"configuration file not found: {toml_path}")
+    _TOML_FILE["path"] = toml_path
+    try:
+        settings = Settings(**overrides)
+    finally:
+        _TOML_FILE["path"] = None
+    settings.config_file = toml_path
+    return settings

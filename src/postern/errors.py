@@ -1,0 +1,45 @@
+"""Domain errors. Services raise these; each door maps them to its own answer
+(an HTTP status and ``{"error", "code"}``, an SMTP or IMAP response code)."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "Error"
+
+    def __init__(self, message: str, *, code: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        if code:
+            self.code = code
+        self.field = field
+
+
+class InvalidInput(DomainError):
+    code = "InputValidationError"
+
+
+class NotFound(DomainError):
+    code = "NotFound"
+
+
+class Conflict(DomainError):
+    code = "Conflict"
+
+
+class Forbidden(DomainError):
+    """The request is understood but not allowed (a special folder, the main address)."""
+
+    code = "Forbidden"
+
+
+class AuthFailed(DomainError):
+    code = "AuthFailed"
+
+
+class OverQuota(DomainError):
+    code = "OverQuotaError"
+
+
+class TooLarge(DomainError):
+    code = "MessageTooLarge"
