@@ -1,0 +1,523 @@
+"""Content-addressed storage for raw messages.
+
+A blob's key is the lowercase hex SHA-256 of its bytes.  Two backends share the
+:class:`BlobStore` protocol:
+
+* :class:`LocalBlobStore` keeps blobs on a local filesystem under
+  ``root/ab/cd/abcd...`` and makes every write atomic and durable (temporary
+  file, ``fsync``, ``os.replace``, directory ``fsync``).
+* :class:`ObjectBlobStore` wraps any ``obstore`` store (S3, GCS, Azure, memory,
+  ...) using the object path ``ab/cd/<key>``.
+
+:func:`open_blob_store` picks the backend from a location string.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import re
+import secrets
+import stat
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import unquote, urlparse
+
+import obstore
+from obstore.store import MemoryStore
+from obstore.store import from_url as _obstore_from_url
+
+__all__ = [
+    "BlobNotFound",
+    "BlobStore",
+    "LocalBlobStore",
+    "ObjectBlobStore",
+    "blob_key",
+    "open_blob_store",
+    "validate_key",
+]
+
+_KEY_RE = re.compile(r"[0-9a-f]{64}")
+_FANOUT_RE = re.compile(r"[0-9a-f]{2}")
+_TEMP_PREFIX = ".tmp-"
+
+#: Hash in a worker thread above this size so big messages do not stall the loop.
+_HASH_IN_THREAD_THRESHOLD = 1 << 20
+#: Maximum number of temporary files held open at once by ``put_many``.
+_MAX_OPEN_FILES = 256
+#: Maximum number of concurrent requests ``ObjectBlobStore.put_many`` issues.
+_OBJECT_CONCURRENCY = 16
+
+_FILE_MODE = 0o600
+_DIR_MODE = 0o700
+
+
+class BlobNotFound(KeyError):
+    """Raised when a blob with the requested key is not stored."""
+
+    def __str__(self) -> str:  # KeyError.__str__ would repr() the argument
+        return f"blob not found: {self.args[0]}" if self.args else "blob not found"
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    async def put(self, data: bytes) -> str: ...
+
+    async def put_many(self, items: Sequence[bytes]) -> list[str]: ...
+
+    async def get(self, key: str) -> bytes: ...
+
+    def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]: ...
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    def keys(self) -> AsyncIterator[str]: ...
+
+    async def close(self) -> None: ...
+
+
+def blob_key(data: bytes) -> str:
+    """Return the key (lowercase hex SHA-256) for ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def validate_key(key: str) -> str:
+    """Return ``key`` if it is exactly 64 lowercase hex characters, else raise ValueError.
+
+    This is what keeps a caller-supplied key from ever naming a path outside the
+    store (``../``, absolute paths, separators, NUL bytes...).
+    """
+    if not isinstance(key, str) or _KEY_RE.fullmatch(key) is None:
+        raise ValueError(f"invalid blob key: {key!r}")
+    return key
+
+
+async def _hash(data: bytes) -> str:
+    if len(data) >= _HASH_IN_THREAD_THRESHOLD:
+        return await asyncio.to_thread(blob_key, data)
+    return blob_key(data)
+
+
+def _check_chunk_size(chunk_size: int) -> None:
+    if chunk_size <= 0:
+        raise ValueError("chunk_size must be positive")
+
+
+# --------------------------------------------------------------------------- local
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems refuse fsync on directories
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+class LocalBlobStore:
+    """Blobs as files under ``root/ab/cd/<key>``.
+
+    Writes are atomic (temporary file in the same directory, then ``os.replace``)
+    and, unless ``fsync=False``, durable once ``put``/``put_many`` returns: the
+    file is fsynced before the rename, and the directory (plus any fan-out parent
+    that had to be created) is fsynced after it.
+
+    Deletes are not fsynced: a delete that is lost in a crash only resurrects an
+    orphan, which the next garbage collection removes again.
+    """
+
+    def __init__(self, root: Path | str, fsync: bool = True) -> None:
+        self.root = Path(root)
+        self.fsync = fsync
+
+    def __repr__(self) -> str:
+        return f"LocalBlobStore(root={str(self.root)!r}, fsync={self.fsync})"
+
+    # -- paths
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[0:2] / key[2:4] / key
+
+    def path_for(self, key: str) -> Path:
+        """Filesystem path of the blob ``key`` (validated; may not exist)."""
+        return self._path(validate_key(key))
+
+    # -- writing (runs in a worker thread)
+
+    def _ensure_dir(self, directory: Path, to_sync: set[Path]) -> None:
+        """Create ``directory`` (inside root) if needed, recording parents to fsync."""
+        if directory.is_dir():
+            return
+        if directory == self.root:
+            existed = self.root.exists()
+            self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+            if not existed:
+                to_sync.add(self.root.parent)
+            return
+        self._ensure_dir(directory.parent, to_sync)
+        try:
+            os.mkdir(directory, _DIR_MODE)
+        except FileExistsError:
+            if not directory.is_dir():
+                raise
+        else:
+            to_sync.add(directory.parent)
+
+    def _write_batch(self, items: Sequence[bytes], keys: list[str] | None) -> list[str]:
+        """Hash (unless ``keys`` given) and store ``items``; return their keys.
+
+        Phases: write every new blob to a temporary file, fsync them all, rename
+        them all into place, then fsync each touched directory once.
+        """
+        if keys is None:
+            keys = [blob_key(data) for data in items]
+        seen: set[str] = set()
+        todo: list[tuple[str, bytes]] = []
+        for key, data in zip(keys, items):
+            if key not in seen:
+                seen.add(key)
+                todo.append((key, data))
+        for start in range(0, len(todo), _MAX_OPEN_FILES):
+            self._write_group(todo[start : start + _MAX_OPEN_FILES])
+        return keys
+
+    def _write_group(self, todo: Sequence[tuple[str, bytes]]) -> None:
+        dirs_to_sync: set[Path] = set()
+        pending: list[tuple[int, Path, Path]] = []  # (fd, temp path, final path)
+        open_fds: set[int] = set()
+        renamed = 0
+        try:
+            for key, data in todo:
+                final = self._path(key)
+                try:
+                    st = os.stat(final)
+                except FileNotFoundError:
+                    pass
+                else:
+                    if stat.S_ISREG(st.st_mode) and st.st_size == len(data):
+                        continue  # already stored (content addressed): no rewrite
+                directory = final.parent
+                self._ensure_dir(directory, dirs_to_sync)
+                tmp = directory / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+                fd = os.open(
+                    tmp,
+                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
+                    _FILE_MODE,
+                )
+                open_fds.add(fd)
+                pending.append((fd, tmp, final))
+                view = memoryview(data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+            if self.fsync:
+                for fd, _tmp, _final in pending:
+                    os.fsync(fd)
+            for fd, _tmp, _final in pending:
+                open_fds.discard(fd)
+                os.close(fd)
+            for index, (_fd, tmp, final) in enumerate(pending):
+                os.replace(tmp, final)
+                renamed = index + 1
+                dirs_to_sync.add(final.parent)
+        except BaseException:
+            for fd in open_fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            for _fd, tmp, _final in pending[renamed:]:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+            raise
+        if self.fsync:
+            # Deepest first, so a leaf directory's entry is synced before its parent's.
+            for directory in sorted(dirs_to_sync, key=lambda p: len(p.parts), reverse=True):
+                _fsync_dir(directory)
+
+    # -- public API
+
+    async def put(self, data: bytes) -> str:
+        data = bytes(data)
+        keys = await asyncio.to_thread(self._write_batch, [data], None)
+        return keys[0]
+
+    async def put_many(self, items: Sequence[bytes]) -> list[str]:
+        items = [bytes(item) for item in items]
+        if not items:
+            return []
+        return await asyncio.to_thread(self._write_batch, items, None)
+
+    async def get(self, key: str) -> bytes:
+        path = self.path_for(key)
+        try:
+            return await asyncio.to_thread(path.read_bytes)
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobNotFound(key) from None
+
+    async def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        _check_chunk_size(chunk_size)
+        path = self.path_for(key)
+        try:
+            fh = await asyncio.to_thread(open, path, "rb")
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobNotFound(key) from None
+        try:
+            while True:
+                chunk = await asyncio.to_thread(fh.read, chunk_size)
+                if not chunk:
+                    break
+                yield chunk
+        finally:
+            fh.close()
+
+    async def exists(self, key: str) -> bool:
+        path = self.path_for(key)
+        return await asyncio.to_thread(path.is_file)
+
+    async def delete(self, key: str) -> None:
+        path = self.path_for(key)
+
+        def _unlink() -> None:
+            try:
+                os.unlink(path)
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+
+        await asyncio.to_thread(_unlink)
+
+    @staticmethod
+    def _subdirs(directory: Path) -> list[str]:
+        try:
+            with os.scandir(directory) as it:
+                return sorted(
+                    e.name
+                    for e in it
+                    if _FANOUT_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
+                )
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    @staticmethod
+    def _leaf_keys(directory: Path, prefix: str) -> list[str]:
+        try:
+            with os.scandir(directory) as it:
+                return sorted(
+                    e.name
+                    for e in it
+                    if e.name.startswith(prefix)
+                    and _KEY_RE.fullmatch(e.name)
+                    and e.is_file(follow_symlinks=False)
+                )
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    async def _leaf_dirs(self) -> AsyncIterator[tuple[Path, str]]:
+        for first in await asyncio.to_thread(self._subdirs, self.root):
+            level1 = self.root / first
+            for second in await asyncio.to_thread(self._subdirs, level1):
+                yield level1 / second, first + second
+
+    async def keys(self) -> AsyncIterator[str]:
+        """Every stored key, in sorted order; temporary and stray files are skipped."""
+        async for directory, prefix in self._leaf_dirs():
+            for key in await asyncio.to_thread(self._leaf_keys, directory, prefix):
+                yield key
+
+    async def cleanup_temp(self, older_than_seconds: float = 3600.0) -> int:
+        """Remove leftover ``.tmp-*`` files (from a crash mid-write) older than the
+        given age; return how many were removed.  Temporary files younger than that
+        may belong to a write in progress and are left alone."""
+        cutoff = time.time() - older_than_seconds
+
+        def _clean(directory: Path) -> int:
+            removed = 0
+            try:
+                with os.scandir(directory) as it:
+                    entries = [e for e in it if e.name.startswith(_TEMP_PREFIX)]
+            except (FileNotFoundError, NotADirectoryError):
+                return 0
+            for entry in entries:
+                try:
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                        continue
+                    os.unlink(entry.path)
+                    removed += 1
+                except FileNotFoundError:
+                    continue
+            return removed
+
+        total = await asyncio.to_thread(_clean, self.root)
+        for first in await asyncio.to_thread(self._subdirs, self.root):
+            total += await asyncio.to_thread(_clean, self.root / first)
+        async for directory, _prefix in self._leaf_dirs():
+            total += await asyncio.to_thread(_clean, directory)
+        return total
+
+    async def close(self) -> None:
+        return None
+
+
+# -------------------------------------------------------------------------- object
+
+
+def _object_path(key: str) -> str:
+    return f"{key[0:2]}/{key[2:4]}/{key}"
+
+
+def _key_from_object_path(path: str) -> str | None:
+    parts = path.strip("/").split("/")
+    if len(parts) != 3:
+        return None
+    first, second, key = parts
+    if _KEY_RE.fullmatch(key) is None or first != key[0:2] or second != key[2:4]:
+        return None
+    return key
+
+
+class ObjectBlobStore:
+    """Blobs in any ``obstore`` object store, at object path ``ab/cd/<key>``.
+
+    Object stores make each put atomic and durable when it is acknowledged; a
+    put is skipped when ``head`` finds an object of the right size already.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"ObjectBlobStore({self.store!r})"
+
+    async def _put_keyed(self, key: str, data: bytes) -> None:
+        path = _object_path(key)
+        try:
+            meta = await obstore.head_async(self.store, path)
+        except FileNotFoundError:
+            pass
+        else:
+            if meta["size"] == len(data):
+                return
+        await obstore.put_async(self.store, path, data)
+
+    async def put(self, data: bytes) -> str:
+        data = bytes(data)
+        key = await _hash(data)
+        await self._put_keyed(key, data)
+        return key
+
+    async def put_many(self, items: Sequence[bytes]) -> list[str]:
+        items = [bytes(item) for item in items]
+        if not items:
+            return []
+        if sum(len(i) for i in items) >= _HASH_IN_THREAD_THRESHOLD:
+            keys = await asyncio.to_thread(lambda: [blob_key(i) for i in items])
+        else:
+            keys = [blob_key(i) for i in items]
+        unique = dict(zip(keys, items))
+        semaphore = asyncio.Semaphore(_OBJECT_CONCURRENCY)
+
+        async def one(key: str, data: bytes) -> None:
+            async with semaphore:
+                await self._put_keyed(key, data)
+
+        await asyncio.gather(*(one(k, d) for k, d in unique.items()))
+        return keys
+
+    async def get(self, key: str) -> bytes:
+        path = _object_path(validate_key(key))
+        try:
+            result = await obstore.get_async(self.store, path)
+            return bytes(await result.bytes_async())
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+
+    async def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
+        _check_chunk_size(chunk_size)
+        path = _object_path(validate_key(key))
+        try:
+            result = await obstore.get_async(self.store, path)
+        except FileNotFoundError:
+            raise BlobNotFound(key) from None
+        # Re-chunk so callers see at most chunk_size bytes per chunk, like the
+        # local store, whatever the backend delivers.
+        buffer = bytearray()
+        async for piece in result.stream(min_chunk_size=chunk_size):
+            buffer += piece
+            while len(buffer) >= chunk_size:
+                yield bytes(buffer[:chunk_size])
+                del buffer[:chunk_size]
+        if buffer:
+            yield bytes(buffer)
+
+    async def exists(self, key: str) -> bool:
+        path = _object_path(validate_key(key))
+        try:
+            await obstore.head_async(self.store, path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def delete(self, key: str) -> None:
+        path = _object_path(validate_key(key))
+        try:
+            await obstore.delete_async(self.store, path)
+        except FileNotFoundError:
+            pass
+
+    async def keys(self) -> AsyncIterator[str]:
+        """Every stored key; objects not shaped like ``ab/cd/<key>`` are skipped."""
+        async for batch in obstore.list(self.store, chunk_size=1000):
+            for meta in batch:
+                key = _key_from_object_path(meta["path"])
+                if key is not None:
+                    yield key
+
+    async def cleanup_temp(self, older_than_seconds: float = 3600.0) -> int:
+        """Object stores never leave partial objects visible; nothing to clean."""
+        return 0
+
+    async def close(self) -> None:
+        return None
+
+
+# ----------------------------------------------------------------------- factory
+
+
+def open_blob_store(location: str, *, fsync: bool = True) -> BlobStore:
+    """Open the blob store named by ``location``.
+
+    * ``memory://`` -> :class:`ObjectBlobStore` over a fresh ``MemoryStore``
+    * ``file:///abs/path`` or a plain filesystem path -> :class:`LocalBlobStore`
+    * ``s3://bucket/prefix`` and any other URL obstore understands ->
+      :class:`ObjectBlobStore` (credentials from the environment, as obstore does)
+    """
+    location = location.strip()
+    if not location:
+        raise ValueError("empty blob store location")
+    scheme = location.split("://", 1)[0].lower() if "://" in location else ""
+    if scheme == "memory":
+        return ObjectBlobStore(MemoryStore())
+    if scheme == "file":
+        parsed = urlparse(location)
+        if parsed.netloc not in ("", "localhost"):
+            raise ValueError(f"file URL must not name a remote host: {location!r}")
+        path = unquote(parsed.path)
+        if not path:
+            raise ValueError(f"file URL has no path: {location!r}")
+        return LocalBlobStore(Path(path), fsync=fsync)
+    if scheme:
+        return ObjectBlobStore(_obstore_from_url(location))
+    return LocalBlobStore(Path(location).expanduser(), fsync=fsync)

@@ -1,0 +1,104 @@
+"""Folders (IMAP mailboxes) with their UID and MODSEQ counters."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, literal, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from postern.storage.dialect import greatest, prefix_pattern
+from postern.storage.schema import folders
+
+
+async def insert_folders(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(folders.insert(), list(rows))
+
+
+async def list_folders(conn: AsyncConnection, user_id: str) -> list[Row]:
+    # INBOX first, as every client shows it, then the rest by path.
+    inbox_first = (folders.c.path != "INBOX")
+    stmt = select(folders).where(folders.c.user_id == user_id).order_by(inbox_first, folders.c.path)
+    return list(await conn.execute(stmt))
+
+
+async def get_folder(conn: AsyncConnection, user_id: str, folder_id: str) -> Row | None:
+    stmt = select(folders).where(folders.c.id == folder_id, folders.c.user_id == user_id)
+    return (await conn.execute(stmt)).first()
+
+
+async def get_folder_by_path(conn: AsyncConnection, user_id: str, path: str) -> Row | None:
+    stmt = select(folders).where(folders.c.user_id == user_id, folders.c.path == path)
+    return (await conn.execute(stmt)).first()
+
+
+async def get_folder_by_special_use(conn: AsyncConnection, user_id: str, special_use: str) -> Row | None:
+    stmt = select(folders).where(folders.c.user_id == user_id, folders.c.special_use == special_use).limit(1)
+    return (await conn.execute(stmt)).first()
+
+
+async def existing_paths(conn: AsyncConnection, user_id: str, paths: Sequence[str]) -> set[str]:
+    stmt = select(folders.c.path).where(folders.c.user_id == user_id, folders.c.path.in_(list(paths)))
+    return set((await conn.scalars(stmt)).all())
+
+
+async def subtree(conn: AsyncConnection, user_id: str, path: str) -> list[Row]:
+    """The folder at ``path`` and every folder below it."""
+    stmt = select(folders).where(
+        folders.c.user_id == user_id,
+        or_(folders.c.path == path, folders.c.path.like(prefix_pattern(path + "/"), escape="\\")),
+    )
+    return list(await conn.execute(stmt))
+
+
+async def set_path(conn: AsyncConnection, folder_id: str, path: str) -> None:
+    await conn.execute(update(folders).where(folders.c.id == folder_id).values(path=path))
+
+
+async def update_folder(conn: AsyncConnection, folder_id: str, values: dict[str, Any]) -> None:
+    if values:
+        await conn.execute(update(folders).where(folders.c.id == folder_id).values(**values))
+
+
+async def allocate(conn: AsyncConnection, folder_id: str, uids: int) -> tuple[int, int]:
+    """Take ``uids`` consecutive UIDs and one new MODSEQ: (first UID, MODSEQ).
+
+    The UPDATE locks the folder row, so concurrent appends to one folder take turns
+    here and UIDs are strictly ascending in commit order, as IMAP requires.
+    """
+    stmt = (
+        update(folders)
+        .where(folders.c.id == folder_id)
+        .values(uid_next=folders.c.uid_next + uids, modseq=folders.c.modseq + 1)
+        .returning(folders.c.uid_next, folders.c.modseq)
+    )
+    uid_next, modseq = (await conn.execute(stmt)).one()
+    return int(uid_next) - uids, int(modseq)
+
+
+async def adjust_counters(
+    conn: AsyncConnection, folder_id: str, *, messages: int = 0, unseen: int = 0, size: int = 0, modseq: int | None = None
+) -> None:
+    values: dict[str, Any] = {}
+    if messages:
+        values["message_count"] = folders.c.message_count + messages
+    if unseen:
+        values["unseen_count"] = folders.c.unseen_count + unseen
+    if size:
+        values["size_total"] = folders.c.size_total + size
+    if modseq is not None:
+        values["modseq"] = greatest(conn, folders.c.modseq, literal(modseq))
+    if values:
+        await conn.execute(update(folders).where(folders.c.id == folder_id).values(**values))
+
+
+async def next_modseq(conn: AsyncConnection, folder_id: str) -> int:
+    stmt = update(folders).where(folders.c.id == folder_id).values(modseq=folders.c.modseq + 1).returning(folders.c.modseq)
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def delete_folder(conn: AsyncConnection, folder_id: str) -> None:
+    await conn.execute(delete(folders).where(folders.c.id == folder_id))

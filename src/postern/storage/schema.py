@@ -1,0 +1,180 @@
+"""The metadata schema, in SQLAlchemy Core.
+
+Times are integer milliseconds since the epoch (portable and cheap to compare).
+Every row that belongs to a user carries ``user_id`` so that the metadata can later be
+distributed by user without a schema change. Alembic migrations in ``migrations/``
+create exactly these tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+ID = String(24)
+
+# Process-wide secrets and markers, e.g. the digest of the admin access token.
+server_state = Table(
+    "server_state",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("username", String(128), nullable=False, unique=True),
+    Column("name", Text),
+    Column("password_hash", Text),  # NULL: the account has no password
+    Column("address", Text),  # the main address, kept here for cheap listings
+    Column("language", String(16)),
+    Column("retention_ms", BigInteger),
+    Column("quota_allowed", BigInteger, nullable=False),
+    Column("storage_used", BigInteger, nullable=False, server_default=text("0")),
+    Column("recipients_limit", Integer, nullable=False),
+    Column("forwards_limit", Integer, nullable=False),
+    Column("pub_key", Text, nullable=False, server_default=""),
+    Column("encrypt_messages", Boolean, nullable=False, server_default=text("false")),
+    Column("encrypt_forwarded", Boolean, nullable=False, server_default=text("false")),
+    Column("activated", Boolean, nullable=False, server_default=text("true")),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("require_password_change", Boolean, nullable=False, server_default=text("false")),
+    Column("created_ms", BigInteger, nullable=False),
+    CheckConstraint("storage_used >= 0", name="storage_used_positive"),
+)
+
+user_tags = Table(
+    "user_tags",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("tag", String(128), primary_key=True),
+    Index(None, "tag"),
+)
+
+addresses = Table(
+    "addresses",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("address", Text, nullable=False),  # as displayed (Unicode domain)
+    Column("address_key", Text, nullable=False, unique=True),  # normalised: one per system
+    Column("main", Boolean, nullable=False, server_default=text("false")),
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "user_id"),
+    # At most one main address per user, enforced by the database itself.
+    Index(
+        "uq_addresses_one_main",
+        "user_id",
+        unique=True,
+        sqlite_where=text("main"),
+        postgresql_where=text("main"),
+    ),
+)
+
+folders = Table(
+    "folders",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("special_use", String(16)),
+    Column("subscribed", Boolean, nullable=False, server_default=text("true")),
+    Column("retention_ms", BigInteger),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid_next", BigInteger, nullable=False, server_default=text("1")),
+    Column("modseq", BigInteger, nullable=False, server_default=text("1")),
+    # Counters kept in step with every change, so that listings never count rows.
+    Column("message_count", Integer, nullable=False, server_default=text("0")),
+    Column("unseen_count", Integer, nullable=False, server_default=text("0")),
+    Column("size_total", BigInteger, nullable=False, server_default=text("0")),
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "path", unique=True),
+)
+
+# Raw messages are content-addressed; this table counts the references to each blob.
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("refcount", Integer, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_blobs_unreferenced", "key", sqlite_where=text("refcount <= 0"), postgresql_where=text("refcount <= 0")),
+)
+
+threads = Table(
+    "threads",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("subject", Text, nullable=False),  # normalised subject
+    Column("updated_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "subject"),
+)
+
+# Message-IDs seen in a thread (its messages' own ids and the ids they reference).
+thread_refs = Table(
+    "thread_refs",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("ref", String(255), primary_key=True),
+    Column("thread_id", ID, ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
+    Index(None, "thread_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("folder_id", ID, ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True),
+    Column("uid", BigInteger, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("blob_key", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("internal_ms", BigInteger, nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Column("seen", Boolean, nullable=False, server_default=text("false")),
+    Column("flagged", Boolean, nullable=False, server_default=text("false")),
+    Column("draft", Boolean, nullable=False, server_default=text("false")),
+    Column("deleted", Boolean, nullable=False, server_default=text("false")),
+    Column("answered", Boolean, nullable=False, server_default=text("false")),
+    Column("keywords", Text, nullable=False, server_default="[]"),  # JSON list
+    Column("thread_id", ID, nullable=False),
+    # The summary parsed once at append, so that listings never open the blob.
+    Column("from_name", Text, nullable=False, server_default=""),
+    Column("from_address", Text, nullable=False, server_default=""),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("message_id", Text),
+    Column("date_ms", BigInteger),
+    Column("intro", Text, nullable=False, server_default=""),
+    Column("has_attachments", Boolean, nullable=False, server_default=text("false")),
+    Column("summary", Text, nullable=False),  # JSON: to, cc, bcc, reply-to, references, attachments
+    Column("expires_ms", BigInteger),
+    Index(None, "user_id", "message_id"),
+    Index(None, "folder_id", "modseq"),
+    Index(None, "thread_id"),
+    Index("ix_messages_expiring", "expires_ms", sqlite_where=text("expires_ms IS NOT NULL"), postgresql_where=text("expires_ms IS NOT NULL")),
+)

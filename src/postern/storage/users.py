@@ -1,0 +1,190 @@
+"""Users, their tags and their addresses."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, case, delete, exists, func, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from postern.storage.dialect import like_pattern
+from postern.storage.pagination import Cursor
+from postern.storage.schema import addresses, blobs, folders, messages, thread_refs, threads, user_tags, users
+
+
+async def insert_user(conn: AsyncConnection, values: dict[str, Any], tags: Sequence[str]) -> None:
+    await conn.execute(users.insert().values(**values))
+    await set_tags(conn, values["id"], tags)
+
+
+async def set_tags(conn: AsyncConnection, user_id: str, tags: Sequence[str]) -> None:
+    await conn.execute(delete(user_tags).where(user_tags.c.user_id == user_id))
+    if tags:
+        await conn.execute(user_tags.insert(), [{"user_id": user_id, "tag": t} for t in tags])
+
+
+async def get_user(conn: AsyncConnection, user_id: str) -> Row | None:
+    return (await conn.execute(select(users).where(users.c.id == user_id))).first()
+
+
+async def get_user_by_username(conn: AsyncConnection, username: str) -> Row | None:
+    return (await conn.execute(select(users).where(users.c.username == username))).first()
+
+
+async def get_user_by_address_key(conn: AsyncConnection, address_key: str) -> Row | None:
+    stmt = select(users).join(addresses, addresses.c.user_id == users.c.id).where(addresses.c.address_key == address_key)
+    return (await conn.execute(stmt)).first()
+
+
+async def tags_of(conn: AsyncConnection, user_ids: Sequence[str]) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {uid: [] for uid in user_ids}
+    if not user_ids:
+        return result
+    rows = await conn.execute(
+        select(user_tags.c.user_id, user_tags.c.tag).where(user_tags.c.user_id.in_(user_ids)).order_by(user_tags.c.tag)
+    )
+    for user_id, tag in rows:
+        result[user_id].append(tag)
+    return result
+
+
+def _user_filters(query: str | None, any_tags: Sequence[str], all_tags: Sequence[str]) -> list[Any]:
+    filters: list[Any] = []
+    if query:
+        pattern = like_pattern(query.lower())
+        filters.append(
+            or_(users.c.username.like(pattern, escape="\\"), func.lower(users.c.address).like(pattern, escape="\\"))
+        )
+    if any_tags:
+        filters.append(exists().where(and_(user_tags.c.user_id == users.c.id, user_tags.c.tag.in_(any_tags))))
+    for tag in all_tags:
+        filters.append(exists().where(and_(user_tags.c.user_id == users.c.id, user_tags.c.tag == tag)))
+    return filters
+
+
+async def list_users(
+    conn: AsyncConnection,
+    *,
+    query: str | None,
+    any_tags: Sequence[str],
+    all_tags: Sequence[str],
+    limit: int,
+    cursor: Cursor | None,
+) -> tuple[list[Row], int]:
+    """Users ordered by username; fetches ``limit + 1`` rows to tell whether more follow."""
+    filters = _user_filters(query, any_tags, all_tags)
+    total = await conn.scalar(select(func.count()).select_from(users).where(*filters))
+    stmt = select(users).where(*filters)
+    if cursor is not None and cursor.direction == "previous":
+        stmt = stmt.where(users.c.username < cursor.key[0]).order_by(users.c.username.desc())
+    else:
+        if cursor is not None:
+            stmt = stmt.where(users.c.username > cursor.key[0])
+        stmt = stmt.order_by(users.c.username)
+    rows = list(await conn.execute(stmt.limit(limit + 1)))
+    return rows, int(total or 0)
+
+
+async def update_user(conn: AsyncConnection, user_id: str, values: dict[str, Any]) -> None:
+    if values:
+        await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+
+
+async def add_storage_used(conn: AsyncConnection, user_id: str, delta: int) -> None:
+    if delta:
+        await conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(storage_used=case((users.c.storage_used + delta < 0, 0), else_=users.c.storage_used + delta))
+        )
+
+
+async def reserve_storage(conn: AsyncConnection, user_id: str, size: int) -> bool:
+    """Add ``size`` to the user's usage only if it stays within the quota."""
+    result = await conn.execute(
+        update(users)
+        .where(users.c.id == user_id, users.c.storage_used + size <= users.c.quota_allowed)
+        .values(storage_used=users.c.storage_used + size)
+    )
+    return result.rowcount == 1
+
+
+async def recount_storage(conn: AsyncConnection, user_id: str) -> int:
+    used = await conn.scalar(select(func.coalesce(func.sum(messages.c.size), 0)).where(messages.c.user_id == user_id))
+    await conn.execute(update(users).where(users.c.id == user_id).values(storage_used=int(used or 0)))
+    return int(used or 0)
+
+
+async def delete_user(conn: AsyncConnection, user_id: str) -> bool:
+    """Delete the user and everything it owns; its blobs lose one reference per message."""
+    refs = (
+        select(messages.c.blob_key, func.count().label("n"))
+        .where(messages.c.user_id == user_id)
+        .group_by(messages.c.blob_key)
+        .subquery()
+    )
+    await conn.execute(
+        update(blobs)
+        .where(blobs.c.key == refs.c.blob_key)
+        .values(refcount=blobs.c.refcount - refs.c.n)
+    )
+    # Children first: explicit deletes keep the order obvious on both databases.
+    for table in (messages, thread_refs, threads, folders, addresses, user_tags):
+        await conn.execute(delete(table).where(table.c.user_id == user_id))
+    result = await conn.execute(delete(users).where(users.c.id == user_id))
+    return result.rowcount == 1
+
+
+# Addresses ---------------------------------------------------------------------------
+
+
+async def insert_address(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(addresses.insert().values(**values))
+
+
+async def address_key_taken(conn: AsyncConnection, address_key: str) -> bool:
+    return bool(await conn.scalar(select(exists().where(addresses.c.address_key == address_key))))
+
+
+async def list_user_addresses(conn: AsyncConnection, user_id: str) -> list[Row]:
+    stmt = select(addresses).where(addresses.c.user_id == user_id).order_by(addresses.c.created_ms, addresses.c.id)
+    return list(await conn.execute(stmt))
+
+
+async def get_address(conn: AsyncConnection, user_id: str, address_id: str) -> Row | None:
+    stmt = select(addresses).where(addresses.c.id == address_id, addresses.c.user_id == user_id)
+    return (await conn.execute(stmt)).first()
+
+
+async def get_address_by_key(conn: AsyncConnection, address_key: str) -> Row | None:
+    return (await conn.execute(select(addresses).where(addresses.c.address_key == address_key))).first()
+
+
+async def set_main_address(conn: AsyncConnection, user_id: str, address_id: str, address: str) -> None:
+    # Clear the old main first: the partial unique index allows one main at a time.
+    await conn.execute(update(addresses).where(addresses.c.user_id == user_id, addresses.c.main).values(main=False))
+    await conn.execute(update(addresses).where(addresses.c.id == address_id).values(main=True))
+    await conn.execute(update(users).where(users.c.id == user_id).values(address=address))
+
+
+async def delete_address(conn: AsyncConnection, address_id: str) -> None:
+    await conn.execute(delete(addresses).where(addresses.c.id == address_id))
+
+
+async def search_addresses(
+    conn: AsyncConnection, *, query: str | None, limit: int, cursor: Cursor | None
+) -> tuple[list[Row], int]:
+    filters: list[Any] = []
+    if query:
+        filters.append(addresses.c.address_key.like(like_pattern(query.lower()), escape="\\") | addresses.c.address.like(like_pattern(query), escape="\\"))
+    total = await conn.scalar(select(func.count()).select_from(addresses).where(*filters))
+    stmt = select(addresses).where(*filters)
+    if cursor is not None and cursor.direction == "previous":
+        stmt = stmt.where(addresses.c.address_key < cursor.key[0]).order_by(addresses.c.address_key.desc())
+    else:
+        if cursor is not None:
+            stmt = stmt.where(addresses.c.address_key > cursor.key[0])
+        stmt = stmt.order_by(addresses.c.address_key)
+    return list(await conn.execute(stmt.limit(limit + 1))), int(total or 0)

@@ -1,0 +1,538 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import obstore
+import pytest
+from obstore.store import LocalStore, MemoryStore
+
+from postern.storage import blobs as blobs_module
+from postern.storage.blobs import (
+    BlobNotFound,
+    BlobStore,
+    LocalBlobStore,
+    ObjectBlobStore,
+    open_blob_store,
+    validate_key,
+)
+
+BAD_KEYS = [
+    "../etc/passwd",
+    "../../../../../../etc/passwd",
+    "/etc/passwd",
+    "A" * 64,
+    hashlib.sha256(b"x").hexdigest().upper(),
+    "abc",
+    "0" * 63,
+    "0" * 65,
+    "g" * 64,
+    "ab/cd/" + "0" * 58,
+    "0" * 63 + "\n",
+    "0" * 32 + "\x00" + "0" * 31,
+    "",
+]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+async def collect_keys(store) -> list[str]:
+    return [k async for k in store.keys()]
+
+
+async def read_stream(store, key: str, chunk_size: int = 65536) -> list[bytes]:
+    return [chunk async for chunk in store.stream(key, chunk_size)]
+
+
+@pytest.fixture(params=["local", "local-nofsync", "memory", "obstore-local"])
+async def store(request, tmp_path):
+    kind = request.param
+    if kind == "local":
+        s = LocalBlobStore(tmp_path / "blobs")
+    elif kind == "local-nofsync":
+        s = LocalBlobStore(tmp_path / "blobs", fsync=False)
+    elif kind == "memory":
+        s = ObjectBlobStore(MemoryStore())
+    else:
+        root = tmp_path / "objects"
+        root.mkdir()
+        s = ObjectBlobStore(LocalStore(root))
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def local(tmp_path):
+    s = LocalBlobStore(tmp_path / "blobs")
+    yield s
+    await s.close()
+
+
+# ----------------------------------------------------------------- shared behaviour
+
+
+async def test_satisfies_protocol(store):
+    assert isinstance(store, BlobStore)
+
+
+async def test_round_trip(store):
+    data = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n"
+    key = await store.put(data)
+    assert await store.get(key) == data
+    assert await store.exists(key)
+
+
+async def test_key_is_lowercase_sha256(store):
+    data = os.urandom(1000)
+    key = await store.put(data)
+    assert key == sha(data)
+    assert len(key) == 64 and key == key.lower()
+    validate_key(key)
+
+
+async def test_empty_blob(store):
+    key = await store.put(b"")
+    assert key == sha(b"")
+    assert await store.get(key) == b""
+    assert await read_stream(store, key) == []
+
+
+async def test_put_is_idempotent(store):
+    data = b"same bytes"
+    k1 = await store.put(data)
+    k2 = await store.put(data)
+    assert k1 == k2
+    assert await collect_keys(store) == [k1]
+    assert await store.get(k1) == data
+
+
+async def test_put_accepts_bytes_like(store):
+    data = b"bytes-like input"
+    key = await store.put(bytearray(data))
+    assert key == sha(data)
+    assert await store.get(key) == data
+
+
+async def test_large_blob(store):
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    key = await store.put(data)
+    assert key == sha(data)
+    assert await store.get(key) == data
+    assert b"".join(await read_stream(store, key)) == data
+
+
+async def test_put_many_round_trip_and_dedup(store):
+    items = [b"one", b"two", b"one", b"three", b"two"]
+    keys = await store.put_many(items)
+    assert keys == [sha(i) for i in items]
+    assert keys[0] == keys[2] and keys[1] == keys[4]
+    assert sorted(await collect_keys(store)) == sorted({sha(i) for i in items})
+    for key, item in zip(keys, items):
+        assert await store.get(key) == item
+
+
+async def test_put_many_skips_already_stored(store):
+    first = await store.put(b"already here")
+    keys = await store.put_many([b"already here", b"new"])
+    assert keys == [first, sha(b"new")]
+    assert sorted(await collect_keys(store)) == sorted([first, sha(b"new")])
+
+
+async def test_put_many_empty(store):
+    assert await store.put_many([]) == []
+    assert await collect_keys(store) == []
+
+
+async def test_stream_yields_exact_bytes_in_chunks(store):
+    data = bytes(range(256)) * 40 + b"tail"  # 10244 bytes
+    key = await store.put(data)
+    chunks = await read_stream(store, key, chunk_size=1000)
+    assert b"".join(chunks) == data
+    assert len(chunks) == 11
+    assert all(len(c) == 1000 for c in chunks[:-1])
+    assert len(chunks[-1]) == 244
+    assert all(isinstance(c, bytes) for c in chunks)
+
+
+async def test_stream_default_chunk_size(store):
+    data = os.urandom(200_000)
+    key = await store.put(data)
+    chunks = await read_stream(store, key)
+    assert b"".join(chunks) == data
+    assert all(len(c) <= 65536 for c in chunks)
+    assert len(chunks) == 4
+
+
+async def test_stream_rejects_bad_chunk_size(store):
+    key = await store.put(b"x")
+    with pytest.raises(ValueError):
+        await read_stream(store, key, chunk_size=0)
+
+
+async def test_get_missing_raises_blob_not_found(store):
+    missing = sha(b"never stored")
+    with pytest.raises(BlobNotFound) as info:
+        await store.get(missing)
+    assert isinstance(info.value, KeyError)
+    assert missing in str(info.value)
+
+
+async def test_stream_missing_raises_on_first_iteration(store):
+    missing = sha(b"never stored")
+    iterator = store.stream(missing)  # creating the generator does not raise
+    with pytest.raises(BlobNotFound):
+        await iterator.__anext__()
+
+
+async def test_exists(store):
+    key = sha(b"nope")
+    assert not await store.exists(key)
+    await store.put(b"nope")
+    assert await store.exists(key)
+
+
+@pytest.mark.parametrize("bad", BAD_KEYS)
+async def test_bad_keys_raise_value_error(store, bad):
+    with pytest.raises(ValueError):
+        await store.get(bad)
+    with pytest.raises(ValueError):
+        await store.exists(bad)
+    with pytest.raises(ValueError):
+        await store.delete(bad)
+    with pytest.raises(ValueError):
+        await read_stream(store, bad)
+
+
+async def test_bad_key_is_not_blob_not_found(store):
+    # BlobNotFound is a KeyError; a malformed key must be a ValueError, not "missing".
+    with pytest.raises(ValueError) as info:
+        await store.get("../etc/passwd")
+    assert not isinstance(info.value, KeyError)
+
+
+async def test_delete_is_idempotent(store):
+    key = await store.put(b"to delete")
+    await store.delete(key)
+    assert not await store.exists(key)
+    with pytest.raises(BlobNotFound):
+        await store.get(key)
+    await store.delete(key)  # missing is not an error
+    await store.delete(sha(b"never stored"))
+
+
+async def test_delete_then_put_again(store):
+    key = await store.put(b"resurrect")
+    await store.delete(key)
+    assert await store.put(b"resurrect") == key
+    assert await store.get(key) == b"resurrect"
+
+
+async def test_keys_lists_exactly_stored(store):
+    assert await collect_keys(store) == []
+    items = [f"message {i}".encode() for i in range(25)]
+    keys = set(await store.put_many(items))
+    await store.put(b"single")
+    keys.add(sha(b"single"))
+    await store.delete(sha(b"message 3"))
+    keys.discard(sha(b"message 3"))
+    listed = await collect_keys(store)
+    assert len(listed) == len(set(listed))
+    assert set(listed) == keys
+
+
+# --------------------------------------------------------------------- local store
+
+
+def _files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+async def test_local_layout(local, tmp_path):
+    data = b"layout"
+    key = await local.put(data)
+    path = tmp_path / "blobs" / key[:2] / key[2:4] / key
+    assert path.is_file()
+    assert path.read_bytes() == data
+    assert local.path_for(key) == path
+    assert _files_under(tmp_path / "blobs") == [path]
+
+
+async def test_local_same_bytes_twice_one_file_not_rewritten(local, tmp_path):
+    key = await local.put(b"dedup me")
+    path = local.path_for(key)
+    before = os.stat(path)
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert await local.put(b"dedup me") == key
+    after = os.stat(path)
+    assert after.st_ino == before.st_ino
+    assert after.st_mtime_ns == 1_000_000_000  # not rewritten
+    assert _files_under(tmp_path / "blobs") == [path]
+
+
+async def test_local_rewrites_truncated_file(local):
+    data = b"complete content"
+    key = await local.put(data)
+    path = local.path_for(key)
+    path.write_bytes(data[:5])  # damaged (wrong size) copy gets replaced
+    assert await local.put(data) == key
+    assert path.read_bytes() == data
+
+
+async def test_local_no_temp_files_left(local, tmp_path):
+    await local.put_many([os.urandom(100) for _ in range(20)])
+    await local.put(b"x")
+    leftovers = [p for p in (tmp_path / "blobs").rglob(".tmp-*")]
+    assert leftovers == []
+
+
+async def test_local_put_many_fsync_order(local, monkeypatch):
+    """put_many writes everything, fsyncs every file, renames, then fsyncs each
+    touched directory once, all in a single worker-thread call."""
+    events: list[tuple[str, object]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fake_fsync(fd):
+        events.append(("fsync", fd))
+        return real_fsync(fd)
+
+    def fake_replace(src, dst):
+        events.append(("replace", Path(dst).name))
+        return real_replace(src, dst)
+
+    def fake_fsync_dir(path):
+        events.append(("dirsync", Path(path)))
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            real_fsync(fd)
+        finally:
+            os.close(fd)
+
+    thread_calls = []
+    real_to_thread = blobs_module.asyncio.to_thread
+
+    async def counting_to_thread(func, *args, **kwargs):
+        thread_calls.append(func)
+        return await real_to_thread(func, *args, **kwargs)
+
+    monkeypatch.setattr(blobs_module.os, "fsync", fake_fsync)
+    monkeypatch.setattr(blobs_module.os, "replace", fake_replace)
+    monkeypatch.setattr(blobs_module, "_fsync_dir", fake_fsync_dir)
+    monkeypatch.setattr(blobs_module.asyncio, "to_thread", counting_to_thread)
+
+    items = [f"group commit {i}".encode() for i in range(10)] + [b"group commit 0"]
+    keys = await local.put_many(items)
+    assert len(thread_calls) == 1
+
+    kinds = [e[0] for e in events]
+    n_files = 10
+    assert kinds[:n_files] == ["fsync"] * n_files
+    assert kinds[n_files : 2 * n_files] == ["replace"] * n_files
+    assert set(kinds[2 * n_files :]) == {"dirsync"}
+    synced_dirs = [e[1] for e in events if e[0] == "dirsync"]
+    assert len(synced_dirs) == len(set(synced_dirs))  # one fsync per directory
+    leaf_dirs = {local.path_for(k).parent for k in keys}
+    assert leaf_dirs <= set(synced_dirs)
+    # freshly created fan-out dirs: their parents were synced too
+    assert local.root in synced_dirs
+    assert {d.parent for d in leaf_dirs} <= set(synced_dirs)
+    for key, item in zip(keys, items):
+        assert await local.get(key) == item
+
+    # Second time round everything is deduplicated: no writes, no syncs.
+    events.clear()
+    assert await local.put_many(items) == keys
+    assert events == []
+
+
+async def test_local_fsync_false_skips_syncs(tmp_path, monkeypatch):
+    store = LocalBlobStore(tmp_path / "blobs", fsync=False)
+    calls = []
+    monkeypatch.setattr(blobs_module.os, "fsync", lambda fd: calls.append(fd))
+    monkeypatch.setattr(blobs_module, "_fsync_dir", lambda p: calls.append(p))
+    key = await store.put(b"fast")
+    await store.put_many([b"a", b"b"])
+    assert calls == []
+    assert await store.get(key) == b"fast"
+
+
+async def test_local_failed_write_leaves_no_temp(local, monkeypatch, tmp_path):
+    await local.put(b"existing")  # creates root
+
+    def broken_fsync(fd):
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(blobs_module.os, "fsync", broken_fsync)
+    with pytest.raises(OSError):
+        await local.put_many([b"first", b"second"])
+    monkeypatch.undo()
+    assert list((tmp_path / "blobs").rglob(".tmp-*")) == []
+    assert not await local.exists(sha(b"first"))
+    assert await collect_keys(local) == [sha(b"existing")]
+
+
+async def test_local_crash_leftover_temp_ignored_and_cleaned(local):
+    key = await local.put(b"real message")
+    leaf = local.path_for(key).parent
+    stale = leaf / ".tmp-deadbeefdeadbeef"
+    stale.write_bytes(b"partial")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    fresh = leaf / ".tmp-0123456789abcdef"
+    fresh.write_bytes(b"in progress")
+    root_stale = local.root / ".tmp-0000000000000000"
+    root_stale.write_bytes(b"x")
+    os.utime(root_stale, (old, old))
+
+    assert await collect_keys(local) == [key]
+
+    removed = await local.cleanup_temp(older_than_seconds=3600)
+    assert removed == 2
+    assert not stale.exists()
+    assert not root_stale.exists()
+    assert fresh.exists()  # may belong to a write in progress
+
+    assert await local.cleanup_temp(older_than_seconds=0) == 1
+    assert not fresh.exists()
+    assert await local.get(key) == b"real message"
+    assert await collect_keys(local) == [key]
+
+
+async def test_local_keys_skips_stray_files(local):
+    key = await local.put(b"kept")
+    root = local.root
+    (root / "README").write_text("not a blob")
+    (root / "zz").mkdir()
+    (root / "zz" / "zz").mkdir()
+    (root / "zz" / "zz" / ("z" * 64)).write_text("bad name")
+    misplaced = sha(b"misplaced")
+    (local.path_for(key).parent / misplaced).write_bytes(b"misplaced")  # wrong fan-out
+    (local.path_for(key).parent / ("0" * 63)).write_bytes(b"short")
+    assert await collect_keys(local) == [key]
+
+
+async def test_local_keys_on_missing_root(tmp_path):
+    store = LocalBlobStore(tmp_path / "does-not-exist")
+    assert await collect_keys(store) == []
+    assert not await store.exists(sha(b"x"))
+    with pytest.raises(BlobNotFound):
+        await store.get(sha(b"x"))
+    await store.delete(sha(b"x"))
+    assert await store.cleanup_temp(0) == 0
+
+
+async def test_local_path_traversal_cannot_escape(local, tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"top secret")
+    for bad in ["../secret", "../../secret", str(secret)]:
+        with pytest.raises(ValueError):
+            await local.get(bad)
+        with pytest.raises(ValueError):
+            await local.delete(bad)
+        with pytest.raises(ValueError):
+            local.path_for(bad)
+    assert secret.read_bytes() == b"top secret"
+
+
+async def test_local_creates_nested_root(tmp_path):
+    store = LocalBlobStore(tmp_path / "a" / "b" / "c")
+    key = await store.put(b"deep")
+    assert (tmp_path / "a" / "b" / "c" / key[:2] / key[2:4] / key).read_bytes() == b"deep"
+
+
+async def test_local_many_blobs_more_than_open_file_group(tmp_path, monkeypatch):
+    monkeypatch.setattr(blobs_module, "_MAX_OPEN_FILES", 7)
+    store = LocalBlobStore(tmp_path / "blobs", fsync=False)
+    items = [f"blob {i}".encode() for i in range(30)]
+    keys = await store.put_many(items)
+    assert sorted(await collect_keys(store)) == sorted(keys)
+    for key, item in zip(keys, items):
+        assert await store.get(key) == item
+
+
+# -------------------------------------------------------------------- object store
+
+
+async def test_object_layout_and_skip_when_present(monkeypatch):
+    mem = MemoryStore()
+    store = ObjectBlobStore(mem)
+    key = await store.put(b"object")
+    meta = await obstore.head_async(mem, f"{key[:2]}/{key[2:4]}/{key}")
+    assert meta["size"] == 6
+
+    puts = []
+    real_put = obstore.put_async
+
+    async def counting_put(*args, **kwargs):
+        puts.append(args[1])
+        return await real_put(*args, **kwargs)
+
+    monkeypatch.setattr(blobs_module.obstore, "put_async", counting_put)
+    assert await store.put(b"object") == key
+    assert await store.put_many([b"object", b"object", b"other"]) == [key, key, sha(b"other")]
+    assert puts == [f"{sha(b'other')[:2]}/{sha(b'other')[2:4]}/{sha(b'other')}"]
+
+
+async def test_object_keys_skip_foreign_objects():
+    mem = MemoryStore()
+    store = ObjectBlobStore(mem)
+    key = await store.put(b"mine")
+    await obstore.put_async(mem, "README", b"x")
+    await obstore.put_async(mem, "ab/cd/" + "0" * 64, b"wrong fan-out")
+    await obstore.put_async(mem, "ab/cd/not-a-key", b"x")
+    assert await collect_keys(store) == [key]
+
+
+# ------------------------------------------------------------------------- factory
+
+
+async def test_open_blob_store_plain_path(tmp_path):
+    store = open_blob_store(str(tmp_path / "plain"))
+    assert isinstance(store, LocalBlobStore)
+    assert store.root == tmp_path / "plain"
+    assert store.fsync is True
+    key = await store.put(b"plain")
+    assert (tmp_path / "plain" / key[:2] / key[2:4] / key).read_bytes() == b"plain"
+
+
+async def test_open_blob_store_file_url(tmp_path):
+    store = open_blob_store((tmp_path / "via url").as_uri(), fsync=False)
+    assert isinstance(store, LocalBlobStore)
+    assert store.root == tmp_path / "via url"
+    assert store.fsync is False
+    key = await store.put(b"file url")
+    assert await store.get(key) == b"file url"
+    assert (tmp_path / "via url" / key[:2] / key[2:4] / key).is_file()
+
+
+def test_open_blob_store_file_url_remote_host_rejected():
+    with pytest.raises(ValueError):
+        open_blob_store("file://otherhost/srv/blobs")
+
+
+async def test_open_blob_store_memory():
+    store = open_blob_store("memory://")
+    assert isinstance(store, ObjectBlobStore)
+    key = await store.put(b"in memory")
+    assert await store.get(key) == b"in memory"
+    # each call gives a separate store
+    other = open_blob_store("memory://")
+    assert not await other.exists(key)
+
+
+def test_open_blob_store_s3(monkeypatch):
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    store = open_blob_store("s3://bucket/some/prefix")
+    assert isinstance(store, ObjectBlobStore)
+    assert "S3Store" in type(store.store).__name__
+    assert store.store.prefix == "some/prefix"
+
+
+def test_open_blob_store_empty():
+    with pytest.raises(ValueError):
+        open_blob_store("  ")
