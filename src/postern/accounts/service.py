@@ -1,0 +1,265 @@
+"""The accounts service: users, their addresses and password authentication."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+
+from postern.accounts.addressing import NormalisedAddress, normalise_address, normalise_username
+from postern.accounts.passwords import Passwords
+from postern.config import Settings
+from postern.errors import AuthFailed, Conflict, Forbidden, InvalidInput, NotFound
+from postern.events import EventBus, UserDeleted
+from postern.mailstore.folders import default_folder_rows
+from postern.storage import folders as folder_store
+from postern.storage import users as user_store
+from postern.storage.database import Database
+from postern.storage.ids import is_id, new_id, now_ms
+from postern.storage.pagination import Cursor
+
+SCOPES = ("master", "imap", "pop3", "smtp")
+UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class NewUser:
+    username: str
+    password: str | None
+    address: str | None = None
+    empty_address: bool = False
+    name: str | None = None
+    quota: int | None = None
+    retention_ms: int | None = None
+    language: str | None = None
+    recipients: int | None = None
+    forwards: int | None = None
+    tags: Sequence[str] = ()
+    pub_key: str = ""
+    encrypt_messages: bool = False
+    encrypt_forwarded: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Authenticated:
+    user: Row
+    scope: str
+    require_2fa: list[str]
+    require_password_change: bool
+
+
+def normalise_tags(tags: Sequence[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for tag in tags:
+        tag = tag.strip().lower()
+        if tag:
+            if len(tag) > 128:
+                raise InvalidInput("tags must be at most 128 characters each", field="tags")
+            seen[tag] = None
+    return list(seen)
+
+
+class Accounts:
+    def __init__(self, db: Database, settings: Settings, passwords: Passwords, bus: EventBus):
+        self.db = db
+        self.settings = settings
+        self.passwords = passwords
+        self.bus = bus
+
+    # Users ---------------------------------------------------------------------------
+
+    async def create_user(self, new: NewUser) -> str:
+        username = normalise_username(new.username)
+        address: NormalisedAddress | None = None
+        if not new.empty_address:
+            if new.address:
+                address = normalise_address(new.address)
+            elif "@" in username:
+                address = normalise_address(username, "username")
+            else:
+                address = normalise_address(f"{username}@{self.settings.domain}", "address")
+        password_hash = await self.passwords.hash(new.password) if new.password is not None else None
+        user_id = new_id()
+        created = now_ms()
+        values = {
+            "id": user_id,
+            "username": username,
+            "name": new.name,
+            "password_hash": password_hash,
+            "address": address.display if address else None,
+            "language": new.language,
+            "retention_ms": new.retention_ms or None,
+            "quota_allowed": new.quota if new.quota is not None else self.settings.default_quota,
+            "recipients_limit": new.recipients if new.recipients is not None else self.settings.default_recipients,
+            "forwards_limit": new.forwards if new.forwards is not None else self.settings.default_forwards,
+            "pub_key": new.pub_key,
+            "encrypt_messages": new.encrypt_messages,
+            "encrypt_forwarded": new.encrypt_forwarded,
+            "created_ms": created,
+        }
+        try:
+            async with self.db.write() as conn:
+                if await user_store.get_user_by_username(conn, username) is not None:
+                    raise Conflict("This username already exists", code="UserExistsError", field="username")
+                if address and await user_store.address_key_taken(conn, address.key):
+                    raise Conflict("This address already exists", code="AddressExistsError", field="address")
+                await user_store.insert_user(conn, values, normalise_tags(new.tags))
+                if address:
+                    await user_store.insert_address(
+                        conn,
+                        {"id": new_id(), "user_id": user_id, "address": address.display, "address_key": address.key, "main": True, "created_ms": created},
+                    )
+                await folder_store.insert_folders(conn, default_folder_rows(user_id, values["retention_ms"]))
+        except IntegrityError:
+            # Lost a race with a concurrent request for the same name or address.
+            raise Conflict("This username or address already exists", code="UserExistsError", field="username") from None
+        return user_id
+
+    async def get_user(self, user_id: str) -> tuple[Row, list[str]]:
+        async with self.db.read() as conn:
+            user = await self._user(conn, user_id)
+            tags = await user_store.tags_of(conn, [user_id])
+        return user, tags[user_id]
+
+    async def _user(self, conn: Any, user_id: str) -> Row:
+        user = await user_store.get_user(conn, user_id) if is_id(user_id) else None
+        if user is None:
+            raise NotFound("This user does not exist", code="UserNotFound")
+        return user
+
+    async def require_user(self, conn: Any, user_id: str) -> Row:
+        """For other services: the user row inside their transaction, or NotFound."""
+        return await self._user(conn, user_id)
+
+    async def list_users(
+        self, *, query: str | None, any_tags: Sequence[str], all_tags: Sequence[str], limit: int, cursor: Cursor | None
+    ) -> tuple[list[Row], dict[str, list[str]], int]:
+        async with self.db.read() as conn:
+            rows, total = await user_store.list_users(
+                conn, query=query, any_tags=normalise_tags(any_tags), all_tags=normalise_tags(all_tags), limit=limit, cursor=cursor
+            )
+            tags = await user_store.tags_of(conn, [r.id for r in rows])
+        return rows, tags, total
+
+    async def update_user(self, user_id: str, changes: dict[str, Any], existing_password: str | None = None) -> None:
+        values: dict[str, Any] = {}
+        for key in ("name", "language", "pub_key", "encrypt_messages", "encrypt_forwarded", "disabled"):
+            if key in changes:
+                values[key] = changes[key]
+        if "quota" in changes:
+            values["quota_allowed"] = changes["quota"]
+        if "retention_ms" in changes:
+            values["retention_ms"] = changes["retention_ms"] or None
+        if "recipients" in changes:
+            values["recipients_limit"] = changes["recipients"]
+        if "forwards" in changes:
+            values["forwards_limit"] = changes["forwards"]
+        if "password" in changes:
+            password = changes["password"]
+            values["password_hash"] = await self.passwords.hash(password) if password is not None else None
+            values["require_password_change"] = False
+        if existing_password is not None:
+            async with self.db.read() as conn:
+                user = await self._user(conn, user_id)
+            if not await self.passwords.verify(user.password_hash, existing_password):
+                raise AuthFailed("Password verification failed", field="existingPassword")
+        async with self.db.write() as conn:
+            await self._user(conn, user_id)
+            await user_store.update_user(conn, user_id, values)
+            if "tags" in changes:
+                await user_store.set_tags(conn, user_id, normalise_tags(changes["tags"]))
+
+    async def delete_user(self, user_id: str) -> None:
+        async with self.db.write() as conn:
+            await self._user(conn, user_id)
+            await user_store.delete_user(conn, user_id)
+        self.bus.publish([UserDeleted(user_id)])
+
+    # Authentication ------------------------------------------------------------------
+
+    async def find_login(self, login: str) -> Row | None:
+        """A user by username or by any of its addresses."""
+        login = login.strip()
+        async with self.db.read() as conn:
+            try:
+                user = await user_store.get_user_by_username(conn, normalise_username(login))
+            except InvalidInput:
+                user = None
+            if user is None and "@" in login:
+                try:
+                    user = await user_store.get_user_by_address_key(conn, normalise_address(login).key)
+                except InvalidInput:
+                    user = None
+        return user
+
+    async def authenticate(self, login: str, password: str, scope: str = "master") -> Authenticated:
+        if scope not in SCOPES:
+            raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}", field="scope")
+        user = await self.find_login(login)
+        # Verify even when the user does not exist (against a decoy hash), so that the
+        # answer's timing does not tell which accounts exist.
+        ok = await self.passwords.verify(user.password_hash if user else None, password)
+        if user is None or not ok:
+            raise AuthFailed("Authentication failed")
+        if user.disabled:
+            raise Forbidden("User account is disabled", code="UserDisabled")
+        return Authenticated(user, scope, [], bool(user.require_password_change))
+
+    # Addresses -----------------------------------------------------------------------
+
+    async def list_addresses(self, user_id: str) -> list[Row]:
+        async with self.db.read() as conn:
+            await self._user(conn, user_id)
+            return await user_store.list_user_addresses(conn, user_id)
+
+    async def get_address(self, user_id: str, address_id: str) -> Row:
+        async with self.db.read() as conn:
+            await self._user(conn, user_id)
+            return await self._address(conn, user_id, address_id)
+
+    async def _address(self, conn: Any, user_id: str, address_id: str) -> Row:
+        row = await user_store.get_address(conn, user_id, address_id) if is_id(address_id) else None
+        if row is None:
+            raise NotFound("This address does not exist", code="AddressNotFound")
+        return row
+
+    async def add_address(self, user_id: str, address: str, main: bool = False) -> str:
+        normalised = normalise_address(address)
+        address_id = new_id()
+        try:
+            async with self.db.write() as conn:
+                user = await self._user(conn, user_id)
+                if await user_store.address_key_taken(conn, normalised.key):
+                    raise Conflict("This address already exists", code="AddressExistsError", field="address")
+                await user_store.insert_address(
+                    conn,
+                    {"id": address_id, "user_id": user_id, "address": normalised.display, "address_key": normalised.key, "main": False, "created_ms": now_ms()},
+                )
+                # The first address of a user is its main one, whatever was asked.
+                if main or user.address is None:
+                    await user_store.set_main_address(conn, user_id, address_id, normalised.display)
+        except IntegrityError:
+            raise Conflict("This address already exists", code="AddressExistsError", field="address") from None
+        return address_id
+
+    async def set_main_address(self, user_id: str, address_id: str) -> None:
+        async with self.db.write() as conn:
+            await self._user(conn, user_id)
+            row = await self._address(conn, user_id, address_id)
+            if not row.main:
+                await user_store.set_main_address(conn, user_id, address_id, row.address)
+
+    async def delete_address(self, user_id: str, address_id: str) -> None:
+        async with self.db.write() as conn:
+            await self._user(conn, user_id)
+            row = await self._address(conn, user_id, address_id)
+            if row.main:
+                raise Forbidden("Main address can not be deleted", code="MainAddressError")
+            await user_store.delete_address(conn, address_id)
+
+    async def search_addresses(self, *, query: str | None, limit: int, cursor: Cursor | None) -> tuple[list[Row], int]:
+        async with self.db.read() as conn:
+            return await user_store.search_addresses(conn, query=query, limit=limit, cursor=cursor)

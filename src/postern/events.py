@@ -1,0 +1,117 @@
+"""Typed domain events and the in-process bus every door follows.
+
+Services publish events after their transaction commits; IMAP IDLE, POP3 and the
+update stream subscribe per user. A Redis-backed bus (for many processes) implements
+the same two methods.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    user_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageAdded(Event):
+    folder_id: str
+    uid: int
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesChanged(Event):
+    """Flags or expiry of these messages changed; their MODSEQ is now ``modseq``."""
+
+    folder_id: str
+    uids: tuple[int, ...]
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessagesExpunged(Event):
+    folder_id: str
+    uids: tuple[int, ...]
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class FolderCreated(Event):
+    folder_id: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderRenamed(Event):
+    folder_id: str
+    old_path: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class FolderDeleted(Event):
+    folder_id: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserDeleted(Event):
+    pass
+
+
+class Subscription:
+    """A bounded queue of one user's events. A subscriber that falls too far behind
+    is marked ``overflowed`` and must resynchronise from the store."""
+
+    def __init__(self, bus: EventBus, user_id: str, maxsize: int):
+        self._bus = bus
+        self.user_id = user_id
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(maxsize)
+        self.overflowed = False
+
+    def deliver(self, event: Event) -> None:
+        try:
+            self.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+    def close(self) -> None:
+        self._bus._unsubscribe(self)
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventBus:
+    def __init__(self, queue_size: int = 1000):
+        self._queue_size = queue_size
+        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+
+    def subscribe(self, user_id: str) -> Subscription:
+        subscription = Subscription(self, user_id, self._queue_size)
+        self._subscribers[user_id].add(subscription)
+        return subscription
+
+    def _unsubscribe(self, subscription: Subscription) -> None:
+        subscribers = self._subscribers.get(subscription.user_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.user_id]
+
+    def publish(self, events: Iterable[Event]) -> None:
+        for event in events:
+            for subscription in tuple(self._subscribers.get(event.user_id, ())):
+                subscription.deliver(event)

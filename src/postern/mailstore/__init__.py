@@ -1,0 +1,1 @@
+"""Folders, messages, flags, UIDs and MODSEQs, quota and threads."""
