@@ -1,0 +1,1 @@
+"""The HTTP doors: one FastAPI app serving the admin API (and later the user API)."""

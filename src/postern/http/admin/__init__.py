@@ -1,0 +1,1 @@
+"""The admin API: the WildDuck HTTP API's paths, parameters and answers."""

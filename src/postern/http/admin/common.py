@@ -1,0 +1,109 @@
+"""What the admin routes share: the access check, paging and answer models."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import APIKeyHeader, APIKeyQuery
+from pydantic import BaseModel
+
+from postern.errors import InvalidInput
+from postern.http.errors import ErrorResponse
+from postern.runtime import Runtime
+from postern.storage.pagination import Cursor, decode_cursor
+
+ID_PATTERN = r"^[0-9a-f]{24}$"
+UserId = Annotated[str, Path(pattern=ID_PATTERN, description="ID of the user")]
+AddressId = Annotated[str, Path(pattern=ID_PATTERN, description="ID of the address")]
+MailboxId = Annotated[str, Path(pattern=ID_PATTERN, description="ID of the mailbox")]
+MessageUid = Annotated[int, Path(ge=1, le=2**32 - 1, description="ID of the message (its IMAP UID)")]
+
+_token_query = APIKeyQuery(name="accessToken", auto_error=False, description="Admin access token")
+_token_header = APIKeyHeader(name="X-Access-Token", auto_error=False, description="Admin access token")
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+
+
+class AccessDenied(Exception):
+    def __init__(self, status: int, message: str, code: str):
+        self.status, self.message, self.code = status, message, code
+
+
+async def require_admin(
+    request: Request,
+    query_token: Annotated[str | None, Depends(_token_query)],
+    header_token: Annotated[str | None, Depends(_token_header)],
+) -> None:
+    runtime = runtime_of(request)
+    if not runtime.admin_token.required:
+        return
+    token = header_token or query_token
+    if not token:
+        raise AccessDenied(401, "Access token is required", "MissingAccessToken")
+    if not await runtime.admin_token.check(token):
+        raise AccessDenied(403, "Invalid access token", "InvalidToken")
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorResponse, "description": "Invalid input"},
+    401: {"model": ErrorResponse, "description": "Access token missing"},
+    403: {"model": ErrorResponse, "description": "Access token invalid, or the action is not allowed"},
+    404: {"model": ErrorResponse, "description": "Not found"},
+}
+
+
+def responses(model: type[BaseModel], *extra: int, **more: dict[str, Any]) -> dict[int | str, dict[str, Any]]:
+    """The documented answers of a route: its success model and the common errors."""
+    result: dict[int | str, dict[str, Any]] = {200: {"model": model}, **ERRORS}
+    for status in extra:
+        result[status] = {"model": ErrorResponse}
+    result.update({int(k): v for k, v in more.items()})
+    return result
+
+
+class Success(BaseModel):
+    success: Literal[True] = True
+
+
+class Created(BaseModel):
+    success: Literal[True] = True
+    id: str
+
+
+SUCCESS = {"success": True}
+
+
+# Paging ------------------------------------------------------------------------------
+
+Limit = Annotated[int, Query(ge=1, le=250, description="How many results to return (at most 250)")]
+PageNumber = Annotated[int, Query(ge=1, le=1_000_000, description="The page number the client is on (echoed back)")]
+NextCursor = Annotated[str | None, Query(max_length=512, description="Cursor for the next page")]
+PreviousCursor = Annotated[str | None, Query(max_length=512, description="Cursor for the previous page")]
+
+
+def cursor_from(next_cursor: str | None, previous_cursor: str | None, types: tuple[type, ...]) -> Cursor | None:
+    if next_cursor and previous_cursor:
+        raise InvalidInput("next and previous can not be used together", field="next")
+    if next_cursor:
+        return decode_cursor(next_cursor, "next", "next", types)
+    if previous_cursor:
+        return decode_cursor(previous_cursor, "previous", "previous", types)
+    return None
+
+
+def iso(ms: int | None) -> str | None:
+    """Milliseconds since the epoch as the API's ISO 8601 form, 2017-07-17T11:15:03.841Z."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def split_list(value: str | None) -> list[str]:
+    return [v for v in (p.strip() for p in (value or "").split(",")) if v]

@@ -1,0 +1,273 @@
+"""/users: search, create, read, update and delete users."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.engine import Row
+
+from postern.accounts.service import NewUser
+from postern.http.admin.common import (
+    SUCCESS,
+    Created,
+    Limit,
+    NextCursor,
+    PageNumber,
+    PreviousCursor,
+    RuntimeDep,
+    Success,
+    UserId,
+    cursor_from,
+    responses,
+    split_list,
+)
+from postern.storage.pagination import page_from_rows
+
+router = APIRouter(tags=["Users"])
+
+Password = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def _tags(value: list[str] | str | None) -> list[str]:
+    if value is None:
+        return []
+    items = split_list(value) if isinstance(value, str) else value
+    return [t for t in items if t.strip()]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    username: str = Field(min_length=1, max_length=128, description="Letters, numbers, dots, hyphens and underscores, or an email address")
+    password: Literal[False] | Password = Field(description="The password, or false for an account without one")
+    address: str | None = Field(default=None, max_length=320, description="Main address; generated from the username when absent")
+    emptyAddress: bool = False
+    name: str | None = Field(default=None, max_length=256)
+    quota: int | None = Field(default=None, ge=0, le=2**62)
+    retention: int | None = Field(default=None, ge=0, le=2**50, description="Default retention in ms for new folders")
+    language: str | None = Field(default=None, max_length=16)
+    recipients: int | None = Field(default=None, ge=0, le=10**9)
+    forwards: int | None = Field(default=None, ge=0, le=10**9)
+    tags: list[Annotated[str, Field(max_length=128)]] | str | None = Field(default=None, max_length=1000)
+    pubKey: str | None = Field(default=None, max_length=65536)
+    encryptMessages: bool = False
+    encryptForwarded: bool = False
+    sess: str | None = Field(default=None, max_length=255)
+    ip: str | None = Field(default=None, max_length=64)
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str | None = Field(default=None, max_length=256)
+    password: Literal[False] | Password | None = None
+    existingPassword: str | None = Field(default=None, max_length=256)
+    quota: int | None = Field(default=None, ge=0, le=2**62)
+    retention: int | Literal[False] | None = Field(default=None, ge=0, le=2**50)
+    language: str | None = Field(default=None, max_length=16)
+    recipients: int | None = Field(default=None, ge=0, le=10**9)
+    forwards: int | None = Field(default=None, ge=0, le=10**9)
+    tags: list[Annotated[str, Field(max_length=128)]] | str | None = Field(default=None, max_length=1000)
+    pubKey: str | None = Field(default=None, max_length=65536)
+    encryptMessages: bool | None = None
+    encryptForwarded: bool | None = None
+    disabled: bool | None = None
+    sess: str | None = Field(default=None, max_length=255)
+    ip: str | None = Field(default=None, max_length=64)
+
+    @field_validator("quota", "recipients", "forwards", "encryptMessages", "encryptForwarded", "disabled")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+
+class Quota(BaseModel):
+    allowed: int
+    used: int
+
+
+class Limit24h(BaseModel):
+    allowed: int
+    used: int
+    ttl: int | Literal[False]
+
+
+class Limits(BaseModel):
+    quota: Quota
+    recipients: Limit24h
+    forwards: Limit24h
+
+
+class UserListItem(BaseModel):
+    id: str
+    username: str
+    name: str | None
+    address: str | None
+    tags: list[str]
+    encryptMessages: bool
+    encryptForwarded: bool
+    quota: Quota
+    hasPasswordSet: bool
+    activated: bool
+    disabled: bool
+
+
+class UserList(BaseModel):
+    success: Literal[True]
+    query: str
+    total: int
+    page: int
+    previousCursor: str | Literal[False]
+    nextCursor: str | Literal[False]
+    results: list[UserListItem]
+
+
+class UserDetails(BaseModel):
+    success: Literal[True]
+    id: str
+    username: str
+    name: str | None
+    address: str | None
+    language: str | None
+    retention: int | Literal[False]
+    enabled2fa: list[str]
+    encryptMessages: bool
+    encryptForwarded: bool
+    pubKey: str
+    keyInfo: Literal[False]
+    limits: Limits
+    tags: list[str]
+    hasPasswordSet: bool
+    activated: bool
+    disabled: bool
+    requirePasswordChange: bool
+
+
+def _quota(user: Row) -> dict[str, int]:
+    return {"allowed": user.quota_allowed, "used": user.storage_used}
+
+
+def _list_item(user: Row, tags: list[str]) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "name": user.name,
+        "address": user.address,
+        "tags": tags,
+        "encryptMessages": user.encrypt_messages,
+        "encryptForwarded": user.encrypt_forwarded,
+        "quota": _quota(user),
+        "hasPasswordSet": user.password_hash is not None,
+        "activated": user.activated,
+        "disabled": user.disabled,
+    }
+
+
+@router.get("/users", summary="Search and list users", responses=responses(UserList))
+async def list_users(
+    runtime: RuntimeDep,
+    query: Annotated[str | None, Query(max_length=256, description="Partial match of username or address")] = None,
+    tags: Annotated[str | None, Query(max_length=1024, description="Comma separated; any of them")] = None,
+    requiredTags: Annotated[str | None, Query(max_length=1024, description="Comma separated; all of them")] = None,
+    limit: Limit = 20,
+    next: NextCursor = None,
+    previous: PreviousCursor = None,
+    page: PageNumber = 1,
+) -> dict[str, Any]:
+    cursor = cursor_from(next, previous, (str,))
+    rows, user_tags, total = await runtime.accounts.list_users(
+        query=query, any_tags=split_list(tags), all_tags=split_list(requiredTags), limit=limit, cursor=cursor
+    )
+    result = page_from_rows(rows, limit, cursor, lambda r: (r.username,))
+    return {
+        "success": True,
+        "query": query or "",
+        "total": total,
+        "page": page,
+        "previousCursor": result.previous_cursor or False,
+        "nextCursor": result.next_cursor or False,
+        "results": [_list_item(r, user_tags[r.id]) for r in result.rows],
+    }
+
+
+@router.post("/users", summary="Add a new user", responses=responses(Created, 409))
+async def create_user(body: UserCreate, runtime: RuntimeDep) -> dict[str, Any]:
+    user_id = await runtime.accounts.create_user(
+        NewUser(
+            username=body.username,
+            password=body.password or None,
+            address=body.address,
+            empty_address=body.emptyAddress,
+            name=body.name,
+            quota=body.quota,
+            retention_ms=body.retention,
+            language=body.language,
+            recipients=body.recipients,
+            forwards=body.forwards,
+            tags=_tags(body.tags),
+            pub_key=body.pubKey or "",
+            encrypt_messages=body.encryptMessages,
+            encrypt_forwarded=body.encryptForwarded,
+        )
+    )
+    return {"success": True, "id": user_id}
+
+
+@router.get("/users/{user}", summary="Get one user", responses=responses(UserDetails))
+async def get_user(user: UserId, runtime: RuntimeDep) -> dict[str, Any]:
+    row, tags = await runtime.accounts.get_user(user)
+    return {
+        "success": True,
+        "id": row.id,
+        "username": row.username,
+        "name": row.name,
+        "address": row.address,
+        "language": row.language,
+        "retention": row.retention_ms or False,
+        "enabled2fa": [],
+        "encryptMessages": row.encrypt_messages,
+        "encryptForwarded": row.encrypt_forwarded,
+        "pubKey": row.pub_key,
+        "keyInfo": False,
+        "limits": {
+            "quota": _quota(row),
+            "recipients": {"allowed": row.recipients_limit, "used": 0, "ttl": False},
+            "forwards": {"allowed": row.forwards_limit, "used": 0, "ttl": False},
+        },
+        "tags": tags,
+        "hasPasswordSet": row.password_hash is not None,
+        "activated": row.activated,
+        "disabled": row.disabled,
+        "requirePasswordChange": row.require_password_change,
+    }
+
+
+@router.put("/users/{user}", summary="Update user details", responses=responses(Success))
+async def update_user(user: UserId, body: UserUpdate, runtime: RuntimeDep) -> dict[str, Any]:
+    given = body.model_fields_set
+    changes: dict[str, Any] = {}
+    simple = {"name": "name", "language": "language", "quota": "quota", "recipients": "recipients", "forwards": "forwards",
+              "encryptMessages": "encrypt_messages", "encryptForwarded": "encrypt_forwarded", "disabled": "disabled"}
+    for field, key in simple.items():
+        if field in given:
+            changes[key] = getattr(body, field)
+    if "pubKey" in given:
+        changes["pub_key"] = body.pubKey or ""
+    if "retention" in given:
+        changes["retention_ms"] = body.retention or None
+    if "tags" in given:
+        changes["tags"] = _tags(body.tags)
+    if "password" in given and body.password is not None:
+        changes["password"] = body.password or None
+    await runtime.accounts.update_user(user, changes, body.existingPassword if "existingPassword" in given else None)
+    return SUCCESS
+
+
+@router.delete("/users/{user}", summary="Delete user", responses=responses(Success))
+async def delete_user(user: UserId, runtime: RuntimeDep) -> dict[str, Any]:
+    await runtime.accounts.delete_user(user)
+    return SUCCESS

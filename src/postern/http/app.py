@@ -1,0 +1,68 @@
+"""The FastAPI application: admin API routes, errors, health and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from postern import __version__
+from postern.http.admin import addresses, authenticate, mailboxes, messages, users
+from postern.http.admin.common import AccessDenied, require_admin
+from postern.http.errors import JSONBody, error_response, install_error_handlers
+from postern.runtime import Runtime
+
+
+class Health(BaseModel):
+    success: Literal[True]
+    version: str
+
+
+class LegacyUserPaths:
+    """The WildDuck documentation writes some paths as ``/user/{user}/...``; its
+    server and clients use ``/users/...``. Serve both."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/user/"):
+            scope = dict(scope)
+            scope["path"] = "/users/" + scope["path"][len("/user/"):]
+            scope["raw_path"] = scope["path"].encode()
+        await self.app(scope, receive, send)
+
+
+HEALTH_BODY = b'{"success":true,"version":"' + __version__.encode() + b'"}'
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="postern admin API",
+        version=__version__,
+        description="The operator's API of postern, compatible with the WildDuck HTTP API.",
+        default_response_class=JSONBody,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+
+    @app.exception_handler(AccessDenied)
+    async def _denied(_request: Request, error: AccessDenied) -> JSONBody:
+        return error_response(error.status, error.message, error.code)
+
+    @app.get("/health", tags=["Health"], summary="Liveness check", responses={200: {"model": Health}})
+    async def health() -> Response:
+        return Response(HEALTH_BODY, media_type="application/json")
+
+    admin = APIRouter(dependencies=[Depends(require_admin)])
+    for module in (users, authenticate, addresses, mailboxes, messages):
+        admin.include_router(module.router)
+    app.include_router(admin)
+    app.add_middleware(LegacyUserPaths)
+    return app
+

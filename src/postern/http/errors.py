@@ -1,0 +1,97 @@
+"""Every error answers ``{"error": ..., "code": ...}`` with the status the spec gives."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from postern.errors import AuthFailed, Conflict, DomainError, Forbidden, InvalidInput, NotFound, OverQuota, TooLarge
+from postern.storage.blobs import BlobNotFound
+
+log = logging.getLogger("postern.http")
+
+
+class JSONBody(Response):
+    """JSON rendered by orjson: the API's answers are plain dicts, built for speed."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+STATUS_OF: dict[type[DomainError], int] = {
+    InvalidInput: 400,
+    AuthFailed: 403,
+    Forbidden: 403,
+    OverQuota: 403,
+    NotFound: 404,
+    Conflict: 409,
+    TooLarge: 413,
+}
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    code: str | None = None
+    details: dict[str, str] | None = None
+
+
+def error_response(status: int, message: str, code: str | None = None, details: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> JSONBody:
+    body: dict[str, Any] = {"error": message}
+    if code:
+        body["code"] = code
+    if details:
+        body["details"] = details
+    return JSONBody(body, status_code=status, headers=headers)
+
+
+def status_of(error: DomainError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_OF:
+            return STATUS_OF[cls]  # type: ignore[index]
+    return 400
+
+
+def _field_name(location: tuple[Any, ...]) -> str:
+    # ("body", "quota") -> "quota"; ("query", "limit") -> "limit"; ("body",) -> "body"
+    parts = [str(p) for p in location[1:]] or [str(location[0]) if location else "request"]
+    return ".".join(parts)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DomainError)
+    async def _domain(_request: Request, error: DomainError) -> JSONBody:
+        details = {error.field: error.message} if error.field else None
+        return error_response(status_of(error), error.message, error.code, details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, error: RequestValidationError) -> JSONBody:
+        details: dict[str, str] = {}
+        for item in error.errors():
+            field = _field_name(tuple(item.get("loc", ())))
+            details.setdefault(field, str(item.get("msg", "is invalid")))
+        first = next(iter(details.items()), ("request", "is invalid"))
+        return error_response(400, f"{first[0]}: {first[1]}", "InputValidationError", details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, error: StarletteHTTPException) -> JSONBody:
+        messages = {404: "Not found", 405: "Method not allowed"}
+        message = error.detail if isinstance(error.detail, str) and error.status_code not in messages else messages.get(error.status_code, "Request failed")
+        return error_response(error.status_code, message, None, None, getattr(error, "headers", None))
+
+    @app.exception_handler(BlobNotFound)
+    async def _blob(_request: Request, error: BlobNotFound) -> JSONBody:
+        log.error("message contents missing from the blob store: %s", error)
+        return error_response(500, "Message contents are not available", "StorageError")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, error: Exception) -> JSONBody:
+        log.exception("unhandled error")
+        return error_response(500, "Internal server error", "InternalError")

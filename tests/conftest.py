@@ -1,0 +1,83 @@
+"""Shared fixtures: a fresh database per test, on SQLite by default and on PostgreSQL
+when POSTERN_TEST_DATABASE_URL names one (CI runs the suite both ways). A PostgreSQL
+that cannot be reached fails the tests; it never skips them."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from postern.accounts.passwords import Passwords
+from postern.config import Settings
+from postern.http.app import create_app
+from postern.runtime import Runtime
+
+ADMIN_TOKEN = "test-admin-token"
+TEST_DATABASE_URL = os.environ.get("POSTERN_TEST_DATABASE_URL")
+# Cheap hashes: the tests exercise the logic, not argon2's cost.
+FAST_PASSWORDS = Passwords(time_cost=1, memory_kib=8)
+
+
+def pytest_report_header(config: Any) -> str:
+    return f"postern database: {TEST_DATABASE_URL or 'SQLite (per test)'}"
+
+
+@pytest.fixture
+async def database(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
+    """Settings for a database of this test's own: a SQLite file, or a PostgreSQL schema."""
+    if not TEST_DATABASE_URL:
+        yield {"database_url": f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"}
+        return
+    schema = f"t_{secrets.token_hex(6)}"
+    yield {"database_url": TEST_DATABASE_URL, "database_schema": schema}
+    engine = create_async_engine(TEST_DATABASE_URL)
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database: dict[str, Any]) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        admin_token=ADMIN_TOKEN,
+        domain="example.com",
+        fsync=False,
+        gc_interval=3600,
+        **database,
+    )
+
+
+@pytest.fixture
+async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    runtime = Runtime.build(settings, passwords=FAST_PASSWORDS)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.close()
+
+
+@pytest.fixture
+async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the admin API, holding the access token."""
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://postern.test", headers={"X-Access-Token": ADMIN_TOKEN}) as client:
+        yield client
+
+
+@pytest.fixture
+async def anonymous(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client without the access token."""
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://postern.test") as client:
+        yield client
