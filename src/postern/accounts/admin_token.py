@@ -58,12 +58,11 @@ class AdminToken:
 
     async def check(self, token: str) -> bool:
         presented = _digest(token)
-        if self._digest and hmac.compare_digest(presented, self._digest):
-            return True
         if not self._configured and time.monotonic() - self._loaded_at > RELOAD_INTERVAL_S:
-            # `postern token` may have rotated it from another process.
+            # `postern token` may have rotated it from another process: re-read it whatever
+            # the token presented, so that the old one stops working too, not only after
+            # someone presents the new one.
+            self._loaded_at = time.monotonic()
             async with self.db.read() as conn:
                 self._digest = await state.get_value(conn, STATE_KEY)
-            self._loaded_at = time.monotonic()
-            return bool(self._digest) and hmac.compare_digest(presented, self._digest or "")
-        return False
+        return bool(self._digest) and hmac.compare_digest(presented, self._digest or "")

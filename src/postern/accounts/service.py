@@ -124,8 +124,8 @@ class Accounts:
             tags = await user_store.tags_of(conn, [user_id])
         return user, tags[user_id]
 
-    async def _user(self, conn: Any, user_id: str) -> Row:
-        user = await user_store.get_user(conn, user_id) if is_id(user_id) else None
+    async def _user(self, conn: Any, user_id: str, lock: bool = False) -> Row:
+        user = await user_store.get_user(conn, user_id, for_update=lock) if is_id(user_id) else None
         if user is None:
             raise NotFound("This user does not exist", code="UserNotFound")
         return user
@@ -174,7 +174,7 @@ class Accounts:
 
     async def delete_user(self, user_id: str) -> None:
         async with self.db.write() as conn:
-            await self._user(conn, user_id)
+            await self._user(conn, user_id, lock=True)
             await user_store.delete_user(conn, user_id)
         self.bus.publish([UserDeleted(user_id)])
 
@@ -231,7 +231,7 @@ class Accounts:
         address_id = new_id()
         try:
             async with self.db.write() as conn:
-                user = await self._user(conn, user_id)
+                user = await self._user(conn, user_id, lock=True)
                 if await user_store.address_key_taken(conn, normalised.key):
                     raise Conflict("This address already exists", code="AddressExistsError", field="address")
                 await user_store.insert_address(
@@ -247,14 +247,14 @@ class Accounts:
 
     async def set_main_address(self, user_id: str, address_id: str) -> None:
         async with self.db.write() as conn:
-            await self._user(conn, user_id)
+            await self._user(conn, user_id, lock=True)
             row = await self._address(conn, user_id, address_id)
             if not row.main:
                 await user_store.set_main_address(conn, user_id, address_id, row.address)
 
     async def delete_address(self, user_id: str, address_id: str) -> None:
         async with self.db.write() as conn:
-            await self._user(conn, user_id)
+            await self._user(conn, user_id, lock=True)
             row = await self._address(conn, user_id, address_id)
             if row.main:
                 raise Forbidden("Main address can not be deleted", code="MainAddressError")

@@ -7,10 +7,11 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from postern.errors import AuthFailed, Conflict, DomainError, Forbidden, InvalidInput, NotFound, OverQuota, TooLarge
 from postern.storage.blobs import BlobNotFound
@@ -18,8 +19,12 @@ from postern.storage.blobs import BlobNotFound
 log = logging.getLogger("postern.http")
 
 
-class JSONBody(Response):
-    """JSON rendered by orjson: the API's answers are plain dicts, built for speed."""
+class JSONBody(JSONResponse):
+    """JSON rendered by orjson: the API's answers are plain dicts, built for speed.
+
+    A JSONResponse, so that FastAPI documents the answers by their models; any other
+    default response class makes it add ``"type": "string"`` to every documented
+    JSON answer, which then contradicts the model beside it."""
 
     media_type = "application/json"
 
@@ -59,10 +64,33 @@ def status_of(error: DomainError) -> int:
     return 400
 
 
+# pydantic names the member of a union that failed ("literal[False]", "constrained-str",
+# "int"): not a field, so left out of the field's name.
+_UNION_MEMBERS = {"str", "int", "float", "bool", "bytes", "none"}
+
+
+def _is_union_member(part: Any) -> bool:
+    return isinstance(part, str) and (part in _UNION_MEMBERS or "[" in part or "-" in part)
+
+
 def _field_name(location: tuple[Any, ...]) -> str:
-    # ("body", "quota") -> "quota"; ("query", "limit") -> "limit"; ("body",) -> "body"
-    parts = [str(p) for p in location[1:]] or [str(location[0]) if location else "request"]
+    # ("body", "quota") -> "quota"; ("query", "limit") -> "limit"; ("body",) -> "body";
+    # ("body", "password", "literal[False]") -> "password"
+    parts = [str(p) for p in location[1:] if not _is_union_member(p)] or [str(location[0]) if location else "request"]
     return ".".join(parts)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method of the request's path. Starlette's 405 names only those of the first
+    route whose path matched, and FastAPI makes one route per method."""
+    # Ask the routes about each method: routes of an included router sit inside one
+    # entry of app.router.routes that has no `methods` of its own.
+    methods: set[str] = set()
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
+        scope = {**request.scope, "method": method}
+        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
+            methods.add(method)
+    return ", ".join(sorted(methods))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -75,16 +103,23 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_request: Request, error: RequestValidationError) -> JSONBody:
         details: dict[str, str] = {}
         for item in error.errors():
-            field = _field_name(tuple(item.get("loc", ())))
+            # A body that is not JSON at all: its loc names a character position, not a field.
+            field = "body" if item.get("type") == "json_invalid" else _field_name(tuple(item.get("loc", ())))
             details.setdefault(field, str(item.get("msg", "is invalid")))
         first = next(iter(details.items()), ("request", "is invalid"))
         return error_response(400, f"{first[0]}: {first[1]}", "InputValidationError", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, error: StarletteHTTPException) -> JSONBody:
+    async def _http(request: Request, error: StarletteHTTPException) -> JSONBody:
         messages = {404: "Not found", 405: "Method not allowed"}
         message = error.detail if isinstance(error.detail, str) and error.status_code not in messages else messages.get(error.status_code, "Request failed")
-        return error_response(error.status_code, message, None, None, getattr(error, "headers", None))
+        headers = getattr(error, "headers", None)
+        if error.status_code == 405:
+            headers = {**(headers or {}), "Allow": _allowed_methods(request)}
+        # The framework's own 400 (a body it could not decode) is invalid input like any other.
+        if error.status_code == 400:
+            return error_response(400, message, "InputValidationError", {"body": message}, headers)
+        return error_response(error.status_code, message, None, None, headers)
 
     @app.exception_handler(BlobNotFound)
     async def _blob(_request: Request, error: BlobNotFound) -> JSONBody:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, literal, or_, select, update
+from sqlalchemy import and_, delete, func, literal, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -47,10 +47,11 @@ async def existing_paths(conn: AsyncConnection, user_id: str, paths: Sequence[st
 
 async def subtree(conn: AsyncConnection, user_id: str, path: str) -> list[Row]:
     """The folder at ``path`` and every folder below it."""
-    stmt = select(folders).where(
-        folders.c.user_id == user_id,
-        or_(folders.c.path == path, folders.c.path.like(prefix_pattern(path + "/"), escape="\\")),
-    )
+    prefix = path + "/"
+    # SQLite's LIKE ignores ASCII case ("work/%" matches "Work/x"); the substr
+    # comparison keeps the match exact on both databases.
+    below = and_(folders.c.path.like(prefix_pattern(prefix), escape="\\"), func.substr(folders.c.path, 1, len(prefix)) == prefix)
+    stmt = select(folders).where(folders.c.user_id == user_id, or_(folders.c.path == path, below))
     return list(await conn.execute(stmt))
 
 

@@ -14,7 +14,8 @@ from postern.mailstore.service import UNSET
 
 router = APIRouter(tags=["Mailboxes"])
 
-Retention = Annotated[int, Field(ge=0, le=2**50, description="Retention time in milliseconds; 0 for none")]
+# strict: pydantic would otherwise read JSON true as 1 (a retention of 1 ms).
+Retention = Annotated[int, Field(strict=True, ge=0, le=2**50, description="Retention time in milliseconds; 0 for none")]
 
 
 class MailboxCreate(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy.engine import Row
 
 from postern.accounts.service import NewUser
@@ -28,6 +28,14 @@ from postern.storage.pagination import page_from_rows
 router = APIRouter(tags=["Users"])
 
 Password = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def _not_bool(value: Any, field: str | None) -> Any:
+    # pydantic would read JSON true/false as 1 and 0 (a quota of 0 bytes); only
+    # `retention: false` means something (no retention).
+    if isinstance(value, bool) and not (value is False and field == "retention"):
+        raise ValueError("must be a number")
+    return value
 
 
 def _tags(value: list[str] | str | None) -> list[str]:
@@ -57,6 +65,17 @@ class UserCreate(BaseModel):
     sess: str | None = Field(default=None, max_length=255)
     ip: str | None = Field(default=None, max_length=64)
 
+    @field_validator("quota", "retention", "recipients", "forwards", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return _not_bool(value, info.field_name)
+
+
+def _no_null(schema: dict[str, Any]) -> None:
+    """Document a field that may be left out but not sent as null (see _not_null)."""
+    schema.update(next(option for option in schema.pop("anyOf") if option.get("type") != "null"))
+    schema.pop("default", None)
+
 
 class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -64,16 +83,16 @@ class UserUpdate(BaseModel):
     name: str | None = Field(default=None, max_length=256)
     password: Literal[False] | Password | None = None
     existingPassword: str | None = Field(default=None, max_length=256)
-    quota: int | None = Field(default=None, ge=0, le=2**62)
+    quota: int | None = Field(default=None, ge=0, le=2**62, json_schema_extra=_no_null)
     retention: int | Literal[False] | None = Field(default=None, ge=0, le=2**50)
     language: str | None = Field(default=None, max_length=16)
-    recipients: int | None = Field(default=None, ge=0, le=10**9)
-    forwards: int | None = Field(default=None, ge=0, le=10**9)
+    recipients: int | None = Field(default=None, ge=0, le=10**9, json_schema_extra=_no_null)
+    forwards: int | None = Field(default=None, ge=0, le=10**9, json_schema_extra=_no_null)
     tags: list[Annotated[str, Field(max_length=128)]] | str | None = Field(default=None, max_length=1000)
     pubKey: str | None = Field(default=None, max_length=65536)
-    encryptMessages: bool | None = None
-    encryptForwarded: bool | None = None
-    disabled: bool | None = None
+    encryptMessages: bool | None = Field(default=None, json_schema_extra=_no_null)
+    encryptForwarded: bool | None = Field(default=None, json_schema_extra=_no_null)
+    disabled: bool | None = Field(default=None, json_schema_extra=_no_null)
     sess: str | None = Field(default=None, max_length=255)
     ip: str | None = Field(default=None, max_length=64)
 
@@ -83,6 +102,11 @@ class UserUpdate(BaseModel):
         if value is None:
             raise ValueError("may not be null")
         return value
+
+    @field_validator("quota", "retention", "recipients", "forwards", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        return _not_bool(value, info.field_name)
 
 
 class Quota(BaseModel):

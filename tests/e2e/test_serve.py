@@ -1,0 +1,366 @@
+"""End to end: ``postern serve`` as a real process, used over real HTTP.
+
+Each test starts ``python -m postern serve`` on a free loopback port with a data
+directory of its own (and the database the other tests use: SQLite in the data
+directory, or a fresh schema of POSTERN_TEST_DATABASE_URL), reads its printout, talks
+to it with httpx and stops it with a signal. Every wait has a timeout; nothing asserts
+how long anything took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import queue
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tests.helpers import make_message
+
+TEST_DATABASE_URL = os.environ.get("POSTERN_TEST_DATABASE_URL")
+READY_TIMEOUT = 90.0
+STOP_TIMEOUT = 30.0
+# The server re-reads a rotated token's digest at most every 5 s; allow twice that.
+ROTATION_TIMEOUT = 15.0
+TOKEN_LINE = re.compile(r"^\s*admin token:\s+(\S+)\s*$", re.MULTILINE)
+NEW_TOKEN_LINE = re.compile(r"new admin token \(shown only now\): (\S+)")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """One ``postern serve`` process and everything it printed."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "postern", "serve"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.stderr_lines: list[str] = []
+        threading.Thread(target=self._pump, args=(self.proc.stdout, self._queue), daemon=True).start()
+        threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True).start()
+
+    @staticmethod
+    def _pump(stream: Any, into: queue.Queue[str | None]) -> None:
+        for line in stream:
+            into.put(line.rstrip("\n"))
+        into.put(None)
+
+    def _drain(self, stream: Any) -> None:
+        for line in stream:
+            self.stderr_lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def errors(self) -> str:
+        return "".join(self.stderr_lines)
+
+    def read_until(self, wanted: str, timeout: float) -> bool:
+        """Collect stdout lines until one equals ``wanted``; False at end of output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {wanted!r} line within {timeout} s\nstdout:\n{self.output}\nstderr:\n{self.errors}")
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                return False
+            self.lines.append(line)
+            if line.strip() == wanted:
+                return True
+
+    def wait_ready(self) -> None:
+        if not self.read_until("ready", READY_TIMEOUT):
+            self.proc.wait(timeout=STOP_TIMEOUT)
+            raise AssertionError(f"serve exited ({self.proc.returncode}) before ready\nstdout:\n{self.output}\nstderr:\n{self.errors}")
+
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        self.proc.send_signal(signum)
+        code = self.proc.wait(timeout=STOP_TIMEOUT)
+        # The rest of the printout, up to the end of output.
+        while self.read_until("stopped", STOP_TIMEOUT):
+            pass
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=STOP_TIMEOUT)
+
+
+def _drop_schema(url: str, schema: str) -> None:
+    async def main() -> None:
+        engine = create_async_engine(url)
+        try:
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+@pytest.fixture
+def server_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    # Not PYTHONUNBUFFERED: the printout must reach a pipe without it (systemd, docker logs).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTERN_") and k != "PYTHONUNBUFFERED"}
+    env.update(
+        POSTERN_DATA_DIR=str(tmp_path / "data"),
+        POSTERN_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
+        POSTERN_ARGON2_TIME_COST="1",
+        POSTERN_ARGON2_MEMORY_KIB="8",
+        POSTERN_DOMAIN="example.com",
+        # Narrow, as a terminal might be: the printout must not be wrapped.
+        COLUMNS="60",
+    )
+    schema = None
+    if TEST_DATABASE_URL:
+        schema = f"t_{secrets.token_hex(6)}"
+        env.update(POSTERN_DATABASE_URL=TEST_DATABASE_URL, POSTERN_DATABASE_SCHEMA=schema)
+    try:
+        yield env
+    finally:
+        if TEST_DATABASE_URL and schema:
+            _drop_schema(TEST_DATABASE_URL, schema)
+
+
+@pytest.fixture
+def start(server_env: dict[str, str]) -> Iterator[Callable[..., Server]]:
+    """Start servers; every one of them is killed at the end, whatever happened."""
+    started: list[Server] = []
+
+    def _start(**extra: str) -> Server:
+        server = Server({**server_env, **extra})
+        started.append(server)
+        return server
+
+    try:
+        yield _start
+    finally:
+        for server in started:
+            server.kill()
+
+
+def base_url(env: dict[str, str]) -> str:
+    return f"http://{env['POSTERN_HTTP_LISTEN']}"
+
+
+def admin_token_of(server: Server) -> str:
+    match = TOKEN_LINE.search(server.output)
+    assert match, server.output
+    return match.group(1)
+
+
+def wait_for_status(client: httpx.Client, path: str, token: str, status: int) -> httpx.Response:
+    """Poll until the server answers ``status`` (for a token rotated by another process)."""
+    deadline = time.monotonic() + ROTATION_TIMEOUT
+    while True:
+        response = client.get(path, headers={"X-Access-Token": token})
+        if response.status_code == status or time.monotonic() > deadline:
+            return response
+        time.sleep(0.25)
+
+
+def rotate_token(env: dict[str, str]) -> str:
+    result = subprocess.run([sys.executable, "-m", "postern", "token"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    match = NEW_TOKEN_LINE.search(result.stdout)
+    assert match, result.stdout
+    return match.group(1)
+
+
+# The tests ---------------------------------------------------------------------------
+
+
+def test_serve_end_to_end(start: Callable[..., Server], server_env: dict[str, str]) -> None:
+    data_dir = Path(server_env["POSTERN_DATA_DIR"])
+    url = base_url(server_env)
+
+    server = start()
+    server.wait_ready()
+    token = admin_token_of(server)
+    assert len(token) >= 32
+    # Where the data lives and where it listens, each on one unbroken line.
+    assert f"data directory: {data_dir.resolve()}" in server.output
+    assert f"HTTP:           {url}/" in server.output
+    assert "shown only now" in server.output
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        health = client.get("/health")
+        assert health.status_code == 200
+        assert health.json()["success"] is True
+
+        anonymous = client.get("/users")
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"]
+        assert client.get("/users", headers={"X-Access-Token": "wrong"}).status_code == 403
+
+        client.headers["X-Access-Token"] = token
+        created = client.post("/users", json={"username": "alice", "password": "a long secret", "address": "alice@example.com", "name": "Alice"})
+        assert created.status_code == 200, created.text
+        user = created.json()["id"]
+
+        # The query argument works as well as the header.
+        boxes = client.get(f"/users/{user}/mailboxes", params={"counters": "true", "accessToken": token}, headers={"X-Access-Token": ""})
+        assert boxes.status_code == 200, boxes.text
+        inbox = next(m["id"] for m in boxes.json()["results"] if m["path"] == "INBOX")
+
+        raw = make_message(subject="Hello over the wire", body="Hi Alice!\r\n")
+        uploaded = client.post(f"/users/{user}/mailboxes/{inbox}/messages", content=raw, headers={"Content-Type": "message/rfc822"})
+        assert uploaded.status_code == 200, uploaded.text
+        message = uploaded.json()["message"]
+        assert message["mailbox"] == inbox
+        assert message["size"] == len(raw)
+
+        listed = client.get(f"/users/{user}/mailboxes/{inbox}/messages", params={"limit": 20})
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["total"] == 1
+        assert [m["id"] for m in listed.json()["results"]] == [message["id"]]
+        assert listed.json()["results"][0]["subject"] == "Hello over the wire"
+
+        details = client.get(f"/users/{user}/mailboxes/{inbox}/messages/{message['id']}")
+        assert details.status_code == 200, details.text
+        assert details.json()["subject"] == "Hello over the wire"
+        assert "Hi Alice!" in details.json()["text"]
+
+        eml = client.get(f"/users/{user}/mailboxes/{inbox}/messages/{message['id']}/message.eml")
+        assert eml.status_code == 200
+        assert eml.headers["content-type"].startswith("message/rfc822")
+        assert eml.content == raw
+
+    assert server.stop(signal.SIGTERM) == 0
+    assert server.lines[-1] == "stopped", server.output
+    assert "Traceback" not in server.errors
+
+    # Again, on the same data: no new token, the old one still opens the API, the data is there.
+    again = start()
+    again.wait_ready()
+    assert "admin token" not in again.output
+    assert f"data directory: {data_dir.resolve()}" in again.output
+    with httpx.Client(base_url=url, timeout=30, headers={"X-Access-Token": token}) as client:
+        assert client.get(f"/users/{user}").json()["username"] == "alice"
+        listed = client.get(f"/users/{user}/mailboxes/{inbox}/messages")
+        assert listed.status_code == 200
+        assert [m["id"] for m in listed.json()["results"]] == [message["id"]]
+        assert client.get(f"/users/{user}/mailboxes/{inbox}/messages/{message['id']}/message.eml").content == raw
+    assert again.stop(signal.SIGTERM) == 0
+
+
+def test_token_rotation_reaches_the_running_server(start: Callable[..., Server], server_env: dict[str, str]) -> None:
+    server = start()
+    server.wait_ready()
+    old = admin_token_of(server)
+
+    with httpx.Client(base_url=base_url(server_env), timeout=30) as client:
+        assert client.get("/users", headers={"X-Access-Token": old}).status_code == 200
+
+        new = rotate_token(server_env)
+        assert new != old
+
+        # Only the old token is presented: the running server must still notice the
+        # rotation and stop accepting it.
+        refused = wait_for_status(client, "/users", old, 403)
+        assert refused.status_code == 403, refused.text
+        accepted = wait_for_status(client, "/users", new, 200)
+        assert accepted.status_code == 200, accepted.text
+        assert client.get("/users", headers={"X-Access-Token": old}).status_code == 403
+
+        # A second rotation, this time checked with the new token first.
+        newer = rotate_token(server_env)
+        accepted = wait_for_status(client, "/users", newer, 200)
+        assert accepted.status_code == 200, accepted.text
+        assert wait_for_status(client, "/users", new, 403).status_code == 403
+
+    assert server.stop(signal.SIGTERM) == 0
+
+    # A restarted server knows only the newest token, and prints none.
+    again = start()
+    again.wait_ready()
+    assert "admin token" not in again.output
+    with httpx.Client(base_url=base_url(server_env), timeout=30) as client:
+        assert client.get("/users", headers={"X-Access-Token": newer}).status_code == 200
+        assert client.get("/users", headers={"X-Access-Token": new}).status_code == 403
+        assert client.get("/users", headers={"X-Access-Token": old}).status_code == 403
+    assert again.stop(signal.SIGTERM) == 0
+
+
+def test_sigint_stops_cleanly(start: Callable[..., Server], server_env: dict[str, str]) -> None:
+    server = start()
+    server.wait_ready()
+    with httpx.Client(base_url=base_url(server_env), timeout=30) as client:
+        assert client.get("/health").status_code == 200
+
+    assert server.stop(signal.SIGINT) == 0
+    assert server.lines[-1] == "stopped", server.output
+    assert "Traceback" not in server.errors
+    assert "KeyboardInterrupt" not in server.errors
+
+    # The port is free again.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        host, port = server_env["POSTERN_HTTP_LISTEN"].rsplit(":", 1)
+        sock.bind((host, int(port)))
+
+
+def test_configured_token(start: Callable[..., Server], server_env: dict[str, str]) -> None:
+    server = start(POSTERN_ADMIN_TOKEN="configured-secret-token")
+    server.wait_ready()
+    assert "admin token:    from the configuration" in server.output
+    assert "configured-secret-token" not in server.output
+    with httpx.Client(base_url=base_url(server_env), timeout=30) as client:
+        assert client.get("/users", headers={"X-Access-Token": "configured-secret-token"}).status_code == 200
+        assert client.get("/users", params={"accessToken": "configured-secret-token"}).status_code == 200
+        assert client.get("/users", headers={"X-Access-Token": "something-else"}).status_code == 403
+    assert server.stop() == 0
+
+
+def test_port_in_use(start: Callable[..., Server], server_env: dict[str, str]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+
+        server = start(POSTERN_HTTP_LISTEN=f"127.0.0.1:{port}")
+        assert server.read_until("ready", READY_TIMEOUT) is False, server.output
+        code = server.proc.wait(timeout=STOP_TIMEOUT)
+
+    assert code != 0
+    assert "Traceback" not in server.errors, server.errors
+    assert "cannot start" in server.errors
+    assert str(port) in server.errors
+    assert "in use" in server.errors.lower()
+    # Nothing was created that the operator did not see: the next start prints the token.
+    again = start()
+    again.wait_ready()
+    assert admin_token_of(again)
+    assert again.stop() == 0
