@@ -10,13 +10,16 @@ from typing import Annotated, Optional
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 
 from postern import __version__
 from postern.config import Settings, load_settings
 
 app = typer.Typer(help="postern: a self-hosted mail platform.", no_args_is_help=True, add_completion=False)
-console = Console()
-error_console = Console(stderr=True)
+# soft_wrap: never fold lines at the terminal width (paths, URLs and the token must
+# stay whole, also when the output goes to a pipe, where rich assumes 80 columns).
+console = Console(soft_wrap=True)
+error_console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Optional[Path],
@@ -28,7 +31,7 @@ def _settings(config: Path | None) -> Settings:
     try:
         return load_settings(config)
     except (FileNotFoundError, ValidationError, ValueError) as error:
-        error_console.print(f"[red]configuration error:[/red] {error}")
+        error_console.print(f"[red]configuration error:[/red] {escape(str(error))}")
         raise typer.Exit(2) from None
 
 
@@ -51,7 +54,7 @@ def serve(config: ConfigOption = None) -> None:
     try:
         asyncio.run(run(settings, announce=lambda line: console.print(line, highlight=False, markup=False)))
     except OSError as error:
-        error_console.print(f"[red]cannot start:[/red] {error}")
+        error_console.print(f"[red]cannot start:[/red] {escape(str(error))}")
         raise typer.Exit(1) from None
 
 
@@ -95,6 +98,45 @@ def token(config: ConfigOption = None) -> None:
 
     new = asyncio.run(main())
     console.print(f"new admin token (shown only now): {new}", highlight=False, markup=False)
+
+
+@app.command()
+def dkim(
+    domain: Annotated[str, typer.Argument(help="The sending domain, e.g. example.com")],
+    selector: Annotated[Optional[str], typer.Option(help="DNS selector; default postern + year and month")] = None,
+    algorithm: Annotated[str, typer.Option(help="rsa-sha256 or ed25519-sha256")] = "rsa-sha256",
+    config: ConfigOption = None,
+) -> None:
+    """Create (or replace) DKIM signing key of DOMAIN and print the DNS record to publish."""
+    from postern.delivery.dkim_keys import create_key
+    from postern.errors import InvalidInput
+    from postern.storage.database import Database
+    from postern.storage.database import migrate as run_migrations
+
+    if algorithm not in ("rsa-sha256", "ed25519-sha256"):
+        error_console.print("algorithm must be rsa-sha256 or ed25519-sha256")
+        raise typer.Exit(2)
+    settings = _settings(config)
+
+    async def main() -> tuple[str, str]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url, schema=settings.database_schema)
+        try:
+            await run_migrations(db)
+            _, name, value = await create_key(db, domain, selector=selector, algorithm=algorithm)
+            return name, value
+        finally:
+            await db.close()
+
+    try:
+        name, value = asyncio.run(main())
+    except InvalidInput as error:
+        error_console.print(f"invalid domain: {error}")
+        raise typer.Exit(2) from None
+    console.print("Publish this TXT record, then mail from this domain is signed:", highlight=False)
+    # A TXT string holds at most 255 characters; longer values are several strings.
+    strings = " ".join(f'"{value[i:i + 250]}"' for i in range(0, len(value), 250))
+    console.print(f"{name}. IN TXT {strings}", highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()

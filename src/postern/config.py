@@ -63,6 +63,33 @@ class Settings(BaseSettings):
     fsync: bool = True
 
     http_listen: str = "127.0.0.1:8080"
+    smtp_listen: str = "127.0.0.1:2525"  # incoming mail (MX); 0.0.0.0:25 in production
+    lmtp_listen: str = "127.0.0.1:2424"
+    submission_listen: str = "127.0.0.1:2587"  # 0.0.0.0:587 in production
+    # Which parts this process runs: any of http, smtp, lmtp, submission, queue, gc.
+    doors: str = "http,smtp,lmtp,submission,queue,gc"
+
+    # TLS certificate and key (PEM) for STARTTLS; a self-signed pair is made when unset.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    smtp_max_recipients: int = Field(default=100, ge=1, le=10000)
+    smtp_connections_per_ip: int = Field(default=20, ge=1)
+    smtp_timeout: float = Field(default=300.0, gt=0)
+    # Check SPF, DKIM and DMARC of mail arriving by MX.
+    check_authentication: bool = True
+
+    # DNS servers for MX, SPF, DKIM and DMARC lookups ("ip" or "ip:port", comma separated);
+    # the system's resolver when unset.
+    dns_servers: str | None = None
+
+    # Send all outgoing mail through this relay (host:port) instead of to MX hosts.
+    outbound_relay: str | None = None
+    outbound_relay_tls: str = Field(default="starttls", pattern="^(starttls|tls|none)$")
+    outbound_relay_username: str | None = None
+    outbound_relay_password: SecretStr | None = None
+    # The port of remote MX hosts (25; a test sets another).
+    outbound_mx_port: int = Field(default=25, ge=1, le=65535)
 
     # When set, this is the admin access token; otherwise one is generated at first start.
     admin_token: SecretStr | None = None
@@ -91,10 +118,18 @@ class Settings(BaseSettings):
     # Set by load_settings(); not an environment variable of its own.
     config_file: Path | None = Field(default=None, exclude=True)
 
-    @field_validator("http_listen")
+    @field_validator("http_listen", "smtp_listen", "lmtp_listen", "submission_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         parse_listen(value)
+        return value
+
+    @field_validator("doors")
+    @classmethod
+    def _check_doors(cls, value: str) -> str:
+        unknown = set(split_doors(value)) - DOORS
+        if unknown:
+            raise ValueError(f"unknown doors: {', '.join(sorted(unknown))} (known: {', '.join(sorted(DOORS))})")
         return value
 
     @classmethod
@@ -119,9 +154,13 @@ class Settings(BaseSettings):
         return parse_listen(self.http_listen)
 
     @property
+    def enabled_doors(self) -> set[str]:
+        return set(split_doors(self.doors))
+
+    @property
     def resolved_database_url(self) -> str:
         if self.database_url:
-            return self.database_url
+            return async_database_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.data_dir / 'postern.sqlite3').resolve()}"
 
     @property
@@ -129,7 +168,30 @@ class Settings(BaseSettings):
         return self.blob_store or str((self.data_dir / "blobs").resolve())
 
 
+DOORS = {"http", "smtp", "lmtp", "submission", "queue", "gc"}
+
+
+def split_doors(value: str) -> list[str]:
+    return [d.strip().lower() for d in value.split(",") if d.strip()]
+
+
 _TOML_FILE: dict[str, Path | None] = {"path": None}
+
+# Operators write the URL their database documents; postern needs the async driver.
+_ASYNC_DRIVERS = {
+    "postgres://": "postgresql+asyncpg://",
+    "postgresql://": "postgresql+asyncpg://",
+    "postgresql+psycopg://": "postgresql+asyncpg://",
+    "postgresql+psycopg2://": "postgresql+asyncpg://",
+    "sqlite://": "sqlite+aiosqlite://",
+}
+
+
+def async_database_url(url: str) -> str:
+    for prefix, replacement in _ASYNC_DRIVERS.items():
+        if url.startswith(prefix):
+            return replacement + url[len(prefix):]
+    return url
 
 
 def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:

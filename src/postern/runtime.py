@@ -7,11 +7,34 @@ from dataclasses import dataclass
 from postern.accounts.admin_token import AdminToken
 from postern.accounts.passwords import Passwords
 from postern.accounts.service import Accounts
-from postern.config import Settings
+from postern.config import Settings, parse_listen
+from postern.delivery.committer import GroupCommitter
+from postern.delivery.dns import DnsPythonResolver, Resolver
+from postern.delivery.inbound import InboundDelivery
+from postern.delivery.mx import parse_relay
+from postern.delivery.outbound import OutboundQueue, OutboundSettings
+from postern.delivery.router import Router
+from postern.delivery.submission import Submission
 from postern.events import EventBus
 from postern.mailstore.service import MailStore
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
+
+
+def resolver_from(settings: Settings) -> Resolver:
+    """The system's resolver, or the servers named in POSTERN_DNS_SERVERS
+    ("ip", "ip:port" or "[v6]:port"; one port for all)."""
+    if not settings.dns_servers:
+        return DnsPythonResolver()
+    servers, port = [], 53
+    for item in (i.strip() for i in settings.dns_servers.split(",") if i.strip()):
+        if item.startswith("[") or item.count(":") == 1:
+            address = parse_listen(item)
+            servers.append(address.host)
+            port = address.port
+        else:
+            servers.append(item)
+    return DnsPythonResolver(servers, port=port)
 
 
 @dataclass
@@ -23,28 +46,62 @@ class Runtime:
     accounts: Accounts
     mailstore: MailStore
     admin_token: AdminToken
+    resolver: Resolver
+    router: Router
+    committer: GroupCommitter
+    inbound: InboundDelivery
+    outbound: OutboundQueue
+    submission: Submission
 
     @classmethod
-    def build(cls, settings: Settings, passwords: Passwords | None = None) -> Runtime:
+    def build(cls, settings: Settings, passwords: Passwords | None = None, resolver: Resolver | None = None) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url, schema=settings.database_schema, fsync=settings.fsync)
         blobs = open_blob_store(settings.resolved_blob_store, fsync=settings.fsync)
         bus = EventBus()
         passwords = passwords or Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
+        mailstore = MailStore(db, blobs, bus, settings.max_message_size)
+        resolver = resolver or resolver_from(settings)
+        router = Router(db)
+        committer = GroupCommitter(mailstore)
+        inbound = InboundDelivery(committer, resolver, settings.hostname, settings.check_authentication)
+        outbound = OutboundQueue(
+            db,
+            blobs,
+            committer,
+            resolver,
+            OutboundSettings(
+                hostname=settings.hostname,
+                mx_port=settings.outbound_mx_port,
+                relay=parse_relay(settings.outbound_relay) if settings.outbound_relay else None,
+                relay_tls=settings.outbound_relay_tls,
+                relay_username=settings.outbound_relay_username,
+                relay_password=settings.outbound_relay_password.get_secret_value() if settings.outbound_relay_password else None,
+            ),
+        )
         return cls(
             settings=settings,
             db=db,
             blobs=blobs,
             bus=bus,
             accounts=Accounts(db, settings, passwords, bus),
-            mailstore=MailStore(db, blobs, bus, settings.max_message_size),
+            mailstore=mailstore,
             admin_token=AdminToken(db, settings),
+            resolver=resolver,
+            router=router,
+            committer=committer,
+            inbound=inbound,
+            outbound=outbound,
+            submission=Submission(db, router, committer, inbound, outbound),
         )
 
-    async def start(self) -> str | None:
-        """Apply migrations and load the admin token; returns a token created now."""
+    async def start(self, *, create_token: bool = True) -> str | None:
+        """Apply migrations and load the admin token; returns a token created now.
+
+        ``serve`` creates the token itself once every door listens, so that a start
+        that fails never stores a token nobody was shown."""
         await migrate(self.db)
-        return await self.admin_token.ensure()
+        return await self.admin_token.ensure() if create_token else None
 
     async def close(self) -> None:
         await self.blobs.close()

@@ -27,6 +27,7 @@ from postern.events import (
 )
 from postern.mailstore.folders import folder_row, is_protected, normalise_path, parents
 from postern.storage import folders as folder_store
+from postern.storage import message_events as event_store
 from postern.storage import messages as message_store
 from postern.storage import users as user_store
 from postern.storage.blobs import BlobStore
@@ -47,10 +48,21 @@ UNSET: Any = object()
 @dataclass(slots=True)
 class AppendRequest:
     user_id: str
-    folder_id: str
+    # The folder, by id; or None to deliver into the folder at ``folder_path``.
+    folder_id: str | None
     raw: bytes
     flags: Sequence[str] = ()
     internal_ms: int | None = None
+    # Header lines for this copy alone (e.g. Delivered-To), stored beside the shared
+    # blob: the message's bytes are prefix + raw.
+    prefix: bytes = b""
+    folder_path: str = "INBOX"
+    # The STORE event of the message's timeline (source, origin, transtype, ...).
+    event: dict[str, Any] | None = None
+    # Store even if this takes the user past the quota. For SMTP with several
+    # recipients, where the quota was checked at RCPT and one reply covers all copies:
+    # refusing one copy at DATA would mean losing it or duplicating the others.
+    quota_grace: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +74,7 @@ class AppendResult:
     size: int
     blob_key: str
     uidvalidity: int
+    mid: str
 
 
 @dataclass(slots=True)
@@ -78,7 +91,8 @@ def split_flags(flags: Sequence[str]) -> tuple[dict[str, bool], list[str]]:
     values = {column: False for column in FLAG_COLUMNS.values()}
     keywords: dict[str, None] = {}
     for flag in flags:
-        column = FLAG_COLUMNS.get(flag.capitalize() if flag.startswith("\\") else flag)
+        # "\\SEEN" and "\\seen" are "\\Seen": capitalise the name after the backslash.
+        column = FLAG_COLUMNS.get("\\" + flag[1:].capitalize() if flag.startswith("\\") else flag)
         if column:
             values[column] = True
         elif flag and not flag.startswith("\\"):
@@ -149,6 +163,17 @@ class MailStore:
     async def get_folder(self, user_id: str, folder_id: str) -> Row:
         async with self.db.read() as conn:
             return await self._folder(conn, user_id, folder_id)
+
+    async def _folder_at(self, conn: AsyncConnection, user_id: str, path: str) -> Row:
+        folder = await folder_store.get_folder_by_path(conn, user_id, path) if is_id(user_id) else None
+        if folder is None:
+            await self._user(conn, user_id)
+            raise NotFound("This mailbox does not exist", code="NoSuchMailbox")
+        return folder
+
+    async def folder_by_special_use(self, user_id: str, special_use: str) -> Row | None:
+        async with self.db.read() as conn:
+            return await folder_store.get_folder_by_special_use(conn, user_id, special_use)
 
     async def folder_by_path(self, user_id: str, path: str) -> Row:
         async with self.db.read() as conn:
@@ -253,7 +278,7 @@ class MailStore:
         results: list[AppendResult | DomainError | None] = [None] * len(requests)
         prepared: list[tuple[int, _Prepared]] = []
         for index, request in enumerate(requests):
-            if len(request.raw) > self.max_message_size:
+            if len(request.prefix) + len(request.raw) > self.max_message_size:
                 results[index] = TooLarge(f"Message is larger than the allowed {self.max_message_size} bytes")
                 continue
             if len(request.raw) > INLINE_PARSE_LIMIT:
@@ -279,21 +304,27 @@ class MailStore:
     async def _store(self, conn: AsyncConnection, item: _Prepared) -> AppendResult | DomainError:
         request, summary = item.request, item.summary
         try:
-            folder = await self._folder(conn, request.user_id, request.folder_id)
+            if request.folder_id is not None:
+                folder = await self._folder(conn, request.user_id, request.folder_id)
+            else:
+                folder = await self._folder_at(conn, request.user_id, request.folder_path)
         except NotFound as error:
             return error
-        size = len(request.raw)
-        if not await user_store.reserve_storage(conn, request.user_id, size):
+        size = len(request.prefix) + len(request.raw)
+        if request.quota_grace:
+            await user_store.add_storage_used(conn, request.user_id, size)
+        elif not await user_store.reserve_storage(conn, request.user_id, size):
             return OverQuota("Mailbox is over quota")
         created = now_ms()
         uid, modseq = await folder_store.allocate(conn, folder.id, 1)
-        if await message_store.add_blob_refs(conn, {item.key: (size, 1)}, created):
+        if await message_store.add_blob_refs(conn, {item.key: (len(request.raw), 1)}, created):
             # The row was new or revived from zero references: the collector may have
             # deleted the file since put_many() found it there; write it again if so.
             if not await self.blobs.exists(item.key):
                 await self.blobs.put(request.raw)
         thread_id = await self._thread_for(conn, request.user_id, summary, created)
         internal_ms = request.internal_ms or created
+        mid = new_id()
         await message_store.insert_messages(
             conn,
             [
@@ -317,12 +348,16 @@ class MailStore:
                     "has_attachments": bool(summary.attachments),
                     "summary": summary_json(summary).decode(),
                     "expires_ms": internal_ms + folder.retention_ms if folder.retention_ms else None,
+                    "mid": mid,
+                    "prefix": request.prefix,
                 }
             ],
         )
+        if request.event is not None:
+            await event_store.add_events(conn, [(request.user_id, mid, "STORE", request.event, created)])
         unseen = 0 if item.flag_values.get("seen") else 1
         await folder_store.adjust_counters(conn, folder.id, messages=1, unseen=unseen, size=size)
-        return AppendResult(request.user_id, folder.id, uid, modseq, size, item.key, int(folder.uidvalidity))
+        return AppendResult(request.user_id, folder.id, uid, modseq, size, item.key, int(folder.uidvalidity), mid)
 
     async def _thread_for(self, conn: AsyncConnection, user_id: str, summary: mime.MessageSummary, now: int) -> str:
         """By References/In-Reply-To first; a reply with no known reference joins a recent
@@ -359,10 +394,21 @@ class MailStore:
         return row
 
     async def message_bytes(self, row: Row) -> bytes:
-        return await self.blobs.get(row.blob_key)
+        return bytes(row.prefix) + await self.blobs.get(row.blob_key)
 
-    def message_stream(self, row: Row) -> AsyncIterator[bytes]:
-        return self.blobs.stream(row.blob_key)
+    async def message_stream(self, row: Row) -> AsyncIterator[bytes]:
+        if row.prefix:
+            yield bytes(row.prefix)
+        async for chunk in self.blobs.stream(row.blob_key):
+            yield chunk
+
+    async def message_events(self, user_id: str, folder_id: str, uid: int) -> tuple[Row, list[Row]]:
+        async with self.db.read() as conn:
+            await self._folder(conn, user_id, folder_id)
+            row = await message_store.get_message(conn, folder_id, uid)
+            if row is None:
+                raise NotFound("This message does not exist", code="MessageNotFound")
+            return row, await event_store.events_of(conn, user_id, row.mid)
 
     # Changing ------------------------------------------------------------------------
 
@@ -415,8 +461,9 @@ class MailStore:
             values = dict(row._mapping)
             new_uid = first_uid + offset
             values.update(folder_id=target.id, uid=new_uid, modseq=modseq)
-            if target.retention_ms:
-                values["expires_ms"] = now_ms() + target.retention_ms
+            # The target's retention decides, as in WildDuck: a message restored from
+            # Trash to a folder without retention no longer expires.
+            values["expires_ms"] = now_ms() + target.retention_ms if target.retention_ms else None
             copies.append(values)
             pairs.append((row.uid, new_uid))
         await message_store.insert_messages(conn, copies)

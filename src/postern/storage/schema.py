@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    LargeBinary,
     Boolean,
     CheckConstraint,
     Column,
@@ -173,8 +174,63 @@ messages = Table(
     Column("has_attachments", Boolean, nullable=False, server_default=text("false")),
     Column("summary", Text, nullable=False),  # JSON: to, cc, bcc, reply-to, references, attachments
     Column("expires_ms", BigInteger),
+    # Stays with the message when it moves between folders; message events refer to it.
+    Column("mid", ID, nullable=False, server_default=""),
+    # Header lines written for this recipient alone (Delivered-To, Received ... for):
+    # the message's bytes are prefix + blob, so one blob serves every recipient.
+    Column("prefix", LargeBinary, nullable=False, server_default=text("''")),
     Index(None, "user_id", "message_id"),
+    Index(None, "user_id", "mid"),
     Index(None, "folder_id", "modseq"),
     Index(None, "thread_id"),
     Index("ix_messages_expiring", "expires_ms", sqlite_where=text("expires_ms IS NOT NULL"), postgresql_where=text("expires_ms IS NOT NULL")),
+)
+
+
+# The outbound queue: one row per recipient of a message being sent.
+outbound = Table(
+    "outbound",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("queue_id", ID, nullable=False),  # the rows of one message share it
+    Column("blob_key", String(64), nullable=False),  # holds one reference until final
+    Column("mail_from", Text, nullable=False),
+    Column("rcpt", Text, nullable=False),
+    Column("domain", Text, nullable=False),  # the recipient's domain, ASCII form
+    Column("state", String(16), nullable=False),  # queued, sending, deferred, delivered, bounced
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_ms", BigInteger, nullable=False),
+    Column("lease_until_ms", BigInteger),  # while "sending": a crashed sender's rows come back after it
+    Column("last_response", Text),
+    Column("message_mid", ID),  # the Sent copy, for its events
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index(None, "state", "next_attempt_ms"),
+    Index(None, "user_id", "created_ms"),
+    Index(None, "queue_id"),
+)
+
+# The timeline of a message: stored, queued, accepted, deferred, rejected, bounced.
+message_events = Table(
+    "message_events",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("mid", ID, nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("data", Text, nullable=False),  # JSON: the event's fields as the API shows them
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "mid", "created_ms"),
+)
+
+dkim_keys = Table(
+    "dkim_keys",
+    metadata,
+    Column("domain", String(253), primary_key=True),  # ASCII (A-label) form
+    Column("selector", String(63), nullable=False),
+    Column("algorithm", String(32), nullable=False),
+    Column("private_key_pem", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
 )

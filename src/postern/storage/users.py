@@ -11,7 +11,18 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.storage.dialect import like_pattern
 from postern.storage.pagination import Cursor
-from postern.storage.schema import addresses, blobs, folders, messages, thread_refs, threads, user_tags, users
+from postern.storage.schema import (
+    addresses,
+    blobs,
+    folders,
+    message_events,
+    messages,
+    outbound,
+    thread_refs,
+    threads,
+    user_tags,
+    users,
+)
 
 
 async def insert_user(conn: AsyncConnection, values: dict[str, Any], tags: Sequence[str]) -> None:
@@ -25,8 +36,13 @@ async def set_tags(conn: AsyncConnection, user_id: str, tags: Sequence[str]) -> 
         await conn.execute(user_tags.insert(), [{"user_id": user_id, "tag": t} for t in tags])
 
 
-async def get_user(conn: AsyncConnection, user_id: str) -> Row | None:
-    return (await conn.execute(select(users).where(users.c.id == user_id))).first()
+async def get_user(conn: AsyncConnection, user_id: str, *, for_update: bool = False) -> Row | None:
+    stmt = select(users).where(users.c.id == user_id)
+    if for_update:
+        # Row lock on PostgreSQL (SQLite's writers take turns anyway): serialises the
+        # changes that must see each other, such as which address is the main one.
+        stmt = stmt.with_for_update()
+    return (await conn.execute(stmt)).first()
 
 
 async def get_user_by_username(conn: AsyncConnection, username: str) -> Row | None:
@@ -130,8 +146,13 @@ async def delete_user(conn: AsyncConnection, user_id: str) -> bool:
         .where(blobs.c.key == refs.c.blob_key)
         .values(refcount=blobs.c.refcount - refs.c.n)
     )
+    # Mail still waiting in the outbound queue holds references of its own.
+    pending = select(outbound.c.blob_key, func.count().label("n")).where(
+        outbound.c.user_id == user_id, outbound.c.state.not_in(("delivered", "bounced"))
+    ).group_by(outbound.c.blob_key).subquery()
+    await conn.execute(update(blobs).where(blobs.c.key == pending.c.blob_key).values(refcount=blobs.c.refcount - pending.c.n))
     # Children first: explicit deletes keep the order obvious on both databases.
-    for table in (messages, thread_refs, threads, folders, addresses, user_tags):
+    for table in (message_events, outbound, messages, thread_refs, threads, folders, addresses, user_tags):
         await conn.execute(delete(table).where(table.c.user_id == user_id))
     result = await conn.execute(delete(users).where(users.c.id == user_id))
     return result.rowcount == 1
@@ -178,7 +199,9 @@ async def search_addresses(
 ) -> tuple[list[Row], int]:
     filters: list[Any] = []
     if query:
-        filters.append(addresses.c.address_key.like(like_pattern(query.lower()), escape="\\") | addresses.c.address.like(like_pattern(query), escape="\\"))
+        # Both forms are stored in lowercase (the display form's domain in Unicode).
+        pattern = like_pattern(query.lower())
+        filters.append(addresses.c.address_key.like(pattern, escape="\\") | addresses.c.address.like(pattern, escape="\\"))
     total = await conn.scalar(select(func.count()).select_from(addresses).where(*filters))
     stmt = select(addresses).where(*filters)
     if cursor is not None and cursor.direction == "previous":

@@ -426,3 +426,33 @@ async def get_attachment(
     if info.filename:
         headers["Content-Disposition"] = f"{info.disposition}; filename*=UTF-8''{quote(info.filename, safe='')}"
     return Response(content, media_type=info.content_type or "application/octet-stream", headers=headers)
+
+
+class MessageEvent(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    action: str
+    time: str
+
+
+class MessageEvents(BaseModel):
+    success: Literal[True]
+    id: str
+    events: list[MessageEvent]
+
+
+@router.get(
+    "/users/{user}/mailboxes/{mailbox}/messages/{message}/events",
+    summary="Get message events",
+    description="The message's timeline: how it was stored and, for mail sent, each recipient's delivery attempts.",
+    responses=responses(MessageEvents),
+)
+async def message_events(user: UserId, mailbox: MailboxId, message: MessageUid, runtime: RuntimeDep) -> Response:
+    row, events = await runtime.mailstore.message_events(user, mailbox, message)
+    body = {
+        "success": True,
+        "id": row.mid,
+        "events": [{**orjson.loads(e.data), "id": e.id, "action": e.action, "time": iso(e.created_ms)} for e in events],
+    }
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -1,0 +1,1 @@
+"""Inbound routing and the outbound queue."""

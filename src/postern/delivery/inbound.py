@@ -1,0 +1,161 @@
+"""Delivery of mail received by SMTP (MX) or LMTP into users' INBOXes."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+from datetime import UTC, datetime
+
+from postern.delivery.authentication import AuthenticationResults, authenticate
+from postern.delivery.committer import GroupCommitter
+from postern.delivery.dns import Resolver
+from postern.delivery.router import LocalRecipient
+from postern.errors import DomainError, OverQuota, TooLarge
+from postern.mailstore.service import AppendRequest, AppendResult
+from postern.storage.ids import new_id
+
+log = logging.getLogger("postern.delivery")
+
+# A lone dot between line breaks of which one is not CRLF: what an SMTP smuggling
+# attack hides in DATA, hoping that some server on the path ends the message there.
+_LONE_DOT = re.compile(rb"(?:\r\n|\r|\n)\.(?:\r\n|\r|\n)")
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def strip_forged_results(data: bytes, authserv_id: str) -> bytes:
+    """Remove Authentication-Results fields that claim to come from this server
+    (RFC 8601 section 5): only the one postern adds itself may carry its name."""
+    end = data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[: end + 2]
+    if b"uthentication-" not in head and b"UTHENTICATION-" not in head:
+        return data
+    ours = re.compile(rb"authentication-results:\s*" + re.escape(authserv_id.encode()) + rb"\s*(;|$)", re.IGNORECASE)
+    kept: list[bytes] = []
+    dropping = False
+    for line in head.splitlines(keepends=True):
+        if line[:1] in (b" ", b"\t"):
+            if not dropping:
+                kept.append(line)
+            continue
+        dropping = bool(ours.match(line))
+        if not dropping:
+            kept.append(line)
+    return b"".join(kept) + (b"" if end < 0 else data[end + 2 :])
+
+
+def smuggling_attempt(data: bytes) -> bool:
+    return any(match.group() != b"\r\n.\r\n" for match in _LONE_DOT.finditer(data))
+
+
+def header_safe(value: str, limit: int = 256) -> str:
+    """Client-supplied text (HELO, addresses) made safe to put in a header line."""
+    return _UNSAFE.sub("?", value)[:limit]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    mail_from: str
+    recipients: Sequence[LocalRecipient]
+    data: bytes
+    source: str  # "MX" or "LMTP"
+    client_ip: str
+    helo: str
+    transtype: str  # SMTP, ESMTP, ESMTPS, ESMTPSA, LMTP ...
+    queue_id: str = field(default_factory=new_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    recipient: LocalRecipient
+    reply: str  # one SMTP reply line, e.g. "250 2.0.0 Ok: stored as ..."
+
+    @property
+    def stored(self) -> bool:
+        return self.reply.startswith("2")
+
+
+class InboundDelivery:
+    def __init__(self, committer: GroupCommitter, resolver: Resolver, hostname: str, check_authentication: bool = True):
+        self.committer = committer
+        self.resolver = resolver
+        self.hostname = hostname
+        self.check_authentication = check_authentication
+
+    async def deliver(self, envelope: Envelope) -> list[Outcome]:
+        """Store one copy per recipient; each recipient gets its own reply. A reply of
+        2xx is given only once the copy is durable."""
+        auth_header = b""
+        auth_json = None
+        data = envelope.data
+        if envelope.source == "MX":
+            data = strip_forged_results(data, self.hostname)
+        if envelope.source == "MX" and self.check_authentication:
+            results = await self._authenticate(envelope)
+            if results is not None:
+                auth_header = results.header(self.hostname).encode("utf-8")
+                auth_json = results.to_json()
+        now = datetime.now(UTC)
+        requests = []
+        for recipient in envelope.recipients:
+            prefix = self._trace_headers(envelope, recipient, now) + auth_header
+            event = {
+                "source": envelope.source,
+                "origin": envelope.client_ip,
+                "originhost": header_safe(envelope.helo),
+                "transtype": envelope.transtype,
+                "from": envelope.mail_from,
+                "to": [recipient.address],
+                "queueId": envelope.queue_id,
+            }
+            if auth_json is not None:
+                event["authentication"] = auth_json
+            requests.append(
+                AppendRequest(
+                    recipient.user_id,
+                    None,
+                    data,
+                    prefix=prefix,
+                    event=event,
+                    quota_grace=envelope.source == "MX" and len(envelope.recipients) > 1,
+                )
+            )
+        try:
+            results_ = await self.committer.append(requests)
+        except Exception:
+            log.exception("delivery of %s failed", envelope.queue_id)
+            return [Outcome(r, "451 4.3.0 Temporary failure storing the message, try again later") for r in envelope.recipients]
+        return [Outcome(r, _reply(result, envelope.queue_id)) for r, result in zip(envelope.recipients, results_)]
+
+    async def _authenticate(self, envelope: Envelope) -> AuthenticationResults | None:
+        try:
+            return await authenticate(
+                self.resolver, envelope.data, client_ip=envelope.client_ip, helo=envelope.helo, mail_from=envelope.mail_from
+            )
+        except Exception:
+            # The checks inform the user and the alias rules; a failure to run them
+            # must not lose the message.
+            log.exception("SPF/DKIM/DMARC evaluation failed for %s", envelope.queue_id)
+            return None
+
+    def _trace_headers(self, envelope: Envelope, recipient: LocalRecipient, now: datetime) -> bytes:
+        helo = header_safe(envelope.helo) or "unknown"
+        lines = [
+            f"Return-Path: <{header_safe(envelope.mail_from, 512)}>",
+            f"Delivered-To: {recipient.address}",
+            f"Received: from {helo} ([{envelope.client_ip}])\r\n\tby {self.hostname} (postern) with {envelope.transtype}"
+            f" id {envelope.queue_id}\r\n\tfor <{recipient.address}>; {format_datetime(now)}",
+        ]
+        return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
+def _reply(result: AppendResult | DomainError, queue_id: str) -> str:
+    if isinstance(result, AppendResult):
+        return f"250 2.0.0 Ok: stored as {queue_id}"
+    if isinstance(result, OverQuota):
+        return "552 5.2.2 Mailbox full"
+    if isinstance(result, TooLarge):
+        return "552 5.3.4 Message too big for system"
+    return "451 4.3.0 Temporary failure storing the message, try again later"

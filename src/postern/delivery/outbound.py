@@ -1,0 +1,370 @@
+"""The outbound queue: durable rows, delivery by MX or relay, retries, bounces.
+
+A row per recipient lives in the database from the moment the message is accepted.
+The worker claims due rows under a lease (a process that dies mid-delivery leaves
+rows that come back when the lease runs out), delivers each message once per
+destination domain, and records every attempt as a message event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiosmtplib
+
+from postern.accounts.addressing import normalise_domain
+from postern.delivery import dkim_signing, dsn, mx
+from postern.delivery.committer import GroupCommitter
+from postern.delivery.dns import DnsError, Resolver
+from postern.errors import InvalidInput
+from postern.mailstore.service import AppendRequest
+from postern.storage import dkim_keys as dkim_store
+from postern.storage import messages as message_store
+from postern.storage import outbound as queue_store
+from postern.storage.blobs import BlobNotFound, BlobStore
+from postern.storage.database import Database
+from postern.storage.ids import new_id, now_ms
+from postern.storage.message_events import add_events
+
+log = logging.getLogger("postern.outbound")
+
+CLAIM_BATCH = 50
+PARALLEL_DELIVERIES = 10
+# Final rows are kept a while for the record, then purged.
+KEEP_FINAL_MS = 7 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundSettings:
+    hostname: str
+    mx_port: int = 25
+    relay: tuple[str, int] | None = None
+    relay_tls: str = "starttls"  # starttls | tls | none
+    relay_username: str | None = None
+    relay_password: str | None = None
+    connect_timeout: float = 30.0
+    lease_seconds: float = 600.0
+    lifetime_seconds: float = mx.MAX_QUEUE_LIFETIME_S
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one recipient's delivery attempt came to."""
+
+    code: int
+    response: str
+    host: str | None
+
+    @property
+    def kind(self) -> str:
+        return mx.classify_smtp_reply(self.code, self.response)
+
+
+def _unverified_tls() -> ssl.SSLContext:
+    # Opportunistic TLS to MX hosts: encrypt when offered, as every MTA does, without
+    # insisting on a certificate that most MX hosts do not have for their names.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class OutboundQueue:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        committer: GroupCommitter,
+        resolver: Resolver,
+        settings: OutboundSettings,
+    ):
+        self.db = db
+        self.blobs = blobs
+        self.committer = committer
+        self.resolver = resolver
+        self.settings = settings
+        self._wakeup = asyncio.Event()
+        self._rng = random.Random()
+
+    # Queueing ------------------------------------------------------------------------
+
+    async def enqueue(
+        self, *, user_id: str, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None
+    ) -> str:
+        queue_id = new_id()
+        created = now_ms()
+        rows = []
+        for rcpt in dict.fromkeys(recipients):
+            rows.append(
+                {
+                    "id": new_id(),
+                    "user_id": user_id,
+                    "queue_id": queue_id,
+                    "blob_key": blob_key,
+                    "mail_from": mail_from,
+                    "rcpt": rcpt,
+                    "domain": _ascii_domain(rcpt),
+                    "state": "queued",
+                    "attempts": 0,
+                    "next_attempt_ms": created,
+                    "message_mid": message_mid,
+                    "created_ms": created,
+                    "updated_ms": created,
+                    "expires_ms": created + int(self.settings.lifetime_seconds * 1000),
+                }
+            )
+        async with self.db.write() as conn:
+            await message_store.add_blob_refs(conn, {blob_key: (size, len(rows))}, created)
+            await queue_store.insert_rows(conn, rows)
+            if message_mid:
+                event = {"queueId": queue_id, "from": mail_from, "to": [r["rcpt"] for r in rows]}
+                await add_events(conn, [(user_id, message_mid, "QUEUED", event, created)])
+        self._wakeup.set()
+        return queue_id
+
+    async def recipients_in_last_day(self, user_id: str) -> int:
+        async with self.db.read() as conn:
+            return await queue_store.recipients_since(conn, user_id, now_ms() - 24 * 3600 * 1000)
+
+    # The worker ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Deliver due rows until cancelled."""
+        parallel = asyncio.Semaphore(PARALLEL_DELIVERIES)
+        running: set[asyncio.Task[None]] = set()
+        purged_at = 0.0
+        while True:
+            try:
+                async with self.db.write() as conn:
+                    rows = await queue_store.claim_due(conn, now_ms(), int(self.settings.lease_seconds * 1000), CLAIM_BATCH)
+                if time.monotonic() - purged_at > 3600:
+                    purged_at = time.monotonic()
+                    async with self.db.write() as conn:
+                        await queue_store.purge_final(conn, now_ms() - KEEP_FINAL_MS)
+            except Exception:
+                log.exception("outbound queue: claiming rows failed")
+                rows = []
+                await asyncio.sleep(5)
+            groups: dict[tuple[str, str], list] = defaultdict(list)
+            for row in rows:
+                groups[(row.queue_id, row.domain)].append(row)
+            for group in groups.values():
+                await parallel.acquire()
+                task = asyncio.create_task(self._deliver_group(group))
+                running.add(task)
+                task.add_done_callback(lambda t: (running.discard(t), parallel.release()))
+            if len(rows) == CLAIM_BATCH:
+                continue
+            await self._sleep_until_due()
+
+    async def _sleep_until_due(self) -> None:
+        self._wakeup.clear()
+        try:
+            async with self.db.read() as conn:
+                due = await queue_store.next_due_ms(conn)
+        except Exception:
+            due = None
+        delay = 30.0 if due is None else max(0.05, min(30.0, (due - now_ms()) / 1000))
+        try:
+            await asyncio.wait_for(self._wakeup.wait(), delay)
+        except TimeoutError:
+            pass
+
+    async def _deliver_group(self, rows: list) -> None:
+        try:
+            attempts = await self._attempt(rows)
+        except Exception as error:
+            log.exception("outbound queue: delivery of %s crashed", rows[0].queue_id)
+            attempts = {row.rcpt: Attempt(451, f"451 4.3.0 Local error: {type(error).__name__}", None) for row in rows}
+        try:
+            await self._record(rows, attempts)
+        except Exception:
+            # The rows stay "sending" and come back when their lease ends.
+            log.exception("outbound queue: recording the results of %s failed", rows[0].queue_id)
+
+    async def _attempt(self, rows: list) -> dict[str, Attempt]:
+        first = rows[0]
+        try:
+            raw = await self.blobs.get(first.blob_key)
+        except BlobNotFound:
+            return {row.rcpt: Attempt(554, "554 5.3.0 The message contents are missing", None) for row in rows}
+        message = await self._signed(raw, first.mail_from)
+        recipients = [row.rcpt for row in rows]
+        if self.settings.relay is not None:
+            host, port = self.settings.relay
+            return await self._send(host, port, first.mail_from, recipients, message, relay=True)
+        try:
+            records = await self.resolver.mx(first.domain)
+        except DnsError as error:
+            code = 451 if error.temporary else 550
+            return {r: Attempt(code, f"{code} {'4.4.3' if code == 451 else '5.1.2'} DNS lookup failed for {first.domain}: {error}", None) for r in recipients}
+        if mx.is_null_mx(records):
+            return {r: Attempt(556, f"556 5.1.10 {first.domain} does not accept mail (null MX)", None) for r in recipients}
+        hosts = mx.order_mx(records, first.domain, rng=self._rng)
+        last: dict[str, Attempt] = {}
+        for host in hosts:
+            last = await self._send(host, self.settings.mx_port, first.mail_from, recipients, message, relay=False)
+            # Try the next MX only when this one could not take the message at all.
+            if not all(a.code == 0 for a in last.values()):
+                return last
+        if not last:
+            return {r: Attempt(451, f"451 4.4.4 No mail exchanger found for {first.domain}", None) for r in recipients}
+        return {r: Attempt(451, a.response or "451 4.4.1 Connection failed", a.host) for r, a in last.items()}
+
+    async def _send(self, host: str, port: int, mail_from: str, recipients: list[str], message: bytes, *, relay: bool) -> dict[str, Attempt]:
+        """One SMTP transaction. A code of 0 means the host could not be reached."""
+        use_tls = relay and self.settings.relay_tls == "tls"
+        client = aiosmtplib.SMTP(
+            hostname=host,
+            port=port,
+            local_hostname=self.settings.hostname,
+            timeout=self.settings.connect_timeout,
+            use_tls=use_tls,
+            start_tls=False,
+            validate_certs=relay,
+        )
+        try:
+            await client.connect()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            return {r: Attempt(0, f"451 4.4.1 Connection to {host} failed: {error}", host) for r in recipients}
+        try:
+            await client.ehlo()
+            if not use_tls and client.supports_extension("starttls") and not (relay and self.settings.relay_tls == "none"):
+                await client.starttls(tls_context=None if relay else _unverified_tls())
+            elif relay and self.settings.relay_tls == "starttls":
+                raise aiosmtplib.SMTPException(f"relay {host} does not offer STARTTLS")
+            if relay and self.settings.relay_username:
+                await client.login(self.settings.relay_username, self.settings.relay_password or "")
+            options = []
+            if any(b > 127 for b in message) and client.supports_extension("8bitmime"):
+                options.append("BODY=8BITMIME")
+            if not (mail_from + "".join(recipients)).isascii():
+                if not client.supports_extension("smtputf8"):
+                    return {r: Attempt(553, f"553 5.6.7 {host} does not support SMTPUTF8 addresses", host) for r in recipients}
+                options.append("SMTPUTF8")
+            if client.supports_extension("size"):
+                options.append(f"SIZE={len(message)}")
+            await client.mail(mail_from, options=options)
+            results: dict[str, Attempt] = {}
+            accepted = []
+            for rcpt in recipients:
+                try:
+                    response = await client.rcpt(rcpt)
+                    accepted.append(rcpt)
+                    results[rcpt] = Attempt(response.code, f"{response.code} {response.message}", host)
+                except aiosmtplib.SMTPRecipientRefused as error:
+                    results[rcpt] = Attempt(error.code, f"{error.code} {error.message}", host)
+            if accepted:
+                response = await client.data(message)
+                for rcpt in accepted:
+                    results[rcpt] = Attempt(response.code, f"{response.code} {response.message}", host)
+            return results
+        except aiosmtplib.SMTPResponseException as error:
+            return {r: Attempt(error.code, f"{error.code} {error.message}", host) for r in recipients}
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            return {r: Attempt(451, f"451 4.4.2 Connection to {host} broke: {error}", host) for r in recipients}
+        finally:
+            try:
+                await client.quit()
+            except Exception:
+                client.close()
+
+    async def _signed(self, raw: bytes, mail_from: str) -> bytes:
+        domain = _ascii_domain(mail_from) if "@" in mail_from else ""
+        if not domain:
+            return raw
+        async with self.db.read() as conn:
+            row = await dkim_store.get_key(conn, domain)
+        if row is None:
+            return raw
+        key = dkim_signing.DkimKey(row.domain, row.selector, row.private_key_pem.encode(), row.algorithm)
+        try:
+            return await asyncio.to_thread(dkim_signing.sign, raw, key) + raw
+        except dkim_signing.DkimSigningError:
+            log.warning("DKIM signing failed for a message from %s; sent unsigned", domain)
+            return raw
+
+    async def _record(self, rows: list, attempts: dict[str, Attempt]) -> None:
+        now = now_ms()
+        events = []
+        failed: list[tuple[object, Attempt]] = []
+        finished_blobs: list[str] = []
+        async with self.db.write() as conn:
+            for seq, row in enumerate(rows, start=1):
+                attempt = attempts[row.rcpt]
+                event = {"queueId": row.queue_id, "seq": f"{seq:03d}", "from": row.mail_from, "to": [row.rcpt], "response": attempt.response}
+                if attempt.host:
+                    event["dst"] = attempt.host
+                kind = attempt.kind if attempt.code else "temporary"
+                if kind == "ok":
+                    await queue_store.set_state(conn, row.id, "delivered", response=attempt.response, now_ms=now)
+                    finished_blobs.append(row.blob_key)
+                    action = "ACCEPTED"
+                elif kind == "temporary" and now < row.expires_ms:
+                    retry_at = now + int(mx.retry_delay(row.attempts, rng=self._rng) * 1000)
+                    await queue_store.set_state(conn, row.id, "deferred", response=attempt.response, now_ms=now, next_attempt_ms=retry_at)
+                    action = "DEFERRED"
+                    event["nextAttempt"] = datetime.fromtimestamp(retry_at / 1000, UTC).isoformat()
+                else:
+                    await queue_store.set_state(conn, row.id, "bounced", response=attempt.response, now_ms=now)
+                    finished_blobs.append(row.blob_key)
+                    failed.append((row, attempt))
+                    action = "REJECTED"
+                if row.message_mid:
+                    events.append((row.user_id, row.message_mid, action, event, now))
+            await add_events(conn, events)
+        if failed:
+            await self._bounce(rows[0], failed)
+        if finished_blobs:
+            async with self.db.write() as conn:
+                await message_store.release_blobs(conn, finished_blobs)
+
+    async def _bounce(self, first, failed: list[tuple[object, Attempt]]) -> None:
+        """A delivery status notification into the sender's INBOX."""
+        try:
+            original = await self.blobs.get(first.blob_key)
+        except BlobNotFound:
+            original = b""
+        headers = original.split(b"\r\n\r\n", 1)[0]
+        if not dsn.is_bounce_worthy(first.mail_from, headers):
+            return
+        now = datetime.now(UTC)
+        recipients = [
+            dsn.FailedRecipient(
+                address=row.rcpt,
+                status=mx.enhanced_status(attempt.code or 451, attempt.response),
+                action="failed",
+                diagnostic=attempt.response,
+                remote_mta=attempt.host,
+                last_attempt=now,
+            )
+            for row, attempt in failed
+        ]
+        report = dsn.build_dsn(
+            original=original,
+            envelope_from=first.mail_from,
+            recipients=recipients,
+            reporting_mta=self.settings.hostname,
+            arrival_date=datetime.fromtimestamp(first.created_ms / 1000, UTC),
+            envelope_id=first.queue_id,
+            message_id_domain=self.settings.hostname,
+        )
+        event = {"source": "BOUNCE", "origin": self.settings.hostname, "transtype": "LOCAL", "from": "", "to": [first.mail_from], "queueId": first.queue_id}
+        await self.committer.append([AppendRequest(first.user_id, None, report, prefix=b"Return-Path: <>\r\n", event=event, quota_grace=True)])
+
+
+def _ascii_domain(address: str) -> str:
+    domain = address.rpartition("@")[2]
+    try:
+        return normalise_domain(domain)[0]
+    except InvalidInput:
+        return domain.lower()
+

@@ -1,0 +1,1 @@
+"""The mail protocol doors: SMTP, LMTP, IMAP, POP3."""

@@ -1,0 +1,174 @@
+"""Policy for the SMTP doors: who may send what to whom. The protocol state machine
+is aiosmtpd's (see ``session``); these hooks answer MAIL, RCPT and DATA by asking
+the delivery services."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
+
+from postern.accounts.addressing import normalise_address
+from postern.delivery.inbound import Envelope, InboundDelivery, smuggling_attempt
+from postern.delivery.router import LocalRecipient, RecipientRefused, Router
+from postern.delivery.submission import Submission, SubmissionRefused
+from postern.errors import InvalidInput
+
+log = logging.getLogger("postern.smtp")
+
+SMUGGLING = "554 5.5.2 Message refused: a bare CR or LF next to a lone dot (SMTP smuggling)"
+TEMPORARY = "451 4.3.0 Temporary failure, try again later"
+
+
+def declared_size(options: list[str]) -> int:
+    for option in options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
+
+
+def transtype(server: SMTP, session: Session, lmtp: bool = False) -> str:
+    if lmtp:
+        return "LMTP"
+    base = "ESMTP" if session.extended_smtp else "SMTP"
+    return base + ("S" if session.ssl else "") + ("A" if session.authenticated else "")
+
+
+class _Base:
+    def __init__(self, max_recipients: int):
+        self.max_recipients = max_recipients
+
+    @staticmethod
+    def _recipients(envelope: SmtpEnvelope) -> list[Any]:
+        found = getattr(envelope, "postern_recipients", None)
+        if found is None:
+            found = []
+            envelope.postern_recipients = found  # type: ignore[attr-defined]
+        return found
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, options: list[str]) -> str:
+        if address and not _plausible(address):
+            return "553 5.1.7 Sender address syntax is invalid"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 Ok"
+
+    def _too_many(self, envelope: SmtpEnvelope) -> bool:
+        return len(envelope.rcpt_tos) >= self.max_recipients
+
+
+class InboundHandler(_Base):
+    """MX (``lmtp=False``) and LMTP: mail for the users of this server."""
+
+    def __init__(self, router: Router, inbound: InboundDelivery, *, lmtp: bool, max_recipients: int):
+        super().__init__(max_recipients)
+        self.router = router
+        self.inbound = inbound
+        self.lmtp = lmtp
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, options: list[str]) -> str:
+        if self._too_many(envelope):
+            return "452 4.5.3 Too many recipients"
+        try:
+            recipient = await self.router.resolve(address, size=declared_size(envelope.mail_options))
+        except RecipientRefused as refusal:
+            return refusal.reply
+        except Exception:
+            log.exception("resolving a recipient failed")
+            return TEMPORARY
+        if any(r.key == recipient.key for r in self._recipients(envelope)):
+            return "250 2.1.5 Ok (duplicate recipient)"
+        envelope.rcpt_tos.append(address)
+        self._recipients(envelope).append(recipient)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        recipients: list[LocalRecipient] = self._recipients(envelope)
+        data = envelope.original_content or b""
+        if smuggling_attempt(data):
+            return "\r\n".join([SMUGGLING] * len(recipients)) if self.lmtp else SMUGGLING
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        outcomes = await self.inbound.deliver(
+            Envelope(
+                envelope.mail_from or "",
+                recipients,
+                data,
+                source="LMTP" if self.lmtp else "MX",
+                client_ip=str(peer),
+                helo=session.host_name or "",
+                transtype=transtype(server, session, self.lmtp),
+            )
+        )
+        if self.lmtp:
+            # One reply per accepted recipient, in RCPT order (RFC 2033).
+            return "\r\n".join(o.reply for o in outcomes)
+        stored = [o for o in outcomes if o.stored]
+        if stored:
+            return stored[0].reply
+        return outcomes[0].reply if outcomes else "554 5.5.1 No valid recipients"
+
+
+class SubmissionHandler(_Base):
+    def __init__(self, submission: Submission, *, max_recipients: int):
+        super().__init__(max_recipients)
+        self.submission = submission
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, options: list[str]) -> str:
+        user_id = session.auth_data
+        if not address:
+            return "553 5.7.1 A sender address is required"
+        try:
+            await self.submission.check_sender(user_id, address)
+        except SubmissionRefused as refusal:
+            return refusal.reply
+        except Exception:
+            log.exception("checking a sender failed")
+            return TEMPORARY
+        return await super().handle_MAIL(server, session, envelope, address, options)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, options: list[str]) -> str:
+        if self._too_many(envelope):
+            return "452 4.5.3 Too many recipients"
+        if not _plausible(address):
+            return "553 5.1.3 Recipient address syntax is invalid"
+        try:
+            await self.submission.check_recipient_limit(session.auth_data, len(envelope.rcpt_tos) + 1)
+        except SubmissionRefused as refusal:
+            return refusal.reply
+        except Exception:
+            log.exception("checking the recipient limit failed")
+            return TEMPORARY
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        data = envelope.original_content or b""
+        if smuggling_attempt(data):
+            return SMUGGLING
+        peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+        try:
+            result = await self.submission.submit(
+                user_id=session.auth_data,
+                mail_from=envelope.mail_from or "",
+                recipients=list(envelope.rcpt_tos),
+                data=data,
+                client_ip=str(peer),
+                helo=session.host_name or "",
+                transtype=transtype(server, session),
+            )
+        except SubmissionRefused as refusal:
+            return refusal.reply
+        except Exception:
+            log.exception("submission failed")
+            return TEMPORARY
+        return f"250 2.0.0 Ok: queued as {result.queue_id or 'local'}"
+
+
+def _plausible(address: str) -> bool:
+    try:
+        normalise_address(address)
+    except InvalidInput:
+        return False
+    return True

@@ -1,0 +1,81 @@
+"""The outbound queue's rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from postern.storage.schema import outbound
+
+PENDING = ("queued", "deferred")
+FINAL = ("delivered", "bounced")
+
+
+async def insert_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        await conn.execute(outbound.insert(), list(rows))
+
+
+def _due(now_ms: int) -> Any:
+    return or_(
+        and_(outbound.c.state.in_(PENDING), outbound.c.next_attempt_ms <= now_ms),
+        # A row left "sending" by a process that died: its lease ran out.
+        and_(outbound.c.state == "sending", outbound.c.lease_until_ms <= now_ms),
+    )
+
+
+async def claim_due(conn: AsyncConnection, now_ms: int, lease_ms: int, limit: int) -> list[Row]:
+    """Mark up to ``limit`` due rows as being sent by this process, under a lease."""
+    pick = select(outbound.c.id).where(_due(now_ms)).order_by(outbound.c.next_attempt_ms).limit(limit)
+    if conn.dialect.name == "postgresql":
+        # Several processes may run queue workers: each row goes to one of them.
+        pick = pick.with_for_update(skip_locked=True)
+    ids = list((await conn.scalars(pick)).all())
+    if not ids:
+        return []
+    stmt = (
+        update(outbound)
+        .where(outbound.c.id.in_(ids))
+        .values(state="sending", lease_until_ms=now_ms + lease_ms, attempts=outbound.c.attempts + 1, updated_ms=now_ms)
+        .returning(*outbound.c)
+    )
+    return list(await conn.execute(stmt))
+
+
+async def set_state(
+    conn: AsyncConnection, row_id: str, state: str, *, response: str, now_ms: int, next_attempt_ms: int | None = None
+) -> None:
+    values: dict[str, Any] = {"state": state, "last_response": response[:2000], "updated_ms": now_ms, "lease_until_ms": None}
+    if next_attempt_ms is not None:
+        values["next_attempt_ms"] = next_attempt_ms
+    await conn.execute(update(outbound).where(outbound.c.id == row_id).values(**values))
+
+
+async def next_due_ms(conn: AsyncConnection) -> int | None:
+    pending = await conn.scalar(select(func.min(outbound.c.next_attempt_ms)).where(outbound.c.state.in_(PENDING)))
+    leased = await conn.scalar(select(func.min(outbound.c.lease_until_ms)).where(outbound.c.state == "sending"))
+    candidates = [v for v in (pending, leased) if v is not None]
+    return min(candidates) if candidates else None
+
+
+async def recipients_since(conn: AsyncConnection, user_id: str, since_ms: int) -> int:
+    stmt = select(func.count()).select_from(outbound).where(outbound.c.user_id == user_id, outbound.c.created_ms >= since_ms)
+    return int(await conn.scalar(stmt) or 0)
+
+
+async def rows_of(conn: AsyncConnection, queue_id: str) -> list[Row]:
+    return list(await conn.execute(select(outbound).where(outbound.c.queue_id == queue_id).order_by(outbound.c.rcpt)))
+
+
+async def unfinished_blob_keys(conn: AsyncConnection, user_id: str) -> list[str]:
+    stmt = select(outbound.c.blob_key).where(outbound.c.user_id == user_id, outbound.c.state.not_in(FINAL))
+    return list((await conn.scalars(stmt)).all())
+
+
+async def purge_final(conn: AsyncConnection, before_ms: int) -> int:
+    result = await conn.execute(delete(outbound).where(outbound.c.state.in_(FINAL), outbound.c.updated_ms < before_ms))
+    return result.rowcount
