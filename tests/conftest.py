@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from postern.accounts.passwords import Passwords
 from postern.config import Settings
+from postern.delivery.dns import StaticResolver
 from postern.http.app import create_app
 from postern.runtime import Runtime
+from postern.server import bound_port, start_mail_doors
+from tests.sink import SmtpSink
 
 ADMIN_TOKEN = "test-admin-token"
 TEST_DATABASE_URL = os.environ.get("POSTERN_TEST_DATABASE_URL")
@@ -53,13 +59,23 @@ def settings(tmp_path: Path, database: dict[str, Any]) -> Settings:
         domain="example.com",
         fsync=False,
         gc_interval=3600,
+        hostname="mx.example.com",
+        smtp_listen="127.0.0.1:0",
+        lmtp_listen="127.0.0.1:0",
+        submission_listen="127.0.0.1:0",
         **database,
     )
 
 
 @pytest.fixture
-async def runtime(settings: Settings) -> AsyncIterator[Runtime]:
-    runtime = Runtime.build(settings, passwords=FAST_PASSWORDS)
+def resolver() -> StaticResolver:
+    """The DNS every test sees: empty until the test publishes records (no network)."""
+    return StaticResolver()
+
+
+@pytest.fixture
+async def runtime(settings: Settings, resolver: StaticResolver) -> AsyncIterator[Runtime]:
+    runtime = Runtime.build(settings, passwords=FAST_PASSWORDS, resolver=resolver)
     await runtime.start()
     try:
         yield runtime
@@ -81,3 +97,43 @@ async def anonymous(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://postern.test") as client:
         yield client
+
+
+@dataclass
+class MailDoors:
+    """The SMTP (MX), LMTP and submission ports of a server running in this test."""
+
+    smtp: int
+    lmtp: int
+    submission: int
+
+
+@pytest.fixture
+async def mail_doors(runtime: Runtime) -> AsyncIterator[MailDoors]:
+    """The mail doors and the outbound queue worker, in the test's event loop. Talk to
+    them with blocking clients (smtplib) through ``asyncio.to_thread``."""
+    listeners = await start_mail_doors(runtime)
+    worker = asyncio.create_task(runtime.outbound.run())
+    try:
+        yield MailDoors(**{door: bound_port(server) for door, server in listeners.items()})
+    finally:
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+        for server in listeners.values():
+            server.close()
+            await server.wait_closed()
+
+
+@pytest.fixture
+async def sink(runtime: Runtime, resolver: StaticResolver) -> AsyncIterator[SmtpSink]:
+    """A local SMTP server standing in for the internet: every remote domain's MX
+    points at it (``resolver`` answers for the domains a test publishes with
+    ``sink.serve_domain``), and the outbound queue delivers to its port."""
+    server = SmtpSink()
+    await server.start()
+    runtime.outbound.settings = dataclasses.replace(runtime.outbound.settings, mx_port=server.port)
+    server.resolver = resolver
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -67,41 +67,47 @@ def _smtp_authenticator(runtime: Runtime) -> Callable[[str, str, str], Awaitable
     return authenticate
 
 
-async def _start_mail_doors(runtime: Runtime, announce: Callable[[str], None]) -> list[asyncio.Server]:
+async def start_mail_doors(runtime: Runtime) -> dict[str, asyncio.Server]:
+    """Open the SMTP, LMTP and submission listeners this process is configured for."""
     settings = runtime.settings
     doors = settings.enabled_doors & {"smtp", "lmtp", "submission"}
     if not doors:
-        return []
+        return {}
     cert, key = (settings.tls_cert, settings.tls_key)
     if cert is None or key is None:
         cert, key = await asyncio.to_thread(ensure_self_signed, settings.data_dir / "tls", settings.hostname)
     tls = server_context(cert, key)
-    common = dict(
-        hostname=settings.hostname,
-        max_message_size=settings.max_message_size,
-        tls_context=tls,
-        timeout=settings.smtp_timeout,
-        connections_per_ip=settings.smtp_connections_per_ip,
-    )
-    servers = []
-    for door, listen, label in (
-        ("smtp", settings.smtp_listen, "SMTP (MX):     "),
-        ("lmtp", settings.lmtp_listen, "LMTP:          "),
-        ("submission", settings.submission_listen, "submission:    "),
-    ):
-        if door not in doors:
-            continue
-        address = parse_listen(listen)
-        if door == "submission":
-            handler: InboundHandler | SubmissionHandler = SubmissionHandler(runtime.submission, max_recipients=settings.smtp_max_recipients)
-        else:
-            handler = InboundHandler(runtime.router, runtime.inbound, lmtp=door == "lmtp", max_recipients=settings.smtp_max_recipients)
-        server = await start_listener(
-            door, address.host, address.port, handler, authenticate_user=_smtp_authenticator(runtime) if door == "submission" else None, **common
-        )
-        servers.append(server)
-        announce(f"  {label} {address}")
-    return servers
+    listeners: dict[str, asyncio.Server] = {}
+    try:
+        for door, listen in (("smtp", settings.smtp_listen), ("lmtp", settings.lmtp_listen), ("submission", settings.submission_listen)):
+            if door not in doors:
+                continue
+            address = parse_listen(listen)
+            if door == "submission":
+                handler: InboundHandler | SubmissionHandler = SubmissionHandler(runtime.submission, max_recipients=settings.smtp_max_recipients)
+            else:
+                handler = InboundHandler(runtime.router, runtime.inbound, lmtp=door == "lmtp", max_recipients=settings.smtp_max_recipients)
+            listeners[door] = await start_listener(
+                door,
+                address.host,
+                address.port,
+                handler,
+                hostname=settings.hostname,
+                max_message_size=settings.max_message_size,
+                tls_context=tls,
+                timeout=settings.smtp_timeout,
+                connections_per_ip=settings.smtp_connections_per_ip,
+                authenticate_user=_smtp_authenticator(runtime) if door == "submission" else None,
+            )
+    except BaseException:
+        for server in listeners.values():
+            server.close()
+        raise
+    return listeners
+
+
+def bound_port(server: asyncio.Server) -> int:
+    return int(server.sockets[0].getsockname()[1])
 
 
 async def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
@@ -127,7 +133,11 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     mail_servers: list[asyncio.Server] = []
     http: _HttpServer | None = None
     try:
-        mail_servers = await _start_mail_doors(runtime, announce)
+        listeners = await start_mail_doors(runtime)
+        mail_servers = list(listeners.values())
+        labels = {"smtp": "SMTP (MX):     ", "lmtp": "LMTP:          ", "submission": "submission:    "}
+        for door, server in listeners.items():
+            announce(f"  {labels[door]} {parse_listen(getattr(settings, door + '_listen')).host}:{bound_port(server)}")
         if "http" in doors:
             address = settings.http_address
             http = _HttpServer(

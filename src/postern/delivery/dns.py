@@ -201,6 +201,10 @@ class StaticResolver:
             self._records[(rtype.upper(), _normalise_name(name))] = value
         self.queries: list[tuple[str, str]] = []
 
+    def set(self, rtype: str, name: str, value: Any) -> None:
+        """Add or replace an answer (tests publish records as they go)."""
+        self._records[(rtype.upper(), _normalise_name(name))] = value
+
     def _lookup(self, rtype: str, name: str) -> list[Any]:
         key = (rtype, _normalise_name(name))
         self.queries.append(key)

@@ -9,6 +9,7 @@ destination domain, and records every attempt as a message event.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import random
 import ssl
@@ -211,16 +212,36 @@ class OutboundQueue:
         hosts = mx.order_mx(records, first.domain, rng=self._rng)
         last: dict[str, Attempt] = {}
         for host in hosts:
-            last = await self._send(host, self.settings.mx_port, first.mail_from, recipients, message, relay=False)
-            # Try the next MX only when this one could not take the message at all.
-            if not all(a.code == 0 for a in last.values()):
-                return last
+            for address in await self._addresses(host):
+                last = await self._send(address, self.settings.mx_port, first.mail_from, recipients, message, relay=False, name=host)
+                # Try the next address or MX only when this one could not take the message at all.
+                if not all(a.code == 0 for a in last.values()):
+                    return last
         if not last:
             return {r: Attempt(451, f"451 4.4.4 No mail exchanger found for {first.domain}", None) for r in recipients}
         return {r: Attempt(451, a.response or "451 4.4.1 Connection failed", a.host) for r, a in last.items()}
 
-    async def _send(self, host: str, port: int, mail_from: str, recipients: list[str], message: bytes, *, relay: bool) -> dict[str, Attempt]:
-        """One SMTP transaction. A code of 0 means the host could not be reached."""
+    async def _addresses(self, host: str) -> list[str]:
+        """The host's IPv4 then IPv6 addresses, through our resolver (never the system's)."""
+        try:
+            ipaddress.ip_address(host)
+            return [host]
+        except ValueError:
+            pass
+        found: list[str] = []
+        for lookup in (self.resolver.a, self.resolver.aaaa):
+            try:
+                found.extend(await lookup(host))
+            except DnsError:
+                continue
+        return found
+
+    async def _send(
+        self, host: str, port: int, mail_from: str, recipients: list[str], message: bytes, *, relay: bool, name: str | None = None
+    ) -> dict[str, Attempt]:
+        """One SMTP transaction with ``host`` (an address, or the relay's name); ``name``
+        is what the events report. A code of 0 means the host could not be reached."""
+        label = name or host
         use_tls = relay and self.settings.relay_tls == "tls"
         client = aiosmtplib.SMTP(
             hostname=host,
@@ -234,7 +255,7 @@ class OutboundQueue:
         try:
             await client.connect()
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            return {r: Attempt(0, f"451 4.4.1 Connection to {host} failed: {error}", host) for r in recipients}
+            return {r: Attempt(0, f"451 4.4.1 Connection to {label} failed: {error}", label) for r in recipients}
         try:
             await client.ehlo()
             if not use_tls and client.supports_extension("starttls") and not (relay and self.settings.relay_tls == "none"):
@@ -248,7 +269,7 @@ class OutboundQueue:
                 options.append("BODY=8BITMIME")
             if not (mail_from + "".join(recipients)).isascii():
                 if not client.supports_extension("smtputf8"):
-                    return {r: Attempt(553, f"553 5.6.7 {host} does not support SMTPUTF8 addresses", host) for r in recipients}
+                    return {r: Attempt(553, f"553 5.6.7 {label} does not support SMTPUTF8 addresses", label) for r in recipients}
                 options.append("SMTPUTF8")
             if client.supports_extension("size"):
                 options.append(f"SIZE={len(message)}")
@@ -259,18 +280,18 @@ class OutboundQueue:
                 try:
                     response = await client.rcpt(rcpt)
                     accepted.append(rcpt)
-                    results[rcpt] = Attempt(response.code, f"{response.code} {response.message}", host)
+                    results[rcpt] = Attempt(response.code, f"{response.code} {response.message}", label)
                 except aiosmtplib.SMTPRecipientRefused as error:
-                    results[rcpt] = Attempt(error.code, f"{error.code} {error.message}", host)
+                    results[rcpt] = Attempt(error.code, f"{error.code} {error.message}", label)
             if accepted:
                 response = await client.data(message)
                 for rcpt in accepted:
-                    results[rcpt] = Attempt(response.code, f"{response.code} {response.message}", host)
+                    results[rcpt] = Attempt(response.code, f"{response.code} {response.message}", label)
             return results
         except aiosmtplib.SMTPResponseException as error:
-            return {r: Attempt(error.code, f"{error.code} {error.message}", host) for r in recipients}
+            return {r: Attempt(error.code, f"{error.code} {error.message}", label) for r in recipients}
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            return {r: Attempt(451, f"451 4.4.2 Connection to {host} broke: {error}", host) for r in recipients}
+            return {r: Attempt(451, f"451 4.4.2 Connection to {label} broke: {error}", label) for r in recipients}
         finally:
             try:
                 await client.quit()
