@@ -4,11 +4,12 @@ that cannot be reached fails the tests; it never skips them."""
 
 from __future__ import annotations
 
-import os
-import secrets
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
+import os
+import secrets
+import shutil
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from postern.delivery.dns import StaticResolver
 from postern.http.app import create_app
 from postern.runtime import Runtime
 from postern.server import bound_port, start_mail_doors
+from postern.storage.database import Database, migrate
+from postern.storage.schema import metadata
 from tests.sink import SmtpSink
 
 ADMIN_TOKEN = "test-admin-token"
@@ -32,23 +35,60 @@ FAST_PASSWORDS = Passwords(time_cost=1, memory_kib=8)
 
 
 def pytest_report_header(config: Any) -> str:
-    return f"postern database: {TEST_DATABASE_URL or 'SQLite (per test)'}"
+    return f"postern database: {TEST_DATABASE_URL or 'SQLite (a copy of a migrated template per test)'}"
 
 
-@pytest.fixture
-async def database(tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    """Settings for a database of this test's own: a SQLite file, or a PostgreSQL schema."""
-    if not TEST_DATABASE_URL:
-        yield {"database_url": f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"}
-        return
-    schema = f"t_{secrets.token_hex(6)}"
-    yield {"database_url": TEST_DATABASE_URL, "database_schema": schema}
-    engine = create_async_engine(TEST_DATABASE_URL)
+async def _migrate(url: str, schema: str | None) -> None:
+    database = Database(url, schema=schema)
+    try:
+        await migrate(database)
+    finally:
+        await database.close()
+
+
+async def _drop_schema(schema: str) -> None:
+    engine = create_async_engine(TEST_DATABASE_URL or "")
     try:
         async with engine.begin() as conn:
             await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Migrations run once per session: into a SQLite file that each test copies, or
+    into a PostgreSQL schema that each test empties first."""
+    if not TEST_DATABASE_URL:
+        template = tmp_path_factory.mktemp("template") / "template.sqlite3"
+        asyncio.run(_migrate(f"sqlite+aiosqlite:///{template}", None))
+        yield {"template": template}
+        return
+    schema = f"t_{secrets.token_hex(6)}"
+    asyncio.run(_migrate(TEST_DATABASE_URL, schema))
+    try:
+        yield {"schema": schema}
+    finally:
+        asyncio.run(_drop_schema(schema))
+
+
+@pytest.fixture
+async def database(tmp_path: Path, migrated: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+    """Settings for an empty, migrated database of this test's own."""
+    if not TEST_DATABASE_URL:
+        path = tmp_path / "test.sqlite3"
+        shutil.copyfile(migrated["template"], path)
+        yield {"database_url": f"sqlite+aiosqlite:///{path}"}
+        return
+    schema = migrated["schema"]
+    tables = ", ".join(f'"{schema}"."{table.name}"' for table in metadata.sorted_tables)
+    engine = create_async_engine(TEST_DATABASE_URL)
+    try:
+        async with engine.begin() as conn:
+            await conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
+    finally:
+        await engine.dispose()
+    yield {"database_url": TEST_DATABASE_URL, "database_schema": schema}
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 An address is kept twice: as displayed (lowercase local part, Unicode domain) and as
 its key (lowercase local part, ASCII/punycode domain), which is unique across the
-whole system, so ``андрис@уайлддак.орг`` and ``андрис@xn--80aalwqglfe.xn--c1avg`` are one
+whole system, so ``андрис@уайлддак.орг`` and ``андрис@xn--80aalaxjd5d.xn--c1avg`` are one
 address.
 """
 
@@ -54,7 +54,9 @@ def normalise_address(value: str, field: str = "address") -> NormalisedAddress:
     if not at or not local or not domain:
         raise InvalidInput(f"{field} must be an email address", field=field)
     local = unicodedata.normalize("NFC", local)
-    if len(local.encode("utf-8")) > 64 or not _DOT_ATOM.match(local) or any(unicodedata.category(c) in ("Cc", "Cf", "Zs", "Zl", "Zp") for c in local):
+    # Lone surrogates ("Cs") stand for undecodable bytes (SMTP arguments are decoded
+    # with surrogateescape): not an address, and not encodable as UTF-8.
+    if len(local.encode("utf-8", "surrogatepass")) > 64 or not _DOT_ATOM.match(local) or any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zs", "Zl", "Zp") for c in local):
         raise InvalidInput(f"{field} has an invalid local part", field=field)
     ascii_domain, unicode_domain = normalise_domain(domain, field)
     local = local.lower()

@@ -36,8 +36,10 @@ class AdminToken:
 
     async def ensure(self) -> str | None:
         """Load the token's digest; create a token if there is none. Returns a newly
-        created token (to be shown once), or None."""
-        if self._configured:
+        created token (to be shown once), or None. None either while the admin API
+        runs without a token: one made then would never be shown, and the first start
+        with the token required makes and shows it."""
+        if self._configured or not self.required:
             return None
         async with self.db.write() as conn:
             stored = await state.get_value(conn, STATE_KEY)

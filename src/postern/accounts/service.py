@@ -162,6 +162,8 @@ class Accounts:
             values["password_hash"] = await self.passwords.hash(password) if password is not None else None
             values["require_password_change"] = False
         if existing_password is not None:
+            # Verified before the write transaction: argon2 takes tens of milliseconds
+            # and must not hold the write lock meanwhile.
             async with self.db.read() as conn:
                 user = await self._user(conn, user_id)
             if not await self.passwords.verify(user.password_hash, existing_password):

@@ -96,9 +96,24 @@ def _alembic_config(connection: Any) -> Any:
     return config
 
 
+_HEAD: list[str] = []
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this code (read once per process)."""
+    if not _HEAD:
+        from alembic.script import ScriptDirectory
+
+        _HEAD.append(ScriptDirectory.from_config(_alembic_config(None)).get_current_head() or "")
+    return _HEAD[0]
+
+
 async def migrate(database: Database, revision: str = "head") -> None:
     """Apply the Alembic migrations up to ``revision`` (at start and by ``postern migrate``)."""
     from alembic import command
+
+    if revision == "head" and await current_revision(database) == head_revision():
+        return  # the common case at every start: nothing to do, and no DDL engine
 
     def upgrade(sync_connection: Any) -> None:
         command.upgrade(_alembic_config(sync_connection), revision)

@@ -108,6 +108,14 @@ async def update_user(conn: AsyncConnection, user_id: str, values: dict[str, Any
         await conn.execute(update(users).where(users.c.id == user_id).values(**values))
 
 
+async def lock_user(conn: AsyncConnection, user_id: str) -> None:
+    """Lock the user's row until the transaction ends (a no-op on SQLite, whose writers
+    take turns anyway). Mailstore writes take this lock first, as the append path's
+    quota update does, so that concurrent writes of one user cannot deadlock on
+    PostgreSQL by locking folders, messages and blobs in different orders."""
+    await conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
+
+
 async def add_storage_used(conn: AsyncConnection, user_id: str, delta: int) -> None:
     if delta:
         await conn.execute(

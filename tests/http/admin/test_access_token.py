@@ -126,24 +126,22 @@ async def test_health_needs_no_token(anonymous: httpx.AsyncClient) -> None:
 
 async def test_admin_auth_off_lets_requests_through(settings: Settings) -> None:
     open_settings = settings.model_copy(update={"admin_auth": False})
-    async with started(open_settings) as (runtime, _):
-        async with http_client(runtime) as anonymous:
-            response = await anonymous.post("/users", json={"username": "alice", "password": PASSWORD})
-            assert response.status_code == 200, response.text
-            user_id = response.json()["id"]
-            assert (await anonymous.get(f"/users/{user_id}")).json()["username"] == "alice"
-            assert (await anonymous.get("/users")).json()["total"] == 1
-            response = await anonymous.post("/authenticate", json={"username": "alice", "password": PASSWORD})
-            assert response.status_code == 200 and response.json()["id"] == user_id
-            # Any token, even a wrong one, is ignored.
-            assert (await anonymous.get("/users", params={"accessToken": "wrong"})).status_code == 200
+    async with started(open_settings) as (runtime, _), http_client(runtime) as anonymous:
+        response = await anonymous.post("/users", json={"username": "alice", "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        user_id = response.json()["id"]
+        assert (await anonymous.get(f"/users/{user_id}")).json()["username"] == "alice"
+        assert (await anonymous.get("/users")).json()["total"] == 1
+        response = await anonymous.post("/authenticate", json={"username": "alice", "password": PASSWORD})
+        assert response.status_code == 200 and response.json()["id"] == user_id
+        # Any token, even a wrong one, is ignored.
+        assert (await anonymous.get("/users", params={"accessToken": "wrong"})).status_code == 200
 
 
 async def test_admin_auth_on_by_default(settings: Settings) -> None:
     assert settings.admin_auth is True
-    async with started(settings) as (runtime, _):
-        async with http_client(runtime) as anonymous:
-            error_of(await anonymous.get("/users"), 401)
+    async with started(settings) as (runtime, _), http_client(runtime) as anonymous:
+        error_of(await anonymous.get("/users"), 401)
 
 
 async def test_rotated_token_replaces_the_configured_one(runtime: Runtime, client: httpx.AsyncClient, anonymous: httpx.AsyncClient) -> None:
