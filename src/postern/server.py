@@ -12,6 +12,7 @@ import uvicorn
 
 from postern import __version__
 from postern.config import Settings, parse_listen
+from postern.delivery import queue_owner
 from postern.errors import DomainError
 from postern.http.app import create_app
 from postern.protocols.smtp.handlers import InboundHandler, SubmissionHandler
@@ -132,6 +133,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     tasks: list[asyncio.Task[None]] = []
     mail_servers: list[asyncio.Server] = []
     http: _HttpServer | None = None
+    owner: queue_owner.QueueOwner | None = None
     try:
         listeners = await start_mail_doors(runtime)
         mail_servers = list(listeners.values())
@@ -158,7 +160,9 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
                 await asyncio.sleep(0.01)
             announce(f"  HTTP:           http://{address}/  (admin API, /health, /openapi.json)")
         if "queue" in doors:
-            tasks.append(asyncio.create_task(runtime.outbound.run(), name="queue"))
+            # Rows this data directory's worker left "sending" when it died are its own to retry.
+            owner = queue_owner.acquire(settings.data_dir)
+            tasks.append(asyncio.create_task(runtime.outbound.run(owner.id if owner.exclusive else None), name="queue"))
         if "gc" in doors:
             tasks.append(asyncio.create_task(_collect_garbage(runtime, settings.gc_interval), name="gc"))
         new_token = await runtime.admin_token.ensure()
@@ -188,6 +192,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
             else:
                 task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if owner is not None:
+            owner.release()
         for server in mail_servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=5)

@@ -208,9 +208,12 @@ async def test_rejected_event_carries_the_response(runtime: Runtime, sink: SmtpS
     assert rejected[0]["dst"] == "sink.example.net"
 
 
-async def test_a_bounce_that_cannot_be_stored_still_releases_the_blob(
+async def test_a_bounce_that_cannot_be_stored_keeps_the_row_for_a_retry(
     runtime: Runtime, sink: SmtpSink, client: httpx.AsyncClient, alice: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The bounce is stored before the row becomes final: when it cannot be stored,
+    the row stays leased (to be tried again) and keeps its blob reference, rather
+    than becoming final with its bounce lost."""
     sink.serve_domain("remote.org")
     sink.rcpt_replies.append("550 5.1.1 no such user")
     raw = make_message(From="alice@example.com", To="carol@remote.org")
@@ -225,6 +228,8 @@ async def test_a_bounce_that_cannot_be_stored_still_releases_the_blob(
     monkeypatch.setattr(runtime.outbound.committer, "append", failing_append)
     async with worker(runtime):
         await asyncio.wait_for(tried.wait(), WAIT)
-        # The queue's reference goes back even so: only the Sent copy's remains.
-        [row] = await settled(runtime, row.blob_key, 1)
-    assert row.state == "bounced"
+    [after] = await queue_rows(runtime)
+    assert after.state == "sending"
+    async with runtime.db.read() as conn:
+        refcount = await conn.scalar(select(blobs.c.refcount).where(blobs.c.key == row.blob_key))
+    assert refcount == 2  # the Sent copy's and the queue's

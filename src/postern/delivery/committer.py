@@ -1,10 +1,12 @@
 """Group commit: concurrent deliveries share one transaction and one sync.
 
-Each caller hands its append requests over and waits. One flusher takes everything
-that is waiting, stores it with a single ``append_many`` (one blob sync pass and one
-database commit), and answers every caller. While a commit runs, new requests
-gather for the next one, so the batch grows exactly when the disk is the
-bottleneck and a lone delivery is never delayed.
+Each caller stages its own requests first (the summaries parsed, the blobs written
+and synced: the syncs of concurrent callers run side by side, and the filesystem
+commits them together), then hands them over and waits. One flusher takes everything
+that is staged and waiting, stores the rows with a single ``MailStore.commit`` (one
+database transaction and commit), and answers every caller. While a commit runs, new
+requests stage and gather for the next one, so the batch grows exactly when the disk
+is the bottleneck and a lone delivery is never delayed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import asyncio
 from collections.abc import Sequence
 
 from postern.errors import DomainError
-from postern.mailstore.service import AppendRequest, AppendResult, MailStore
+from postern.mailstore.service import AppendRequest, AppendResult, MailStore, StagedAppends
 
 # Bounds one transaction, so that a burst cannot hold the write lock for long.
 MAX_BATCH = 256
@@ -22,30 +24,30 @@ MAX_BATCH = 256
 class GroupCommitter:
     def __init__(self, mailstore: MailStore):
         self.mailstore = mailstore
-        self._waiting: list[tuple[Sequence[AppendRequest], asyncio.Future[list[AppendResult | DomainError]]]] = []
+        self._waiting: list[tuple[StagedAppends, asyncio.Future[list[AppendResult | DomainError]]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def append(self, requests: Sequence[AppendRequest]) -> list[AppendResult | DomainError]:
         """Store the requests durably; one result (or domain error) per request."""
         if not requests:
             return []
+        staged = await self.mailstore.stage(requests)
         future: asyncio.Future[list[AppendResult | DomainError]] = asyncio.get_running_loop().create_future()
-        self._waiting.append((requests, future))
+        self._waiting.append((staged, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
     async def _flush(self) -> None:
         while self._waiting:
-            batch: list[tuple[Sequence[AppendRequest], asyncio.Future[list[AppendResult | DomainError]]]] = []
+            batch: list[tuple[StagedAppends, asyncio.Future[list[AppendResult | DomainError]]]] = []
             size = 0
-            while self._waiting and (not batch or size + len(self._waiting[0][0]) <= MAX_BATCH):
+            while self._waiting and (not batch or size + len(self._waiting[0][0].results) <= MAX_BATCH):
                 item = self._waiting.pop(0)
                 batch.append(item)
-                size += len(item[0])
-            requests = [r for reqs, _ in batch for r in reqs]
+                size += len(item[0].results)
             try:
-                results = await self.mailstore.append_many(requests)
+                results = await self.mailstore.commit([staged for staged, _ in batch])
             except BaseException as error:  # a database or disk failure: every caller hears it
                 for _, future in batch:
                     if not future.done():
@@ -53,8 +55,6 @@ class GroupCommitter:
                 if not isinstance(error, Exception):
                     raise
                 continue
-            offset = 0
-            for reqs, future in batch:
+            for (_, future), result in zip(batch, results):
                 if not future.done():
-                    future.set_result(results[offset : offset + len(reqs)])
-                offset += len(reqs)
+                    future.set_result(result)

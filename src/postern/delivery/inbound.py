@@ -22,28 +22,36 @@ log = logging.getLogger("postern.delivery")
 # A lone dot between line breaks of which one is not CRLF: what an SMTP smuggling
 # attack hides in DATA, hoping that some server on the path ends the message there.
 _LONE_DOT = re.compile(rb"(?:\r\n|\r|\n)\.(?:\r\n|\r|\n)")
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and the lone surrogates that stand for undecodable bytes in
+# SMTP arguments (aiosmtpd decodes them with surrogateescape).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def strip_forged_results(data: bytes, authserv_id: str) -> bytes:
     """Remove Authentication-Results fields that claim to come from this server
     (RFC 8601 section 5): only the one postern adds itself may carry its name."""
+    if data.startswith(b"\r\n"):
+        return data  # no header section
     end = data.find(b"\r\n\r\n")
     head = data if end < 0 else data[: end + 2]
-    if b"uthentication-" not in head and b"UTHENTICATION-" not in head:
+    if b"authentication-results" not in head.lower():
         return data
-    ours = re.compile(rb"authentication-results:\s*" + re.escape(authserv_id.encode()) + rb"\s*(;|$)", re.IGNORECASE)
-    kept: list[bytes] = []
-    dropping = False
+    # The whole field, unfolded or not: the authserv-id may follow a fold or a
+    # comment, be quoted, and carry a version (RFC 8601 section 2.2).
+    cfws = rb"(?:[ \t\r\n]|\([^()]*\))"
+    name = re.escape(authserv_id.encode())
+    ours = re.compile(
+        rb"authentication-results[ \t]*:" + cfws + rb"*(?:" + name + rb'|"' + name + rb'")(?:' + cfws + rb"+[0-9]+)?" + cfws + rb"*(?:;|$)",
+        re.IGNORECASE,
+    )
+    fields: list[list[bytes]] = []
     for line in head.splitlines(keepends=True):
-        if line[:1] in (b" ", b"\t"):
-            if not dropping:
-                kept.append(line)
-            continue
-        dropping = bool(ours.match(line))
-        if not dropping:
-            kept.append(line)
-    return b"".join(kept) + (b"" if end < 0 else data[end + 2 :])
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    kept = b"".join(b"".join(f) for f in fields if not ours.match(b"".join(f)))
+    return kept + (b"" if end < 0 else data[end + 2 :])
 
 
 def smuggling_attempt(data: bytes) -> bool:

@@ -2,7 +2,8 @@
 
 A row per recipient lives in the database from the moment the message is accepted.
 The worker claims due rows under a lease (a process that dies mid-delivery leaves
-rows that come back when the lease runs out), delivers each message once per
+rows that come back when the lease runs out, or at once when the worker of the same
+data directory starts again: see ``queue_owner``), delivers each message once per
 destination domain, and records every attempt as a message event.
 """
 
@@ -23,6 +24,7 @@ import aiosmtplib
 
 from postern.accounts.addressing import normalise_domain
 from postern.delivery import dkim_signing, dsn, mx
+from postern.delivery.authentication import parse_header_from
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import DnsError, Resolver
 from postern.errors import InvalidInput
@@ -39,6 +41,8 @@ log = logging.getLogger("postern.outbound")
 
 CLAIM_BATCH = 50
 PARALLEL_DELIVERIES = 10
+# How long a stopping worker waits for the deliveries in flight.
+STOP_GRACE_S = 30.0
 # Final rows are kept a while for the record, then purged.
 KEEP_FINAL_MS = 7 * 24 * 3600 * 1000
 
@@ -131,21 +135,72 @@ class OutboundQueue:
         self._wakeup.set()
         return queue_id
 
+    async def record_local(self, *, user_id: str, mail_from: str, recipients: Sequence[str], blob_key: str, message_mid: str | None) -> None:
+        """Rows for recipients delivered locally at submission: already final, so
+        they hold no blob reference, but they count toward the sender's daily limit
+        and show in the sent message's timeline."""
+        now = now_ms()
+        queue_id = new_id()
+        rows = [
+            {
+                "id": new_id(), "user_id": user_id, "queue_id": queue_id, "blob_key": blob_key, "mail_from": mail_from,
+                "rcpt": rcpt, "domain": _ascii_domain(rcpt), "state": "delivered", "attempts": 1, "next_attempt_ms": now,
+                "last_response": "250 2.0.0 Delivered locally", "message_mid": message_mid,
+                "created_ms": now, "updated_ms": now, "expires_ms": now,
+            }
+            for rcpt in dict.fromkeys(recipients)
+        ]
+        async with self.db.write() as conn:
+            await queue_store.insert_rows(conn, rows)
+            if message_mid:
+                events = [
+                    (user_id, message_mid, "ACCEPTED", {"queueId": queue_id, "seq": f"{i:03d}", "from": mail_from, "to": [r["rcpt"]], "dst": "local", "response": r["last_response"]}, now)
+                    for i, r in enumerate(rows, start=1)
+                ]
+                await add_events(conn, events)
+
     async def recipients_in_last_day(self, user_id: str) -> int:
         async with self.db.read() as conn:
             return await queue_store.recipients_since(conn, user_id, now_ms() - 24 * 3600 * 1000)
 
     # The worker ----------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Deliver due rows until cancelled."""
-        parallel = asyncio.Semaphore(PARALLEL_DELIVERIES)
+    async def run(self, owner: str | None = None) -> None:
+        """Deliver due rows until cancelled.
+
+        ``owner`` is an identity that no other live process uses (see ``queue_owner``):
+        rows a previous life of this worker left "sending" under it (it was killed
+        mid-delivery) are retried at once rather than when their lease runs out.
+        Without one, the worker leases rows under a random id.
+
+        When cancelled, deliveries in flight get up to ``STOP_GRACE_S`` to finish and
+        record their outcome: a message a server has just accepted must not stay
+        "sending", to be sent again after the restart."""
         running: set[asyncio.Task[None]] = set()
+        try:
+            await self._run(owner, running)
+        finally:
+            if running:
+                await asyncio.wait(set(running), timeout=STOP_GRACE_S)
+
+    async def _run(self, owner: str | None, running: set[asyncio.Task[None]]) -> None:
+        parallel = asyncio.Semaphore(PARALLEL_DELIVERIES)
         purged_at = 0.0
+        lease_owner = owner or new_id()
+        if owner is not None:
+            try:
+                async with self.db.write() as conn:
+                    taken = await queue_store.end_leases_of(conn, owner, now_ms())
+                if taken:
+                    log.info("outbound queue: retrying %d deliveries in flight when the previous run stopped", taken)
+            except Exception:
+                log.exception("outbound queue: taking back the previous run's deliveries failed; they come back when their lease ends")
         while True:
             try:
                 async with self.db.write() as conn:
-                    rows = await queue_store.claim_due(conn, now_ms(), int(self.settings.lease_seconds * 1000), CLAIM_BATCH)
+                    rows = await queue_store.claim_due(
+                        conn, now_ms(), int(self.settings.lease_seconds * 1000), CLAIM_BATCH, owner=lease_owner
+                    )
                 if time.monotonic() - purged_at > 3600:
                     purged_at = time.monotonic()
                     async with self.db.write() as conn:
@@ -284,9 +339,15 @@ class OutboundQueue:
                 except aiosmtplib.SMTPRecipientRefused as error:
                     results[rcpt] = Attempt(error.code, f"{error.code} {error.message}", label)
             if accepted:
-                response = await client.data(message)
+                # A refused DATA answers for the accepted recipients only: those
+                # refused at RCPT keep their own reply (a 451 there is retried).
+                reply: aiosmtplib.SMTPResponse | aiosmtplib.SMTPResponseException
+                try:
+                    reply = await client.data(message)
+                except aiosmtplib.SMTPResponseException as error:
+                    reply = error
                 for rcpt in accepted:
-                    results[rcpt] = Attempt(response.code, f"{response.code} {response.message}", label)
+                    results[rcpt] = Attempt(reply.code, f"{reply.code} {reply.message}", label)
             return results
         except aiosmtplib.SMTPResponseException as error:
             return {r: Attempt(error.code, f"{error.code} {error.message}", label) for r in recipients}
@@ -299,54 +360,62 @@ class OutboundQueue:
                 client.close()
 
     async def _signed(self, raw: bytes, mail_from: str) -> bytes:
-        domain = _ascii_domain(mail_from) if "@" in mail_from else ""
-        if not domain:
-            return raw
+        """Signed with the key of the From header's domain (what DMARC aligns with),
+        else of the envelope sender's domain; unsigned when neither has a key."""
+        status, from_domain = parse_header_from(raw)
+        candidates = [from_domain if status == "ok" and from_domain else "", mail_from.rpartition("@")[2] if "@" in mail_from else ""]
+        row = None
         async with self.db.read() as conn:
-            row = await dkim_store.get_key(conn, domain)
+            for domain in dict.fromkeys(_ascii_domain("@" + d) for d in candidates if d):
+                row = await dkim_store.get_key(conn, domain)
+                if row is not None:
+                    break
         if row is None:
             return raw
         key = dkim_signing.DkimKey(row.domain, row.selector, row.private_key_pem.encode(), row.algorithm)
         try:
             return await asyncio.to_thread(dkim_signing.sign, raw, key) + raw
         except dkim_signing.DkimSigningError:
-            log.warning("DKIM signing failed for a message from %s; sent unsigned", domain)
+            log.warning("DKIM signing failed for a message from %s; sent unsigned", row.domain)
             return raw
 
     async def _record(self, rows: list, attempts: dict[str, Attempt]) -> None:
         now = now_ms()
+        outcomes: list[tuple[object, Attempt, str]] = []
+        for row in rows:
+            attempt = attempts[row.rcpt]
+            kind = attempt.kind if attempt.code else "temporary"
+            if kind == "ok":
+                outcomes.append((row, attempt, "delivered"))
+            elif kind == "temporary" and now < row.expires_ms:
+                outcomes.append((row, attempt, "deferred"))
+            else:
+                outcomes.append((row, attempt, "bounced"))
+        failed = [(row, attempt) for row, attempt, state in outcomes if state == "bounced"]
+        if failed:
+            # The bounce is stored before the rows become final: a crash in between
+            # retries the rows (and may bounce twice) rather than lose the bounce.
+            await self._bounce(rows[0], failed)
         events = []
-        failed: list[tuple[object, Attempt]] = []
         finished_blobs: list[str] = []
         async with self.db.write() as conn:
-            for seq, row in enumerate(rows, start=1):
-                attempt = attempts[row.rcpt]
+            for seq, (row, attempt, state) in enumerate(outcomes, start=1):
                 event = {"queueId": row.queue_id, "seq": f"{seq:03d}", "from": row.mail_from, "to": [row.rcpt], "response": attempt.response}
                 if attempt.host:
                     event["dst"] = attempt.host
-                kind = attempt.kind if attempt.code else "temporary"
-                if kind == "ok":
-                    await queue_store.set_state(conn, row.id, "delivered", response=attempt.response, now_ms=now)
-                    finished_blobs.append(row.blob_key)
-                    action = "ACCEPTED"
-                elif kind == "temporary" and now < row.expires_ms:
+                if state == "deferred":
                     retry_at = now + int(mx.retry_delay(row.attempts, rng=self._rng) * 1000)
-                    await queue_store.set_state(conn, row.id, "deferred", response=attempt.response, now_ms=now, next_attempt_ms=retry_at)
-                    action = "DEFERRED"
+                    await queue_store.set_state(conn, row.id, state, response=attempt.response, now_ms=now, next_attempt_ms=retry_at)
                     event["nextAttempt"] = datetime.fromtimestamp(retry_at / 1000, UTC).isoformat()
                 else:
-                    await queue_store.set_state(conn, row.id, "bounced", response=attempt.response, now_ms=now)
+                    await queue_store.set_state(conn, row.id, state, response=attempt.response, now_ms=now)
                     finished_blobs.append(row.blob_key)
-                    failed.append((row, attempt))
-                    action = "REJECTED"
                 if row.message_mid:
+                    action = {"delivered": "ACCEPTED", "deferred": "DEFERRED", "bounced": "REJECTED"}[state]
                     events.append((row.user_id, row.message_mid, action, event, now))
             await add_events(conn, events)
-        if failed:
-            await self._bounce(rows[0], failed)
-        if finished_blobs:
-            async with self.db.write() as conn:
-                await message_store.release_blobs(conn, finished_blobs)
+            # Final rows hold no reference to the message any more.
+            await message_store.release_blobs(conn, finished_blobs)
 
     async def _bounce(self, first, failed: list[tuple[object, Attempt]]) -> None:
         """A delivery status notification into the sender's INBOX."""

@@ -105,6 +105,13 @@ class Submission:
             failed = [o for o in outcomes if not o.stored]
             if failed:
                 raise SubmissionRefused(failed[0].reply)
+            await self.outbound.record_local(
+                user_id=user_id,
+                mail_from=mail_from,
+                recipients=[o.recipient.address for o in outcomes],
+                blob_key=sent_copy.blob_key if sent_copy else "",
+                message_mid=sent_copy.mid if sent_copy else None,
+            )
         queue_id = None
         if remote:
             blob_key = sent_copy.blob_key if sent_copy else await self.committer.mailstore.blobs.put(data)

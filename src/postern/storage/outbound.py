@@ -28,8 +28,8 @@ def _due(now_ms: int) -> Any:
     )
 
 
-async def claim_due(conn: AsyncConnection, now_ms: int, lease_ms: int, limit: int) -> list[Row]:
-    """Mark up to ``limit`` due rows as being sent by this process, under a lease."""
+async def claim_due(conn: AsyncConnection, now_ms: int, lease_ms: int, limit: int, owner: str | None = None) -> list[Row]:
+    """Mark up to ``limit`` due rows as being sent by this process (``owner``), under a lease."""
     pick = select(outbound.c.id).where(_due(now_ms)).order_by(outbound.c.next_attempt_ms).limit(limit)
     if conn.dialect.name == "postgresql":
         # Several processes may run queue workers: each row goes to one of them.
@@ -40,10 +40,21 @@ async def claim_due(conn: AsyncConnection, now_ms: int, lease_ms: int, limit: in
     stmt = (
         update(outbound)
         .where(outbound.c.id.in_(ids))
-        .values(state="sending", lease_until_ms=now_ms + lease_ms, attempts=outbound.c.attempts + 1, updated_ms=now_ms)
+        .values(state="sending", lease_until_ms=now_ms + lease_ms, lease_owner=owner, attempts=outbound.c.attempts + 1, updated_ms=now_ms)
         .returning(*outbound.c)
     )
     return list(await conn.execute(stmt))
+
+
+async def end_leases_of(conn: AsyncConnection, owner: str, now_ms: int) -> int:
+    """End at once the leases ``owner`` holds: for a worker that knows no live process
+    holds them under its id (its own previous life died mid-delivery)."""
+    result = await conn.execute(
+        update(outbound)
+        .where(outbound.c.state == "sending", outbound.c.lease_owner == owner, outbound.c.lease_until_ms > now_ms)
+        .values(lease_until_ms=now_ms, updated_ms=now_ms)
+    )
+    return result.rowcount
 
 
 async def set_state(

@@ -202,6 +202,7 @@ outbound = Table(
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_ms", BigInteger, nullable=False),
     Column("lease_until_ms", BigInteger),  # while "sending": a crashed sender's rows come back after it
+    Column("lease_owner", ID),  # while "sending": the worker that holds the lease (see delivery/queue_owner.py)
     Column("last_response", Text),
     Column("message_mid", ID),  # the Sent copy, for its events
     Column("created_ms", BigInteger, nullable=False),

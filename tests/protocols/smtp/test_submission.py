@@ -336,8 +336,10 @@ async def test_local_recipient_gets_it_in_inbox(mail_doors: Any, sink: Any, clie
     stored = await source(client, bob, "INBOX", inbox[0]["id"])
     assert stored.endswith(raw)
     assert len(await listing(client, alice, "Sent Mail")) == 1
-    # Nothing went through the queue or out to the world.
-    assert await queue_rows(runtime) == []
+    # Nothing waits in the queue or went out to the world: the local recipient is
+    # recorded as delivered at once (it counts toward the daily recipient limit).
+    [row] = await queue_rows(runtime)
+    assert (row.rcpt, row.state, row.last_response) == ("bob@example.com", "delivered", "250 2.0.0 Delivered locally")
     await asyncio.sleep(0)
     assert sink.received == []
 
@@ -353,8 +355,9 @@ async def test_local_and_remote_recipients_together(
     received = await sink.wait_for(1)
     assert received[0].rcpt_tos == ["carol@remote.org"]
     assert len(await listing(client, bob, "INBOX")) == 1
-    rows = await wait_rows_final(runtime, 1)
-    assert [r.rcpt for r in rows] == ["carol@remote.org"]
+    rows = await wait_rows_final(runtime, 2)
+    assert [(r.rcpt, r.state) for r in rows] == [("bob@example.com", "delivered"), ("carol@remote.org", "delivered")]
+    assert [r.last_response for r in rows][0] == "250 2.0.0 Delivered locally"
 
 
 async def test_recipients_limit_per_day(mail_doors: Any, sink: Any, client: httpx.AsyncClient, runtime: Runtime) -> None:
@@ -379,6 +382,19 @@ async def test_recipients_limit_per_day(mail_doors: Any, sink: Any, client: http
     rows = await wait_rows_final(runtime, 2)
     assert sorted(r.rcpt for r in rows) == ["one@remote.org", "two@remote.org"]
     assert {r.state for r in rows} == {"delivered"}
+
+
+async def test_local_recipients_count_toward_the_daily_limit(mail_doors: Any, client: httpx.AsyncClient, runtime: Runtime) -> None:
+    await create_user(client, "dave", address="dave@example.com", recipients=2)
+    for name in ("erin", "frank", "grace"):
+        await create_user(client, name, address=f"{name}@example.com")
+    raw = make_message(From="dave@example.com", To="someone@example.com")
+    for name in ("erin", "frank"):
+        replies = await in_thread(lambda: submit(mail_doors.submission, "dave@example.com", [f"{name}@example.com"], raw, login="dave"))
+        assert replies["data"][0] == 250
+    third = await in_thread(lambda: submit(mail_doors.submission, "dave@example.com", ["grace@example.com"], raw, login="dave"))
+    assert third["rcpt"][0][0] == 452
+    assert "data" not in third
 
 
 # DKIM ---------------------------------------------------------------------------------

@@ -1,0 +1,452 @@
+"""What the crash tests need around a ``postern serve`` process that they kill.
+
+* :class:`ServeProcess` starts ``python -m postern serve`` (as ``test_serve.py`` does),
+  reads its printout in background threads and kills it with SIGKILL.
+* :class:`LoopThread` runs an asyncio loop in a thread, for the SMTP sink and for
+  reading the outbound queue's rows while the server runs.
+* :class:`GatedSink` is the "rest of the internet" the outbound relay delivers to: it
+  records what it accepts, can answer DATA slowly, and can *hold* DATA replies (a
+  closed gate) so that a test kills the server while no acceptance is in flight.
+* :class:`QueueView` reads the ``outbound`` table of the server's database.
+* :class:`Ledger` records what every client was told, message by message.
+
+Every wait has an upper bound; nothing asserts how long anything took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import queue
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+T = TypeVar("T")
+
+TEST_DATABASE_URL = os.environ.get("POSTERN_TEST_DATABASE_URL")
+READY_TIMEOUT = 90.0
+STOP_TIMEOUT = 30.0
+ADMIN_TOKEN = "crash-test-admin-token-" + "x" * 16
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str | Callable[[], str], interval: float = 0.05) -> None:
+    """Poll ``condition`` until it holds; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what() if callable(what) else what}")
+        time.sleep(interval)
+
+
+# The server process -------------------------------------------------------------------
+
+
+class ServeProcess:
+    """One life of ``postern serve``: its printout (stdout) and its log (stderr)."""
+
+    def __init__(self, env: dict[str, str]):
+        self.env = env
+        self.lines: list[str] = []
+        self.stderr_lines: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "postern", "serve"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._threads = [
+            threading.Thread(target=self._pump, daemon=True),
+            threading.Thread(target=self._drain, daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    @property
+    def errors(self) -> str:
+        return "".join(self.stderr_lines)
+
+    def read_until(self, wanted: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no {wanted!r} line within {timeout} s\nstdout:\n{self.output}\nstderr:\n{self.errors}")
+            try:
+                line = self._queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                return False
+            self.lines.append(line)
+            if line.strip() == wanted:
+                return True
+
+    def wait_ready(self) -> None:
+        if not self.read_until("ready", READY_TIMEOUT):
+            self.proc.wait(timeout=STOP_TIMEOUT)
+            raise AssertionError(f"serve exited ({self.proc.returncode}) before ready\nstdout:\n{self.output}\nstderr:\n{self.errors}")
+
+    def kill9(self) -> None:
+        """SIGKILL: no clean-up of any kind runs in the server."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=STOP_TIMEOUT)
+        self._join()
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=STOP_TIMEOUT)
+        self._join()
+        return code
+
+    def _join(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=STOP_TIMEOUT)
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if line is not None:
+                self.lines.append(line)
+
+
+def serve_env(data_dir: Path, sink_port: int, schema: str | None) -> dict[str, str]:
+    """The environment of every life of one crash-tested server: same data, same ports."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTERN_")}
+    env.update(
+        POSTERN_DATA_DIR=str(data_dir),
+        POSTERN_FSYNC="true",
+        POSTERN_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
+        POSTERN_SMTP_LISTEN=f"127.0.0.1:{free_port()}",
+        POSTERN_LMTP_LISTEN=f"127.0.0.1:{free_port()}",
+        POSTERN_SUBMISSION_LISTEN=f"127.0.0.1:{free_port()}",
+        POSTERN_ADMIN_TOKEN=ADMIN_TOKEN,
+        POSTERN_CHECK_AUTHENTICATION="false",
+        POSTERN_ARGON2_TIME_COST="1",
+        POSTERN_ARGON2_MEMORY_KIB="8",
+        POSTERN_DOMAIN="example.com",
+        POSTERN_HOSTNAME="mx.example.com",
+        POSTERN_OUTBOUND_RELAY=f"127.0.0.1:{sink_port}",
+        POSTERN_OUTBOUND_RELAY_TLS="none",
+        # Far away: the collector must not be what a crash test exercises by chance.
+        POSTERN_GC_INTERVAL="3600",
+    )
+    if TEST_DATABASE_URL and schema:
+        env.update(POSTERN_DATABASE_URL=TEST_DATABASE_URL, POSTERN_DATABASE_SCHEMA=schema)
+    return env
+
+
+def port_of(env: dict[str, str], name: str) -> int:
+    return int(env[f"POSTERN_{name}_LISTEN"].rsplit(":", 1)[1])
+
+
+# An asyncio loop in a thread ----------------------------------------------------------
+
+
+class LoopThread:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="crash-test-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=STOP_TIMEOUT)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
+# The sink -----------------------------------------------------------------------------
+
+
+@dataclass
+class Accepted:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+@dataclass
+class GatedSink:
+    """An SMTP server on loopback that accepts everything.
+
+    ``delay`` seconds pass before each DATA reply. While the gate is closed, DATA
+    replies are held until it opens again; if the client goes away meanwhile (the
+    server under test was killed), aiosmtpd cancels the handler and the message is
+    *not* accepted: the sender never heard a 250 for it, so it was not delivered.
+    A message counts as accepted at the moment the sink commits to its 250.
+    """
+
+    loop: LoopThread
+    delay: float = 0.0
+    port: int = 0
+    accepted: list[Accepted] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _holding: int = 0
+    _gate: asyncio.Event | None = None
+    _server: asyncio.AbstractServer | None = None
+
+    def start(self) -> None:
+        self.loop.run(self._start())
+
+    async def _start(self) -> None:
+        sink = self
+        self._gate = asyncio.Event()
+        self._gate.set()
+
+        class Handler:
+            async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+                assert sink._gate is not None
+                with sink._lock:
+                    sink._holding += 1
+                try:
+                    if sink.delay:
+                        await asyncio.sleep(sink.delay)
+                    await sink._gate.wait()
+                finally:
+                    with sink._lock:
+                        sink._holding -= 1
+                # Nothing awaits between here and the reply: once recorded, the 250 is sent.
+                with sink._lock:
+                    sink.accepted.append(Accepted(envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""))
+                return "250 2.0.0 Ok: queued by sink"
+
+        self._server = await asyncio.get_running_loop().create_server(
+            lambda: SMTP(Handler(), hostname="sink.example.net", decode_data=False, enable_SMTPUTF8=True), "127.0.0.1", 0
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def close_gate(self) -> None:
+        """Hold DATA replies from now on (the gate is closed when this returns)."""
+        self.loop.run(self._set_gate(False))
+
+    def open_gate(self) -> None:
+        self.loop.run(self._set_gate(True))
+
+    async def _set_gate(self, open_: bool) -> None:
+        assert self._gate is not None
+        if open_:
+            self._gate.set()
+        else:
+            self._gate.clear()
+
+    @property
+    def holding(self) -> int:
+        """DATA replies being held (or delayed) right now."""
+        with self._lock:
+            return self._holding
+
+    def recipients(self) -> collections.Counter[str]:
+        """How many times each recipient address was accepted."""
+        with self._lock:
+            return collections.Counter(rcpt.lower() for item in self.accepted for rcpt in item.rcpt_tos)
+
+    def stop(self) -> None:
+        async def _stop() -> None:
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+
+        self.loop.run(_stop(), timeout=STOP_TIMEOUT)
+
+
+# The outbound queue, read from the database ------------------------------------------
+
+
+class QueueView:
+    """Reads the ``outbound`` rows of the server's database (SQLite in the data
+    directory, or the test's PostgreSQL schema) while the server runs."""
+
+    def __init__(self, loop: LoopThread, data_dir: Path, schema: str | None):
+        self.loop = loop
+        if TEST_DATABASE_URL and schema:
+            self.url = TEST_DATABASE_URL
+            args: dict[str, Any] = {"connect_args": {"server_settings": {"search_path": schema}}}
+        else:
+            self.url = f"sqlite+aiosqlite:///{(data_dir / 'postern.sqlite3').resolve()}"
+            args = {}
+        self._args = args
+        self._engine: AsyncEngine | None = None
+
+    def states(self) -> dict[str, str]:
+        """Recipient address -> state of its row (queued, sending, deferred, delivered, bounced)."""
+        return self.loop.run(self._states())
+
+    async def _states(self) -> dict[str, str]:
+        if self._engine is None:
+            # No pool: no connection of the test's stays open across a kill and restart.
+            self._engine = create_async_engine(self.url, poolclass=NullPool, **self._args)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT rcpt, state FROM outbound"))).all()
+        return {str(rcpt).lower(): str(state) for rcpt, state in rows}
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self.loop.run(self._engine.dispose())
+
+
+def drop_schema(schema: str) -> None:
+    assert TEST_DATABASE_URL
+
+    async def main() -> None:
+        engine = create_async_engine(TEST_DATABASE_URL)
+        try:
+            async with engine.begin() as conn:
+                await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+def new_schema() -> str | None:
+    return f"t_{secrets.token_hex(6)}" if TEST_DATABASE_URL else None
+
+
+# What the clients were told ----------------------------------------------------------
+
+
+class Ledger:
+    """Per message token: "acked" (the DATA reply was 250), "refused" (a reply other
+    than 250), or "unknown" (sent, but the connection broke before any reply)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.outcome: dict[str, str] = {}
+        self.owner: dict[str, str] = {}  # token -> the recipients, comma separated
+        self.notes: list[str] = []
+
+    def begin(self, token: str, owner: str) -> None:
+        with self._lock:
+            self.outcome[token] = "unknown"
+            self.owner[token] = owner
+
+    def settle(self, token: str, outcome: str, note: str = "") -> None:
+        with self._lock:
+            self.outcome[token] = outcome
+            if note:
+                self.notes.append(f"{token}: {note}")
+
+    def tokens(self, outcome: str) -> set[str]:
+        with self._lock:
+            return {t for t, o in self.outcome.items() if o == outcome}
+
+    def all(self) -> set[str]:
+        with self._lock:
+            return set(self.outcome)
+
+    def subset(self, tokens: Iterable[str]) -> Ledger:
+        part = Ledger()
+        with self._lock:
+            for token in tokens:
+                part.outcome[token] = self.outcome[token]
+                part.owner[token] = self.owner[token]
+        return part
+
+
+# The admin API ------------------------------------------------------------------------
+
+
+def admin_client(env: dict[str, str]) -> httpx.Client:
+    return httpx.Client(base_url=f"http://{env['POSTERN_HTTP_LISTEN']}", timeout=30, headers={"X-Access-Token": ADMIN_TOKEN})
+
+
+def create_user(client: httpx.Client, username: str, password: str) -> tuple[str, dict[str, str]]:
+    """A user at ``username@example.com``; returns its id and its folders by path."""
+    created = client.post("/users", json={"username": username, "password": password, "address": f"{username}@example.com"})
+    assert created.status_code == 200, created.text
+    user = created.json()["id"]
+    boxes = client.get(f"/users/{user}/mailboxes")
+    assert boxes.status_code == 200, boxes.text
+    return user, {m["path"]: m["id"] for m in boxes.json()["results"]}
+
+
+def listing(client: httpx.Client, user: str, mailbox: str) -> list[tuple[int, str]]:
+    """(id, subject) of every message in one folder, following the cursors page by page."""
+    found: list[tuple[int, str]] = []
+    params: dict[str, Any] = {"limit": 250, "order": "asc"}
+    for _ in range(10_000):
+        page = client.get(f"/users/{user}/mailboxes/{mailbox}/messages", params=params)
+        assert page.status_code == 200, page.text
+        body = page.json()
+        found.extend((int(m["id"]), str(m["subject"])) for m in body["results"])
+        if not body["nextCursor"]:
+            return found
+        params["next"] = body["nextCursor"]
+    raise AssertionError("the cursors of the message list never ended")
+
+
+def subjects(client: httpx.Client, user: str, mailbox: str) -> list[str]:
+    return [subject for _, subject in listing(client, user, mailbox)]
+
+
+def check_sources(
+    client: httpx.Client, user: str, mailbox: str, raws: dict[str, bytes], prefix: str, problems: list[str]
+) -> None:
+    """Each listed message's message.eml ends with the bytes that were sent (the server
+    adds only trace headers in front): no blob lost or torn by a crash."""
+    for uid, subject in listing(client, user, mailbox):
+        head, _, token = subject.partition(" ")
+        if head != prefix or token not in raws:
+            continue
+        eml = client.get(f"/users/{user}/mailboxes/{mailbox}/messages/{uid}/message.eml")
+        if eml.status_code != 200:
+            problems.append(f"{mailbox} of {user}: message.eml of {token} answers {eml.status_code}: {eml.text[:200]}")
+        elif not eml.content.endswith(raws[token]):
+            problems.append(f"{mailbox} of {user}: message.eml of {token} is not the message sent ({len(eml.content)} bytes)")
+
+
+def tokens_in(texts: Iterable[str], prefix: str) -> collections.Counter[str]:
+    """Count the tokens in subjects like ``"<prefix> <token>"``; other subjects count under ``"?" + subject``."""
+    counts: collections.Counter[str] = collections.Counter()
+    for subject in texts:
+        head, _, token = subject.partition(" ")
+        counts[token if head == prefix and token else "?" + subject] += 1
+    return counts
