@@ -11,6 +11,7 @@ from postern.http.admin.common import (
     SUCCESS,
     AddressId,
     Created,
+    CursorPage,
     Limit,
     NextCursor,
     PageNumber,
@@ -19,6 +20,7 @@ from postern.http.admin.common import (
     Success,
     UserId,
     cursor_from,
+    cursor_page,
     iso,
     responses,
 )
@@ -46,13 +48,8 @@ class SearchedAddress(BaseModel):
     user: str
 
 
-class AddressSearch(BaseModel):
-    success: Literal[True]
+class AddressSearch(CursorPage):
     query: str
-    total: int
-    page: int
-    previousCursor: str | Literal[False]
-    nextCursor: str | Literal[False]
     results: list[SearchedAddress]
 
 
@@ -88,15 +85,8 @@ async def search_addresses(
     cursor = cursor_from(next, previous, (str,))
     rows, total = await runtime.accounts.search_addresses(query=query, limit=limit, cursor=cursor)
     result = page_from_rows(rows, limit, cursor, lambda r: (r.address_key,))
-    return {
-        "success": True,
-        "query": query or "",
-        "total": total,
-        "page": page,
-        "previousCursor": result.previous_cursor or False,
-        "nextCursor": result.next_cursor or False,
-        "results": [{"id": r.id, "address": r.address, "user": r.user_id} for r in result.rows],
-    }
+    results = [{"id": r.id, "address": r.address, "user": r.user_id} for r in result.rows]
+    return cursor_page(result, total=total, page=page, results=results, query=query or "")
 
 
 @router.get("/users/{user}/addresses", summary="List user addresses", responses=responses(UserAddressList))

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from postern.errors import InvalidInput
 from postern.http.errors import ErrorResponse
 from postern.runtime import Runtime
-from postern.storage.pagination import Cursor, decode_cursor
+from postern.storage.pagination import Cursor, Page, decode_cursor
 
 ID_PATTERN = r"^[0-9a-f]{24}$"
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="ID of the user")]
@@ -28,7 +28,13 @@ def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+async def _runtime_dependency(request: Request) -> Runtime:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, which
+    # cost every admin request a round trip to a worker thread (see docs/benchmarks.md).
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(_runtime_dependency)]
 
 
 class AccessDenied(Exception):
@@ -98,11 +104,35 @@ def cursor_from(next_cursor: str | None, previous_cursor: str | None, types: tup
     return None
 
 
+class CursorPage(BaseModel):
+    """What every paged list answers: WildDuck's cursors, false where there is no page."""
+
+    success: Literal[True]
+    total: int
+    page: int
+    previousCursor: str | Literal[False]
+    nextCursor: str | Literal[False]
+
+
+def cursor_page(result: Page, *, total: int, page: int, results: list[Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "success": True,
+        **extra,
+        "total": total,
+        "page": page,
+        "previousCursor": result.previous_cursor or False,
+        "nextCursor": result.next_cursor or False,
+        "results": results,
+    }
+
+
 def iso(ms: int | None) -> str | None:
     """Milliseconds since the epoch as the API's ISO 8601 form, 2017-07-17T11:15:03.841Z."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    when = datetime.fromtimestamp(ms / 1000, UTC)
+    # %Y does not pad years before 1000 to four digits everywhere.
+    return f"{when.year:04d}" + when.strftime("-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def split_list(value: str | None) -> list[str]:

@@ -12,6 +12,7 @@ from postern.accounts.service import NewUser
 from postern.http.admin.common import (
     SUCCESS,
     Created,
+    CursorPage,
     Limit,
     NextCursor,
     PageNumber,
@@ -20,6 +21,7 @@ from postern.http.admin.common import (
     Success,
     UserId,
     cursor_from,
+    cursor_page,
     responses,
     split_list,
 )
@@ -140,13 +142,8 @@ class UserListItem(BaseModel):
     disabled: bool
 
 
-class UserList(BaseModel):
-    success: Literal[True]
+class UserList(CursorPage):
     query: str
-    total: int
-    page: int
-    previousCursor: str | Literal[False]
-    nextCursor: str | Literal[False]
     results: list[UserListItem]
 
 
@@ -207,15 +204,8 @@ async def list_users(
         query=query, any_tags=split_list(tags), all_tags=split_list(requiredTags), limit=limit, cursor=cursor
     )
     result = page_from_rows(rows, limit, cursor, lambda r: (r.username,))
-    return {
-        "success": True,
-        "query": query or "",
-        "total": total,
-        "page": page,
-        "previousCursor": result.previous_cursor or False,
-        "nextCursor": result.next_cursor or False,
-        "results": [_list_item(r, user_tags[r.id]) for r in result.rows],
-    }
+    results = [_list_item(r, user_tags[r.id]) for r in result.rows]
+    return cursor_page(result, total=total, page=page, results=results, query=query or "")
 
 
 @router.post("/users", summary="Add a new user", responses=responses(Created, 409))
