@@ -57,10 +57,16 @@ def name_of(path: str) -> str:
     return path.rsplit(SEPARATOR, 1)[-1]
 
 
+_last_uidvalidity = 0
+
+
 def new_uidvalidity() -> int:
     # Seconds since the epoch, as Dovecot does: a folder deleted and created again
-    # gets a new value, so clients drop what they cached of the old one.
-    return max(1, (now_ms() // 1000) & 0xFFFFFFFF)
+    # gets a new value, so clients drop what they cached of the old one. Strictly
+    # increasing in this process, so that this holds within the same second too.
+    global _last_uidvalidity
+    _last_uidvalidity = max((now_ms() // 1000) & 0xFFFFFFFF, _last_uidvalidity + 1, 1)
+    return _last_uidvalidity
 
 
 def folder_row(user_id: str, path: str, special_use: str | None = None, retention_ms: int | None = None) -> dict[str, Any]:

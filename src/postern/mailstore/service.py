@@ -86,6 +86,15 @@ class _Prepared:
     flag_values: dict[str, bool] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class StagedAppends:
+    """Appends whose blobs are written and synced (``MailStore.stage``), ready to be
+    committed, alone or with others (``MailStore.commit``)."""
+
+    results: list[AppendResult | DomainError | None]  # refused already (too large), by index
+    prepared: list[tuple[int, _Prepared]]
+
+
 def split_flags(flags: Sequence[str]) -> tuple[dict[str, bool], list[str]]:
     """System flags as column values, and the remaining keywords (deduplicated)."""
     values = {column: False for column in FLAG_COLUMNS.values()}
@@ -247,6 +256,7 @@ class MailStore:
     async def delete_folder(self, user_id: str, folder_id: str) -> None:
         async with self.db.write() as conn:
             folder = await self._folder(conn, user_id, folder_id)
+            await user_store.lock_user(conn, user_id)
             if is_protected(folder.path, folder.special_use):
                 raise Forbidden("Special mailboxes can not be deleted", code="CANNOT")
             contents = await message_store.folder_message_keys(conn, folder_id)
@@ -275,6 +285,12 @@ class MailStore:
         stored is durable, and a crash in between leaves at most an orphan blob, which
         the garbage collector removes.
         """
+        return (await self.commit([await self.stage(requests)]))[0]
+
+    async def stage(self, requests: Sequence[AppendRequest]) -> StagedAppends:
+        """The first half of ``append_many``: the summaries parsed and the blobs written
+        and synced. Nothing is visible before ``commit``; blobs staged but never
+        committed are orphans, which the garbage collector removes."""
         results: list[AppendResult | DomainError | None] = [None] * len(requests)
         prepared: list[tuple[int, _Prepared]] = []
         for index, request in enumerate(requests):
@@ -291,43 +307,102 @@ class MailStore:
             keys = await self.blobs.put_many([p.request.raw for _, p in prepared])
             for (_, item), key in zip(prepared, keys):
                 item.key = key
-            events: list[Event] = []
-            async with self.db.write() as conn:
-                for index, item in prepared:
-                    outcome = await self._store(conn, item)
-                    results[index] = outcome
-                    if isinstance(outcome, AppendResult):
-                        events.append(MessageAdded(outcome.user_id, outcome.folder_id, outcome.uid, outcome.modseq))
-            self.bus.publish(events)
-        return [r for r in results if r is not None]
+        return StagedAppends(results, prepared)
 
-    async def _store(self, conn: AsyncConnection, item: _Prepared) -> AppendResult | DomainError:
-        request, summary = item.request, item.summary
-        try:
-            if request.folder_id is not None:
-                folder = await self._folder(conn, request.user_id, request.folder_id)
-            else:
-                folder = await self._folder_at(conn, request.user_id, request.folder_path)
-        except NotFound as error:
-            return error
-        size = len(request.prefix) + len(request.raw)
-        if request.quota_grace:
-            await user_store.add_storage_used(conn, request.user_id, size)
-        elif not await user_store.reserve_storage(conn, request.user_id, size):
-            return OverQuota("Mailbox is over quota")
+    async def commit(self, batches: Sequence[StagedAppends]) -> list[list[AppendResult | DomainError]]:
+        """The second half of ``append_many``: the rows of every staged batch, in one
+        transaction and in order (a group commit). One list of results per batch."""
+        merged: list[tuple[int, _Prepared]] = []
+        origin: list[tuple[StagedAppends, int]] = []
+        for batch in batches:
+            for index, item in batch.prepared:
+                merged.append((len(merged), item))
+                origin.append((batch, index))
+        if merged:
+            async with self.db.write() as conn:
+                outcomes = await self._store_batch(conn, merged)
+            events: list[Event] = []
+            for number, (batch, index) in enumerate(origin):
+                outcome = outcomes[number]
+                batch.results[index] = outcome
+                if isinstance(outcome, AppendResult):
+                    events.append(MessageAdded(outcome.user_id, outcome.folder_id, outcome.uid, outcome.modseq))
+            self.bus.publish(events)
+        return [[r for r in batch.results if r is not None] for batch in batches]
+
+    async def _store_batch(
+        self, conn: AsyncConnection, prepared: Sequence[tuple[int, _Prepared]]
+    ) -> dict[int, AppendResult | DomainError]:
+        """The rows of a batch of appends, by index. The outcome is that of storing the
+        messages one by one in order (folder, quota, UID and MODSEQ, blob reference,
+        thread), in a number of statements that does not grow with the batch."""
+        outcomes: dict[int, AppendResult | DomainError] = {}
+        folder_of = await self._folders_for(conn, prepared, outcomes)
+        live = [(index, item) for index, item in prepared if index in folder_of]
+        if not live:
+            return outcomes
+
+        # Locks in a fixed order (users, then folders, then blobs, each by key), as
+        # every mailstore write takes them: concurrent batches cannot deadlock.
+        read_usage: dict[str, tuple[int, int]] = {}
+        read_heads: dict[str, tuple[int, int]] = {}
+        for index, _ in live:
+            row = folder_of[index]
+            read_heads[row.id] = (int(row.uid_next), int(row.modseq))
+            if "storage_used" in row._mapping:  # not on a folder looked up alone
+                read_usage[row.user_id] = (int(row.storage_used), int(row.quota_allowed))
+        usage = await user_store.lock_usage(conn, [item.request.user_id for _, item in live], read_usage)
+        heads = await folder_store.lock_for_appends(conn, [folder_of[index].id for index, _ in live], read_heads)
+        accepted: list[tuple[int, _Prepared, Row, int]] = []
+        deltas: dict[str, int] = {}
+        for index, item in live:
+            request, folder = item.request, folder_of[index]
+            if folder.id not in heads or request.user_id not in usage:  # deleted meanwhile (PostgreSQL)
+                outcomes[index] = NotFound("This mailbox does not exist", code="NoSuchMailbox")
+                continue
+            size = len(request.prefix) + len(request.raw)
+            used, quota = usage[request.user_id]
+            if not request.quota_grace and used + size > quota:
+                outcomes[index] = OverQuota("Mailbox is over quota")
+                continue
+            usage[request.user_id] = (used + size, quota)
+            deltas[request.user_id] = deltas.get(request.user_id, 0) + size
+            accepted.append((index, item, folder, size))
+        if not accepted:
+            return outcomes
+        await user_store.add_storage_used_many(conn, deltas)
+        appends: dict[str, tuple[int, int, int]] = {}
+        for _, item, folder, size in accepted:
+            count, unseen, total = appends.get(folder.id, (0, 0, 0))
+            appends[folder.id] = (count + 1, unseen + (0 if item.flag_values.get("seen") else 1), total + size)
+        await folder_store.add_appends(conn, appends)
+        next_uid = {f: heads[f][0] for f in appends}
+        next_modseq = {f: heads[f][1] + 1 for f in appends}
+
         created = now_ms()
-        uid, modseq = await folder_store.allocate(conn, folder.id, 1)
-        if await message_store.add_blob_refs(conn, {item.key: (len(request.raw), 1)}, created):
-            # The row was new or revived from zero references: the collector may have
-            # deleted the file since put_many() found it there; write it again if so.
-            if not await self.blobs.exists(item.key):
-                await self.blobs.put(request.raw)
-        thread_id = await self._thread_for(conn, request.user_id, summary, created)
-        internal_ms = request.internal_ms or created
-        mid = new_id()
-        await message_store.insert_messages(
-            conn,
-            [
+        refs: dict[str, tuple[int, int]] = {}
+        raw_of: dict[str, bytes] = {}
+        for _, item, _, _ in accepted:
+            _, count = refs.get(item.key, (0, 0))
+            refs[item.key] = (len(item.request.raw), count + 1)
+            raw_of[item.key] = item.request.raw
+        fresh = await message_store.add_blob_refs(conn, refs, created)
+        if fresh:
+            # Rows that were new or revived from zero references: the collector may
+            # have deleted the file since stage() wrote or found it; put_many writes
+            # again whichever is missing (and only checks the others), in one pass.
+            await self.blobs.put_many([raw_of[key] for key in fresh])
+
+        threads = await self._threads_for(conn, [(item.request.user_id, item.summary) for _, item, _, _ in accepted], created)
+        rows: list[dict[str, Any]] = []
+        store_events: list[tuple[str, str, str, dict[str, Any], int]] = []
+        for (index, item, folder, size), thread_id in zip(accepted, threads):
+            request, summary = item.request, item.summary
+            uid, modseq = next_uid[folder.id], next_modseq[folder.id]
+            next_uid[folder.id], next_modseq[folder.id] = uid + 1, modseq + 1
+            internal_ms = request.internal_ms if request.internal_ms is not None else created
+            mid = new_id()
+            rows.append(
                 {
                     "folder_id": folder.id,
                     "uid": uid,
@@ -351,29 +426,107 @@ class MailStore:
                     "mid": mid,
                     "prefix": request.prefix,
                 }
-            ],
-        )
-        if request.event is not None:
-            await event_store.add_events(conn, [(request.user_id, mid, "STORE", request.event, created)])
-        unseen = 0 if item.flag_values.get("seen") else 1
-        await folder_store.adjust_counters(conn, folder.id, messages=1, unseen=unseen, size=size)
-        return AppendResult(request.user_id, folder.id, uid, modseq, size, item.key, int(folder.uidvalidity), mid)
+            )
+            if request.event is not None:
+                store_events.append((request.user_id, mid, "STORE", request.event, created))
+            outcomes[index] = AppendResult(request.user_id, folder.id, uid, modseq, size, item.key, int(folder.uidvalidity), mid)
+        await message_store.insert_messages(conn, rows)
+        await event_store.add_events(conn, store_events)
+        return outcomes
 
-    async def _thread_for(self, conn: AsyncConnection, user_id: str, summary: mime.MessageSummary, now: int) -> str:
-        """By References/In-Reply-To first; a reply with no known reference joins a recent
-        thread with the same normalised subject; anything else starts a thread."""
-        own = [summary.message_id] if summary.message_id else []
-        refs = [*summary.references, *summary.in_reply_to]
-        thread_id = await message_store.thread_by_refs(conn, user_id, [*refs, *own])
-        if thread_id is None and summary.is_reply and summary.thread_subject:
-            thread_id = await message_store.thread_by_subject(conn, user_id, summary.thread_subject, now - THREAD_SUBJECT_WINDOW_MS)
-        if thread_id is None:
-            thread_id = new_id()
-            await message_store.insert_thread(conn, thread_id, user_id, summary.thread_subject, now)
-        else:
-            await message_store.touch_thread(conn, thread_id, now)
-        await message_store.add_thread_refs(conn, user_id, thread_id, [*own, *refs])
-        return thread_id
+    async def _folders_for(
+        self, conn: AsyncConnection, prepared: Sequence[tuple[int, _Prepared]], outcomes: dict[int, AppendResult | DomainError]
+    ) -> dict[int, Row]:
+        """Each request's folder, by index, from one query; a request whose folder it
+        does not find is looked up alone, for the precise error (into ``outcomes``)."""
+        by_id = [
+            p.request.folder_id
+            for _, p in prepared
+            if p.request.folder_id is not None and is_id(p.request.folder_id) and is_id(p.request.user_id)
+        ]
+        by_path = [(p.request.user_id, p.request.folder_path) for _, p in prepared if p.request.folder_id is None and is_id(p.request.user_id)]
+        rows = await folder_store.folders_for_appends(conn, by_id, by_path)
+        with_id = {r.id: r for r in rows}
+        at_path = {(r.user_id, r.path): r for r in rows}
+        found: dict[int, Row] = {}
+        for index, item in prepared:
+            request = item.request
+            if request.folder_id is not None:
+                row = with_id.get(request.folder_id)
+                if row is not None and row.user_id != request.user_id:
+                    row = None
+            else:
+                row = at_path.get((request.user_id, request.folder_path))
+            if row is None:
+                try:
+                    if request.folder_id is not None:
+                        row = await self._folder(conn, request.user_id, request.folder_id)
+                    else:
+                        row = await self._folder_at(conn, request.user_id, request.folder_path)
+                except NotFound as error:
+                    outcomes[index] = error
+                    continue
+            found[index] = row
+        return found
+
+    async def _threads_for(
+        self, conn: AsyncConnection, messages: Sequence[tuple[str, mime.MessageSummary]], now: int
+    ) -> list[str]:
+        """The thread of each (user, summary), in order, as if appended one by one: by
+        References/In-Reply-To first; a reply with no known reference joins a recent
+        thread with the same normalised subject; anything else starts a thread. A
+        message may join a thread that an earlier one of the batch started."""
+        user_ids = sorted({user for user, _ in messages})
+        wanted: set[str] = set()
+        subjects: set[str] = set()
+        for _, summary in messages:
+            for ref in (*summary.references, *summary.in_reply_to, *((summary.message_id,) if summary.message_id else ())):
+                wanted.update((ref, ref[:255]))  # refs are stored cut at 255 characters
+            if summary.is_reply and summary.thread_subject:
+                subjects.add(summary.thread_subject)
+        known: dict[tuple[str, str], str] = {}
+        subject_of: dict[str, str] = {}
+        for row in await message_store.threads_of_refs(conn, user_ids, sorted(wanted)):
+            known[(row.user_id, row.ref)] = row.thread_id
+            subject_of[row.thread_id] = row.subject
+        # The most recently updated thread per (user, subject) before this batch.
+        stored: dict[tuple[str, str], tuple[int, str]] = {}
+        if subjects:
+            for row in await message_store.threads_by_subjects(conn, user_ids, sorted(subjects), now - THREAD_SUBJECT_WINDOW_MS):
+                key = (row.user_id, row.subject)
+                if key not in stored or row.updated_ms > stored[key][0]:
+                    stored[key] = (int(row.updated_ms), row.id)
+        recent: dict[tuple[str, str], str] = {}  # threads this batch started or touched (updated now)
+        new_threads: dict[str, dict[str, Any]] = {}
+        touched: set[str] = set()
+        new_refs: dict[tuple[str, str], str] = {}
+        result: list[str] = []
+        for user, summary in messages:
+            own = [summary.message_id] if summary.message_id else []
+            refs = [*summary.references, *summary.in_reply_to]
+            matches = sorted(ref for ref in {*refs, *own} if (user, ref) in known)
+            thread_id = known[(user, matches[0])] if matches else None
+            if thread_id is None and summary.is_reply and summary.thread_subject:
+                thread_id = recent.get((user, summary.thread_subject))
+                if thread_id is None and (user, summary.thread_subject) in stored:
+                    thread_id = stored[(user, summary.thread_subject)][1]
+                    subject_of[thread_id] = summary.thread_subject
+            if thread_id is None:
+                thread_id = new_id()
+                new_threads[thread_id] = {"id": thread_id, "user_id": user, "subject": summary.thread_subject, "updated_ms": now}
+                subject_of[thread_id] = summary.thread_subject
+            elif thread_id not in new_threads:
+                touched.add(thread_id)
+            recent[(user, subject_of[thread_id])] = thread_id
+            for ref in dict.fromkeys([*own, *refs]):
+                key = (user, ref[:255])
+                if key not in known:  # a ref already known keeps its thread
+                    known[key] = new_refs[key] = thread_id
+            result.append(thread_id)
+        await message_store.insert_threads(conn, list(new_threads.values()))
+        await message_store.touch_threads(conn, sorted(touched), now)
+        await message_store.add_thread_refs_many(conn, [(user, ref, thread) for (user, ref), thread in new_refs.items()])
+        return result
 
     # Reading -------------------------------------------------------------------------
 
@@ -428,6 +581,7 @@ class MailStore:
         moved: list[tuple[int, int]] | None = None
         async with self.db.write() as conn:
             folder = await self._folder(conn, user_id, folder_id)
+            await user_store.lock_user(conn, user_id)
             target = await self._folder(conn, user_id, move_to) if move_to else None
             matched = await message_store.select_messages(conn, folder_id, uids)
             if not matched:
@@ -491,6 +645,7 @@ class MailStore:
         self, conn: AsyncConnection, user_id: str, folder_id: str, uids: Sequence[int]
     ) -> tuple[list[Row], Event | None]:
         """Delete messages; the event is the caller's to publish once committed."""
+        await user_store.lock_user(conn, user_id)
         deleted = await message_store.delete_messages(conn, folder_id, uids)
         if not deleted:
             return deleted, None

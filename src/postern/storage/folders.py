@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, literal, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.storage.dialect import greatest, prefix_pattern
-from postern.storage.schema import folders
+from postern.storage.schema import folders, users
 
 
 async def insert_folders(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
@@ -78,6 +78,70 @@ async def allocate(conn: AsyncConnection, folder_id: str, uids: int) -> tuple[in
     )
     uid_next, modseq = (await conn.execute(stmt)).one()
     return int(uid_next) - uids, int(modseq)
+
+
+async def folders_for_appends(conn: AsyncConnection, ids: Sequence[str], user_paths: Sequence[tuple[str, str]]) -> list[Row]:
+    """The folders with these ids, and those at these (user_id, path) pairs (and
+    maybe a few more: the caller matches the pairs), in one query for a batch; each
+    row also carries its user's ``storage_used`` and ``quota_allowed``."""
+    clauses: list[Any] = []
+    if ids:
+        clauses.append(folders.c.id.in_(sorted(set(ids))))
+    if user_paths:
+        user_ids = sorted({u for u, _ in user_paths})
+        paths = sorted({p for _, p in user_paths})
+        clauses.append(and_(folders.c.user_id.in_(user_ids), folders.c.path.in_(paths)))
+    if not clauses:
+        return []
+    stmt = (
+        select(folders, users.c.storage_used, users.c.quota_allowed)
+        .join(users, users.c.id == folders.c.user_id)
+        .where(or_(*clauses))
+    )
+    return list(await conn.execute(stmt))
+
+
+async def lock_for_appends(
+    conn: AsyncConnection, folder_ids: Sequence[str], read: dict[str, tuple[int, int]] | None = None
+) -> dict[str, tuple[int, int]]:
+    """Lock the folders' rows (in id order) until the transaction ends; their
+    (uid_next, modseq) by id. A folder deleted meanwhile is missing.
+
+    ``read``: the values this transaction has read already. On SQLite, whose writers
+    take turns (``BEGIN IMMEDIATE``), they are current, and no query is needed."""
+    if read is not None and conn.dialect.name == "sqlite" and set(folder_ids) <= read.keys():
+        return {f: read[f] for f in folder_ids}
+    stmt = (
+        select(folders.c.id, folders.c.uid_next, folders.c.modseq)
+        .where(folders.c.id.in_(sorted(set(folder_ids))))
+        .order_by(folders.c.id)
+        .with_for_update()
+    )
+    return {r.id: (int(r.uid_next), int(r.modseq)) for r in await conn.execute(stmt)}
+
+
+async def add_appends(conn: AsyncConnection, appends: dict[str, tuple[int, int, int]]) -> None:
+    """For each folder locked by ``lock_for_appends``: (messages, unseen, size) appended.
+    Takes as many UIDs and MODSEQs as messages (one each, as ``allocate`` per message
+    would) and adds to the counters; one statement for the batch."""
+    if not appends:
+        return
+    n = bindparam("b_messages")
+    stmt = (
+        update(folders)
+        .where(folders.c.id == bindparam("b_id"))
+        .values(
+            uid_next=folders.c.uid_next + n,
+            modseq=folders.c.modseq + n,
+            message_count=folders.c.message_count + n,
+            unseen_count=folders.c.unseen_count + bindparam("b_unseen"),
+            size_total=folders.c.size_total + bindparam("b_size"),
+        )
+    )
+    await conn.execute(
+        stmt,
+        [{"b_id": f, "b_messages": m, "b_unseen": u, "b_size": z} for f, (m, u, z) in sorted(appends.items())],
+    )
 
 
 async def adjust_counters(

@@ -56,16 +56,18 @@ def _uid_filter(uids: UidRanges) -> Any:
 async def add_blob_refs(conn: AsyncConnection, refs: dict[str, tuple[int, int]], now_ms: int) -> list[str]:
     """Count new references: ``{key: (size, how_many)}``. Returns the keys whose row
     was created or had no references left, whose files the collector may be removing."""
-    fresh: list[str] = []
-    for key, (size, count) in refs.items():
-        stmt = insert_for(conn, blobs).values(key=key, size=size, refcount=count, created_ms=now_ms)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["key"],
-            set_={"refcount": case((blobs.c.refcount < 0, 0), else_=blobs.c.refcount) + count},
-        ).returning(blobs.c.refcount)
-        if (await conn.execute(stmt)).scalar_one() == count:
-            fresh.append(key)
-    return fresh
+    if not refs:
+        return []
+    # One statement for all the keys (in key order, so that concurrent transactions
+    # lock the rows in the same order).
+    stmt = insert_for(conn, blobs)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={"refcount": case((blobs.c.refcount < 0, 0), else_=blobs.c.refcount) + stmt.excluded.refcount},
+    ).returning(blobs.c.key, blobs.c.refcount)
+    rows = [{"key": key, "size": size, "refcount": count, "created_ms": now_ms} for key, (size, count) in sorted(refs.items())]
+    counts = {row.key: row.refcount for row in await conn.execute(stmt, rows)}
+    return [key for key, (_, count) in refs.items() if counts[key] == count]
 
 
 async def claim_orphans(conn: AsyncConnection, keys: Sequence[str], now_ms: int) -> None:
@@ -224,6 +226,60 @@ async def add_thread_refs(conn: AsyncConnection, user_id: str, thread_id: str, r
     for ref in dict.fromkeys(refs):
         stmt = insert_for(conn, thread_refs).values(user_id=user_id, ref=ref[:255], thread_id=thread_id)
         await conn.execute(stmt.on_conflict_do_nothing(index_elements=["user_id", "ref"]))
+
+
+# Threads, for a batch of appends ------------------------------------------------------
+
+_CHUNK = 500  # values per IN list: well within SQLite's and asyncpg's parameter limits
+
+
+async def threads_of_refs(conn: AsyncConnection, user_ids: Sequence[str], refs: Sequence[str]) -> list[Row]:
+    """(user_id, ref, thread_id, subject) of the known refs among ``refs`` of these
+    users (the caller matches the (user, ref) pairs)."""
+    found: list[Row] = []
+    wanted = sorted(set(refs))
+    users_ = sorted(set(user_ids))
+    for start in range(0, len(wanted), _CHUNK):
+        stmt = (
+            select(thread_refs.c.user_id, thread_refs.c.ref, thread_refs.c.thread_id, threads.c.subject)
+            .join(threads, threads.c.id == thread_refs.c.thread_id)
+            .where(thread_refs.c.user_id.in_(users_), thread_refs.c.ref.in_(wanted[start : start + _CHUNK]))
+        )
+        found.extend(await conn.execute(stmt))
+    return found
+
+
+async def threads_by_subjects(conn: AsyncConnection, user_ids: Sequence[str], subjects: Sequence[str], since_ms: int) -> list[Row]:
+    """(id, user_id, subject, updated_ms) of the threads with these subjects updated
+    since ``since_ms`` (the caller matches the (user, subject) pairs)."""
+    found: list[Row] = []
+    wanted = sorted(set(subjects))
+    users_ = sorted(set(user_ids))
+    for start in range(0, len(wanted), _CHUNK):
+        stmt = select(threads.c.id, threads.c.user_id, threads.c.subject, threads.c.updated_ms).where(
+            threads.c.user_id.in_(users_), threads.c.subject.in_(wanted[start : start + _CHUNK]), threads.c.updated_ms >= since_ms
+        )
+        found.extend(await conn.execute(stmt))
+    return found
+
+
+async def insert_threads(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
+    """Rows of (id, user_id, subject, updated_ms)."""
+    if rows:
+        await conn.execute(threads.insert(), list(rows))
+
+
+async def touch_threads(conn: AsyncConnection, thread_ids: Sequence[str], now_ms: int) -> None:
+    ids = sorted(set(thread_ids))
+    for start in range(0, len(ids), _CHUNK):
+        await conn.execute(update(threads).where(threads.c.id.in_(ids[start : start + _CHUNK])).values(updated_ms=now_ms))
+
+
+async def add_thread_refs_many(conn: AsyncConnection, rows: Sequence[tuple[str, str, str]]) -> None:
+    """(user_id, ref, thread_id) rows; a ref already known keeps its thread."""
+    if rows:
+        stmt = insert_for(conn, thread_refs).on_conflict_do_nothing(index_elements=["user_id", "ref"])
+        await conn.execute(stmt, [{"user_id": u, "ref": r[:255], "thread_id": t} for u, r, t in sorted(rows)])
 
 
 async def count_messages(conn: AsyncConnection, folder_id: str) -> tuple[int, int, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -133,6 +133,37 @@ async def reserve_storage(conn: AsyncConnection, user_id: str, size: int) -> boo
         .values(storage_used=users.c.storage_used + size)
     )
     return result.rowcount == 1
+
+
+async def lock_usage(
+    conn: AsyncConnection, user_ids: Sequence[str], read: dict[str, tuple[int, int]] | None = None
+) -> dict[str, tuple[int, int]]:
+    """Lock the users' rows (in id order, see ``lock_user``); (storage_used,
+    quota_allowed) by id. ``read``: the values this transaction has read already; on
+    SQLite, whose writers take turns (``BEGIN IMMEDIATE``), they are current, and no
+    query is needed."""
+    if read is not None and conn.dialect.name == "sqlite" and set(user_ids) <= read.keys():
+        return {u: read[u] for u in user_ids}
+    stmt = (
+        select(users.c.id, users.c.storage_used, users.c.quota_allowed)
+        .where(users.c.id.in_(sorted(set(user_ids))))
+        .order_by(users.c.id)
+        .with_for_update()
+    )
+    return {r.id: (int(r.storage_used), int(r.quota_allowed)) for r in await conn.execute(stmt)}
+
+
+async def add_storage_used_many(conn: AsyncConnection, deltas: dict[str, int]) -> None:
+    """``add_storage_used`` for several users in one statement."""
+    params = [{"b_id": u, "b_delta": d} for u, d in sorted(deltas.items()) if d]
+    if params:
+        delta = bindparam("b_delta")
+        await conn.execute(
+            update(users)
+            .where(users.c.id == bindparam("b_id"))
+            .values(storage_used=case((users.c.storage_used + delta < 0, 0), else_=users.c.storage_used + delta)),
+            params,
+        )
 
 
 async def recount_storage(conn: AsyncConnection, user_id: str) -> int:

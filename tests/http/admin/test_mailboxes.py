@@ -694,18 +694,21 @@ async def test_delete_folder_releases_its_blobs(client: httpx.AsyncClient, runti
     assert await runtime.blobs.exists(blob_key(shared))
 
 
-async def test_delete_parent_leaves_children_reachable(client: httpx.AsyncClient) -> None:
+async def test_delete_parent_keeps_children(client: httpx.AsyncClient) -> None:
+    """As with IMAP DELETE, only the named folder goes; its children stay reachable."""
     user = await create_user(client)
     parent = await create_ok(client, user, "Parent")
     child = await create_ok(client, user, "Parent/Child")
+    await upload(client, user, child, make_message("in the child"))
     assert (await client.delete(f"/users/{user}/mailboxes/{parent}")).status_code == 200
-    # Whatever happens to children, the listing and the child's own id stay consistent.
     listed = await paths(client, user)
-    response = await client.get(f"/users/{user}/mailboxes/{child}")
-    if "Parent/Child" in listed:
-        assert response.status_code == 200
-    else:
-        assert response.status_code == 404
+    assert "Parent" not in listed and "Parent/Child" in listed
+    body = await get_mailbox(client, user, child)
+    assert (body["path"], body["total"]) == ("Parent/Child", 1)
+    # The parent can be created again, and the child keeps its id.
+    again = await create_ok(client, user, "Parent")
+    assert again != parent
+    assert await folder_id(client, user, "Parent/Child") == child
 
 
 async def test_delete_unknown_user(client: httpx.AsyncClient) -> None:
@@ -722,3 +725,21 @@ async def test_requires_token(anonymous: httpx.AsyncClient, client: httpx.AsyncC
     response = await anonymous.post(f"/users/{user}/mailboxes", json={"path": "Nope"})
     assert response.status_code == 401
     assert "Nope" not in await paths(client, user)
+
+
+async def test_recreated_folder_gets_new_uid_validity(client: httpx.AsyncClient) -> None:
+    """RFC 3501: a mailbox deleted and created again with the same name must not
+    reuse the UIDVALIDITY, or clients would show their cache of the old one."""
+    user = await create_user(client)
+    first = await create_ok(client, user, "Again")
+    old = await get_mailbox(client, user, first)
+    await upload(client, user, first, make_message("old"))
+    assert (await client.delete(f"/users/{user}/mailboxes/{first}")).status_code == 200
+    second = await create_ok(client, user, "Again")
+    new = await get_mailbox(client, user, second)
+    assert new["uidNext"] == 1
+    assert new["uidValidity"] != old["uidValidity"]
+    # Likewise for a name freed by a rename.
+    assert (await rename(client, user, second, "Moved away")).status_code == 200
+    third = await create_ok(client, user, "Again")
+    assert (await get_mailbox(client, user, third))["uidValidity"] not in (old["uidValidity"], new["uidValidity"])

@@ -3,6 +3,7 @@ the summary parsed at append, threads, update (flags, expiry, move) and delete."
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 from collections.abc import AsyncIterator
@@ -156,6 +157,34 @@ async def test_upload_json_date_without_zone_is_utc(client: httpx.AsyncClient) -
     response = await client.post(url(user, inbox), json={"raw": make_message().decode(), "date": "2019-05-06T07:08:09"})
     assert response.status_code == 200, response.text
     assert (await details(client, user, inbox, 1))["idate"] == "2019-05-06T07:08:09.000Z"
+
+
+@pytest.mark.parametrize("date", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"])
+async def test_upload_json_date_beyond_the_writable_years(client: httpx.AsyncClient, date: str) -> None:
+    user = await create_user(client)
+    inbox = await folder_id(client, user)
+    body = assert_error(await client.post(url(user, inbox), json={"raw": make_message().decode(), "date": date}), 400, "InputValidationError")
+    assert "date" in body["details"]
+    assert (await mailbox(client, user, inbox))["total"] == 0
+    assert (await listing(client, user, inbox))["results"] == []
+
+
+@pytest.mark.parametrize(
+    ("date", "idate"),
+    [
+        ("0500-06-07T08:09:10Z", "0500-06-07T08:09:10.000Z"),
+        ("1969-12-31T23:59:58.5Z", "1969-12-31T23:59:58.500Z"),
+        ("9999-12-31T23:59:59.999Z", "9999-12-31T23:59:59.999Z"),
+        ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z"),
+    ],
+)
+async def test_upload_json_unusual_dates(client: httpx.AsyncClient, date: str, idate: str) -> None:
+    user = await create_user(client)
+    inbox = await folder_id(client, user)
+    response = await client.post(url(user, inbox), json={"raw": make_message().decode(), "date": date})
+    assert response.status_code == 200, response.text
+    assert (await details(client, user, inbox, 1))["idate"] == idate
+    assert (await listing(client, user, inbox))["results"][0]["idate"] == idate
 
 
 @pytest.mark.parametrize(
@@ -871,6 +900,17 @@ async def test_update_expires(client: httpx.AsyncClient) -> None:
     assert (await details(client, user, inbox, 2))["expires"] == "2031-04-05T06:07:08.000Z"
 
 
+@pytest.mark.parametrize("expires", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"])
+async def test_update_expires_beyond_the_writable_years(client: httpx.AsyncClient, expires: str) -> None:
+    user = await create_user(client)
+    inbox = await folder_id(client, user)
+    await upload(client, user, inbox, make_message())
+    body = assert_error(await update(client, user, inbox, 1, expires=expires), 400, "InputValidationError")
+    assert "expires" in body["details"]
+    assert (await details(client, user, inbox, 1))["expires"] is False
+    assert len((await listing(client, user, inbox))["results"]) == 1
+
+
 async def test_expired_message_is_collected(client: httpx.AsyncClient, runtime: Runtime) -> None:
     user = await create_user(client)
     inbox = await folder_id(client, user)
@@ -1107,3 +1147,64 @@ async def test_message_of_unknown_user(client: httpx.AsyncClient) -> None:
     assert_error(await client.delete(url(UNKNOWN_ID, inbox, 1)), 404, "UserNotFound")
     assert_error(await update(client, UNKNOWN_ID, inbox, 1, seen=False), 404, "UserNotFound")
     assert await uids(client, user, inbox) == [1]
+
+
+# Concurrency -----------------------------------------------------------------------------
+
+
+async def test_concurrent_uploads_get_distinct_uids(client: httpx.AsyncClient, runtime: Runtime) -> None:
+    user = await create_user(client)
+    inbox = await folder_id(client, user)
+    same = make_message("same bytes")
+    raws = [same if i % 2 else make_message(f"distinct {i}") for i in range(24)]
+
+    async def send(raw: bytes) -> httpx.Response:
+        return await client.post(url(user, inbox), content=raw, headers={"Content-Type": "message/rfc822"})
+
+    responses = await asyncio.gather(*(send(raw) for raw in raws))
+    assert [r.status_code for r in responses] == [200] * len(raws), [r.text for r in responses if r.status_code != 200]
+    assert sorted(r.json()["message"]["id"] for r in responses) == list(range(1, len(raws) + 1))
+    body = await mailbox(client, user, inbox)
+    assert (body["total"], body["uidNext"]) == (len(raws), len(raws) + 1)
+    assert await quota_used(client, user) == sum(len(r) for r in raws)
+    assert await refcount(runtime, hashlib.sha256(same).hexdigest()) == 12
+
+
+async def test_concurrent_moves_both_ways_and_deletes(client: httpx.AsyncClient) -> None:
+    """Moves A->B and B->A, deletes and uploads at once: every request answers (no
+    deadlock, no server error) and the counters agree with the listings afterwards."""
+    user = await create_user(client)
+    a = await folder_id(client, user)
+    b = await folder_id(client, user, "Archive")
+    for i in range(10):
+        await upload(client, user, a, make_message(f"a{i}"), unseen="true")
+        await upload(client, user, b, make_message(f"b{i}"))
+
+    async def move(source: str, target: str) -> httpx.Response:
+        return await update(client, user, source, "1:*", moveTo=target)
+
+    async def delete(folder: str, uid: int) -> httpx.Response:
+        return await client.delete(url(user, folder, uid))
+
+    async def add(folder: str, i: int) -> httpx.Response:
+        return await client.post(url(user, folder), content=make_message(f"new {i}"), headers={"Content-Type": "message/rfc822"})
+
+    jobs = []
+    for i in range(12):
+        jobs.append(move(a, b) if i % 2 else move(b, a))
+        jobs.append(delete(a if i % 2 else b, i + 1))
+        jobs.append(add(a if i % 3 else b, i))
+    responses = await asyncio.gather(*jobs)
+    for response in responses:
+        assert response.status_code in (200, 404), response.text
+        if response.status_code == 404:
+            assert response.json()["code"] == "MessageNotFound"
+    total = 0
+    for folder in (a, b):
+        listed = (await listing(client, user, folder, limit=250))["results"]
+        counters = await mailbox(client, user, folder)
+        assert counters["total"] == len(listed)
+        assert counters["unseen"] == sum(1 for m in listed if not m["seen"])
+        assert counters["size"] == sum(m["size"] for m in listed)
+        total += sum(m["size"] for m in listed)
+    assert await quota_used(client, user) == total

@@ -11,13 +11,14 @@ from urllib.parse import quote
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.engine import Row
 
 from postern import mime
 from postern.errors import InvalidInput, NotFound, TooLarge
 from postern.http.admin.common import (
     SUCCESS,
+    CursorPage,
     Limit,
     MailboxId,
     MessageUid,
@@ -28,6 +29,7 @@ from postern.http.admin.common import (
     Success,
     UserId,
     cursor_from,
+    cursor_page,
     iso,
     responses,
 )
@@ -66,12 +68,7 @@ class MessageListItem(BaseModel):
     answered: bool
 
 
-class MessageList(BaseModel):
-    success: Literal[True]
-    total: int
-    page: int
-    previousCursor: str | Literal[False]
-    nextCursor: str | Literal[False]
+class MessageList(CursorPage):
     specialUse: str | None
     results: list[MessageListItem]
 
@@ -138,6 +135,22 @@ class MessageUpload(BaseModel):
     draft: bool = False
     date: datetime | None = Field(default=None, description="Internal date; now when absent")
 
+    @field_validator("date", mode="before")
+    @classmethod
+    def _date(cls, value: Any) -> Any:
+        return _no_timestamp(value)
+
+
+def _no_timestamp(value: Any) -> Any:
+    """pydantic would read a number, or a string of digits, as seconds since 1970 (and
+    0 as false): an `expires` of 0.0 would delete the message at the next sweep. The
+    document says a date and time; only that is taken."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        raise ValueError("must be a date and time such as 2024-05-01T12:00:00Z")
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be a date and time such as 2024-05-01T12:00:00Z")
+    return value
+
 
 class MessageUpdate(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -148,6 +161,11 @@ class MessageUpdate(BaseModel):
     draft: bool | None = None
     deleted: bool | None = None
     expires: datetime | Literal[False] | None = Field(default=None, description="When to delete the message, or false to keep it")
+
+    @field_validator("expires", mode="before")
+    @classmethod
+    def _expires(cls, value: Any) -> Any:
+        return _no_timestamp(value)
 
 
 class UpdateResponse(BaseModel):
@@ -200,15 +218,9 @@ async def list_messages(
     cursor = cursor_from(next, previous, (int,))
     folder, rows = await runtime.mailstore.list_messages(user, mailbox, descending=order == "desc", limit=limit, cursor=cursor)
     result = page_from_rows(rows, limit, cursor, lambda r: (r.uid,))
-    body = {
-        "success": True,
-        "total": folder.message_count,
-        "page": page,
-        "previousCursor": result.previous_cursor or False,
-        "nextCursor": result.next_cursor or False,
-        "specialUse": folder.special_use,
-        "results": [_list_item(r) for r in result.rows],
-    }
+    body = cursor_page(
+        result, total=folder.message_count, page=page, results=[_list_item(r) for r in result.rows], specialUse=folder.special_use
+    )
     return Response(orjson.dumps(body), media_type="application/json")
 
 
@@ -235,6 +247,20 @@ async def _read_limited(request: Request, limit: int) -> bytes:
             raise TooLarge(f"Message is larger than the allowed {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# Instants the API can write back as ISO 8601 (years 1 to 9999 in UTC).
+MIN_EPOCH_MS = int(datetime(1, 1, 1, tzinfo=UTC).timestamp() * 1000)
+MAX_EPOCH_MS = int(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC).timestamp() * 1000)
+
+
+def _epoch_ms(when: datetime, field: str) -> int:
+    """A date from the request as epoch milliseconds (UTC when it has no zone)."""
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    ms = int(when.timestamp() * 1000)
+    if not MIN_EPOCH_MS <= ms <= MAX_EPOCH_MS:
+        raise InvalidInput(f"{field} must be between the years 1 and 9999 in UTC", field=field)
+    return ms
 
 
 def _upload_from_json(body: bytes) -> MessageUpload:
@@ -272,8 +298,7 @@ async def upload_message(
         raw = upload.raw.encode("utf-8", errors="surrogateescape")
         unseen, flagged, draft = upload.unseen, upload.flagged, upload.draft
         if upload.date is not None:
-            when = upload.date if upload.date.tzinfo else upload.date.replace(tzinfo=UTC)
-            internal_ms = int(when.timestamp() * 1000)
+            internal_ms = _epoch_ms(upload.date, "date")
     elif content_type in ("message/rfc822", "application/octet-stream", "text/plain"):
         raw = body
     else:
@@ -359,8 +384,7 @@ async def update_messages(
         if body.expires is False:
             expires = None
         else:
-            when = body.expires if body.expires.tzinfo else body.expires.replace(tzinfo=UTC)
-            expires = int(when.timestamp() * 1000)
+            expires = _epoch_ms(body.expires, "expires")
     updated, moved = await runtime.mailstore.update_messages(
         user, mailbox, uids, flags=flags, expires_ms=expires, move_to=body.moveTo
     )
