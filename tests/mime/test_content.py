@@ -3,14 +3,24 @@ from __future__ import annotations
 import base64
 
 from postern.mime import MessageContent, extract_content, get_attachment, summarise
-from tests.mime.test_summary import ALTERNATIVE, FORWARD, INNER, MIXED, PLAIN, RELATED, crlf
+from tests.mime.test_summary import (
+    ALTERNATIVE,
+    FORWARD,
+    INNER,
+    MIXED,
+    PLAIN,
+    RELATED,
+    crlf,
+)
 
 
 def test_plain_only_message_renders_escaped_html() -> None:
     c = extract_content(PLAIN)
     assert isinstance(c, MessageContent)
     assert c.text == "Hi Bob,\n\nare you free for lunch tomorrow?\n\nAlice"
-    assert c.html == ("<p>Hi Bob,</p>\n<p>are you free for lunch tomorrow?</p>\n<p>Alice</p>",)
+    assert c.html == (
+        "<p>Hi Bob,</p>\n<p>are you free for lunch tomorrow?</p>\n<p>Alice</p>",
+    )
 
 
 def test_plain_text_is_escaped_and_links_are_not_made() -> None:
@@ -26,7 +36,10 @@ second line
     assert c.text.startswith('<script>alert("x")</script>')
     (html,) = c.html
     assert "<script>" not in html
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; see https://example.com/?a=1&amp;b=2<br>\nsecond line" in html
+    assert (
+        "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; see https://example.com/?a=1&amp;b=2<br>\nsecond line"
+        in html
+    )
     assert "<a " not in html
 
 
@@ -49,7 +62,10 @@ Content-Type: text/html; charset=utf-8
 """
     )
     c = extract_content(raw)
-    assert c.text == "Heading\n\nFirst paragraph with a link.\n\nSecond\nline\n\na b\n\none\ntwo"
+    assert (
+        c.text
+        == "Heading\n\nFirst paragraph with a link.\n\nSecond\nline\n\na b\n\none\ntwo"
+    )
     (html,) = c.html
     assert "javascript" not in html and "onclick" not in html and "evil" not in html
     assert "<h1>Heading</h1>" in html
@@ -120,11 +136,17 @@ def test_charsets() -> None:
     bad_utf8 = b"Content-Type: text/plain; charset=utf-8\r\n\r\nok \xff end\r\n"
     assert extract_content(bad_utf8).text == "ok \ufffd end"
 
-    meta = '<html><head><meta charset="koi8-r"></head><body>Привет</body></html>'.encode("koi8-r")
+    meta = (
+        '<html><head><meta charset="koi8-r"></head><body>Привет</body></html>'.encode(
+            "koi8-r"
+        )
+    )
     raw = b"Content-Type: text/html\r\n\r\n" + meta
     assert extract_content(raw).text == "Привет"
 
-    sjis = "Content-Type: text/plain; charset=Shift_JIS\r\n\r\n".encode() + "こんにちは".encode("shift_jis")
+    sjis = b"Content-Type: text/plain; charset=Shift_JIS\r\n\r\n" + "こんにちは".encode(
+        "shift_jis"
+    )
     assert extract_content(sjis).text == "こんにちは"
 
     not_a_text_codec = b"Content-Type: text/plain; charset=rot13\r\n\r\nhello\r\n"
@@ -135,7 +157,11 @@ def test_transfer_encodings() -> None:
     qp = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: Quoted-Printable\r\n\r\nGr=C3=BC=C3=9Fe, a long=\r\n line=3D=ZZ\r\n"
     assert extract_content(qp).text == "Grüße, a long line==ZZ"
 
-    b64 = b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + base64.encodebytes("Grüße\n".encode()) + b"!!garbage"
+    b64 = (
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes("Grüße\n".encode())
+        + b"!!garbage"
+    )
     assert extract_content(b64).text.startswith("Grüße\n")
 
     bad_pad = b"Content-Transfer-Encoding: base64\r\n\r\nSGVsbG8\r\n"
@@ -174,7 +200,9 @@ def test_format_flowed_without_delsp_keeps_space() -> None:
 def test_empty_and_headers_only() -> None:
     assert extract_content(b"") == MessageContent(text="", html=())
     assert extract_content(b"Subject: x\r\n") == MessageContent(text="", html=())
-    assert extract_content(b"Content-Type: image/png\r\n\r\nPNG") == MessageContent(text="", html=())
+    assert extract_content(b"Content-Type: image/png\r\n\r\nPNG") == MessageContent(
+        text="", html=()
+    )
 
 
 def test_html_that_sanitises_to_nothing_is_dropped() -> None:
@@ -226,3 +254,175 @@ def test_get_attachment_inline_and_nested() -> None:
     assert inner is not None and inner[1] == INNER
     # the forwarded message is itself a message we can look into
     assert summarise(inner[1]).attachments[0].filename == "inner.zip"
+
+
+# --------------------------------------------------------------------------
+# html to text
+
+
+def test_html_to_text_edge_cases() -> None:
+    from postern.mime import html_to_text
+
+    cases = {
+        "<p>a</p><pre>  def f():\n      return 1</pre><p>after   text</p>": "a\n\n  def f():\n      return 1\n\nafter text",
+        "<pre>\tindented\n\tlines</pre>": "\tindented\n\tlines",
+        "x&#1;y&#2;z": "xyz",
+        "a <script>never closed <p>hidden": "a",
+        "a<svg/>b<svg><text>hidden</text></svg>c": "abc",
+        "&lt;b&gt;not a tag&lt;/b&gt;": "<b>not a tag</b>",
+        "a < b and c > d": "a < b and c > d",
+        "x<!-- hidden -->y<!-- unclosed": "xy",
+        "<TITLE>T</TITLE><STYLE>x{}</style >body": "body",
+        "<ul><li>one<li>two</ul>": "one\ntwo",
+        "a&nbsp;&nbsp;b\u200bc": "a bc",
+        "<title>unclosed title<p>text": "unclosed title\ntext",
+    }
+    for markup, expected in cases.items():
+        assert html_to_text(markup) == expected, markup
+
+
+def test_hostile_html_is_handled_in_linear_time() -> None:
+    import time
+
+    for body in (
+        b"<title>" * 50_000,
+        b"<div>" * 50_000,
+        b"<" * 300_000,
+        b"<b>" * 100_000,
+    ):
+        raw = b"Content-Type: text/html\r\n\r\n" + body
+        start = time.perf_counter()
+        summarise(raw)
+        extract_content(raw)
+        assert time.perf_counter() - start < 10
+
+
+# --------------------------------------------------------------------------
+# shapes produced by real mail clients
+
+
+def test_apple_mail_text_image_text() -> None:
+    raw = crlf(
+        """\
+Content-Type: multipart/mixed; boundary="Apple-Mail=_1"
+
+--Apple-Mail=_1
+Content-Transfer-Encoding: 7bit
+Content-Type: text/plain; charset=us-ascii
+
+Before the picture.
+--Apple-Mail=_1
+Content-Disposition: inline; filename=IMG_0001.jpeg
+Content-Type: image/jpeg; name="IMG_0001.jpeg"
+Content-Transfer-Encoding: base64
+
+/9j/4AAQ
+--Apple-Mail=_1
+Content-Transfer-Encoding: 7bit
+Content-Type: text/plain; charset=us-ascii
+
+After the picture.
+--Apple-Mail=_1--
+"""
+    )
+    s = summarise(raw)
+    assert [(a.filename, a.disposition, a.part, a.size) for a in s.attachments] == [
+        ("IMG_0001.jpeg", "inline", "2", 6)
+    ]
+    c = extract_content(raw)
+    assert c.text == "Before the picture.\nAfter the picture."
+    assert c.html == ("<p>Before the picture.</p>", "<p>After the picture.</p>")
+
+
+def test_outlook_related_around_alternative_and_signed_and_report() -> None:
+    raw = crlf(
+        """\
+Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary=s
+
+--s
+Content-Type: multipart/related; boundary=r
+
+--r
+Content-Type: multipart/alternative; boundary=a
+
+--a
+Content-Type: text/plain; charset="utf-8"
+
+Signed text
+--a
+Content-Type: text/html; charset="utf-8"
+
+<p>Signed <img src="cid:logo"></p>
+--a--
+--r
+Content-Type: image/png; name=logo.png
+Content-ID: <logo>
+Content-Disposition: inline; filename=logo.png
+
+PNG
+--r--
+--s
+Content-Type: application/pgp-signature; name=signature.asc
+
+-----BEGIN PGP SIGNATURE-----
+--s--
+"""
+    )
+    s = summarise(raw)
+    assert [
+        (a.content_type, a.part, a.disposition, a.content_id) for a in s.attachments
+    ] == [
+        ("image/png", "1.2", "inline", "logo"),
+        ("application/pgp-signature", "2", "attachment", None),
+    ]
+    c = extract_content(raw)
+    assert c.text == "Signed text"
+    assert c.html == ('<p>Signed <img src="cid:logo"></p>',)
+
+    report = crlf(
+        """\
+Content-Type: multipart/report; report-type=delivery-status; boundary=r
+
+--r
+Content-Type: text/plain
+
+Delivery failed.
+--r
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; mx.example.com
+--r
+Content-Type: text/rfc822-headers
+
+Subject: original
+--r--
+"""
+    )
+    s = summarise(report)
+    assert [a.content_type for a in s.attachments] == [
+        "message/delivery-status",
+        "text/rfc822-headers",
+    ]
+    assert extract_content(report).text == "Delivery failed."
+
+
+def test_empty_plain_alternative_falls_back_to_html() -> None:
+    raw = crlf(
+        """\
+Content-Type: multipart/alternative; boundary=a
+
+--a
+Content-Type: text/plain
+
+  
+--a
+Content-Type: text/html
+
+<p>The real content</p>
+--a--
+"""
+    )
+    assert summarise(raw).intro == "The real content"
+    c = extract_content(raw)
+    assert c.text == "The real content"
+    assert c.html == ("<p>The real content</p>",)

@@ -36,9 +36,8 @@ FUZZ = settings(
 
 _PART_RE = re.compile(r"[1-9][0-9]*(\.[1-9][0-9]*)*")
 
-SEED = (
-    crlf(
-        """\
+SEED = crlf(
+    """\
 From: =?utf-8?q?J=C3=B6rg?= <jorg@example.com>, "Doe, John" <john@example.com>
 To: Team: a@example.com, b@example.com;, =?iso-8859-1?b?Q2Fm6Q==?= <c@example.com>
 Subject: Re: [list] =?utf-8?B?R3LDvMOfZQ==?= (fwd)
@@ -87,17 +86,53 @@ Subject: inner
 inner body
 --outer--
 """
-    )
 )
 
 SEEDS = [SEED, MIXED, ALTERNATIVE, RELATED, FORWARD]
 
 _INTERESTING = [
-    b"\r\n", b"\n", b"\r", b"\r\n\r\n", b"\x00", b"--", b"--outer", b"--outer--", b"--alt", b"=?",
-    b"?=", b"=?utf-8?q?", b"=?x?b?", b"\"", b"\\", b"<", b">", b"(", b")", b";", b":", b",", b"=",
-    b"*", b"'", b"%", b"%E2", b"\xff", b"\xc3", b"\xe2\x82", b" ", b"\t", b"Content-Type: multipart/mixed; boundary=outer\r\n",
-    b"Content-Transfer-Encoding: base64\r\n", b"Content-Transfer-Encoding: quoted-printable\r\n",
-    b"charset=", b"filename*0*=", b"boundary=\"\"", b"message/rfc822", b"<script>", b"=\r\n", b"=Z",
+    b"\r\n",
+    b"\n",
+    b"\r",
+    b"\r\n\r\n",
+    b"\x00",
+    b"--",
+    b"--outer",
+    b"--outer--",
+    b"--alt",
+    b"=?",
+    b"?=",
+    b"=?utf-8?q?",
+    b"=?x?b?",
+    b'"',
+    b"\\",
+    b"<",
+    b">",
+    b"(",
+    b")",
+    b";",
+    b":",
+    b",",
+    b"=",
+    b"*",
+    b"'",
+    b"%",
+    b"%E2",
+    b"\xff",
+    b"\xc3",
+    b"\xe2\x82",
+    b" ",
+    b"\t",
+    b"Content-Type: multipart/mixed; boundary=outer\r\n",
+    b"Content-Transfer-Encoding: base64\r\n",
+    b"Content-Transfer-Encoding: quoted-printable\r\n",
+    b"charset=",
+    b"filename*0*=",
+    b'boundary=""',
+    b"message/rfc822",
+    b"<script>",
+    b"=\r\n",
+    b"=Z",
 ]
 
 
@@ -110,12 +145,22 @@ def check(raw: bytes) -> None:
     for group in (summary.reply_to, summary.to, summary.cc, summary.bcc):
         assert isinstance(group, tuple)
         for a in group:
-            assert isinstance(a, AddressInfo) and isinstance(a.name, str) and isinstance(a.address, str)
+            assert (
+                isinstance(a, AddressInfo)
+                and isinstance(a.name, str)
+                and isinstance(a.address, str)
+            )
             assert a.name or a.address
             assert "\r" not in a.name and "\n" not in a.name
     assert isinstance(summary.subject, str)
-    assert "\n" not in summary.subject and "\r" not in summary.subject and "\x00" not in summary.subject
-    assert summary.message_id is None or (summary.message_id.startswith("<") and summary.message_id.endswith(">"))
+    assert (
+        "\n" not in summary.subject
+        and "\r" not in summary.subject
+        and "\x00" not in summary.subject
+    )
+    assert summary.message_id is None or (
+        summary.message_id.startswith("<") and summary.message_id.endswith(">")
+    )
     for mid in summary.in_reply_to + summary.references:
         assert mid.startswith("<") and mid.endswith(">") and len(mid) > 2
     if summary.date is not None:
@@ -132,14 +177,20 @@ def check(raw: bytes) -> None:
         assert att.disposition in ("attachment", "inline")
         assert att.size >= 0
         assert _PART_RE.fullmatch(att.part), att.part
-        assert att.filename is None or (att.filename and "/" not in att.filename and "\x00" not in att.filename)
-        assert att.content_id is None or (att.content_id and "<" not in att.content_id[:1])
+        assert att.filename is None or (
+            att.filename and "/" not in att.filename and "\x00" not in att.filename
+        )
+        assert att.content_id is None or (
+            att.content_id and "<" not in att.content_id[:1]
+        )
 
     content = extract_content(raw)
     assert content == _extract(raw)
     assert isinstance(content, MessageContent)
     assert isinstance(content.text, str)
-    assert isinstance(content.html, tuple) and all(isinstance(h, str) and h for h in content.html)
+    assert isinstance(content.html, tuple) and all(
+        isinstance(h, str) and h for h in content.html
+    )
     for h in content.html:
         assert "<script" not in h.lower() and "javascript:" not in h.lower()
 
@@ -160,8 +211,8 @@ def check(raw: bytes) -> None:
 @example(b"\n\n\n")
 @example(b":")
 @example(b"Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n--a\r\n--a--")
-@example(b"Content-Type: multipart/mixed; boundary=\"\r\n\r\n--\r\n")
-@example(b"Subject: =?utf-8?b?=?=\r\nFrom: (((((\r\nTo: \"\\\r\nDate: 99999\r\n\r\n")
+@example(b'Content-Type: multipart/mixed; boundary="\r\n\r\n--\r\n')
+@example(b'Subject: =?utf-8?b?=?=\r\nFrom: (((((\r\nTo: "\\\r\nDate: 99999\r\n\r\n')
 def test_random_bytes(raw: bytes) -> None:
     check(raw)
 
@@ -170,12 +221,18 @@ def test_random_bytes(raw: bytes) -> None:
 def mutated(draw: st.DrawFn) -> bytes:
     data = bytearray(draw(st.sampled_from(SEEDS)))
     for _ in range(draw(st.integers(1, 8))):
-        op = draw(st.sampled_from(["delete", "insert", "replace", "duplicate", "truncate", "crlf", "byte"]))
+        op = draw(
+            st.sampled_from(
+                ["delete", "insert", "replace", "duplicate", "truncate", "crlf", "byte"]
+            )
+        )
         pos = draw(st.integers(0, len(data)))
         if op == "delete":
             del data[pos : pos + draw(st.integers(1, 64))]
         elif op == "insert":
-            data[pos:pos] = draw(st.sampled_from(_INTERESTING) | st.binary(min_size=1, max_size=16))
+            data[pos:pos] = draw(
+                st.sampled_from(_INTERESTING) | st.binary(min_size=1, max_size=16)
+            )
         elif op == "replace":
             length = draw(st.integers(1, 16))
             data[pos : pos + length] = draw(st.sampled_from(_INTERESTING))
@@ -198,27 +255,86 @@ def test_mutated_messages(raw: bytes) -> None:
 
 
 _HEADER_NAMES = [
-    "From", "To", "Cc", "Bcc", "Reply-To", "Sender", "Subject", "Date", "Message-ID", "In-Reply-To",
-    "References", "Content-Type", "Content-Disposition", "Content-Transfer-Encoding", "Content-ID",
+    "From",
+    "To",
+    "Cc",
+    "Bcc",
+    "Reply-To",
+    "Sender",
+    "Subject",
+    "Date",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "Content-Type",
+    "Content-Disposition",
+    "Content-Transfer-Encoding",
+    "Content-ID",
 ]
 _VALUE_PIECES = st.sampled_from(
     [
-        "a@b.c", "<x@y.z>", "Name", '"Quoted, Name"', "(comment)", "=?utf-8?q?Caf=C3=A9?=",
-        "=?iso-8859-1?b?6Q==?=", "=?bogus?q?x?=", "multipart/mixed", "multipart/alternative",
-        "text/plain", "text/html", "message/rfc822", "image/png", "; boundary=b", '; boundary="b"',
-        "; charset=utf-8", "; charset=koi8-r", "; charset=rot13", "; name*0*=utf-8''%C3%A9",
-        "; name*1=x.txt", "; filename=\"a\\\\b.txt\"", "attachment", "inline", "base64",
-        "quoted-printable", "Mon, 15 Jan 2024 09:30:00 +0000", "32 Foo 99999", ":", ";", ",",
-        "\r\n ", "\t", "\\", "\"", "é", "\u202e", "\x00", "Re:", "[tag]", "(fwd)",
+        "a@b.c",
+        "<x@y.z>",
+        "Name",
+        '"Quoted, Name"',
+        "(comment)",
+        "=?utf-8?q?Caf=C3=A9?=",
+        "=?iso-8859-1?b?6Q==?=",
+        "=?bogus?q?x?=",
+        "multipart/mixed",
+        "multipart/alternative",
+        "text/plain",
+        "text/html",
+        "message/rfc822",
+        "image/png",
+        "; boundary=b",
+        '; boundary="b"',
+        "; charset=utf-8",
+        "; charset=koi8-r",
+        "; charset=rot13",
+        "; name*0*=utf-8''%C3%A9",
+        "; name*1=x.txt",
+        '; filename="a\\\\b.txt"',
+        "attachment",
+        "inline",
+        "base64",
+        "quoted-printable",
+        "Mon, 15 Jan 2024 09:30:00 +0000",
+        "32 Foo 99999",
+        ":",
+        ";",
+        ",",
+        "\r\n ",
+        "\t",
+        "\\",
+        '"',
+        "é",
+        "\u202e",
+        "\x00",
+        "Re:",
+        "[tag]",
+        "(fwd)",
     ]
 )
 _BODY_PIECES = st.sampled_from(
     [
-        "--b\r\n", "--b--\r\n", "\r\n", "Content-Type: text/plain\r\n", "Content-Type: text/html\r\n",
-        "Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n", "Content-Type: message/rfc822\r\n",
-        "Content-Type: multipart/mixed; boundary=c\r\n", "--c\r\n", "--c--\r\n",
-        "Content-Disposition: attachment; filename=x.bin\r\n", "SGVsbG8=\r\n", "=C3=A9=\r\n",
-        "<p onclick=x>hi<script>y()</script></p>\r\n", "plain text line\r\n", "\x00\xff", "&amp;&#0;&#xD800;",
+        "--b\r\n",
+        "--b--\r\n",
+        "\r\n",
+        "Content-Type: text/plain\r\n",
+        "Content-Type: text/html\r\n",
+        "Content-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n",
+        "Content-Type: message/rfc822\r\n",
+        "Content-Type: multipart/mixed; boundary=c\r\n",
+        "--c\r\n",
+        "--c--\r\n",
+        "Content-Disposition: attachment; filename=x.bin\r\n",
+        "SGVsbG8=\r\n",
+        "=C3=A9=\r\n",
+        "<p onclick=x>hi<script>y()</script></p>\r\n",
+        "plain text line\r\n",
+        "\x00\xff",
+        "&amp;&#0;&#xD800;",
     ]
 )
 
@@ -260,3 +376,64 @@ def test_sanitise_html_never_emits_active_content(markup: str) -> None:
     assert isinstance(out, str)
     low = out.lower()
     assert "<script" not in low and "javascript:" not in low and " onerror" not in low
+
+
+_HTML_PIECES = st.sampled_from(
+    [
+        "<p>",
+        "</p>",
+        "<pre>",
+        "</pre>",
+        "<script>",
+        "</script>",
+        "<style>",
+        "</style >",
+        "<title>",
+        "</TITLE>",
+        "<svg/>",
+        "<svg>",
+        "</svg>",
+        "<!--",
+        "-->",
+        "<!doctype html>",
+        "<br>",
+        "<li>",
+        "<td>",
+        "<",
+        ">",
+        "&amp;",
+        "&#1;",
+        "&#2;",
+        "&#x3;",
+        "&nbsp;",
+        "&",
+        "\x01",
+        "\x02",
+        "\x03",
+        "\x04",
+        "&#4;",
+        " ",
+        "\n",
+        "\t",
+        "text",
+        "İ",
+        "\u200b",
+        "é",
+        '"',
+        "'",
+        "/",
+        "=",
+    ]
+)
+
+
+@FUZZ
+@given(
+    st.lists(_HTML_PIECES, max_size=60).map("".join), st.none() | st.integers(0, 200)
+)
+def test_html_to_text_total(markup: str, limit: int | None) -> None:
+    from postern.mime.summary import _html_to_text
+
+    text = _html_to_text(markup, limit)
+    assert isinstance(text, str)
+    assert not any(c in text for c in "\x01\x02\x03\x04")

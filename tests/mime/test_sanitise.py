@@ -6,12 +6,16 @@ from postern.mime import sanitise_html
 
 
 def test_script_and_style_removed_with_content() -> None:
-    out = sanitise_html("<p>hi</p><script>alert(1)</script><style>p{color:red}</style><SCRIPT src=x></SCRIPT>")
+    out = sanitise_html(
+        "<p>hi</p><script>alert(1)</script><style>p{color:red}</style><SCRIPT src=x></SCRIPT>"
+    )
     assert out == "<p>hi</p>"
 
 
 def test_event_handlers_removed() -> None:
-    out = sanitise_html('<p onclick="steal()" onmouseover=x>text</p><img src="https://e.com/a.png" onerror="x()">')
+    out = sanitise_html(
+        '<p onclick="steal()" onmouseover=x>text</p><img src="https://e.com/a.png" onerror="x()">'
+    )
     assert "onclick" not in out and "onmouseover" not in out and "onerror" not in out
     assert "<p>text</p>" in out
     assert '<img src="https://e.com/a.png">' in out
@@ -41,7 +45,12 @@ def test_dangerous_or_relative_links_removed(href: str) -> None:
 
 @pytest.mark.parametrize(
     "href",
-    ["https://example.com/a?b=1", "http://example.com/", "mailto:bob@example.com", "tel:+441234"],
+    [
+        "https://example.com/a?b=1",
+        "http://example.com/",
+        "mailto:bob@example.com",
+        "tel:+441234",
+    ],
 )
 def test_ordinary_links_kept_with_rel(href: str) -> None:
     out = sanitise_html(f'<a href="{href}" target="_blank">x</a>')
@@ -59,7 +68,9 @@ def test_images() -> None:
     assert '<img src="cid:part1@example.com">' in out
     assert '<img src="https://e.com/x.gif" width="1" height="1">' in out
 
-    assert "src" not in sanitise_html('<img src="data:text/html,<script>alert(1)</script>">')
+    assert "src" not in sanitise_html(
+        '<img src="data:text/html,<script>alert(1)</script>">'
+    )
     assert "src" not in sanitise_html('<img src="javascript:alert(1)">')
     assert "src" not in sanitise_html('<img src="/api/messages/1/delete">')
 
@@ -80,13 +91,28 @@ def test_images() -> None:
 )
 def test_active_content_removed(markup: str) -> None:
     out = sanitise_html("<p>ok</p>" + markup)
-    for needle in ("iframe", "object", "embed", "applet", "meta", "base", "link", "script", "javascript", "evil", "fallback", "svg"):
+    for needle in (
+        "iframe",
+        "object",
+        "embed",
+        "applet",
+        "meta",
+        "base",
+        "link",
+        "script",
+        "javascript",
+        "evil",
+        "fallback",
+        "svg",
+    ):
         assert needle not in out.lower()
     assert out.startswith("<p>ok</p>")
 
 
 def test_forms_removed_but_text_kept() -> None:
-    out = sanitise_html('<form action="https://evil.example/login" method="post">Password: <input type="password" name="p"><button>Go</button></form>')
+    out = sanitise_html(
+        '<form action="https://evil.example/login" method="post">Password: <input type="password" name="p"><button>Go</button></form>'
+    )
     assert "form" not in out and "input" not in out and "button" not in out
     assert "Password:" in out and "Go" in out
 
@@ -109,7 +135,9 @@ def test_style_filtered() -> None:
     assert "color:red" in out.replace(" ", "")
     assert "font-weight:bold" in out.replace(" ", "")
     assert "position" not in out and "url(" not in out and "top" not in out
-    assert "expression" not in sanitise_html('<p style="width: expression(alert(1))">x</p>')
+    assert "expression" not in sanitise_html(
+        '<p style="width: expression(alert(1))">x</p>'
+    )
 
 
 def test_class_id_and_comments_removed() -> None:

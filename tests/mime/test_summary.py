@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import base64
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -196,7 +196,7 @@ def test_plain_message() -> None:
     assert s.is_reply is False
     assert s.message_id == "<20030701105237.GA1234@example.com>"
     assert s.in_reply_to == () and s.references == ()
-    assert s.date == datetime(2003, 7, 1, 8, 52, 37, tzinfo=timezone.utc)
+    assert s.date == datetime(2003, 7, 1, 8, 52, 37, tzinfo=UTC)
     assert s.date.tzinfo is not None
     assert s.intro == "Hi Bob, are you free for lunch tomorrow? Alice"
     assert s.attachments == ()
@@ -320,7 +320,12 @@ OGG
         ("text/calendar", "3.1", "attachment"),
         ("audio/ogg", "3.2", "attachment"),
     ]
-    assert [a.id for a in s.attachments] == ["ATT00001", "ATT00002", "ATT00003", "ATT00004"]
+    assert [a.id for a in s.attachments] == [
+        "ATT00001",
+        "ATT00002",
+        "ATT00003",
+        "ATT00004",
+    ]
     assert s.attachments[3].filename == "a.ogg"
     assert s.intro == "plain"
 
@@ -337,7 +342,9 @@ JVBERi0=
 """
     )
     s = summarise(raw)
-    assert [(a.part, a.filename, a.size) for a in s.attachments] == [("1", "scan.pdf", 5)]
+    assert [(a.part, a.filename, a.size) for a in s.attachments] == [
+        ("1", "scan.pdf", 5)
+    ]
     assert s.intro == ""
 
 
@@ -369,7 +376,10 @@ second inline body part
 """
     )
     s = summarise(raw)
-    assert [(a.filename, a.part) for a in s.attachments] == [("notes.txt", "2"), (None, "3")]
+    assert [(a.filename, a.part) for a in s.attachments] == [
+        ("notes.txt", "2"),
+        (None, "3"),
+    ]
     assert s.intro == "body text second inline body part"
 
 
@@ -445,9 +455,8 @@ x
 
 def test_raw_8bit_headers_utf8_and_latin1() -> None:
     raw = (
-        "From: Jörg Müller <jörg@exämple.de>\r\n"
-        "Subject: Grüße – schön\r\n\r\nbody\r\n"
-    ).encode("utf-8") + b"X-Other: \xff\r\n"
+        "From: Jörg Müller <jörg@exämple.de>\r\nSubject: Grüße – schön\r\n\r\nbody\r\n"
+    ).encode() + b"X-Other: \xff\r\n"
     s = summarise(raw)
     assert s.from_ == AddressInfo(name="Jörg Müller", address="jörg@exämple.de")
     assert s.subject == "Grüße – schön"
@@ -491,12 +500,21 @@ def test_bare_lf_line_endings() -> None:
         ("<alice@example.com>", [("", "alice@example.com")]),
         ("Alice <alice@example.com>", [("Alice", "alice@example.com")]),
         ("alice@example.com (Alice Liddell)", [("Alice Liddell", "alice@example.com")]),
-        ('"Liddell, Alice" <alice@example.com>', [("Liddell, Alice", "alice@example.com")]),
+        (
+            '"Liddell, Alice" <alice@example.com>',
+            [("Liddell, Alice", "alice@example.com")],
+        ),
         ("'Alice' <alice@example.com>", [("Alice", "alice@example.com")]),
         ('"quoted \\"nick\\"" <n@example.com>', [('quoted "nick"', "n@example.com")]),
-        ("Team: a@example.com, B <b@example.com>;, c@example.com", [("", "a@example.com"), ("B", "b@example.com"), ("", "c@example.com")]),
+        (
+            "Team: a@example.com, B <b@example.com>;, c@example.com",
+            [("", "a@example.com"), ("B", "b@example.com"), ("", "c@example.com")],
+        ),
         ("undisclosed-recipients:;", []),
-        ("a@example.com,, ,b@example.com", [("", "a@example.com"), ("", "b@example.com")]),
+        (
+            "a@example.com,, ,b@example.com",
+            [("", "a@example.com"), ("", "b@example.com")],
+        ),
         ("Just A Name", [("Just A Name", "")]),
         ("MAILER-DAEMON", [("", "MAILER-DAEMON")]),
         ("Broken <broken@example.com", [("Broken", "broken@example.com")]),
@@ -535,11 +553,11 @@ def test_missing_date_and_message_id() -> None:
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("Mon, 15 Jan 2024 09:30:00 -0500", datetime(2024, 1, 15, 14, 30, tzinfo=timezone.utc)),
-        ("15 Jan 2024 09:30:00 +0000 (UTC)", datetime(2024, 1, 15, 9, 30, tzinfo=timezone.utc)),
-        ("Mon, 15 Jan 24 09:30:00 EST", datetime(2024, 1, 15, 14, 30, tzinfo=timezone.utc)),
-        ("Mon, 15 Jan 2024 09:30:00", datetime(2024, 1, 15, 9, 30, tzinfo=timezone.utc)),
-        ("2024-01-15T09:30:00Z", datetime(2024, 1, 15, 9, 30, tzinfo=timezone.utc)),
+        ("Mon, 15 Jan 2024 09:30:00 -0500", datetime(2024, 1, 15, 14, 30, tzinfo=UTC)),
+        ("15 Jan 2024 09:30:00 +0000 (UTC)", datetime(2024, 1, 15, 9, 30, tzinfo=UTC)),
+        ("Mon, 15 Jan 24 09:30:00 EST", datetime(2024, 1, 15, 14, 30, tzinfo=UTC)),
+        ("Mon, 15 Jan 2024 09:30:00", datetime(2024, 1, 15, 9, 30, tzinfo=UTC)),
+        ("2024-01-15T09:30:00Z", datetime(2024, 1, 15, 9, 30, tzinfo=UTC)),
         ("not a date at all", None),
         ("Mon, 32 Feb 2024 09:30:00 +0000", None),
         ("Mon, 15 Jan 2024 09:30:00 +9999", None),
@@ -573,13 +591,20 @@ x
     s = summarise(raw)
     assert s.message_id == "<reply-3@example.com>"
     assert s.in_reply_to == ("<msg-2@example.com>",)
-    assert s.references == ("<msg-1@example.com>", "<msg-2@example.com>", "<brokenid@example.com>")
+    assert s.references == (
+        "<msg-1@example.com>",
+        "<msg-2@example.com>",
+        "<brokenid@example.com>",
+    )
     assert s.is_reply is True
     assert s.thread_subject == "plans"
 
 
 def test_message_id_without_brackets_and_garbage() -> None:
-    assert summarise(b"Message-ID: abc@example.com\r\n\r\n").message_id == "<abc@example.com>"
+    assert (
+        summarise(b"Message-ID: abc@example.com\r\n\r\n").message_id
+        == "<abc@example.com>"
+    )
     assert summarise(b"Message-ID: <>\r\n\r\n").message_id is None
     assert summarise(b"Message-ID: total garbage\r\n\r\n").message_id is None
     assert summarise(b"In-Reply-To: a@b.c\r\n\r\n").in_reply_to == ("<a@b.c>",)
@@ -627,7 +652,13 @@ def test_normalise_subject(subject: str, expected: str) -> None:
 
 @pytest.mark.parametrize(
     ("subject", "is_reply"),
-    [("Re: x", True), ("Fwd: x", True), ("x (fwd)", True), ("[list] x", False), ("x", False)],
+    [
+        ("Re: x", True),
+        ("Fwd: x", True),
+        ("x (fwd)", True),
+        ("[list] x", False),
+        ("x", False),
+    ],
 )
 def test_is_reply_from_subject(subject: str, is_reply: bool) -> None:
     assert summarise(f"Subject: {subject}\r\n\r\n".encode()).is_reply is is_reply
@@ -669,13 +700,24 @@ Content-Type: text/html; charset=utf-8
 
 def test_intro_from_large_html_with_long_style_block() -> None:
     style = "<style>" + ("p { margin: 0 } " * 5000) + "</style>"
-    raw = ("Content-Type: text/html\r\n\r\n<html><head>" + style + "</head><body><p>Finally the text</p></body></html>").encode()
+    raw = (
+        "Content-Type: text/html\r\n\r\n<html><head>"
+        + style
+        + "</head><body><p>Finally the text</p></body></html>"
+    ).encode()
     assert summarise(raw).intro == "Finally the text"
 
 
 def test_intro_from_base64_text() -> None:
-    body = base64.encodebytes(("Grüße " * 400).encode("utf-8")).decode().replace("\n", "\r\n")
-    raw = ("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body).encode()
+    body = (
+        base64.encodebytes(("Grüße " * 400).encode("utf-8"))
+        .decode()
+        .replace("\n", "\r\n")
+    )
+    raw = (
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + body
+    ).encode()
     intro = summarise(raw).intro
     assert intro.startswith("Grüße Grüße") and intro.endswith("…")
     assert "\ufffd" not in intro
@@ -687,7 +729,12 @@ def test_intro_from_base64_text() -> None:
 
 def test_empty_and_degenerate_inputs() -> None:
     s = summarise(b"")
-    assert s.header_size == 0 and s.subject == "" and s.from_ is None and s.attachments == ()
+    assert (
+        s.header_size == 0
+        and s.subject == ""
+        and s.from_ is None
+        and s.attachments == ()
+    )
 
     only_header = b"Subject: only a header\r\nFrom: a@example.com"
     s = summarise(only_header)
@@ -729,10 +776,14 @@ data to the end
 """
     )
     s = summarise(no_close)
-    assert [(a.part, a.size) for a in s.attachments] == [("2", len(b"data to the end\r\n"))]
+    assert [(a.part, a.size) for a in s.attachments] == [
+        ("2", len(b"data to the end\r\n"))
+    ]
     assert s.intro == "text"
 
-    no_delimiter = b"Content-Type: multipart/mixed; boundary=zzz\r\n\r\nplain words only\r\n"
+    no_delimiter = (
+        b"Content-Type: multipart/mixed; boundary=zzz\r\n\r\nplain words only\r\n"
+    )
     s = summarise(no_delimiter)
     assert s.attachments == ()
     assert s.intro == "plain words only"
@@ -743,7 +794,10 @@ data to the end
 
 def test_deep_nesting_is_capped() -> None:
     depth = 200
-    head = "".join(f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n" for i in range(depth))
+    head = "".join(
+        f"Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+        for i in range(depth)
+    )
     raw = (head + "Content-Type: text/plain\r\n\r\ndeep\r\n").encode()
     s = summarise(raw)
     assert len(s.attachments) == 1
@@ -829,7 +883,12 @@ x
 
 
 def test_summary_is_fast_for_a_typical_message() -> None:
-    html = "<html><body>" + "<p>Some <b>newsletter</b> text with a <a href='https://example.com'>link</a>.</p>" * 150 + "</body></html>"
+    html = (
+        "<html><body>"
+        + "<p>Some <b>newsletter</b> text with a <a href='https://example.com'>link</a>.</p>"
+        * 150
+        + "</body></html>"
+    )
     plain = "Some newsletter text with a link.\n" * 150
     raw = crlf(
         "From: News <news@example.com>\nTo: bob@example.net\nSubject: =?utf-8?q?Weekly_news?=\n"

@@ -4,9 +4,21 @@ No I/O, no database, no logging.  None of the public functions raises for any
 ``bytes`` input, however broken.
 """
 
-from .content import MessageContent, extract_content, get_attachment, html_to_text, render_plain_text
+from .content import (
+    MessageContent,
+    extract_content,
+    get_attachment,
+    html_to_text,
+    render_plain_text,
+)
 from .sanitise import sanitise_html
-from .summary import AddressInfo, AttachmentInfo, MessageSummary, normalise_subject, summarise
+from .summary import (
+    AddressInfo,
+    AttachmentInfo,
+    MessageSummary,
+    normalise_subject,
+    summarise,
+)
 
 __all__ = [
     "AddressInfo",

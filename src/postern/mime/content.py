@@ -16,10 +16,17 @@ from .summary import (
     _html_to_text,
     _leaves,
     _parse_message,
+    _Part,
     _part_text,
 )
 
-__all__ = ["MessageContent", "extract_content", "get_attachment", "html_to_text", "render_plain_text"]
+__all__ = [
+    "MessageContent",
+    "extract_content",
+    "get_attachment",
+    "html_to_text",
+    "render_plain_text",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +73,27 @@ def _extract(raw: bytes) -> MessageContent:
 
     cache: dict[int, str] = {}
 
-    def text_of(part) -> str:  # type: ignore[no-untyped-def]
+    def text_of(part: _Part) -> str:
         key = id(part)
         if key not in cache:
             cache[key] = _part_text(raw, part)
         return cache[key]
 
-    texts: list[str] = []
-    for part in text_parts:
-        if part.ctype == "text/html":
-            piece = _html_to_text(text_of(part))
-        else:
-            piece = text_of(part).strip("\n")
-        if piece.strip():
-            texts.append(piece)
+    def texts_of(parts: list[_Part]) -> list[str]:
+        texts: list[str] = []
+        for part in parts:
+            if part.ctype == "text/html":
+                piece = _html_to_text(text_of(part))
+            else:
+                piece = text_of(part).strip("\n")
+            if piece.strip():
+                texts.append(piece)
+        return texts
+
+    texts = texts_of(text_parts)
+    if not texts and html_parts != text_parts:
+        # e.g. an empty text/plain alternative next to the real HTML body
+        texts = texts_of([p for p in html_parts if p.ctype == "text/html"])
 
     htmls: list[str] = []
     for part in html_parts:
@@ -101,7 +115,9 @@ def extract_content(raw: bytes) -> MessageContent:
         return _EMPTY_CONTENT
 
 
-def _get_attachment(raw: bytes, attachment_id: str) -> tuple[AttachmentInfo, bytes] | None:
+def _get_attachment(
+    raw: bytes, attachment_id: str
+) -> tuple[AttachmentInfo, bytes] | None:
     if not isinstance(attachment_id, str):
         return None
     parsed = _parse_message(raw)
@@ -112,7 +128,9 @@ def _get_attachment(raw: bytes, attachment_id: str) -> tuple[AttachmentInfo, byt
     return None
 
 
-def get_attachment(raw: bytes, attachment_id: str) -> tuple[AttachmentInfo, bytes] | None:
+def get_attachment(
+    raw: bytes, attachment_id: str
+) -> tuple[AttachmentInfo, bytes] | None:
     """The decoded bytes of the attachment with that id (same numbering as
     :func:`postern.mime.summarise`), or None; never raises."""
     try:

@@ -24,7 +24,7 @@ import pkgutil
 import re
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_tz
 from functools import lru_cache
 from urllib.parse import unquote_to_bytes
@@ -45,6 +45,12 @@ MAX_PARTS = 10_000
 INTRO_LENGTH = 128
 #: At most this many addresses are returned for one address header.
 MAX_ADDRESSES = 10_000
+#: Subject, Message-ID, In-Reply-To and References are read up to this many
+#: bytes.
+MAX_HEADER_TEXT = 64 * 1024
+#: Address headers are parsed up to this many bytes (MTAs commonly reject
+#: header fields over 100 KiB).
+MAX_ADDRESS_HEADER = 256 * 1024
 #: At most this many message ids are returned for References/In-Reply-To.
 MAX_REFERENCES = 1_000
 
@@ -99,9 +105,23 @@ class MessageSummary:
 # Windows-1252, then Latin-1).
 _GUESS_LABELS = frozenset(
     {
-        "us-ascii", "ascii", "us_ascii", "ansi_x3.4-1968", "iso-ir-6", "646",
-        "unknown-8bit", "x-unknown", "unknown", "default", "x-user-defined",
-        "charset", "none", "8bit", "7bit", "text", "us",
+        "us-ascii",
+        "ascii",
+        "us_ascii",
+        "ansi_x3.4-1968",
+        "iso-ir-6",
+        "646",
+        "unknown-8bit",
+        "x-unknown",
+        "unknown",
+        "default",
+        "x-user-defined",
+        "charset",
+        "none",
+        "8bit",
+        "7bit",
+        "text",
+        "us",
     }
 )
 _LABEL_ALIASES = {
@@ -147,8 +167,15 @@ _LABEL_ALIASES = {
 # Codecs that are not character sets (or are dangerous / meaningless in mail).
 _BLOCKED_CODECS = frozenset(
     {
-        "undefined", "unicode_escape", "raw_unicode_escape", "unicode_internal",
-        "idna", "punycode", "mbcs", "oem", "charmap",
+        "undefined",
+        "unicode_escape",
+        "raw_unicode_escape",
+        "unicode_internal",
+        "idna",
+        "punycode",
+        "mbcs",
+        "oem",
+        "charmap",
     }
 )
 
@@ -206,7 +233,7 @@ def _decode_guess(data: bytes) -> str:
 
 def _decode_bytes(data: bytes, charset: str | None) -> str:
     """Decode ``data`` in ``charset``; never raises."""
-    codec = _resolve_charset(charset) if charset else None
+    codec = _resolve_charset(charset[:100]) if charset else None
     if codec is None:
         return _decode_guess(data)
     try:
@@ -226,7 +253,7 @@ def _decode_prefix(data: bytes, charset: str | None) -> str:
 
     A multi-byte sequence cut at the end must not turn UTF-8 into Latin-1.
     """
-    codec = _resolve_charset(charset) if charset else None
+    codec = _resolve_charset(charset[:100]) if charset else None
     candidates = ["utf-8", "cp1252"] if codec is None else [codec]
     for name in candidates:
         try:
@@ -396,9 +423,22 @@ def _unfold(value: bytes) -> bytes:
     return value.strip(b" \t")
 
 
+def _cap(value: bytes, limit: int) -> bytes:
+    """value[:limit], not ending inside a UTF-8 sequence."""
+    if len(value) <= limit:
+        return value
+    end = limit
+    stop = max(limit - 4, 0)
+    while end > stop and value[end - 1] >= 0x80:
+        end -= 1
+    return value[:end]
+
+
 def _header_text(value: bytes) -> str:
     """Unstructured header value to text: unfold, 8-bit, RFC 2047."""
-    return _clean_line(decode_words(_bytes_to_str(_unfold(value)))).strip()
+    return _clean_line(
+        decode_words(_bytes_to_str(_unfold(_cap(value, MAX_HEADER_TEXT))))
+    ).strip()
 
 
 # ---------------------------------------------------------------------------
@@ -407,11 +447,25 @@ def _header_text(value: bytes) -> str:
 
 _HEADER_NAME_RE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _PART_HEADERS = frozenset(
-    {b"content-type", b"content-disposition", b"content-transfer-encoding", b"content-id"}
+    {
+        b"content-type",
+        b"content-disposition",
+        b"content-transfer-encoding",
+        b"content-id",
+    }
 )
 _TOP_HEADERS = _PART_HEADERS | {
-    b"from", b"sender", b"reply-to", b"to", b"cc", b"bcc", b"subject",
-    b"message-id", b"in-reply-to", b"references", b"date",
+    b"from",
+    b"sender",
+    b"reply-to",
+    b"to",
+    b"cc",
+    b"bcc",
+    b"subject",
+    b"message-id",
+    b"in-reply-to",
+    b"references",
+    b"date",
 }
 
 
@@ -453,7 +507,9 @@ def _parse_header_block(
             continue
         m = _HEADER_NAME_RE.match(raw, pos, ce)
         if m is None:
-            if first and (raw.startswith(b"From ", pos) or raw.startswith(b">From ", pos)):
+            if first and (
+                raw.startswith(b"From ", pos) or raw.startswith(b">From ", pos)
+            ):
                 pos = next_pos  # mbox separator line
                 first = False
                 continue
@@ -511,7 +567,7 @@ def _split_semicolons(value: str) -> list[str]:
 class _Params:
     """Parsed ``value; name=param; ...`` header."""
 
-    __slots__ = ("value", "params", "decoded")
+    __slots__ = ("decoded", "params", "value")
 
     def __init__(self, value: str, params: dict[str, str], decoded: set[str]) -> None:
         self.value = value
@@ -556,8 +612,7 @@ def _parse_params(header: bytes) -> _Params:
         val = val.strip()
         if val.startswith('"'):
             val = val[1:]
-            if val.endswith('"'):
-                val = val[:-1]
+            val = val.removesuffix('"')
             if "\\" in val:
                 val = _UNESCAPE_RE.sub(r"\1", val)
         if "*" in name:
@@ -600,8 +655,14 @@ class _Part:
     """One MIME part as byte offsets into the raw message."""
 
     __slots__ = (
-        "number", "ctype", "ctparams", "headers", "body_start", "body_end",
-        "children", "in_related",
+        "body_end",
+        "body_start",
+        "children",
+        "ctparams",
+        "ctype",
+        "headers",
+        "in_related",
+        "number",
     )
 
     def __init__(self) -> None:
@@ -754,13 +815,17 @@ def _build_part(
         ranges = None
         if boundary:
             boundary = boundary.rstrip(b" \t")
-            ranges = _split_multipart(raw, part.body_start, part.body_end, boundary, counter.left)
+            ranges = _split_multipart(
+                raw, part.body_start, part.body_end, boundary, counter.left
+            )
         if ranges is None:
             # A multipart without usable boundary: show its body as text.
             part.ctype = "text/plain"
             part.ctparams = _EMPTY_PARAMS
         else:
-            child_default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+            child_default = (
+                "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+            )
             child_related = in_related or ctype == "multipart/related"
             children: list[_Part] = []
             prefix = "" if top else number + "."
@@ -769,11 +834,21 @@ def _build_part(
                 if counter.left <= 0:
                     break
                 counter.left -= 1
-                child_headers, child_body = _parse_header_block(raw, s, e, _PART_HEADERS)
+                child_headers, child_body = _parse_header_block(
+                    raw, s, e, _PART_HEADERS
+                )
                 children.append(
                     _build_part(
-                        raw, child_headers, child_body, e, f"{prefix}{idx}",
-                        child_default, depth + 1, child_related, counter, False,
+                        raw,
+                        child_headers,
+                        child_body,
+                        e,
+                        f"{prefix}{idx}",
+                        child_default,
+                        depth + 1,
+                        child_related,
+                        counter,
+                        False,
                     )
                 )
             part.children = children
@@ -783,9 +858,15 @@ def _build_part(
 
 
 class _Parsed:
-    __slots__ = ("raw", "headers", "header_size", "root")
+    __slots__ = ("header_size", "headers", "raw", "root")
 
-    def __init__(self, raw: bytes, headers: dict[bytes, list[bytes]], header_size: int, root: _Part):
+    def __init__(
+        self,
+        raw: bytes,
+        headers: dict[bytes, list[bytes]],
+        header_size: int,
+        root: _Part,
+    ):
         self.raw = raw
         self.headers = headers
         self.header_size = header_size
@@ -807,7 +888,16 @@ def _parse_message(raw: bytes) -> _Parsed:
     end = len(raw)
     headers, body_start = _parse_header_block(raw, 0, end, _TOP_HEADERS)
     root = _build_part(
-        raw, headers, body_start, end, "", "text/plain", 0, False, _Counter(MAX_PARTS), True
+        raw,
+        headers,
+        body_start,
+        end,
+        "",
+        "text/plain",
+        0,
+        False,
+        _Counter(MAX_PARTS),
+        True,
     )
     return _Parsed(raw, headers, body_start, root)
 
@@ -822,9 +912,16 @@ _BODY_TYPES = ("text/plain", "text/html")
 class _Leaf:
     """Classification of one leaf part."""
 
-    __slots__ = ("part", "is_body", "filename", "disposition", "content_id")
+    __slots__ = ("content_id", "disposition", "filename", "is_body", "part")
 
-    def __init__(self, part: _Part, is_body: bool, filename: str | None, disposition: str, content_id: str | None):
+    def __init__(
+        self,
+        part: _Part,
+        is_body: bool,
+        filename: str | None,
+        disposition: str,
+        content_id: str | None,
+    ):
         self.part = part
         self.is_body = is_body
         self.filename = filename
@@ -862,14 +959,23 @@ def _content_id(part: _Part) -> str | None:
 def _classify(part: _Part) -> _Leaf:
     disp_header = part.header(b"content-disposition")
     dparams = _parse_params(disp_header) if disp_header is not None else None
-    dtype = dparams.value.split()[0] if dparams is not None and dparams.value.split() else ""
+    dtype = (
+        dparams.value.split()[0]
+        if dparams is not None and dparams.value.split()
+        else ""
+    )
     filename = None
     if dparams is not None:
         filename = _clean_filename(dparams.text("filename"))
     if filename is None:
         filename = _clean_filename(part.ctparams.text("name"))
     content_id = _content_id(part)
-    if part.children is None and part.ctype in _BODY_TYPES and dtype != "attachment" and filename is None:
+    if (
+        part.children is None
+        and part.ctype in _BODY_TYPES
+        and dtype != "attachment"
+        and filename is None
+    ):
         return _Leaf(part, True, None, "inline", content_id)
     if dtype == "inline":
         disposition = "inline"
@@ -960,7 +1066,8 @@ def _body_segments(root: _Part, body_ids: set[int]) -> tuple[list[_Part], list[_
 # ---------------------------------------------------------------------------
 
 _META_CHARSET_RE = re.compile(
-    rb"""<meta[^>]{0,300}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]{1,40})""", re.I
+    rb"""<meta[^>]{0,300}?charset\s*=\s*["']?\s*([A-Za-z0-9_.:\-]{1,40})""",
+    re.IGNORECASE,
 )
 _NEWLINE_RE = re.compile(r"\r\n?")
 
@@ -979,8 +1086,7 @@ def _normalise_text(text: str) -> str:
         text = _NEWLINE_RE.sub("\n", text)
     if "\x00" in text:
         text = text.replace("\x00", "")
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
     return text
 
 
@@ -999,8 +1105,7 @@ def _unflow(text: str, delsp: bool) -> str:
         while depth < n and line[depth] == ">":
             depth += 1
         content = line[depth:]
-        if content.startswith(" "):
-            content = content[1:]
+        content = content.removeprefix(" ")
         if cur is not None and depth != cur_depth:
             emit(cur_depth, cur)
             cur = None
@@ -1019,7 +1124,10 @@ def _unflow(text: str, delsp: bool) -> str:
 
 def _plain_from_text(part: _Part, text: str) -> str:
     text = _normalise_text(text)
-    if part.ctype == "text/plain" and (part.ctparams.text("format") or "").strip().lower() == "flowed":
+    if (
+        part.ctype == "text/plain"
+        and (part.ctparams.text("format") or "").strip().lower() == "flowed"
+    ):
         delsp = (part.ctparams.text("delsp") or "").strip().lower() == "yes"
         text = _unflow(text, delsp)
     return text
@@ -1032,111 +1140,230 @@ def _part_text(raw: bytes, part: _Part) -> str:
 
 
 # ---------------------------------------------------------------------------
-# HTML to text (linear scan, no HTML parser needed)
+# HTML to text (linear: regex passes in C, a Python loop only over rare tags)
 # ---------------------------------------------------------------------------
 
-_TAG_START_RE = re.compile(r"<(?:(/?)([A-Za-z][A-Za-z0-9:\-]*)|!--|[!?])")
-_BLOCK_TAGS = frozenset(
-    "address article aside blockquote caption center div dl fieldset figcaption "
-    "figure footer form h1 h2 h3 h4 h5 h6 header hr main nav ol p pre section table "
-    "tbody tfoot thead ul".split()
+_BREAK = "\x01"
+# Spaces and newlines inside <pre> survive the whitespace clean-up as these.
+_PRE_SPACE = "\x02"
+_PRE_NEWLINE = "\x03"
+_PRE_TAB = "\x04"
+_PRE_TABLE = str.maketrans(
+    {" ": _PRE_SPACE, "\n": _PRE_NEWLINE, "\t": _PRE_TAB, "\r": None}
 )
-# Start a new line where they open, but do not end a paragraph.
-_LINE_TAGS = frozenset({"br", "li", "tr", "dt", "dd", "option"})
-_MULTI_SPACE_RE = re.compile(r" {2,}")
-_CELL_TAGS = frozenset({"td", "th"})
+_SENTINELS_TABLE = dict.fromkeys((1, 2, 3, 4), None)
+_SENTINELS_RE = re.compile("[\x01-\x04]")
+_BLOCK_NAMES = frozenset(
+    [
+        "address",
+        "article",
+        "aside",
+        "blockquote",
+        "caption",
+        "center",
+        "div",
+        "dl",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "header",
+        "hr",
+        "main",
+        "nav",
+        "ol",
+        "p",
+        "pre",
+        "section",
+        "table",
+        "tbody",
+        "tfoot",
+        "thead",
+        "ul",
+    ]
+)
+# Paragraph-like elements break the line where they open and where they close;
+# these only where they open.
+_LINE_NAMES = frozenset({"br", "li", "tr", "dt", "dd", "option"})
+_CELL_NAMES = frozenset({"td", "th"})
+_TAG_RE = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:\-]*)[^>]*(?:>|\Z)|<[!?/][^>]*(?:>|\Z)")
+
+
+def _tag_replacement(m: re.Match[str]) -> str:
+    name = m.group(2)
+    if name is None:
+        return ""
+    name = name.lower()
+    if name in _BLOCK_NAMES:
+        return _BREAK
+    if name in _LINE_NAMES:
+        return "" if m.group(1) and name != "br" else _BREAK
+    if name in _CELL_NAMES:
+        return " "
+    return ""
+
+
+# Elements whose content is not text.  Only these need a Python-level loop.
+# Searched in an ASCII-lowercased bytes copy (same offsets, much faster than
+# a case-insensitive str pattern).
+_SPECIAL_RE = re.compile(
+    rb"<(?:!--|(/?)(script|style|head|title|noscript|template|xml|object|iframe|svg|math|pre)(?![a-z0-9:\-]))"
+)
 _RAWTEXT_TAGS = frozenset({"script", "style"})
-_SKIP_TAGS = frozenset({"head", "title", "noscript", "template", "xml", "object", "iframe", "svg", "math"})
-_CLOSE_RE_CACHE: dict[str, re.Pattern[str]] = {}
-_INVISIBLE_TABLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u034f\u00ad\u180e"), None)
+_HTML_WINDOW = 2048
+_MAX_SPECIAL_ELEMENTS = 10_000
+_SPACE_RUN_RE = re.compile(r"[^\S\x01]+")
+_MULTI_SPACE_RE = re.compile(r" {2,}")
+_CLOSE_RE_CACHE: dict[str, re.Pattern[bytes]] = {}
+_INVISIBLE_TABLE = dict.fromkeys(
+    map(ord, "\u200b\u200c\u200d\u2060\ufeff\u034f\u00ad\u180e"), None
+)
 _BLANK_LINES_RE = re.compile(r"\n{3,}")
 
 
-def _close_re(name: str) -> re.Pattern[str]:
+def _close_re(name: str) -> re.Pattern[bytes]:
     pat = _CLOSE_RE_CACHE.get(name)
     if pat is None:
-        pat = re.compile(r"</" + re.escape(name) + r"\s*>", re.I)
+        pat = re.compile(b"</" + re.escape(name.encode("ascii")) + rb"\s*>")
         _CLOSE_RE_CACHE[name] = pat
     return pat
+
+
+def _html_segment_text(segment: str, pre: bool) -> str:
+    segment = _TAG_RE.sub(_tag_replacement, segment)
+    if not pre:
+        segment = _SPACE_RUN_RE.sub(" ", segment)
+    if "&" in segment:
+        # "&#1;" must not turn into a sentinel
+        segment = _BREAK.join(
+            _html.unescape(piece).translate(_SENTINELS_TABLE) if "&" in piece else piece
+            for piece in segment.split(_BREAK)
+        )
+        if not pre:
+            segment = _SPACE_RUN_RE.sub(" ", segment)
+    if pre:
+        segment = segment.translate(_PRE_TABLE)
+    return segment
 
 
 def _html_to_text(markup: str, limit: int | None = None) -> str:
     """Readable plain text of an HTML document.
 
     Block elements become line breaks, script/style/head are dropped,
-    entities are decoded and whitespace is collapsed.  With ``limit``, stop
-    once about that many characters of text were produced.
+    entities are decoded and whitespace is collapsed (except in <pre>).
+    With ``limit``, stop once about that many characters were produced.
     """
+    if _SENTINELS_RE.search(markup):
+        markup = markup.translate(_SENTINELS_TABLE)
+    # one byte per character, ASCII lowercased: offsets are the same
+    low = markup.encode("ascii", "replace").lower()
     out: list[str] = []
     produced = 0
     pos = 0
     n = len(markup)
     in_pre = False
-    search = _TAG_START_RE.search
-    find = markup.find
+    # name -> last closing-tag search (None: no closing tag after that point)
+    closings: dict[str, re.Match[bytes] | None] = {}
 
-    def add_text(chunk: str) -> int:
-        if not chunk:
-            return 0
-        if "&" in chunk:
-            chunk = _html.unescape(chunk)
-        if not in_pre:
-            chunk = _WS_RE.sub(" ", chunk)
-        out.append(chunk)
-        return len(chunk)
+    def emit(end: int) -> int:
+        start = pos
+        total = 0
+        while start < end:
+            stop = end
+            if limit is not None and end - start > _HTML_WINDOW:
+                # with a limit, work through long text in windows cut
+                # before a tag, so that the rest need not be looked at
+                stop = markup.rfind("<", start + 1, start + _HTML_WINDOW)
+                if stop < 0:
+                    stop = start + _HTML_WINDOW
+            text = _html_segment_text(markup[start:stop], in_pre)
+            out.append(text)
+            total += len(text)
+            start = stop
+            if limit is not None and produced + total > limit:
+                break
+        return total
 
-    while pos < n:
+    specials = 0
+    for m in _SPECIAL_RE.finditer(low):
+        if m.start() < pos:
+            continue  # inside a skipped element
         if limit is not None and produced > limit:
             break
-        m = search(markup, pos)
-        if m is None:
-            produced += add_text(markup[pos:])
+        specials += 1
+        if specials > _MAX_SPECIAL_ELEMENTS:
+            # hostile markup: the rest is only stripped of its tags
+            in_pre = False
             break
-        produced += add_text(markup[pos : m.start()])
-        token = m.group(0)
-        if token == "<!--":
-            e = find("-->", m.end())
+        if m.group(2) is None:  # <!--
+            produced += emit(m.start())
+            e = markup.find("-->", m.end())
             pos = n if e < 0 else e + 3
             continue
-        e = find(">", m.end())
-        tag_end = n if e < 0 else e + 1
-        name = m.group(2)
-        if name is None:  # <!doctype ...>, <?xml ...?>
-            pos = tag_end
-            continue
-        name = name.lower()
+        name = m.group(2).decode("ascii")
         closing = bool(m.group(1))
-        pos = tag_end
-        if not closing and (name in _RAWTEXT_TAGS or name in _SKIP_TAGS):
-            if markup[m.start() : tag_end].rstrip(">").rstrip().endswith("/"):
-                continue  # self-closing
-            cm = _close_re(name).search(markup, tag_end)
-            if cm is not None:
-                pos = cm.end()
-            elif name in _RAWTEXT_TAGS:
-                pos = n
+        if name == "pre":
+            produced += emit(m.start())
+            pos = m.start()
+            in_pre = not closing
             continue
-        if name in _BLOCK_TAGS:
-            out.append("\n")
-            if name == "pre":
-                in_pre = not closing
-        elif name in _LINE_TAGS:
-            if not closing or name == "br":
-                out.append("\n")
-        elif name in _CELL_TAGS:
-            out.append(" ")
-    text = "".join(out).translate(_INVISIBLE_TABLE)
-    lines = [_MULTI_SPACE_RE.sub(" ", line).strip() for line in text.split("\n")]
-    text = "\n".join(lines).strip("\n")
-    return _BLANK_LINES_RE.sub("\n\n", text)
+        if closing:
+            continue  # stray closing tag: removed with the other tags
+        produced += emit(m.start())
+        e = markup.find(">", m.end())
+        tag_end = n if e < 0 else e + 1
+        if e > 0 and markup[e - 1] == "/" and name not in _RAWTEXT_TAGS:
+            pos = tag_end  # self-closing <svg/>
+            continue
+        if name in closings:
+            cm = closings[name]
+            if cm is not None and cm.start() < tag_end:
+                cm = _close_re(name).search(low, tag_end)
+                closings[name] = cm
+        else:
+            cm = _close_re(name).search(low, tag_end)
+            closings[name] = cm
+        if cm is not None:
+            pos = cm.end()
+        elif name in _RAWTEXT_TAGS:
+            pos = n  # unclosed script/style swallows the rest, as in browsers
+        else:
+            pos = tag_end
+    else:
+        emit(n)
+        pos = n
+    if pos < n and (limit is None or produced <= limit):
+        emit(n)
+    text = "".join(out).translate(_INVISIBLE_TABLE).replace("\xa0", " ")
+    lines = [
+        _MULTI_SPACE_RE.sub(" ", line).strip()
+        for line in text.replace(_BREAK, "\n").split("\n")
+    ]
+    text = _BLANK_LINES_RE.sub("\n\n", "\n".join(lines).strip("\n"))
+    if _PRE_SPACE in text or _PRE_NEWLINE in text or _PRE_TAB in text:
+        text = (
+            text.replace(_PRE_SPACE, " ")
+            .replace(_PRE_NEWLINE, "\n")
+            .replace(_PRE_TAB, "\t")
+        )
+    return text
 
 
 # ---------------------------------------------------------------------------
 # addresses
 # ---------------------------------------------------------------------------
 
-_ADDR_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"?|<[^<>,]*>?|[,;:]|\(|\s+|[^"<>,;:()\s]+|.', re.S)
-_QUOTED_UNESCAPE_RE = re.compile(r"\\(.)", re.S)
+_ADDR_TOKEN_RE = re.compile(
+    r'"(?:[^"\\]|\\.)*"?|<[^<>,]*>?|[,;:]|\(|\s+|[^"<>,;:()\s]+|.', re.DOTALL
+)
+_QUOTED_UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 
 
 def _skip_comment(s: str, pos: int) -> tuple[int, str]:
@@ -1163,8 +1390,7 @@ def _skip_comment(s: str, pos: int) -> tuple[int, str]:
 def _unquote(token: str) -> str:
     if token.startswith('"'):
         token = token[1:]
-        if token.endswith('"'):
-            token = token[:-1]
+        token = token.removesuffix('"')
     if "\\" in token:
         token = _QUOTED_UNESCAPE_RE.sub(r"\1", token)
     return token
@@ -1180,10 +1406,8 @@ def _display_name(pieces: list[str]) -> str:
 
 def _clean_address(addr: str) -> str:
     addr = addr.strip()
-    if addr.startswith("<"):
-        addr = addr[1:]
-    if addr.endswith(">"):
-        addr = addr[:-1]
+    addr = addr.removeprefix("<")
+    addr = addr.removesuffix(">")
     if '"' not in addr:
         addr = "".join(addr.split())
     else:
@@ -1198,13 +1422,14 @@ def _clean_address(addr: str) -> str:
 
 
 class _MailboxBuilder:
-    __slots__ = ("chunks", "glue", "angle", "comments")
+    __slots__ = ("angle", "chunks", "comments", "glue", "has_at")
 
     def __init__(self) -> None:
         self.chunks: list[list[str]] = []  # each chunk: adjacent tokens
         self.glue = False  # next token joins the last chunk
         self.angle: str | None = None
         self.comments: list[str] = []
+        self.has_at = False
 
     def add(self, token: str) -> None:
         if self.glue and self.chunks:
@@ -1212,15 +1437,18 @@ class _MailboxBuilder:
         else:
             self.chunks.append([token])
         self.glue = True
+        if "@" in token:
+            self.has_at = True
 
     def empty(self) -> bool:
         return not self.chunks and self.angle is None and not self.comments
 
-    def has_at(self) -> bool:
-        return any("@" in t for chunk in self.chunks for t in chunk)
-
     def build(self) -> AddressInfo | None:
-        comment_name = _display_name([c for c in self.comments if c.strip()]) if self.comments else ""
+        comment_name = (
+            _display_name([c for c in self.comments if c.strip()])
+            if self.comments
+            else ""
+        )
         if self.angle is not None:
             name = _display_name([t for chunk in self.chunks for t in chunk])
             address = _clean_address(self.angle)
@@ -1231,12 +1459,13 @@ class _MailboxBuilder:
             return AddressInfo(name=name, address=address)
         words = ["".join(chunk) for chunk in self.chunks]
         # re-join "local @ domain" written with spaces
-        merged: list[str] = []
+        groups: list[list[str]] = []
         for w in words:
-            if merged and (w.startswith("@") or merged[-1].endswith("@")):
-                merged[-1] += w
+            if groups and (w.startswith("@") or groups[-1][-1].endswith("@")):
+                groups[-1].append(w)
             else:
-                merged.append(w)
+                groups.append([w])
+        merged = ["".join(g) for g in groups]
         addr_index = None
         for i in range(len(merged) - 1, -1, -1):
             if "@" in merged[i]:
@@ -1290,12 +1519,10 @@ def _parse_addresses(value: str) -> list[AddressInfo]:
         pos = m.end()
         if token.isspace():
             cur.glue = False
-        elif token == ",":
-            finish()
-        elif token == ";":
+        elif token == "," or token == ";":
             finish()
         elif token == ":":
-            if cur.angle is None and not cur.has_at():
+            if cur.angle is None and not cur.has_at:
                 cur = _MailboxBuilder()  # group display name: dropped
             else:
                 cur.add(token)
@@ -1310,12 +1537,21 @@ def _parse_addresses(value: str) -> list[AddressInfo]:
     return result
 
 
-def _address_header(headers: dict[bytes, list[bytes]], name: bytes) -> list[AddressInfo]:
+def _address_header(
+    headers: dict[bytes, list[bytes]], name: bytes
+) -> list[AddressInfo]:
     values = headers.get(name)
     if not values:
         return []
     result: list[AddressInfo] = []
+    budget = MAX_ADDRESS_HEADER
     for v in values:
+        if budget <= 0:
+            break
+        if len(v) > budget:
+            cut = v.rfind(b",", 0, budget)  # ASCII: never splits a character
+            v = v[: max(cut, 0)]
+        budget -= max(len(v), 1)
         result.extend(_parse_addresses(_bytes_to_str(_unfold(v))))
         if len(result) >= MAX_ADDRESSES:
             break
@@ -1335,7 +1571,7 @@ def _valid_id(inner: str) -> bool:
 
 
 def _parse_msgids(value: bytes) -> list[str]:
-    text = _bytes_to_str(_unfold(value))
+    text = _bytes_to_str(_unfold(_cap(value, MAX_HEADER_TEXT)))
     ids: list[str] = []
     seen: set[str] = set()
     found_angle = False
@@ -1366,8 +1602,8 @@ def _parse_msgids(value: bytes) -> list[str]:
 # dates
 # ---------------------------------------------------------------------------
 
-_MIN_DATE = datetime(1970, 1, 2, tzinfo=timezone.utc)
-_MAX_DATE = datetime(2200, 1, 1, tzinfo=timezone.utc)
+_MIN_DATE = datetime(1970, 1, 2, tzinfo=UTC)
+_MAX_DATE = datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def _parse_date(value: bytes) -> datetime | None:
@@ -1386,22 +1622,29 @@ def _parse_date(value: bytes) -> datetime | None:
             offset = parsed[9] or 0
             second = min(second, 59)
             dt = datetime(
-                year, month, day, hour, minute, second,
+                year,
+                month,
+                day,
+                hour,
+                minute,
+                second,
                 tzinfo=timezone(timedelta(seconds=offset)),
             )
         except Exception:
             return None
     elif text[:4].isdigit():
         try:
-            dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+            dt = datetime.fromisoformat(
+                text.replace("Z", "+00:00").replace("z", "+00:00")
+            )
         except Exception:
             return None
         if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=timezone.utc)
+            dt = dt.replace(tzinfo=UTC)
     if dt is None:
         return None
     try:
-        dt = dt.astimezone(timezone.utc)
+        dt = dt.astimezone(UTC)
     except Exception:
         return None
     if not (_MIN_DATE <= dt < _MAX_DATE):
@@ -1418,9 +1661,13 @@ _REPLY_WORDS = (
     r"回复|回覆|答复|答覆|转发|轉寄|轉發"
 )
 _PREFIX_RE = re.compile(
-    r"(?:\s*(?:(?:" + _REPLY_WORDS + r")\s?(?:\[\d{1,6}\]|\(\d{1,6}\))?\s?[:：]|\[[^\[\]]{0,100}\]))+"
+    r"(?:\s*(?:(?:"
+    + _REPLY_WORDS
+    + r")\s?(?:\[\d{1,6}\]|\(\d{1,6}\))?\s?[:：]|\[[^\[\]]{0,100}\]))+"
 )
-_REPLY_PREFIX_RE = re.compile(r"(?:^|[\s\]])(?:" + _REPLY_WORDS + r")\s?(?:\[\d{1,6}\]|\(\d{1,6}\))?\s?[:：]")
+_REPLY_PREFIX_RE = re.compile(
+    r"(?:^|[\s\]])(?:" + _REPLY_WORDS + r")\s?(?:\[\d{1,6}\]|\(\d{1,6}\))?\s?[:：]"
+)
 _FWD_SUFFIX_RE = re.compile(r"(?:\s*\(fwd\))+\s*$")
 
 
@@ -1456,6 +1703,10 @@ def normalise_subject(subject: str) -> str:
 # ---------------------------------------------------------------------------
 
 _INTRO_PREFIX_BYTES = 8192
+# The intro never looks further into a part than this (bounds the work on
+# hostile input: e.g. megabytes of markup without any text).
+_INTRO_MAX_PLAIN = 4 * 1024 * 1024
+_INTRO_MAX_HTML = 512 * 1024
 
 
 def _make_intro(text: str) -> str:
@@ -1473,18 +1724,28 @@ def _intro(raw: bytes, parts: list[_Part]) -> str:
     collected: list[str] = []
     length = 0
     for part in parts:
-        limit = _INTRO_PREFIX_BYTES if part.ctype == "text/plain" else 8 * _INTRO_PREFIX_BYTES
+        html = part.ctype == "text/html"
+        limit = _INTRO_MAX_HTML if html else _INTRO_PREFIX_BYTES
         while True:
             data, complete = part.decoded_prefix(raw, limit)
             charset = _part_charset(part, data)
-            text = _decode_bytes(data, charset) if complete else _decode_prefix(data, charset)
+            text = (
+                _decode_bytes(data, charset)
+                if complete
+                else _decode_prefix(data, charset)
+            )
             text = _plain_from_text(part, text)
-            if part.ctype == "text/html":
+            if html:
                 text = _html_to_text(text, limit=4 * INTRO_LENGTH)
             piece = _collapse(text.translate(_INVISIBLE_TABLE))
-            if complete or len(piece) > INTRO_LENGTH or limit > (1 << 24):
+            if (
+                complete
+                or html
+                or len(piece) > INTRO_LENGTH
+                or limit >= _INTRO_MAX_PLAIN
+            ):
                 break
-            limit *= 8
+            limit = min(limit * 8, _INTRO_MAX_PLAIN)
         if piece:
             collected.append(piece)
             length += len(piece) + 1
@@ -1529,8 +1790,11 @@ def _summarise(raw: bytes) -> MessageSummary:
         for att_id, leaf in _attachment_leaves(leaves)
     )
     body_ids = {id(leaf.part) for leaf in leaves if leaf.is_body}
-    text_parts, _html_parts = _body_segments(parsed.root, body_ids)
+    text_parts, html_parts = _body_segments(parsed.root, body_ids)
     intro = _intro(raw, text_parts)
+    if not intro and html_parts != text_parts:
+        # e.g. an empty text/plain alternative next to the real HTML body
+        intro = _intro(raw, html_parts)
 
     thread_subject, prefixed = _normalise_subject(subject)
     return MessageSummary(
@@ -1560,9 +1824,22 @@ def _fallback_summary(raw: bytes) -> MessageSummary:
     except Exception:  # pragma: no cover - defensive
         pass
     return MessageSummary(
-        from_=None, sender=None, reply_to=(), to=(), cc=(), bcc=(), subject="",
-        message_id=None, in_reply_to=(), references=(), date=None, intro="",
-        attachments=(), thread_subject="", is_reply=False, header_size=header_size,
+        from_=None,
+        sender=None,
+        reply_to=(),
+        to=(),
+        cc=(),
+        bcc=(),
+        subject="",
+        message_id=None,
+        in_reply_to=(),
+        references=(),
+        date=None,
+        intro="",
+        attachments=(),
+        thread_subject="",
+        is_reply=False,
+        header_size=header_size,
     )
 
 
