@@ -19,6 +19,7 @@ log = logging.getLogger("postern.smtp")
 
 SMUGGLING = "554 5.5.2 Message refused: a bare CR or LF next to a lone dot (SMTP smuggling)"
 TEMPORARY = "451 4.3.0 Temporary failure, try again later"
+NULL_SENDER = "<>"
 
 
 def declared_size(options: list[str]) -> int:
@@ -48,8 +49,18 @@ class _Base:
             envelope.postern_recipients = found  # type: ignore[attr-defined]
         return found
 
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: SmtpEnvelope, hostname: str, responses: list[str]) -> list[str]:
+        # aiosmtpd's state machine handles pipelined commands but does not say so
+        # (RFC 2920; LMTP servers must offer it, RFC 2033), and it advertises an empty
+        # "AUTH" where no mechanism is offered (MX, LMTP).
+        session.host_name = hostname  # a hook of this form must set it itself
+        kept = [r for r in responses if r.strip() != "250-AUTH"]
+        return [*kept[:-1], "250-PIPELINING", kept[-1]]
+
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, options: list[str]) -> str:
-        if address and not _plausible(address):
+        # aiosmtpd gives the null reverse-path (bounces) as "<>", and keeps it so: an
+        # empty mail_from would read as "no MAIL yet" to its RCPT and nesting checks.
+        if address and address != NULL_SENDER and not _plausible(address):
             return "553 5.1.7 Sender address syntax is invalid"
         envelope.mail_from = address
         envelope.mail_options.extend(options)
@@ -78,6 +89,9 @@ class InboundHandler(_Base):
         except Exception:
             log.exception("resolving a recipient failed")
             return TEMPORARY
+        # Every RCPT that gets 250 gets its reply after DATA in LMTP (RFC 2033 4.2),
+        # a duplicate too (the same as its first's); the message is stored once.
+        _rcpt_keys(envelope).append(recipient.key)
         if any(r.key == recipient.key for r in self._recipients(envelope)):
             return "250 2.1.5 Ok (duplicate recipient)"
         envelope.rcpt_tos.append(address)
@@ -87,12 +101,12 @@ class InboundHandler(_Base):
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
         recipients: list[LocalRecipient] = self._recipients(envelope)
         data = envelope.original_content or b""
-        if smuggling_attempt(data):
-            return "\r\n".join([SMUGGLING] * len(recipients)) if self.lmtp else SMUGGLING
+        if smuggling_attempt(data) or getattr(server, "lone_dot_in_data", False):
+            return "\r\n".join([SMUGGLING] * len(_rcpt_keys(envelope))) if self.lmtp else SMUGGLING
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         outcomes = await self.inbound.deliver(
             Envelope(
-                envelope.mail_from or "",
+                _reverse_path(envelope),
                 recipients,
                 data,
                 source="LMTP" if self.lmtp else "MX",
@@ -102,8 +116,9 @@ class InboundHandler(_Base):
             )
         )
         if self.lmtp:
-            # One reply per accepted recipient, in RCPT order (RFC 2033).
-            return "\r\n".join(o.reply for o in outcomes)
+            # One reply per accepted RCPT, in RCPT order (RFC 2033).
+            replies = {o.recipient.key: o.reply for o in outcomes}
+            return "\r\n".join(replies[key] for key in _rcpt_keys(envelope))
         stored = [o for o in outcomes if o.stored]
         if stored:
             return stored[0].reply
@@ -145,7 +160,7 @@ class SubmissionHandler(_Base):
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
         data = envelope.original_content or b""
-        if smuggling_attempt(data):
+        if smuggling_attempt(data) or getattr(server, "lone_dot_in_data", False):
             return SMUGGLING
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         try:
@@ -164,6 +179,21 @@ class SubmissionHandler(_Base):
             log.exception("submission failed")
             return TEMPORARY
         return f"250 2.0.0 Ok: queued as {result.queue_id or 'local'}"
+
+
+def _reverse_path(envelope: SmtpEnvelope) -> str:
+    """The envelope sender, "" for the null reverse-path."""
+    mail_from = envelope.mail_from or ""
+    return "" if mail_from == NULL_SENDER else mail_from
+
+
+def _rcpt_keys(envelope: SmtpEnvelope) -> list[str]:
+    """The recipients' keys, one per RCPT answered 250 (duplicates included)."""
+    found = getattr(envelope, "postern_rcpt_keys", None)
+    if found is None:
+        found = []
+        envelope.postern_rcpt_keys = found  # type: ignore[attr-defined]
+    return found
 
 
 def _plausible(address: str) -> bool:
