@@ -122,7 +122,7 @@ def test_no_arguments_shows_help(runner: CliRunner) -> None:
 
 
 def test_python_dash_m_help() -> None:
-    result = subprocess.run([sys.executable, "-m", "postern", "--help"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "postern", "--help"], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Usage" in result.stdout
     for command in ("serve", "migrate", "token", "version"):
@@ -131,7 +131,7 @@ def test_python_dash_m_help() -> None:
 
 
 def test_python_dash_m_version() -> None:
-    result = subprocess.run([sys.executable, "-m", "postern", "version"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "postern", "version"], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == __version__
 
@@ -140,7 +140,7 @@ def test_console_script_version() -> None:
     script = Path(sys.executable).parent / "postern"
     if not script.exists():
         pytest.skip("the postern console script is not installed beside this interpreter")
-    result = subprocess.run([str(script), "version"], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([str(script), "version"], check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == __version__
 
@@ -217,7 +217,7 @@ def test_token_refuses_when_the_token_is_configured(runner: CliRunner, env: dict
 
 
 def test_token_subprocess(env: dict[str, str]) -> None:
-    result = subprocess.run([sys.executable, "-m", "postern", "token"], capture_output=True, text=True, timeout=120, env=os.environ.copy())
+    result = subprocess.run([sys.executable, "-m", "postern", "token"], check=False, capture_output=True, text=True, timeout=120, env=os.environ.copy())
     assert result.returncode == 0, result.stderr
     match = TOKEN_LINE.search(result.stdout)
     assert match, result.stdout
@@ -268,6 +268,7 @@ def test_bad_config_file_subprocess(env: dict[str, str], tmp_path: Path) -> None
     config.write_text('http_listen = "nowhere"\n', encoding="utf-8")
     result = subprocess.run(
         [sys.executable, "-m", "postern", "serve", "--config", str(config)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
@@ -279,6 +280,7 @@ def test_bad_config_file_subprocess(env: dict[str, str], tmp_path: Path) -> None
 
     missing = subprocess.run(
         [sys.executable, "-m", "postern", "migrate"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,

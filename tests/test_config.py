@@ -90,6 +90,23 @@ def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert settings.log_level == "debug"
 
 
+def test_every_listener_defaults_to_loopback_and_an_unprivileged_port() -> None:
+    settings = load_settings()
+    for name in ("http_listen", "smtp_listen", "lmtp_listen", "submission_listen"):
+        address = parse_listen(getattr(settings, name))
+        assert address.host == "127.0.0.1", name
+        assert address.port >= 1024, name
+
+
+@pytest.mark.parametrize("door", ["HTTP", "SMTP", "LMTP", "SUBMISSION"])
+def test_door_listen_addresses_from_the_environment(monkeypatch: pytest.MonkeyPatch, door: str) -> None:
+    monkeypatch.setenv(f"POSTERN_{door}_LISTEN", "0.0.0.0:1234")
+    assert getattr(load_settings(), f"{door.lower()}_listen") == "0.0.0.0:1234"
+    monkeypatch.setenv(f"POSTERN_{door}_LISTEN", "nowhere")
+    with pytest.raises(ValidationError):
+        load_settings()
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

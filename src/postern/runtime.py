@@ -104,5 +104,6 @@ class Runtime:
         return await self.admin_token.ensure() if create_token else None
 
     async def close(self) -> None:
+        self.mailstore.hot.close()
         await self.blobs.close()
         await self.db.close()

@@ -62,7 +62,8 @@ class Server:
         )
         self.stderr_lines: list[str] = []
         threading.Thread(target=self._pump, args=(self.proc.stdout, self._queue), daemon=True).start()
-        threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True).start()
+        self._stderr = threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True)
+        self._stderr.start()
 
     @staticmethod
     def _pump(stream: Any, into: queue.Queue[str | None]) -> None:
@@ -99,14 +100,24 @@ class Server:
             if line.strip() == wanted:
                 return True
 
-    def wait_ready(self) -> None:
-        if not self.read_until("ready", READY_TIMEOUT):
-            self.proc.wait(timeout=STOP_TIMEOUT)
-            raise AssertionError(f"serve exited ({self.proc.returncode}) before ready\nstdout:\n{self.output}\nstderr:\n{self.errors}")
+    def wait_exit(self) -> int:
+        """Wait for the process to end and for all of its stderr."""
+        code = self.proc.wait(timeout=STOP_TIMEOUT)
+        self._stderr.join(timeout=STOP_TIMEOUT)
+        return code
+
+    def wait_ready(self) -> bool:
+        """True when it printed "ready"; False when it could not listen on its port."""
+        if self.read_until("ready", READY_TIMEOUT):
+            return True
+        self.wait_exit()
+        if "cannot start" in self.errors and "in use" in self.errors:
+            return False
+        raise AssertionError(f"serve exited ({self.proc.returncode}) before ready\nstdout:\n{self.output}\nstderr:\n{self.errors}")
 
     def stop(self, signum: int = signal.SIGTERM) -> int:
         self.proc.send_signal(signum)
-        code = self.proc.wait(timeout=STOP_TIMEOUT)
+        code = self.wait_exit()
         # The rest of the printout, up to the end of output.
         while self.read_until("stopped", STOP_TIMEOUT):
             pass
@@ -137,6 +148,10 @@ def server_env(tmp_path: Path) -> Iterator[dict[str, str]]:
     env.update(
         POSTERN_DATA_DIR=str(tmp_path / "data"),
         POSTERN_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
+        # The mail doors on ports the system picks: never in the way of another test.
+        POSTERN_SMTP_LISTEN="127.0.0.1:0",
+        POSTERN_LMTP_LISTEN="127.0.0.1:0",
+        POSTERN_SUBMISSION_LISTEN="127.0.0.1:0",
         POSTERN_ARGON2_TIME_COST="1",
         POSTERN_ARGON2_MEMORY_KIB="8",
         POSTERN_DOMAIN="example.com",
@@ -156,13 +171,20 @@ def server_env(tmp_path: Path) -> Iterator[dict[str, str]]:
 
 @pytest.fixture
 def start(server_env: dict[str, str]) -> Iterator[Callable[..., Server]]:
-    """Start servers; every one of them is killed at the end, whatever happened."""
+    """Start a server and wait until it is ready; every one is killed at the end,
+    whatever happened. Should another program take the free port first, it moves to
+    another one (server_env follows)."""
     started: list[Server] = []
 
-    def _start(**extra: str) -> Server:
-        server = Server({**server_env, **extra})
-        started.append(server)
-        return server
+    def _start(ready: bool = True, **extra: str) -> Server:
+        for _ in range(3):
+            server = Server({**server_env, **extra})
+            started.append(server)
+            if not ready or server.wait_ready():
+                return server
+            assert "POSTERN_HTTP_LISTEN" not in extra, server.errors
+            server_env["POSTERN_HTTP_LISTEN"] = f"127.0.0.1:{free_port()}"
+        raise AssertionError(f"no free port to listen on\n{server.errors}")
 
     try:
         yield _start
@@ -192,7 +214,7 @@ def wait_for_status(client: httpx.Client, path: str, token: str, status: int) ->
 
 
 def rotate_token(env: dict[str, str]) -> str:
-    result = subprocess.run([sys.executable, "-m", "postern", "token"], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "postern", "token"], check=False, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     match = NEW_TOKEN_LINE.search(result.stdout)
     assert match, result.stdout
@@ -204,10 +226,8 @@ def rotate_token(env: dict[str, str]) -> str:
 
 def test_serve_end_to_end(start: Callable[..., Server], server_env: dict[str, str]) -> None:
     data_dir = Path(server_env["POSTERN_DATA_DIR"])
-    url = base_url(server_env)
-
     server = start()
-    server.wait_ready()
+    url = base_url(server_env)
     token = admin_token_of(server)
     assert len(token) >= 32
     # Where the data lives and where it listens, each on one unbroken line.
@@ -264,10 +284,9 @@ def test_serve_end_to_end(start: Callable[..., Server], server_env: dict[str, st
 
     # Again, on the same data: no new token, the old one still opens the API, the data is there.
     again = start()
-    again.wait_ready()
     assert "admin token" not in again.output
     assert f"data directory: {data_dir.resolve()}" in again.output
-    with httpx.Client(base_url=url, timeout=30, headers={"X-Access-Token": token}) as client:
+    with httpx.Client(base_url=base_url(server_env), timeout=30, headers={"X-Access-Token": token}) as client:
         assert client.get(f"/users/{user}").json()["username"] == "alice"
         listed = client.get(f"/users/{user}/mailboxes/{inbox}/messages")
         assert listed.status_code == 200
@@ -278,7 +297,6 @@ def test_serve_end_to_end(start: Callable[..., Server], server_env: dict[str, st
 
 def test_token_rotation_reaches_the_running_server(start: Callable[..., Server], server_env: dict[str, str]) -> None:
     server = start()
-    server.wait_ready()
     old = admin_token_of(server)
 
     with httpx.Client(base_url=base_url(server_env), timeout=30) as client:
@@ -305,7 +323,6 @@ def test_token_rotation_reaches_the_running_server(start: Callable[..., Server],
 
     # A restarted server knows only the newest token, and prints none.
     again = start()
-    again.wait_ready()
     assert "admin token" not in again.output
     with httpx.Client(base_url=base_url(server_env), timeout=30) as client:
         assert client.get("/users", headers={"X-Access-Token": newer}).status_code == 200
@@ -316,7 +333,6 @@ def test_token_rotation_reaches_the_running_server(start: Callable[..., Server],
 
 def test_sigint_stops_cleanly(start: Callable[..., Server], server_env: dict[str, str]) -> None:
     server = start()
-    server.wait_ready()
     with httpx.Client(base_url=base_url(server_env), timeout=30) as client:
         assert client.get("/health").status_code == 200
 
@@ -334,7 +350,6 @@ def test_sigint_stops_cleanly(start: Callable[..., Server], server_env: dict[str
 
 def test_configured_token(start: Callable[..., Server], server_env: dict[str, str]) -> None:
     server = start(POSTERN_ADMIN_TOKEN="configured-secret-token")
-    server.wait_ready()
     assert "admin token:    from the configuration" in server.output
     assert "configured-secret-token" not in server.output
     with httpx.Client(base_url=base_url(server_env), timeout=30) as client:
@@ -344,23 +359,40 @@ def test_configured_token(start: Callable[..., Server], server_env: dict[str, st
     assert server.stop() == 0
 
 
+def test_admin_api_without_token(start: Callable[..., Server], server_env: dict[str, str]) -> None:
+    server = start(POSTERN_ADMIN_AUTH="false")
+    assert "WITHOUT an access token" in server.output
+    assert "admin token" not in server.output
+    with httpx.Client(base_url=base_url(server_env), timeout=30) as client:
+        assert client.get("/users").status_code == 200
+        assert client.get("/users", headers={"X-Access-Token": "anything"}).status_code == 200
+    assert server.stop() == 0
+
+    # Turned on later: the token is made and shown then, and required from then on.
+    again = start()
+    token = admin_token_of(again)
+    with httpx.Client(base_url=base_url(server_env), timeout=30) as client:
+        assert client.get("/users").status_code == 401
+        assert client.get("/users", headers={"X-Access-Token": token}).status_code == 200
+    assert again.stop() == 0
+
+
 def test_port_in_use(start: Callable[..., Server], server_env: dict[str, str]) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
 
-        server = start(POSTERN_HTTP_LISTEN=f"127.0.0.1:{port}")
+        server = start(ready=False, POSTERN_HTTP_LISTEN=f"127.0.0.1:{port}")
         assert server.read_until("ready", READY_TIMEOUT) is False, server.output
-        code = server.proc.wait(timeout=STOP_TIMEOUT)
+        code = server.wait_exit()
 
     assert code != 0
     assert "Traceback" not in server.errors, server.errors
     assert "cannot start" in server.errors
-    assert str(port) in server.errors
+    assert f"listen on 127.0.0.1:{port}" in server.errors
     assert "in use" in server.errors.lower()
     # Nothing was created that the operator did not see: the next start prints the token.
     again = start()
-    again.wait_ready()
     assert admin_token_of(again)
     assert again.stop() == 0

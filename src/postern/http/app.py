@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
@@ -11,7 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
 from postern.http.admin import addresses, authenticate, mailboxes, messages, users
-from postern.http.admin.common import AccessDenied, require_admin
+from postern.http.admin.common import AccessDenied, plain_text_query, require_admin
 from postern.http.errors import JSONBody, error_response, install_error_handlers
 from postern.runtime import Runtime
 
@@ -59,10 +60,31 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def health() -> Response:
         return Response(HEALTH_BODY, media_type="application/json")
 
-    admin = APIRouter(dependencies=[Depends(require_admin)])
+    admin = APIRouter(dependencies=[Depends(require_admin), Depends(plain_text_query)])
     for module in (users, authenticate, addresses, mailboxes, messages):
         admin.include_router(module.router)
     app.include_router(admin)
+    # Outermost last: legacy paths are rewritten before the fast listing looks at them.
+    app.add_middleware(messages.FastMessageListing, runtime=runtime)
     app.add_middleware(LegacyUserPaths)
+    app.openapi = _without_422(app)  # type: ignore[method-assign]
     return app
+
+
+def _without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI documents a 422 for every operation with input; invalid input answers
+    400 here (errors.py), which the operations document already."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                document.get("components", {}).get("schemas", {}).pop(name, None)
+        return app.openapi_schema  # type: ignore[return-value]
+
+    return openapi
 

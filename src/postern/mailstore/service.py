@@ -32,6 +32,7 @@ from postern.storage import messages as message_store
 from postern.storage import users as user_store
 from postern.storage.blobs import BlobStore
 from postern.storage.database import Database
+from postern.storage.hot_reads import FolderHead, HotReads
 from postern.storage.ids import is_id, new_id, now_ms
 from postern.storage.messages import UidRanges
 from postern.storage.pagination import Cursor
@@ -145,6 +146,7 @@ class MailStore:
         self.blobs = blobs
         self.bus = bus
         self.max_message_size = max_message_size
+        self.hot = HotReads(db)
 
     # Lookups -------------------------------------------------------------------------
 
@@ -537,6 +539,17 @@ class MailStore:
             folder = await self._folder(conn, user_id, folder_id)
             rows = await message_store.list_messages(conn, folder_id, descending=descending, limit=limit, cursor=cursor)
         return folder, rows
+
+    async def message_page(
+        self, user_id: str, folder_id: str, *, descending: bool, limit: int, cursor: Cursor | None
+    ) -> tuple[FolderHead, list[Any]] | None:
+        """``list_messages`` in one statement, for the hot path; None when the folder is
+        not the user's (``list_messages`` then says precisely what is missing)."""
+        forward = cursor is None or cursor.direction == "next"
+        head, rows = await self.hot.folder_page(
+            user_id, folder_id, ascending=forward != descending, after_uid=cursor.key[0] if cursor else None, limit=limit + 1
+        )
+        return None if head is None else (head, rows)
 
     async def get_message(self, user_id: str, folder_id: str, uid: int) -> Row:
         async with self.db.read() as conn:

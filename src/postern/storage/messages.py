@@ -35,6 +35,8 @@ LIST_COLUMNS = (
     messages.c.draft,
     messages.c.answered,
 )
+# The listing's columns by position: the hot path (hot_reads) selects exactly these.
+LIST_FIELDS = tuple(column.name for column in LIST_COLUMNS)
 
 
 def _uid_filter(uids: UidRanges) -> Any:

@@ -40,6 +40,13 @@ def _not_bool(value: Any, field: str | None) -> Any:
     return value
 
 
+def _no_nul(value: Any) -> Any:
+    # PostgreSQL text cannot hold NUL: a 400 here rather than a 500 from the database.
+    if any(isinstance(text, str) and "\x00" in text for text in (value if isinstance(value, list) else [value])):
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 def _tags(value: list[str] | str | None) -> list[str]:
     if value is None:
         return []
@@ -71,6 +78,11 @@ class UserCreate(BaseModel):
     @classmethod
     def _numbers(cls, value: Any, info: ValidationInfo) -> Any:
         return _not_bool(value, info.field_name)
+
+    @field_validator("name", "language", "tags", "pubKey")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return _no_nul(value)
 
 
 def _no_null(schema: dict[str, Any]) -> None:
@@ -109,6 +121,11 @@ class UserUpdate(BaseModel):
     @classmethod
     def _numbers(cls, value: Any, info: ValidationInfo) -> Any:
         return _not_bool(value, info.field_name)
+
+    @field_validator("name", "language", "tags", "pubKey")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return _no_nul(value)
 
 
 class Quota(BaseModel):
