@@ -21,8 +21,10 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
@@ -123,6 +125,30 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_SYNC_THREADS = 32
+_sync_pool: ThreadPoolExecutor | None = None
+_sync_pool_lock = threading.Lock()
+
+
+def _parallel(function: Callable[[Any], object], items: Sequence[Any]) -> None:
+    """``function(item)`` for every item, concurrently; returns when all are done and
+    raises the first error. Used for fsync, which waits on the disk, not the CPU."""
+    global _sync_pool
+    if len(items) <= 1:
+        for item in items:
+            function(item)
+        return
+    if _sync_pool is None:
+        with _sync_pool_lock:
+            if _sync_pool is None:
+                _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="postern-fsync")
+    futures = [_sync_pool.submit(function, item) for item in items]
+    errors = [f.exception() for f in futures]  # waits for every one
+    for error in errors:
+        if error is not None:
+            raise error
+
+
 class LocalBlobStore:
     """Blobs as files under ``root/ab/cd/<key>``.
 
@@ -220,8 +246,10 @@ class LocalBlobStore:
                     written = os.write(fd, view)
                     view = view[written:]
             if self.fsync:
-                for fd, _tmp, _final in pending:
-                    os.fsync(fd)
+                # All at once: the filesystem commits concurrent syncs together (one
+                # journal commit for the batch on ext4), where one after another each
+                # waits for a commit of its own.
+                _parallel(os.fsync, [fd for fd, _tmp, _final in pending])
             for fd, _tmp, _final in pending:
                 open_fds.discard(fd)
                 os.close(fd)
@@ -242,9 +270,13 @@ class LocalBlobStore:
                     pass
             raise
         if self.fsync:
-            # Deepest first, so a leaf directory's entry is synced before its parent's.
-            for directory in sorted(dirs_to_sync, key=lambda p: len(p.parts), reverse=True):
-                _fsync_dir(directory)
+            # Deepest first, so a leaf directory's entry is synced before its parent's;
+            # the directories of one depth together.
+            by_depth: dict[int, list[Path]] = {}
+            for directory in dirs_to_sync:
+                by_depth.setdefault(len(directory.parts), []).append(directory)
+            for depth in sorted(by_depth, reverse=True):
+                _parallel(_fsync_dir, by_depth[depth])
 
     # -- public API
 
