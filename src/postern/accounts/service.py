@@ -22,6 +22,15 @@ from postern.storage.ids import is_id, new_id, now_ms
 from postern.storage.pagination import Cursor
 
 SCOPES = ("master", "imap", "pop3", "smtp")
+
+
+async def require_user(conn: Any, user_id: str, *, lock: bool = False) -> Row:
+    """The user row inside the caller's transaction (locked for update if asked), or
+    NotFound: what every service checks first."""
+    user = await user_store.get_user(conn, user_id, for_update=lock) if is_id(user_id) else None
+    if user is None:
+        raise NotFound("This user does not exist", code="UserNotFound")
+    return user
 UNSET: Any = object()
 
 
@@ -125,14 +134,7 @@ class Accounts:
         return user, tags[user_id]
 
     async def _user(self, conn: Any, user_id: str, lock: bool = False) -> Row:
-        user = await user_store.get_user(conn, user_id, for_update=lock) if is_id(user_id) else None
-        if user is None:
-            raise NotFound("This user does not exist", code="UserNotFound")
-        return user
-
-    async def require_user(self, conn: Any, user_id: str) -> Row:
-        """For other services: the user row inside their transaction, or NotFound."""
-        return await self._user(conn, user_id)
+        return await require_user(conn, user_id, lock=lock)
 
     async def list_users(
         self, *, query: str | None, any_tags: Sequence[str], all_tags: Sequence[str], limit: int, cursor: Cursor | None

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern import mime
+from postern.accounts.service import require_user
 from postern.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, OverQuota, TooLarge
 from postern.events import (
     Event,
@@ -151,10 +152,7 @@ class MailStore:
     # Lookups -------------------------------------------------------------------------
 
     async def _user(self, conn: AsyncConnection, user_id: str) -> Row:
-        user = await user_store.get_user(conn, user_id) if is_id(user_id) else None
-        if user is None:
-            raise NotFound("This user does not exist", code="UserNotFound")
-        return user
+        return await require_user(conn, user_id)
 
     async def _folder(self, conn: AsyncConnection, user_id: str, folder_id: str) -> Row:
         # One query on the common path: a folder row implies its user exists.
