@@ -81,11 +81,14 @@ async def database(tmp_path: Path, migrated: dict[str, Any]) -> AsyncIterator[di
         yield {"database_url": f"sqlite+aiosqlite:///{path}"}
         return
     schema = migrated["schema"]
-    tables = ", ".join(f'"{schema}"."{table.name}"' for table in metadata.sorted_tables)
+    # DELETE, children first, rather than TRUNCATE: on tables holding a few rows it
+    # is many times cheaper (TRUNCATE makes new files for every table).
     engine = create_async_engine(TEST_DATABASE_URL)
     try:
         async with engine.begin() as conn:
-            await conn.exec_driver_sql(f"TRUNCATE {tables} CASCADE")
+            await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            for table in reversed(metadata.sorted_tables):
+                await conn.exec_driver_sql(f'DELETE FROM "{schema}"."{table.name}"')
     finally:
         await engine.dispose()
     yield {"database_url": TEST_DATABASE_URL, "database_schema": schema}
