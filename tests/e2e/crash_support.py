@@ -1,7 +1,6 @@
 """What the crash tests need around a ``postern serve`` process that they kill.
 
-* :class:`ServeProcess` starts ``python -m postern serve`` (as ``test_serve.py`` does),
-  reads its printout in background threads and kills it with SIGKILL.
+* :class:`ServeProcess` (from ``serve_process``) runs ``python -m postern serve``.
 * :class:`LoopThread` runs an asyncio loop in a thread, for the SMTP sink and for
   reading the outbound queue's rows while the server runs.
 * :class:`GatedSink` is the "rest of the internet" the outbound relay delivers to: it
@@ -18,12 +17,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import queue
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
@@ -37,18 +31,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from tests.e2e.serve_process import STOP_TIMEOUT, TEST_DATABASE_URL, free_port
+
 T = TypeVar("T")
 
-TEST_DATABASE_URL = os.environ.get("POSTERN_TEST_DATABASE_URL")
-READY_TIMEOUT = 90.0
-STOP_TIMEOUT = 30.0
 ADMIN_TOKEN = "crash-test-admin-token-" + "x" * 16
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str | Callable[[], str], interval: float = 0.05) -> None:
@@ -58,97 +45,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str | Callab
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout} s: {what() if callable(what) else what}")
         time.sleep(interval)
-
-
-# The server process -------------------------------------------------------------------
-
-
-class ServeProcess:
-    """One life of ``postern serve``: its printout (stdout) and its log (stderr)."""
-
-    def __init__(self, env: dict[str, str]):
-        self.env = env
-        self.lines: list[str] = []
-        self.stderr_lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "postern", "serve"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self._threads = [
-            threading.Thread(target=self._pump, daemon=True),
-            threading.Thread(target=self._drain, daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line.rstrip("\n"))
-        self._queue.put(None)
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr_lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def errors(self) -> str:
-        return "".join(self.stderr_lines)
-
-    def read_until(self, wanted: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {wanted!r} line within {timeout} s\nstdout:\n{self.output}\nstderr:\n{self.errors}")
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                return False
-            self.lines.append(line)
-            if line.strip() == wanted:
-                return True
-
-    def wait_ready(self) -> None:
-        if not self.read_until("ready", READY_TIMEOUT):
-            self.proc.wait(timeout=STOP_TIMEOUT)
-            raise AssertionError(f"serve exited ({self.proc.returncode}) before ready\nstdout:\n{self.output}\nstderr:\n{self.errors}")
-
-    def kill9(self) -> None:
-        """SIGKILL: no clean-up of any kind runs in the server."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=STOP_TIMEOUT)
-        self._join()
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=STOP_TIMEOUT)
-        self._join()
-        return code
-
-    def _join(self) -> None:
-        for thread in self._threads:
-            thread.join(timeout=STOP_TIMEOUT)
-        while True:
-            try:
-                line = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if line is not None:
-                self.lines.append(line)
 
 
 def serve_env(data_dir: Path, sink_port: int, schema: str | None) -> dict[str, str]:
@@ -330,20 +226,6 @@ class QueueView:
     def close(self) -> None:
         if self._engine is not None:
             self.loop.run(self._engine.dispose())
-
-
-def drop_schema(schema: str) -> None:
-    assert TEST_DATABASE_URL
-
-    async def main() -> None:
-        engine = create_async_engine(TEST_DATABASE_URL)
-        try:
-            async with engine.begin() as conn:
-                await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await engine.dispose()
-
-    asyncio.run(main())
 
 
 def new_schema() -> str | None:

@@ -42,11 +42,9 @@ from tests.e2e.crash_support import (
     Ledger,
     LoopThread,
     QueueView,
-    ServeProcess,
     admin_client,
     check_sources,
     create_user,
-    drop_schema,
     new_schema,
     port_of,
     serve_env,
@@ -54,6 +52,7 @@ from tests.e2e.crash_support import (
     tokens_in,
     wait_until,
 )
+from tests.e2e.serve_process import ServeProcess, drop_schema
 
 SEED = int(os.environ.get("POSTERN_CRASH_SEED") or secrets.randbits(32))
 PASSWORD = "crash test password"

@@ -9,136 +9,28 @@ how long anything took.
 
 from __future__ import annotations
 
-import asyncio
 import os
-import queue
 import re
 import secrets
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.e2e.serve_process import READY_TIMEOUT, TEST_DATABASE_URL, ServeProcess, drop_schema, free_port
 from tests.helpers import make_message
 
-TEST_DATABASE_URL = os.environ.get("POSTERN_TEST_DATABASE_URL")
-READY_TIMEOUT = 90.0
-STOP_TIMEOUT = 30.0
 # The server re-reads a rotated token's digest at most every 5 s; allow twice that.
 ROTATION_TIMEOUT = 15.0
 TOKEN_LINE = re.compile(r"^\s*admin token:\s+(\S+)\s*$", re.MULTILINE)
 NEW_TOKEN_LINE = re.compile(r"new admin token \(shown only now\): (\S+)")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """One ``postern serve`` process and everything it printed."""
-
-    def __init__(self, env: dict[str, str]):
-        self.env = env
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "postern", "serve"],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.stderr_lines: list[str] = []
-        threading.Thread(target=self._pump, args=(self.proc.stdout, self._queue), daemon=True).start()
-        self._stderr = threading.Thread(target=self._drain, args=(self.proc.stderr,), daemon=True)
-        self._stderr.start()
-
-    @staticmethod
-    def _pump(stream: Any, into: queue.Queue[str | None]) -> None:
-        for line in stream:
-            into.put(line.rstrip("\n"))
-        into.put(None)
-
-    def _drain(self, stream: Any) -> None:
-        for line in stream:
-            self.stderr_lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    @property
-    def errors(self) -> str:
-        return "".join(self.stderr_lines)
-
-    def read_until(self, wanted: str, timeout: float) -> bool:
-        """Collect stdout lines until one equals ``wanted``; False at end of output."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {wanted!r} line within {timeout} s\nstdout:\n{self.output}\nstderr:\n{self.errors}")
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                return False
-            self.lines.append(line)
-            if line.strip() == wanted:
-                return True
-
-    def wait_exit(self) -> int:
-        """Wait for the process to end and for all of its stderr."""
-        code = self.proc.wait(timeout=STOP_TIMEOUT)
-        self._stderr.join(timeout=STOP_TIMEOUT)
-        return code
-
-    def wait_ready(self) -> bool:
-        """True when it printed "ready"; False when it could not listen on its port."""
-        if self.read_until("ready", READY_TIMEOUT):
-            return True
-        self.wait_exit()
-        if "cannot start" in self.errors and "in use" in self.errors:
-            return False
-        raise AssertionError(f"serve exited ({self.proc.returncode}) before ready\nstdout:\n{self.output}\nstderr:\n{self.errors}")
-
-    def stop(self, signum: int = signal.SIGTERM) -> int:
-        self.proc.send_signal(signum)
-        code = self.wait_exit()
-        # The rest of the printout, up to the end of output.
-        while self.read_until("stopped", STOP_TIMEOUT):
-            pass
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=STOP_TIMEOUT)
-
-
-def _drop_schema(url: str, schema: str) -> None:
-    async def main() -> None:
-        engine = create_async_engine(url)
-        try:
-            async with engine.begin() as conn:
-                await conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await engine.dispose()
-
-    asyncio.run(main())
+Server = ServeProcess
 
 
 @pytest.fixture
@@ -166,7 +58,7 @@ def server_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         yield env
     finally:
         if TEST_DATABASE_URL and schema:
-            _drop_schema(TEST_DATABASE_URL, schema)
+            drop_schema(schema)
 
 
 @pytest.fixture
@@ -190,7 +82,7 @@ def start(server_env: dict[str, str]) -> Iterator[Callable[..., Server]]:
         yield _start
     finally:
         for server in started:
-            server.kill()
+            server.kill9()
 
 
 def base_url(env: dict[str, str]) -> str:
