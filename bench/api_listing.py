@@ -36,20 +36,14 @@ import contextlib
 import http.client
 import json
 import os
-import platform
-import queue
 import random
 import re
 import secrets
 import shutil
-import signal
-import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -57,50 +51,23 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from common import COMMON_WORDS, ServeProcess, FIRST_NAMES, LAST_NAMES, TOPICS, free_port, load_average, machine_basics, sentence, verdict
+
 DEEP_COST_TARGET = 1.2  # first_rps / deep_rps must be at most this
 LIST_HEALTH_TARGET = 0.30  # list_rps / health_rps must be at least this
 USERNAME = "bench"
 
 # Message generation ----------------------------------------------------------------
 
-_FIRST = (
-    "Alice Bob Carol Dave Erin Frank Grace Heidi Ivan Judy Mallory Niaj Olivia Peggy Rupert "
-    "Sybil Trent Victor Walter Yasmin Zoe Amir Bea Chen Dagny Emeka Farah Goran Hana Ines"
-)
-_LAST = (
-    "Smith Jones Garcia Müller Rossi Dubois Novak Silva Tanaka Kowalski Andersen Okafor "
-    "Haddad Ivanova Nguyen Kim Larsen Moreau Costa Schmidt O'Brien Fischer Petrov Weber"
-)
-FIRST_NAMES = _FIRST.split()
-LAST_NAMES = _LAST.split()
 DOMAINS = ("example.org", "example.net", "mail.example.com", "lists.example.org", "corp.example")
-TOPICS = (
-    "Quarterly report", "Meeting notes", "Invoice", "Release plan", "Travel booking",
-    "Build failure", "Design review", "Support ticket", "Newsletter", "Contract draft",
-    "Team lunch", "Security advisory", "Pull request", "Budget", "Onboarding",
-)
-_WORDS = (
-    "the of and to in is that for it as was with be by on not he this are or his from at "
-    "which but have an they you were her she there been one all we their has would when "
-    "if so what out up more about into them can only other new some could time these two "
-    "may then do first any my now such like our over man me even most made after also did "
-    "many before must through back years where much your way well down should because each "
-    "just those people how too little state good very make world still own see men work long "
-    "mailbox server folder cursor message listing deploy schedule review budget quarter"
-)
-WORDS = _WORDS.split()
-
-
-def _sentence(rng: random.Random) -> str:
-    words = [rng.choice(WORDS) for _ in range(rng.randint(6, 16))]
-    return words[0].capitalize() + " " + " ".join(words[1:]) + "."
+WORDS = COMMON_WORDS + "mailbox server folder cursor message listing deploy schedule review budget quarter".split()
 
 
 def _body(rng: random.Random, size: int) -> str:
     lines: list[str] = []
     length = 0
     while length < size:
-        paragraph = " ".join(_sentence(rng) for _ in range(rng.randint(2, 5)))
+        paragraph = " ".join(sentence(rng, WORDS) for _ in range(rng.randint(2, 5)))
         # Wrap at ~72 columns, as mail clients do.
         line = ""
         for word in paragraph.split():
@@ -262,19 +229,6 @@ async def drop_schema(database_url: str, schema: str) -> None:
 # The server --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def listen_settings() -> list[str]:
-    """The settings naming a listening address (http_listen, smtp_listen, ...)."""
-    from postern.config import Settings
-
-    return [name for name in Settings.model_fields if name.endswith("_listen")]
-
-
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -289,80 +243,27 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def load_average() -> str:
-    with contextlib.suppress(OSError):
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return "unknown"
-
-
-class Server:
-    """``postern serve`` as a subprocess; its output is drained by a thread."""
-
+class Server(ServeProcess):
     def __init__(
         self, data_dir: Path, port: int, token: str, database_url: str | None, schema: str | None, cpus: str | None, nice: int | None
     ):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTERN_")}
-        # Every door on a free loopback port of its own, so that nothing else running
-        # on this machine (a test suite, another postern) gets in the way.
-        for name in listen_settings():
-            env[f"POSTERN_{name.upper()}"] = f"127.0.0.1:{free_port()}"
-        env.update(
-            POSTERN_DATA_DIR=str(data_dir),
-            POSTERN_HTTP_LISTEN=f"127.0.0.1:{port}",
-            POSTERN_ADMIN_TOKEN=token,
-            POSTERN_LOG_LEVEL="warning",
-            POSTERN_GC_INTERVAL="3600",
-            PYTHONUNBUFFERED="1",
-        )
+        settings = {
+            "POSTERN_DATA_DIR": str(data_dir),
+            "POSTERN_HTTP_LISTEN": f"127.0.0.1:{port}",
+            "POSTERN_ADMIN_TOKEN": token,
+            "POSTERN_LOG_LEVEL": "warning",
+            "POSTERN_GC_INTERVAL": "3600",
+        }
         if database_url:
-            env["POSTERN_DATABASE_URL"] = database_url
+            settings["POSTERN_DATABASE_URL"] = database_url
         if schema:
-            env["POSTERN_DATABASE_SCHEMA"] = schema
-        command = [sys.executable, "-m", "postern", "serve"]
-        if cpus:
-            command = ["taskset", "-c", cpus, *command]
+            settings["POSTERN_DATABASE_SCHEMA"] = schema
+        prefix: list[str] = []
         if nice is not None:
-            command = ["nice", "-n", str(nice), *command]
-        self.process = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line.rstrip())
-            self.lines.put(line.rstrip())
-        self.lines.put(None)
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                line = ""
-            if line == "ready":
-                return
-            if line is None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit("postern serve did not become ready:\n" + "\n".join(self.output))
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+            prefix += ["nice", "-n", str(nice)]
+        if cpus:
+            prefix += ["taskset", "-c", cpus]
+        super().__init__(settings, prefix)
 
 
 # Plain requests (setup and checks) -----------------------------------------------------
@@ -547,17 +448,6 @@ class BuiltIn:
 
 
 def machine() -> dict[str, str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     from importlib.metadata import PackageNotFoundError, version
 
     def versions(*names: str) -> str:
@@ -568,12 +458,7 @@ def machine() -> dict[str, str]:
         return ", ".join(found)
 
     return {
-        "cpus": str(os.cpu_count()),
-        "cpu model": cpu,
-        "memory": memory,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
+        **machine_basics(),
         "http": versions("uvicorn", "uvloop", "httptools", "fastapi", "starlette"),
         "db drivers": versions("sqlalchemy", "aiosqlite", "asyncpg"),
     }
@@ -620,10 +505,6 @@ def parse_args() -> argparse.Namespace:
 def deep_depth(args: argparse.Namespace) -> int:
     depth = int(args.depth * args.messages) if args.depth <= 1 else int(args.depth)
     return max(20, min(depth, args.messages - 20))
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def main() -> int:

@@ -39,21 +39,17 @@ import grp
 import http.client
 import json
 import os
-import platform
 import pwd
-import queue
 import random
 import re
 import secrets
 import shutil
 import signal
 import socket
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -61,38 +57,16 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+from common import COMMON_WORDS, ServeProcess, FIRST_NAMES, LAST_NAMES, TOPICS, free_port, load_average, machine_basics, sentence, verdict
+
 TARGET_RATIO = 1.0  # postern LMTP messages/s divided by Dovecot LMTP messages/s
 DOMAIN = "example.com"
 INSTALL_COMMAND = "apt-get update && apt-get install -y dovecot-lmtpd dovecot-core"
 
 # Messages ---------------------------------------------------------------------------
 
-_FIRST = (
-    "Alice Bob Carol Dave Erin Frank Grace Heidi Ivan Judy Mallory Niaj Olivia Peggy Rupert "
-    "Sybil Trent Victor Walter Yasmin Zoe Amir Bea Chen Dagny Emeka Farah Goran Hana Ines"
-)
-_LAST = (
-    "Smith Jones Garcia Müller Rossi Dubois Novak Silva Tanaka Kowalski Andersen Okafor "
-    "Haddad Ivanova Nguyen Kim Larsen Moreau Costa Schmidt O'Brien Fischer Petrov Weber"
-)
-FIRST_NAMES = _FIRST.split()
-LAST_NAMES = _LAST.split()
 SENDER_DOMAINS = ("example.org", "example.net", "mail.example.org", "lists.example.net", "corp.example")
-TOPICS = (
-    "Quarterly report", "Meeting notes", "Invoice", "Release plan", "Travel booking",
-    "Build failure", "Design review", "Support ticket", "Newsletter", "Contract draft",
-    "Team lunch", "Security advisory", "Pull request", "Budget", "Onboarding",
-)
-_WORDS = (
-    "the of and to in is that for it as was with be by on not he this are or his from at "
-    "which but have an they you were her she there been one all we their has would when "
-    "if so what out up more about into them can only other new some could time these two "
-    "may then do first any my now such like our over man me even most made after also did "
-    "many before must through back years where much your way well down should because each "
-    "just those people how too little state good very make world still own see men work long "
-    "mailbox server folder delivery deploy schedule review budget quarter invoice attached"
-)
-WORDS = _WORDS.split()
+WORDS = COMMON_WORDS + "mailbox server folder delivery deploy schedule review budget quarter invoice attached".split()
 ATTACHMENTS = (
     ("application/pdf", "report-{i}.pdf"),
     ("image/png", "screenshot-{i}.png"),
@@ -111,18 +85,13 @@ class Message:
     wire: bytes  # dot-stuffed, with the terminating ".\r\n": what goes after DATA
 
 
-def _sentence(rng: random.Random) -> str:
-    words = [rng.choice(WORDS) for _ in range(rng.randint(6, 16))]
-    return words[0].capitalize() + " " + " ".join(words[1:]) + "."
-
-
 def _text(rng: random.Random, size: int) -> list[str]:
     """Paragraphs wrapped at 72 columns, about ``size`` bytes."""
     lines: list[str] = []
     length = 0
     while length < size:
         line = ""
-        for word in " ".join(_sentence(rng) for _ in range(rng.randint(2, 5))).split():
+        for word in " ".join(sentence(rng, WORDS) for _ in range(rng.randint(2, 5))).split():
             if line and len(line) + len(word) + 1 > 72:
                 lines.append(line)
                 length += len(line) + 2
@@ -350,12 +319,6 @@ def deliver(host: str, port: int, lmtp: bool, messages: list[Message], connectio
 # Processes ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _proc_stat(pid: int | str) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
 
@@ -376,83 +339,28 @@ def session_cpu_seconds(sid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def load_average() -> str:
-    with contextlib.suppress(OSError):
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return "unknown"
-
-
-def listen_settings() -> list[str]:
-    from postern.config import Settings
-
-    return [name for name in Settings.model_fields if name.endswith("_listen")]
-
-
-class Postern:
-    """``postern serve`` (doors http, lmtp, smtp) as a subprocess on free loopback ports."""
+class Postern(ServeProcess):
+    """``postern serve`` (doors http, lmtp, smtp) on free loopback ports."""
 
     def __init__(self, data_dir: Path, token: str, connections: int):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTERN_")}
-        for name in listen_settings():
-            env[f"POSTERN_{name.upper()}"] = f"127.0.0.1:{free_port()}"
         self.http_port, self.lmtp_port, self.smtp_port = free_port(), free_port(), free_port()
-        env.update(
-            POSTERN_DATA_DIR=str(data_dir),
-            POSTERN_HTTP_LISTEN=f"127.0.0.1:{self.http_port}",
-            POSTERN_LMTP_LISTEN=f"127.0.0.1:{self.lmtp_port}",
-            POSTERN_SMTP_LISTEN=f"127.0.0.1:{self.smtp_port}",
-            POSTERN_DOORS="http,lmtp,smtp",  # no queue, no collector
-            POSTERN_FSYNC="true",  # durable: 250 only once the blob is synced and the rows committed
-            POSTERN_CHECK_AUTHENTICATION="false",  # no SPF/DKIM/DMARC, hence no DNS
-            POSTERN_ADMIN_TOKEN=token,
-            POSTERN_ARGON2_TIME_COST="1",  # quick user creation (not measured)
-            POSTERN_ARGON2_MEMORY_KIB="8",
-            POSTERN_SMTP_CONNECTIONS_PER_IP=str(max(20, connections + 4)),
-            POSTERN_DOMAIN=DOMAIN,
-            POSTERN_LOG_LEVEL="warning",
-            PYTHONUNBUFFERED="1",
+        super().__init__(
+            {
+                "POSTERN_DATA_DIR": str(data_dir),
+                "POSTERN_HTTP_LISTEN": f"127.0.0.1:{self.http_port}",
+                "POSTERN_LMTP_LISTEN": f"127.0.0.1:{self.lmtp_port}",
+                "POSTERN_SMTP_LISTEN": f"127.0.0.1:{self.smtp_port}",
+                "POSTERN_DOORS": "http,lmtp,smtp",  # no queue, no collector
+                "POSTERN_FSYNC": "true",  # durable: 250 only once the blob is synced and the rows committed
+                "POSTERN_CHECK_AUTHENTICATION": "false",  # no SPF/DKIM/DMARC, hence no DNS
+                "POSTERN_ADMIN_TOKEN": token,
+                "POSTERN_ARGON2_TIME_COST": "1",  # quick user creation (not measured)
+                "POSTERN_ARGON2_MEMORY_KIB": "8",
+                "POSTERN_SMTP_CONNECTIONS_PER_IP": str(max(20, connections + 4)),
+                "POSTERN_DOMAIN": DOMAIN,
+                "POSTERN_LOG_LEVEL": "warning",
+            }
         )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "postern", "serve"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.output: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.output.append(line.rstrip())
-            self.lines.put(line.rstrip())
-        self.lines.put(None)
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            except queue.Empty:
-                line = ""
-            if line == "ready":
-                return
-            if line is None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit("postern serve did not become ready:\n" + "\n".join(self.output))
-
-    def stop(self) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
 
 
 class Api:
@@ -780,17 +688,6 @@ def stop_profiler(process: subprocess.Popen[bytes], output: Path) -> None:
 
 
 def machine() -> dict[str, str]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    memory = "unknown"
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                memory = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     disk = "unknown"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(["df", "--output=source,fstype", tempfile.gettempdir()], capture_output=True, text=True, check=False)
@@ -798,13 +695,8 @@ def machine() -> dict[str, str]:
     import aiosmtpd
 
     return {
-        "cpus": str(os.cpu_count()),
-        "cpu model": cpu,
-        "memory": memory,
+        **machine_basics(),
         "disk": f"{disk} ({tempfile.gettempdir()})",
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
         "aiosmtpd": getattr(aiosmtpd, "__version__", "?"),
     }
 
@@ -831,10 +723,6 @@ def parse_args() -> argparse.Namespace:
     if args.size < 2000:
         parser.error("--size must be at least 2000")
     return args
-
-
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
 
 
 def main() -> int:
