@@ -196,40 +196,6 @@ async def expired_messages(conn: AsyncConnection, now_ms: int, limit: int) -> li
     return list(await conn.execute(stmt))
 
 
-# Threads ------------------------------------------------------------------------------
-
-
-async def thread_by_refs(conn: AsyncConnection, user_id: str, refs: Sequence[str]) -> str | None:
-    if not refs:
-        return None
-    stmt = select(thread_refs.c.thread_id).where(thread_refs.c.user_id == user_id, thread_refs.c.ref.in_(list(refs))).limit(1)
-    return await conn.scalar(stmt)
-
-
-async def thread_by_subject(conn: AsyncConnection, user_id: str, subject: str, since_ms: int) -> str | None:
-    stmt = (
-        select(threads.c.id)
-        .where(threads.c.user_id == user_id, threads.c.subject == subject, threads.c.updated_ms >= since_ms)
-        .order_by(threads.c.updated_ms.desc())
-        .limit(1)
-    )
-    return await conn.scalar(stmt)
-
-
-async def insert_thread(conn: AsyncConnection, thread_id: str, user_id: str, subject: str, now_ms: int) -> None:
-    await conn.execute(threads.insert().values(id=thread_id, user_id=user_id, subject=subject, updated_ms=now_ms))
-
-
-async def touch_thread(conn: AsyncConnection, thread_id: str, now_ms: int) -> None:
-    await conn.execute(update(threads).where(threads.c.id == thread_id).values(updated_ms=now_ms))
-
-
-async def add_thread_refs(conn: AsyncConnection, user_id: str, thread_id: str, refs: Sequence[str]) -> None:
-    for ref in dict.fromkeys(refs):
-        stmt = insert_for(conn, thread_refs).values(user_id=user_id, ref=ref[:255], thread_id=thread_id)
-        await conn.execute(stmt.on_conflict_do_nothing(index_elements=["user_id", "ref"]))
-
-
 # Threads, for a batch of appends ------------------------------------------------------
 
 _CHUNK = 500  # values per IN list: well within SQLite's and asyncpg's parameter limits

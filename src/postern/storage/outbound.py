@@ -78,15 +78,6 @@ async def recipients_since(conn: AsyncConnection, user_id: str, since_ms: int) -
     return int(await conn.scalar(stmt) or 0)
 
 
-async def rows_of(conn: AsyncConnection, queue_id: str) -> list[Row]:
-    return list(await conn.execute(select(outbound).where(outbound.c.queue_id == queue_id).order_by(outbound.c.rcpt)))
-
-
-async def unfinished_blob_keys(conn: AsyncConnection, user_id: str) -> list[str]:
-    stmt = select(outbound.c.blob_key).where(outbound.c.user_id == user_id, outbound.c.state.not_in(FINAL))
-    return list((await conn.scalars(stmt)).all())
-
-
 async def purge_final(conn: AsyncConnection, before_ms: int) -> int:
     result = await conn.execute(delete(outbound).where(outbound.c.state.in_(FINAL), outbound.c.updated_ms < before_ms))
     return result.rowcount

@@ -125,16 +125,6 @@ async def add_storage_used(conn: AsyncConnection, user_id: str, delta: int) -> N
         )
 
 
-async def reserve_storage(conn: AsyncConnection, user_id: str, size: int) -> bool:
-    """Add ``size`` to the user's usage only if it stays within the quota."""
-    result = await conn.execute(
-        update(users)
-        .where(users.c.id == user_id, users.c.storage_used + size <= users.c.quota_allowed)
-        .values(storage_used=users.c.storage_used + size)
-    )
-    return result.rowcount == 1
-
-
 async def lock_usage(
     conn: AsyncConnection, user_ids: Sequence[str], read: dict[str, tuple[int, int]] | None = None
 ) -> dict[str, tuple[int, int]]:
@@ -164,12 +154,6 @@ async def add_storage_used_many(conn: AsyncConnection, deltas: dict[str, int]) -
             .values(storage_used=case((users.c.storage_used + delta < 0, 0), else_=users.c.storage_used + delta)),
             params,
         )
-
-
-async def recount_storage(conn: AsyncConnection, user_id: str) -> int:
-    used = await conn.scalar(select(func.coalesce(func.sum(messages.c.size), 0)).where(messages.c.user_id == user_id))
-    await conn.execute(update(users).where(users.c.id == user_id).values(storage_used=int(used or 0)))
-    return int(used or 0)
 
 
 async def delete_user(conn: AsyncConnection, user_id: str) -> bool:
@@ -216,10 +200,6 @@ async def list_user_addresses(conn: AsyncConnection, user_id: str) -> list[Row]:
 async def get_address(conn: AsyncConnection, user_id: str, address_id: str) -> Row | None:
     stmt = select(addresses).where(addresses.c.id == address_id, addresses.c.user_id == user_id)
     return (await conn.execute(stmt)).first()
-
-
-async def get_address_by_key(conn: AsyncConnection, address_key: str) -> Row | None:
-    return (await conn.execute(select(addresses).where(addresses.c.address_key == address_key))).first()
 
 
 async def set_main_address(conn: AsyncConnection, user_id: str, address_id: str, address: str) -> None:
