@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     smtp_timeout: float = Field(default=300.0, gt=0)
     # Check SPF, DKIM and DMARC of mail arriving by MX.
     check_authentication: bool = True
+    # Processes that run the MX and LMTP sessions and their deliveries: "auto" (one per
+    # CPU), or a number; 1 keeps them in the serving process itself.
+    mail_workers: str = "auto"
 
     # DNS servers for MX, SPF, DKIM and DMARC lookups ("ip" or "ip:port", comma separated);
     # the system's resolver when unset.
@@ -95,6 +98,14 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     # Set to false to serve the admin API without a token (only behind a firewall).
     admin_auth: bool = True
+    # The server key: encrypts stored TOTP secrets, keys the digests of API keys, codes
+    # and application passwords, signs short-lived tokens. Generated into
+    # data_dir/server.key at first start when unset; every process of a cluster must
+    # share one (set it here, 32 bytes or more, e.g. `openssl rand -base64 32`).
+    secret_key: SecretStr | None = None
+    # redis://host:port/db: shared rate limits (and, later, change events) across
+    # processes. Without it, rate limits are kept in the database.
+    redis_url: str | None = None
 
     # The mail domain used for addresses generated from usernames.
     domain: str = "localhost"
@@ -123,6 +134,14 @@ class Settings(BaseSettings):
     def _check_listen(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @field_validator("mail_workers", mode="before")
+    @classmethod
+    def _check_mail_workers(cls, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text != "auto" and not (text.isdigit() and 1 <= int(text) <= 256):
+            raise ValueError(f"expected auto or a number from 1 to 256, got {value!r}")
+        return text
 
     @field_validator("doors")
     @classmethod
@@ -156,6 +175,19 @@ class Settings(BaseSettings):
     @property
     def enabled_doors(self) -> set[str]:
         return set(split_doors(self.doors))
+
+    @property
+    def resolved_mail_workers(self) -> int:
+        """How many worker processes take the MX and LMTP doors; 1: the serving
+        process does. Stores that only one process can see (in memory) keep 1."""
+        if not self.enabled_doors & {"smtp", "lmtp"}:
+            return 1
+        url = self.resolved_database_url
+        if ":memory:" in url or url.rstrip("/").endswith("sqlite+aiosqlite:") or self.resolved_blob_store.startswith("memory:"):
+            return 1
+        if self.mail_workers == "auto":
+            return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+        return int(self.mail_workers)
 
     @property
     def resolved_database_url(self) -> str:

@@ -43,3 +43,14 @@ class OverQuota(DomainError):
 
 class TooLarge(DomainError):
     code = "MessageTooLarge"
+
+
+class RateLimited(DomainError):
+    """Too many attempts; ``retry_after`` is in seconds. HTTP answers 429, the mail
+    doors their own temporary-failure codes."""
+
+    code = "RateLimitedError"
+
+    def __init__(self, retry_after: int, message: str = "Rate limit exceeded"):
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)

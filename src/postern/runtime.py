@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from postern.accounts.admin_token import AdminToken
+from postern.accounts.authlog import AuthLog
 from postern.accounts.passwords import Passwords
+from postern.accounts.rate_limit import RateLimiter
+from postern.accounts.server_key import ServerKey
 from postern.accounts.service import Accounts
+from postern.accounts.two_factor import TwoFactor
 from postern.config import Settings, parse_listen
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import DnsPythonResolver, Resolver
@@ -46,6 +50,10 @@ class Runtime:
     accounts: Accounts
     mailstore: MailStore
     admin_token: AdminToken
+    server_key: ServerKey
+    rate_limiter: RateLimiter
+    authlog: AuthLog
+    two_factor: TwoFactor
     resolver: Resolver
     router: Router
     committer: GroupCommitter
@@ -62,6 +70,9 @@ class Runtime:
         passwords = passwords or Passwords(settings.argon2_time_cost, settings.argon2_memory_kib)
         mailstore = MailStore(db, blobs, bus, settings.max_message_size)
         resolver = resolver or resolver_from(settings)
+        server_key = ServerKey.load(settings)
+        rate_limiter = RateLimiter.for_settings(db, settings.redis_url)
+        authlog = AuthLog(db)
         router = Router(db)
         committer = GroupCommitter(mailstore)
         inbound = InboundDelivery(committer, resolver, settings.hostname, settings.check_authentication)
@@ -84,9 +95,13 @@ class Runtime:
             db=db,
             blobs=blobs,
             bus=bus,
-            accounts=Accounts(db, settings, passwords, bus),
+            accounts=Accounts(db, settings, passwords, bus, server_key, rate_limiter),
             mailstore=mailstore,
             admin_token=AdminToken(db, settings),
+            server_key=server_key,
+            rate_limiter=rate_limiter,
+            authlog=authlog,
+            two_factor=TwoFactor(db, server_key, rate_limiter, authlog),
             resolver=resolver,
             router=router,
             committer=committer,
@@ -105,5 +120,6 @@ class Runtime:
 
     async def close(self) -> None:
         self.mailstore.hot.close()
+        await self.rate_limiter.close()
         await self.blobs.close()
         await self.db.close()

@@ -11,6 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from postern.accounts.addressing import NormalisedAddress, normalise_address, normalise_username
 from postern.accounts.passwords import Passwords
+from postern.accounts.rate_limit import RateLimiter
+from postern.accounts.server_key import ServerKey
 from postern.config import Settings
 from postern.errors import AuthFailed, Conflict, Forbidden, InvalidInput, NotFound
 from postern.events import EventBus, UserDeleted
@@ -72,11 +74,13 @@ def normalise_tags(tags: Sequence[str]) -> list[str]:
 
 
 class Accounts:
-    def __init__(self, db: Database, settings: Settings, passwords: Passwords, bus: EventBus):
+    def __init__(self, db: Database, settings: Settings, passwords: Passwords, bus: EventBus, server_key: ServerKey, limiter: RateLimiter):
         self.db = db
         self.settings = settings
         self.passwords = passwords
         self.bus = bus
+        self.server_key = server_key
+        self.limiter = limiter
 
     # Users ---------------------------------------------------------------------------
 

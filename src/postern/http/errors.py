@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from postern.errors import AuthFailed, Conflict, DomainError, Forbidden, InvalidInput, NotFound, OverQuota, TooLarge
+from postern.errors import AuthFailed, Conflict, DomainError, Forbidden, InvalidInput, NotFound, OverQuota, RateLimited, TooLarge
 from postern.storage.blobs import BlobNotFound
 
 log = logging.getLogger("postern.http")
@@ -39,6 +39,7 @@ STATUS_OF: dict[type[DomainError], int] = {
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,
+    RateLimited: 429,
 }
 
 
@@ -97,7 +98,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, error: DomainError) -> JSONBody:
         details = {error.field: error.message} if error.field else None
-        return error_response(status_of(error), error.message, error.code, details)
+        headers = {"Retry-After": str(error.retry_after)} if isinstance(error, RateLimited) else None
+        return error_response(status_of(error), error.message, error.code, details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, error: RequestValidationError) -> JSONBody:

@@ -64,6 +64,11 @@ users = Table(
     Column("activated", Boolean, nullable=False, server_default=text("true")),
     Column("disabled", Boolean, nullable=False, server_default=text("false")),
     Column("require_password_change", Boolean, nullable=False, server_default=text("false")),
+    # The account's own contact email (the user API's "email"): where account mail goes.
+    # Not a hosted address: it may be anywhere, and never makes postern accept mail.
+    Column("email", Text),
+    Column("email_key", Text, unique=True),  # normalised, for logins by email
+    Column("premium", Boolean, nullable=False, server_default=text("false")),
     Column("created_ms", BigInteger, nullable=False),
     CheckConstraint("storage_used >= 0", name="storage_used_positive"),
 )
@@ -234,4 +239,120 @@ dkim_keys = Table(
     Column("algorithm", String(32), nullable=False),
     Column("private_key_pem", Text, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
+)
+
+# Accounts and security --------------------------------------------------------------
+
+# Second factors of a user. The TOTP secret is encrypted with the server key
+# (accounts/server_key.py); `totp_last_step` refuses a code used once already.
+user_2fa = Table(
+    "user_2fa",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("totp_secret", Text),  # encrypted; set by setup, kept until 2FA is disabled
+    Column("totp_enabled", Boolean, nullable=False, server_default=text("false")),
+    Column("totp_last_step", BigInteger, nullable=False, server_default=text("0")),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+# Application specific passwords: random, high-entropy secrets, so a keyed SHA-256 digest
+# (not argon2) is enough, and a login finds its password by digest in one lookup.
+application_passwords = Table(
+    "application_passwords",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("scopes", Text, nullable=False),  # JSON list: "*" or some of imap, pop3, smtp
+    Column("password_digest", String(64), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_used_ms", BigInteger),
+    Index(None, "user_id", "created_ms"),
+)
+
+# The authentication log: logins, failures and security changes; rows expire after 30 days.
+authlog = Table(
+    "authlog",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("action", String(64), nullable=False),  # "authentication", "create asp", ...
+    Column("result", String(32), nullable=False),  # success, fail, ...
+    Column("protocol", String(64)),
+    Column("sess", String(255)),
+    Column("ip", String(64)),
+    Column("data", Text, nullable=False, server_default="{}"),  # JSON: asp, scope, requirePasswordChange ...
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "created_ms"),
+    Index(None, "expires_ms"),
+)
+
+# User API keys (SimpleLogin "API code"): kept as a keyed digest only.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),  # the device it was made for
+    Column("key_digest", String(64), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_used_ms", BigInteger),
+    Column("sudo_until_ms", BigInteger),  # PATCH /api/sudo opens a short sudo mode
+    Index(None, "user_id"),
+)
+
+# Codes and tokens mailed to a user: activation codes, password reset tokens, ... Only a
+# keyed digest is kept; `attempts` counts wrong guesses against the live code.
+account_codes = Table(
+    "account_codes",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(32), nullable=False),  # activate, reset_password
+    Column("code_digest", String(64), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "purpose"),
+    Index(None, "code_digest"),
+    Index(None, "expires_ms"),
+)
+
+# Fixed-window counters of the rate limiter when no Redis is configured.
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("window_start_ms", BigInteger, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index(None, "expires_ms"),
+)
+
+# The user API's profile pictures, small images served at profile_picture_url.
+profile_pictures = Table(
+    "profile_pictures",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("token", String(32), nullable=False),  # part of the public URL, changes with the picture
+    Column("content_type", String(64), nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+)
+
+# Forwarding targets of aliases (the user API's "mailboxes"); ids are integers because
+# the user API's clients decode them as such. The registration email is the first one.
+mailboxes = Table(
+    "mailboxes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("email", Text, nullable=False),
+    Column("email_key", Text, nullable=False),
+    Column("verified", Boolean, nullable=False, server_default=text("false")),
+    Column("is_default", Boolean, nullable=False, server_default=text("false")),
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "email_key", unique=True),
+    Index("uq_mailboxes_one_default", "user_id", unique=True, sqlite_where=text("is_default"), postgresql_where=text("is_default")),
 )

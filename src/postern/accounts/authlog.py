@@ -1,0 +1,73 @@
+"""The authentication log: every login, failure and security change of a user, kept 30
+days (``GET /users/{user}/authlog``). Nothing secret is ever written to it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy.engine import Row
+
+from postern.storage import authlog as store
+from postern.storage.database import Database
+from postern.storage.ids import new_id, now_ms
+from postern.storage.pagination import Cursor
+
+RETENTION_MS = 30 * 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class AuthMeta:
+    """Where a request came from, as the caller tells it (all optional)."""
+
+    protocol: str | None = None
+    sess: str | None = None
+    ip: str | None = None
+
+
+NO_META = AuthMeta()
+
+
+def entry_values(user_id: str, action: str, result: str, meta: AuthMeta, data: dict[str, Any]) -> dict[str, Any]:
+    created = now_ms()
+    return {
+        "id": new_id(),
+        "user_id": user_id,
+        "action": action,
+        "result": result,
+        "protocol": meta.protocol,
+        "sess": meta.sess,
+        "ip": meta.ip,
+        "data": orjson.dumps({k: v for k, v in data.items() if v is not None}).decode(),
+        "created_ms": created,
+        "expires_ms": created + RETENTION_MS,
+    }
+
+
+class AuthLog:
+    def __init__(self, db: Database):
+        self.db = db
+
+    async def record(self, user_id: str, action: str, result: str, meta: AuthMeta = NO_META, **data: Any) -> None:
+        """Record an entry in its own transaction."""
+        async with self.db.write() as conn:
+            await store.insert_entry(conn, entry_values(user_id, action, result, meta, data))
+
+    @staticmethod
+    async def record_in(conn: Any, user_id: str, action: str, result: str, meta: AuthMeta = NO_META, **data: Any) -> None:
+        """Record an entry inside the caller's write transaction (with the change it logs)."""
+        await store.insert_entry(conn, entry_values(user_id, action, result, meta, data))
+
+    async def list(
+        self, conn: Any, user_id: str, *, action: str | None, sess: str | None, ip: str | None, limit: int, cursor: Cursor | None
+    ) -> tuple[list[Row], int]:
+        return await store.list_entries(conn, user_id, action=action, sess=sess, ip=ip, now_ms=now_ms(), limit=limit, cursor=cursor)
+
+    async def expire(self) -> int:
+        async with self.db.write() as conn:
+            return await store.delete_expired(conn, now_ms())
+
+
+def entry_data(row: Row) -> dict[str, Any]:
+    return orjson.loads(row.data)
