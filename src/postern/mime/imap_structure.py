@@ -1,0 +1,735 @@
+"""IMAP views of a raw message: ENVELOPE, BODYSTRUCTURE, BODY[section] (pure).
+
+Follows RFC 3501 §7.4.2 and, where the RFC leaves room, what Dovecot 2.3
+answers for the same bytes (checked by hand): header values are kept as sent
+(RFC 2047 words undecoded), type and parameter names keep their case, a
+missing Content-Type is ``text/plain; charset=us-ascii``, a multipart without
+parts gets one empty text/plain part, an address without a domain gets the
+host ``MISSING_DOMAIN``, a non-existent section is empty.
+
+The multipart splitting, transfer decoding and parameter splitting are those
+of :mod:`.summary`; the header scanner here is IMAP's own, because IMAP needs
+every field and Dovecot's rule for the end of the header (the first empty
+line, whatever comes before it).
+
+Values come back in a small generic shape that :mod:`postern.protocols.imap.encode`
+turns into bytes: ``None`` (NIL), ``int``, ``bytes`` (a string) and tuples
+(parenthesised lists).  Nothing here raises for any ``bytes`` input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .summary import (
+    MAX_DEPTH,
+    MAX_PARTS,
+    _decode_transfer,
+    _split_multipart,
+    _split_semicolons,
+)
+
+__all__ = [
+    "Address",
+    "BodyPart",
+    "Envelope",
+    "ImapValue",
+    "SectionSpec",
+    "binary_section",
+    "decoded_headers",
+    "body_tree",
+    "bodystructure",
+    "envelope",
+    "rfc822_size",
+    "section",
+    "to_crlf",
+]
+
+ImapValue = None | int | bytes | tuple["ImapValue", ...]
+
+#: A structured header is parsed up to this many bytes.
+MAX_HEADER_VALUE = 256 * 1024
+#: At most this many addresses per header in an ENVELOPE.
+MAX_ADDRESSES = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class SectionSpec:
+    """A FETCH BODY[...] section: part numbers and an optional text part.
+
+    ``text`` is None, ``HEADER``, ``HEADER.FIELDS``, ``HEADER.FIELDS.NOT``,
+    ``TEXT`` or ``MIME``; ``fields`` are the HEADER.FIELDS names.
+    """
+
+    part: tuple[int, ...] = ()
+    text: str | None = None
+    fields: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# header scanning
+# ---------------------------------------------------------------------------
+
+_FIELD_NAME_RE = re.compile(rb"[!-9;-~]+[ \t]*:")
+
+
+@dataclass(slots=True)
+class _Field:
+    name: bytes  # lower-cased
+    line_start: int  # start of the field's first line
+    value_start: int  # after the colon
+    end: int  # after the last line's line ending
+
+
+def _scan_header(raw: bytes, start: int, end: int) -> tuple[list[_Field], int]:
+    """Fields of the header at raw[start:end] and where the body starts.
+
+    The header ends after the first empty line (or at ``end``); a line that
+    is neither a field nor a continuation belongs to the header but to no
+    field, as Dovecot does it.
+    """
+    fields: list[_Field] = []
+    pos = start
+    find = raw.find
+    current: _Field | None = None
+    while pos < end:
+        nl = find(b"\n", pos, end)
+        line_end = end if nl < 0 else nl + 1
+        content_end = nl if nl >= 0 else end
+        if content_end > pos and raw[content_end - 1] == 13:
+            content_end -= 1
+        if content_end == pos and nl >= 0:
+            return fields, line_end
+        first = raw[pos]
+        if (first == 32 or first == 9) and current is not None:
+            current.end = line_end
+        else:
+            m = _FIELD_NAME_RE.match(raw, pos, content_end)
+            if m is None:
+                current = None
+            else:
+                name = raw[pos : m.end() - 1].rstrip(b" \t").lower()
+                current = _Field(name, pos, m.end(), line_end)
+                if len(fields) < MAX_PARTS:
+                    fields.append(current)
+        pos = line_end
+    return fields, end
+
+
+def _field_value(raw: bytes, f: _Field) -> bytes:
+    return raw[f.value_start : min(f.end, f.value_start + MAX_HEADER_VALUE)]
+
+
+def _first(raw: bytes, fields: list[_Field], name: bytes) -> bytes | None:
+    for f in fields:
+        if f.name == name:
+            return _field_value(raw, f)
+    return None
+
+
+_FOLD_RE = re.compile(rb"\r?\n")
+_WS_RUN_RE = re.compile(rb"[ \t\r\n]+")
+
+
+def _unfolded(value: bytes) -> bytes:
+    return _FOLD_RE.sub(b"", value).strip(b" \t")
+
+
+def _for_humans(value: bytes) -> bytes:
+    """Unfold and collapse white space, drop control characters."""
+    value = _WS_RUN_RE.sub(b" ", value).strip(b" ")
+    return bytes(b for b in value if b >= 32 and b != 127)
+
+
+# ---------------------------------------------------------------------------
+# MIME entities
+# ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BodyPart:
+    """One MIME entity as offsets into the raw message.
+
+    ``children`` is set for a multipart (maybe empty), ``message`` for a
+    message/rfc822 part (the encapsulated message, itself an entity).
+    """
+
+    header_start: int
+    body_start: int
+    body_end: int
+    fields: list[_Field]
+    media_type: bytes = b"text"
+    media_subtype: bytes = b"plain"
+    params: tuple[tuple[bytes, bytes], ...] = ()
+    children: list[BodyPart] | None = None
+    message: BodyPart | None = None
+    defaulted: bool = True  # no usable Content-Type
+
+    @property
+    def is_multipart(self) -> bool:
+        return self.children is not None
+
+    def param(self, name: bytes) -> bytes | None:
+        for key, value in self.params:
+            if key.lower() == name:
+                return value
+        return None
+
+
+_TOKEN_RE = re.compile(rb"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
+
+
+def _content_type(value: bytes) -> tuple[bytes, bytes, tuple[tuple[bytes, bytes], ...]] | None:
+    text = _unfolded(value)[:65536].decode("latin-1")
+    pieces = _split_semicolons(text)
+    main = "".join(pieces[0].split())
+    media, slash, sub = main.partition("/")
+    if not slash or not _TOKEN_RE.fullmatch(media.encode("latin-1")) or not _TOKEN_RE.fullmatch(sub.encode("latin-1")):
+        return None
+    return media.encode("latin-1"), sub.encode("latin-1"), _raw_params(pieces[1:])
+
+
+def _raw_params(pieces: Sequence[str]) -> tuple[tuple[bytes, bytes], ...]:
+    """name=value pairs as written (case kept, quotes and escapes removed)."""
+    params: list[tuple[bytes, bytes]] = []
+    for piece in pieces:
+        name, sep, value = piece.partition("=")
+        name = name.strip()
+        if not sep or not name or not _TOKEN_RE.fullmatch(name.encode("latin-1")):
+            continue
+        value = value.strip()
+        if value.startswith('"'):
+            inner = value[1:]
+            if inner.endswith('"') and not inner.endswith('\\"'):
+                inner = inner[:-1]
+            value = re.sub(r"\\(.)", r"\1", inner)
+        params.append((name.encode("latin-1"), value.encode("latin-1")))
+        if len(params) >= 100:
+            break
+    return tuple(params)
+
+
+class _Budget:
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts = MAX_PARTS
+
+
+def _entity(
+    raw: bytes, start: int, end: int, default_type: tuple[bytes, bytes], depth: int, budget: _Budget
+) -> BodyPart:
+    fields, body_start = _scan_header(raw, start, end)
+    part = BodyPart(start, body_start, max(end, body_start), fields)
+    if default_type == (b"text", b"plain"):
+        part.params = ((b"charset", b"us-ascii"),)
+    part.media_type, part.media_subtype = default_type
+    ct = _first(raw, fields, b"content-type")
+    parsed = _content_type(ct) if ct is not None else None
+    if parsed is not None:
+        part.media_type, part.media_subtype, part.params = parsed
+        part.defaulted = False
+        if part.media_type.lower() == b"text" and part.param(b"charset") is None:
+            part.params += ((b"charset", b"us-ascii"),)  # RFC 2045 default, shown as Dovecot does
+    media = part.media_type.lower()
+    sub = part.media_subtype.lower()
+    if depth >= MAX_DEPTH or budget.parts <= 0:
+        return part
+    if media == b"multipart":
+        part.children = []
+        boundary = part.param(b"boundary")
+        ranges = None
+        if boundary:
+            ranges = _split_multipart(raw, part.body_start, part.body_end, boundary.rstrip(b" \t"), budget.parts)
+        child_default = (b"message", b"rfc822") if sub == b"digest" else (b"text", b"plain")
+        for s, e in ranges or ():
+            if budget.parts <= 0:
+                break
+            budget.parts -= 1
+            part.children.append(_entity(raw, s, e, child_default, depth + 1, budget))
+    elif media == b"message" and sub in (b"rfc822", b"global"):
+        budget.parts -= 1
+        part.message = _entity(raw, part.body_start, part.body_end, (b"text", b"plain"), depth + 1, budget)
+    return part
+
+
+def body_tree(raw: bytes) -> BodyPart:
+    """The MIME tree of a message (the root is the message itself)."""
+    raw = _as_bytes(raw)
+    return _entity(raw, 0, len(raw), (b"text", b"plain"), 0, _Budget())
+
+
+def _as_bytes(raw: object) -> bytes:
+    if isinstance(raw, bytes):
+        return raw
+    try:
+        return bytes(raw)  # type: ignore[call-overload]
+    except Exception:
+        return b""
+
+
+# ---------------------------------------------------------------------------
+# ENVELOPE
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """An ENVELOPE address; a group is framed by (None, None, name, None)
+    and (None, None, None, None), as RFC 3501 writes it."""
+
+    name: bytes | None
+    adl: bytes | None
+    mailbox: bytes | None
+    host: bytes | None
+
+    def to_imap(self) -> ImapValue:
+        return (self.name, self.adl, self.mailbox, self.host)
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    date: bytes | None = None
+    subject: bytes | None = None
+    from_: tuple[Address, ...] | None = None
+    sender: tuple[Address, ...] | None = None
+    reply_to: tuple[Address, ...] | None = None
+    to: tuple[Address, ...] | None = None
+    cc: tuple[Address, ...] | None = None
+    bcc: tuple[Address, ...] | None = None
+    in_reply_to: bytes | None = None
+    message_id: bytes | None = None
+
+    def to_imap(self) -> ImapValue:
+        def addresses(value: tuple[Address, ...] | None) -> ImapValue:
+            return None if not value else tuple(a.to_imap() for a in value)
+
+        return (
+            self.date,
+            self.subject,
+            addresses(self.from_),
+            addresses(self.sender),
+            addresses(self.reply_to),
+            addresses(self.to),
+            addresses(self.cc),
+            addresses(self.bcc),
+            self.in_reply_to,
+            self.message_id,
+        )
+
+
+_ADDRESS_TOKEN_RE = re.compile(
+    rb'"(?:[^"\\]|\\.)*"?'  # quoted string (maybe unterminated)
+    rb"|\[(?:[^\[\]\\]|\\.)*\]?"  # domain literal
+    rb"|[<>,:;@]"  # specials that matter
+    rb"|[ \t\r\n]+"  # white space
+    rb"|\("  # comment start, handled separately
+    rb'|[^"\[\]<>,:;@ \t\r\n()\\]+'  # atom (dots included: obs-phrase)
+    rb"|.",
+    re.DOTALL,
+)
+
+
+def _tokens(value: bytes) -> list[tuple[str, bytes]]:
+    """(kind, text) tokens: word, quoted, special, comment, space."""
+    out: list[tuple[str, bytes]] = []
+    pos = 0
+    n = len(value)
+    while pos < n:
+        if value[pos] == 0x28:  # '(' comment, nested, with escapes
+            depth = 0
+            i = pos
+            while i < n:
+                ch = value[i]
+                if ch == 0x5C:
+                    i += 2
+                    continue
+                if ch == 0x28:
+                    depth += 1
+                elif ch == 0x29:
+                    depth -= 1
+                    if depth == 0:
+                        break
+                i += 1
+            out.append(("comment", value[pos + 1 : min(i, n)]))
+            pos = i + 1
+            continue
+        m = _ADDRESS_TOKEN_RE.match(value, pos)
+        assert m is not None  # the last alternative matches any byte
+        text = m.group()
+        pos = m.end()
+        first = text[0]
+        if first in b" \t\r\n":
+            out.append(("space", b" "))
+        elif first == 0x22:
+            out.append(("quoted", text))
+        elif text in (b"<", b">", b",", b":", b";", b"@"):
+            out.append(("special", text))
+        else:
+            out.append(("word", text))
+    return out
+
+
+def _unquote(text: bytes) -> bytes:
+    if text.startswith(b'"'):
+        text = text[1:]
+        if text.endswith(b'"'):
+            text = text[:-1]
+    return re.sub(rb"\\(.)", rb"\1", text, flags=re.DOTALL)
+
+
+def _phrase(tokens: list[tuple[str, bytes]]) -> bytes | None:
+    words = [_unquote(t) if kind == "quoted" else t for kind, t in tokens if kind in ("word", "quoted")]
+    text = _for_humans(b" ".join(words))
+    return text or None
+
+
+def _addr_spec(tokens: list[tuple[str, bytes]]) -> tuple[bytes | None, bytes | None, bytes | None]:
+    """(adl, mailbox, host) from the tokens of an addr-spec (maybe with route)."""
+    adl = None
+    colon = next((i for i, (k, t) in enumerate(tokens) if t == b":" and k == "special"), None)
+    if colon is not None and tokens[0][1] == b"@":
+        adl = b"".join(t for k, t in tokens[:colon] if k != "space") or None
+        tokens = tokens[colon + 1 :]
+    at = None
+    for i in range(len(tokens) - 1, -1, -1):
+        if tokens[i] == ("special", b"@"):
+            at = i
+            break
+    local_tokens = tokens if at is None else tokens[:at]
+    domain_tokens = [] if at is None else tokens[at + 1 :]
+    local = b"".join(t for k, t in local_tokens if k in ("word", "quoted", "special"))
+    domain = b"".join(t for k, t in domain_tokens if k in ("word", "quoted", "special"))
+    return adl, local or b"MISSING_MAILBOX", domain or b"MISSING_DOMAIN"
+
+
+def _mailbox(tokens: list[tuple[str, bytes]]) -> Address | None:
+    meaningful = [t for t in tokens if t[0] != "space"]
+    if not meaningful:
+        return None
+    if not [t for t in meaningful if t[0] != "comment"]:
+        return None
+    angle = next((i for i, t in enumerate(tokens) if t == ("special", b"<")), None)
+    if angle is not None:
+        close = next((i for i in range(angle + 1, len(tokens)) if tokens[i] == ("special", b">")), len(tokens))
+        name = _phrase(tokens[:angle])
+        inner = [t for t in tokens[angle + 1 : close] if t[0] != "comment"]
+        if not [t for t in inner if t[0] != "space"]:
+            return Address(name, None, b"MISSING_MAILBOX", b"MISSING_DOMAIN")
+        adl, local, host = _addr_spec(inner)
+        return Address(name, adl, local, host)
+    comments = [t for k, t in tokens if k == "comment"]
+    spec = [t for t in tokens if t[0] != "comment"]
+    adl, local, host = _addr_spec(spec)
+    name = _for_humans(comments[-1]) if comments else None
+    return Address(name or None, adl, local, host)
+
+
+def _address_list(value: bytes | None) -> tuple[Address, ...] | None:
+    if value is None:
+        return None
+    tokens = _tokens(value)
+    result: list[Address] = []
+    current: list[tuple[str, bytes]] = []
+    in_group = False
+    in_angle = False
+
+    def flush() -> None:
+        address = _mailbox(current)
+        if address is not None:
+            result.append(address)
+        current.clear()
+
+    for kind, text in tokens:
+        if len(result) >= MAX_ADDRESSES:
+            break
+        if kind == "special":
+            if text == b"<":
+                in_angle = True
+            elif text == b">":
+                in_angle = False
+            elif not in_angle and text == b",":
+                flush()
+                continue
+            elif not in_angle and text == b":" and not in_group and not any(t == b"@" for _, t in current):
+                result.append(Address(None, None, _phrase(current) or b"", None))
+                current.clear()
+                in_group = True
+                continue
+            elif not in_angle and text == b";" and in_group:
+                flush()
+                result.append(Address(None, None, None, None))
+                in_group = False
+                continue
+        current.append((kind, text))
+    flush()
+    if in_group:
+        result.append(Address(None, None, None, None))
+    return tuple(result) or None
+
+
+def _nonempty(value: bytes | None, humans: bool = False) -> bytes | None:
+    if value is None:
+        return None
+    value = _for_humans(value) if humans else _unfolded(value)
+    return value or None
+
+
+def _envelope_of(raw: bytes, fields: list[_Field]) -> Envelope:
+    def header(name: bytes) -> bytes | None:
+        return _first(raw, fields, name)
+
+    def addresses(name: bytes) -> tuple[Address, ...] | None:
+        value = header(name)
+        return None if value is None else _address_list(_unfolded(value))
+
+    from_ = addresses(b"from")
+    return Envelope(
+        date=_nonempty(header(b"date")),
+        subject=_nonempty(header(b"subject"), humans=True),
+        from_=from_,
+        sender=addresses(b"sender") or from_,
+        reply_to=addresses(b"reply-to") or from_,
+        to=addresses(b"to"),
+        cc=addresses(b"cc"),
+        bcc=addresses(b"bcc"),
+        in_reply_to=_nonempty(header(b"in-reply-to")),
+        message_id=_nonempty(header(b"message-id")),
+    )
+
+
+def envelope(raw: bytes) -> Envelope:
+    """The ENVELOPE of a message (never raises)."""
+    raw = _as_bytes(raw)
+    try:
+        fields, _ = _scan_header(raw, 0, len(raw))
+        return _envelope_of(raw, fields)
+    except Exception:  # pragma: no cover - last-resort net; fuzzed without it
+        return Envelope()
+
+
+# ---------------------------------------------------------------------------
+# BODYSTRUCTURE / BODY
+# ---------------------------------------------------------------------------
+
+
+def _params_value(params: tuple[tuple[bytes, bytes], ...]) -> ImapValue:
+    if not params:
+        return None
+    return tuple(item for pair in params for item in pair)
+
+
+def _disposition(raw: bytes, part: BodyPart) -> ImapValue:
+    value = _first(raw, part.fields, b"content-disposition")
+    if value is None:
+        return None
+    pieces = _split_semicolons(_unfolded(value)[:65536].decode("latin-1"))
+    kind = pieces[0].strip()
+    if not kind:
+        return None
+    return (kind.encode("latin-1"), _params_value(_raw_params(pieces[1:])))
+
+
+def _language(raw: bytes, part: BodyPart) -> ImapValue:
+    value = _first(raw, part.fields, b"content-language")
+    if value is None:
+        return None
+    tags = [t for t in re.split(rb"[\s,]+", re.sub(rb"\([^()]*\)", b" ", _unfolded(value))) if t]
+    return tuple(tags[:100]) or None
+
+
+def _plain_field(raw: bytes, part: BodyPart, name: bytes) -> bytes | None:
+    return _nonempty(_first(raw, part.fields, name))
+
+
+def _structure(raw: bytes, part: BodyPart, extensible: bool) -> ImapValue:
+    if part.children is not None:
+        children: list[ImapValue] = [_structure(raw, child, extensible) for child in part.children]
+        if not children:
+            # IMAP needs at least one part; Dovecot shows an empty text/plain.
+            children.append(
+                (b"text", b"plain", (b"charset", b"us-ascii"), None, None, b"7bit", 0, 0)
+                + ((None, None, None, None) if extensible else ())
+            )
+        value: tuple[ImapValue, ...] = (*children, part.media_subtype)
+        if extensible:
+            value += (
+                _params_value(part.params),
+                _disposition(raw, part),
+                _language(raw, part),
+                _plain_field(raw, part, b"content-location"),
+            )
+        return value
+    body = raw[part.body_start : part.body_end]
+    encoding = _plain_field(raw, part, b"content-transfer-encoding") or b"7bit"
+    value = (
+        part.media_type,
+        part.media_subtype,
+        _params_value(part.params),
+        _plain_field(raw, part, b"content-id"),
+        _plain_field(raw, part, b"content-description"),
+        encoding,
+        len(body),
+    )
+    if part.message is not None:
+        inner = part.message
+        value += (
+            _envelope_of(raw, inner.fields).to_imap(),
+            _structure(raw, inner, extensible),
+            body.count(b"\n"),
+        )
+    elif part.media_type.lower() == b"text":
+        value += (body.count(b"\n"),)
+    if extensible:
+        value += (
+            _plain_field(raw, part, b"content-md5"),
+            _disposition(raw, part),
+            _language(raw, part),
+            _plain_field(raw, part, b"content-location"),
+        )
+    return value
+
+
+def bodystructure(raw: bytes, extensible: bool = True) -> ImapValue:
+    """BODYSTRUCTURE (``extensible``) or BODY, as a nested value (never raises)."""
+    raw = _as_bytes(raw)
+    try:
+        return _structure(raw, body_tree(raw), extensible)
+    except Exception:  # pragma: no cover - last-resort net; fuzzed without it
+        fallback: tuple[ImapValue, ...] = (b"text", b"plain", (b"charset", b"us-ascii"), None, None, b"7bit", len(raw), raw.count(b"\n"))
+        return fallback + ((None, None, None, None) if extensible else ())
+
+
+# ---------------------------------------------------------------------------
+# BODY[section]
+# ---------------------------------------------------------------------------
+
+
+def _find(root: BodyPart, numbers: tuple[int, ...]) -> BodyPart | None:
+    """The entity a part number names (RFC 3501 §6.4.5 numbering)."""
+    message = root  # the message whose parts the next number counts
+    node: BodyPart | None = None
+    for i, number in enumerate(numbers):
+        if message.children is not None:
+            if not 1 <= number <= len(message.children):
+                return None
+            node = message.children[number - 1]
+        elif number == 1:
+            node = message  # a non-multipart message is its own part 1
+        else:
+            return None
+        if i + 1 < len(numbers):
+            if node.message is not None:
+                message = node.message
+            elif node.children is not None:
+                message = node
+            else:
+                return None
+    return node
+
+
+def _header_fields(raw: bytes, part: BodyPart, names: tuple[str, ...], include: bool) -> bytes:
+    wanted = {n.lower().encode("latin-1", "replace") for n in names}
+    out = [raw[f.line_start : f.end] for f in part.fields if (f.name in wanted) == include]
+    out = [line if line.endswith(b"\n") else line + b"\r\n" for line in out]
+    return b"".join(out) + b"\r\n"
+
+
+def _section(raw: bytes, spec: SectionSpec) -> bytes:
+    root = body_tree(raw)
+    if spec.part:
+        node = _find(root, spec.part)
+        if node is None:
+            return b""
+        if spec.text is None:
+            return raw[node.body_start : node.body_end]
+        if spec.text == "MIME":
+            return raw[node.header_start : node.body_start]
+        if node.message is None:
+            return b""
+        node = node.message
+    else:
+        node = root
+        if spec.text is None:
+            return raw
+    if spec.text == "HEADER":
+        return raw[node.header_start : node.body_start]
+    if spec.text == "TEXT":
+        return raw[node.body_start : node.body_end]
+    if spec.text == "HEADER.FIELDS":
+        return _header_fields(raw, node, spec.fields, True)
+    if spec.text == "HEADER.FIELDS.NOT":
+        return _header_fields(raw, node, spec.fields, False)
+    return b""
+
+
+def section(raw: bytes, spec: SectionSpec, partial: tuple[int, int] | None = None) -> bytes:
+    """The bytes of BODY[spec]<origin.count>; empty when the section does not exist."""
+    raw = _as_bytes(raw)
+    try:
+        data = _section(raw, spec)
+    except Exception:  # pragma: no cover - last-resort net; fuzzed without it
+        data = b""
+    if partial is not None:
+        origin, count = partial
+        data = data[origin : origin + count]
+    return data
+
+
+def binary_section(raw: bytes, part: tuple[int, ...], partial: tuple[int, int] | None = None) -> bytes | None:
+    """BINARY[part]: the content with its transfer encoding undone.
+
+    ``None`` when the encoding is unknown (answer ``NO [UNKNOWN-CTE]``).
+    Empty for a part that does not exist.
+    """
+    raw = _as_bytes(raw)
+    try:
+        root = body_tree(raw)
+        node = _find(root, part) if part else root
+        if node is None:
+            return b""
+        body = raw[node.body_start : node.body_end]
+        if part and node.children is None and node.message is None:
+            cte = (_plain_field(raw, node, b"content-transfer-encoding") or b"7bit").lower()
+            if cte in (b"base64", b"quoted-printable"):
+                body = _decode_transfer(body, cte.decode())
+            elif cte not in (b"7bit", b"8bit", b"binary"):
+                return None
+        elif not part:
+            body = raw
+    except Exception:  # pragma: no cover - last-resort net
+        return b""
+    if partial is not None:
+        body = body[partial[0] : partial[0] + partial[1]]
+    return body
+
+
+def rfc822_size(raw: bytes) -> int:
+    """RFC822.SIZE: the size of the message as it is served."""
+    return len(raw)
+
+
+_BARE_LF_RE = re.compile(rb"(?<!\r)\n")
+
+
+def to_crlf(raw: bytes) -> bytes:
+    """Bare LF line endings to CRLF (IMAP serves CRLF; store messages so)."""
+    return _BARE_LF_RE.sub(b"\r\n", raw)
+
+
+def decoded_headers(raw: bytes) -> list[tuple[str, str]]:
+    """Every field of the message header as (lower-cased name, readable text).
+
+    The text is unfolded with RFC 2047 words and 8-bit bytes decoded (for
+    SEARCH, which compares what a person reads).  Never raises.
+    """
+    from .summary import _header_text  # the same decoding as the summaries
+
+    raw = _as_bytes(raw)
+    try:
+        fields, _ = _scan_header(raw, 0, len(raw))
+        return [(f.name.decode("latin-1"), _header_text(_field_value(raw, f))) for f in fields]
+    except Exception:  # pragma: no cover - last-resort net
+        return []
