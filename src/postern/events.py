@@ -65,6 +65,15 @@ class UserDeleted(Event):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class UserLoggedOut(Event):
+    """The operator ended the user's sessions (``PUT /users/{user}/logout``), or the
+    user's credentials changed: every open IMAP and POP3 session of the user closes,
+    saying ``reason`` when there is one."""
+
+    reason: str | None = None
+
+
 class Subscription:
     """A bounded queue of one user's events. A subscriber that falls too far behind
     is marked ``overflowed`` and must resynchronise from the store."""
