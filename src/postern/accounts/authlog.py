@@ -64,6 +64,16 @@ class AuthLog:
     ) -> tuple[list[Row], int]:
         return await store.list_entries(conn, user_id, action=action, sess=sess, ip=ip, now_ms=now_ms(), limit=limit, cursor=cursor)
 
+    async def list_for_user(
+        self, user_id: str, *, action: str | None, sess: str | None, ip: str | None, limit: int, cursor: Cursor | None
+    ) -> tuple[list[Row], int]:
+        """A page of the user's live entries, newest first (NotFound for no such user)."""
+        from postern.accounts.service import require_user
+
+        async with self.db.read() as conn:
+            await require_user(conn, user_id)
+            return await self.list(conn, user_id, action=action, sess=sess, ip=ip, limit=limit, cursor=cursor)
+
     async def expire(self) -> int:
         async with self.db.write() as conn:
             return await store.delete_expired(conn, now_ms())

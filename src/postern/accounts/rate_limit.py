@@ -98,23 +98,26 @@ return {count, redis.call('PTTL', KEYS[1])}
 
 
 class RedisCounters:
-    def __init__(self, url: str):
+    """Counters in Redis, shared by every process; each key expires with its window."""
+
+    def __init__(self, url: str, prefix: str = "postern:rl:"):
         import redis.asyncio as redis
 
         self.client = redis.from_url(url)
+        self.prefix = prefix
         self._increment = self.client.register_script(_INCREMENT)
 
     async def increment(self, key: str, window_s: int) -> tuple[int, float]:
-        count, ttl_ms = await self._increment(keys=["postern:rl:" + key], args=[window_s * 1000])
+        count, ttl_ms = await self._increment(keys=[self.prefix + key], args=[window_s * 1000])
         return int(count), max(int(ttl_ms), 0) / 1000
 
     async def current(self, key: str) -> tuple[int, float]:
         async with self.client.pipeline(transaction=False) as pipe:
-            count, ttl_ms = await pipe.get("postern:rl:" + key).pttl("postern:rl:" + key).execute()
+            count, ttl_ms = await pipe.get(self.prefix + key).pttl(self.prefix + key).execute()
         return int(count or 0), max(int(ttl_ms or 0), 0) / 1000
 
     async def reset(self, key: str) -> None:
-        await self.client.delete("postern:rl:" + key)
+        await self.client.delete(self.prefix + key)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -143,13 +146,18 @@ class RateLimiter:
             buckets.append((f"{action}:account:{account_key(account)}", policy.per_account))
         return buckets
 
-    async def check(self, action: str, *, ip: str | None = None, account: str | None = None) -> None:
-        """Raise RateLimited if a bucket of ``action`` is already full."""
+    async def check(self, action: str, *, ip: str | None = None, account: str | None = None) -> int:
+        """Raise RateLimited if a bucket of ``action`` is already full. Returns the
+        account's failures counted so far (0: ``succeeded`` has nothing to clear)."""
+        account_count = 0
         for key, limit in self._buckets(action, ip, account):
             count, remaining = await self.counters.current(key)
             if count >= limit:
                 log.info("rate limit reached: %s per %s", action, key.split(":", 2)[1])
                 raise RateLimited(int(remaining) + 1)
+            if key.startswith(f"{action}:account:"):
+                account_count = count
+        return account_count
 
     async def failed(self, action: str, *, ip: str | None = None, account: str | None = None) -> None:
         """Count a failed attempt."""
@@ -170,6 +178,12 @@ class RateLimiter:
         owns one account must not reset its count by logging into it)."""
         if account:
             await self.counters.reset(f"{action}:account:{account_key(account)}")
+
+    async def sweep(self) -> int:
+        """Delete the counters of windows that ended (database counters only: Redis
+        expires its keys itself)."""
+        sweep = getattr(self.counters, "sweep", None)
+        return await sweep() if sweep is not None else 0
 
     async def close(self) -> None:
         await self.counters.close()

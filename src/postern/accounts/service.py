@@ -2,28 +2,46 @@
 
 from __future__ import annotations
 
+import secrets
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
 from postern.accounts.addressing import NormalisedAddress, normalise_address, normalise_username
+from postern.accounts.application_passwords import ApplicationPasswords, covers, scopes_of
+from postern.accounts.authlog import NO_META, AuthLog, AuthMeta
 from postern.accounts.passwords import Passwords
 from postern.accounts.rate_limit import RateLimiter
 from postern.accounts.server_key import ServerKey
 from postern.config import Settings
 from postern.errors import AuthFailed, Conflict, Forbidden, InvalidInput, NotFound
-from postern.events import EventBus, UserDeleted
+from postern.events import EventBus, UserDeleted, UserLoggedOut
 from postern.mailstore.folders import default_folder_rows
+from postern.storage import application_passwords as asp_store
 from postern.storage import folders as folder_store
+from postern.storage import two_factor as two_factor_store
 from postern.storage import users as user_store
 from postern.storage.database import Database
 from postern.storage.ids import is_id, new_id, now_ms
 from postern.storage.pagination import Cursor
 
+if TYPE_CHECKING:
+    from postern.accounts.two_factor import TwoFactor
+
 SCOPES = ("master", "imap", "pop3", "smtp")
+# Scopes of the mail doors: with 2FA on, the master password does not open them.
+MAIL_SCOPES = ("imap", "pop3", "smtp")
+TEMPORARY_PASSWORD_LENGTH = 20
+
+
+class ApplicationPasswordRequired(AuthFailed):
+    """The master password was right, but 2FA is on and a mail door (IMAP, POP3, SMTP)
+    takes only application specific passwords. Still an ``AuthFailed`` (403 over HTTP);
+    doors may say more, as the password itself was right."""
 
 
 async def require_user(conn: Any, user_id: str, *, lock: bool = False) -> Row:
@@ -52,6 +70,10 @@ class NewUser:
     pub_key: str = ""
     encrypt_messages: bool = False
     encrypt_forwarded: bool = False
+    # The account's own contact email (the user API's "email"; never a hosted address)
+    # and whether the account is usable yet (the user API's registrations start inactive).
+    email: str | None = None
+    activated: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +82,7 @@ class Authenticated:
     scope: str
     require_2fa: list[str]
     require_password_change: bool
+    asp_id: str | None = None  # the application specific password used, if one was
 
 
 def normalise_tags(tags: Sequence[str]) -> list[str]:
@@ -74,13 +97,31 @@ def normalise_tags(tags: Sequence[str]) -> list[str]:
 
 
 class Accounts:
-    def __init__(self, db: Database, settings: Settings, passwords: Passwords, bus: EventBus, server_key: ServerKey, limiter: RateLimiter):
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        passwords: Passwords,
+        bus: EventBus,
+        server_key: ServerKey,
+        limiter: RateLimiter,
+        *,
+        authlog: AuthLog | None = None,
+        two_factor: TwoFactor | None = None,
+    ):
         self.db = db
         self.settings = settings
         self.passwords = passwords
         self.bus = bus
         self.server_key = server_key
         self.limiter = limiter
+        self.authlog = authlog or AuthLog(db)
+        if two_factor is None:
+            from postern.accounts.two_factor import TwoFactor
+
+            two_factor = TwoFactor(db, server_key, limiter, self.authlog)
+        self.two_factor = two_factor
+        self.application_passwords = ApplicationPasswords(db, settings, server_key, self.authlog)
 
     # Users ---------------------------------------------------------------------------
 
@@ -94,6 +135,7 @@ class Accounts:
                 address = normalise_address(username, "username")
             else:
                 address = normalise_address(f"{username}@{self.settings.domain}", "address")
+        email = normalise_address(new.email, "email") if new.email else None
         password_hash = await self.passwords.hash(new.password) if new.password is not None else None
         user_id = new_id()
         created = now_ms()
@@ -111,6 +153,9 @@ class Accounts:
             "pub_key": new.pub_key,
             "encrypt_messages": new.encrypt_messages,
             "encrypt_forwarded": new.encrypt_forwarded,
+            "email": email.display if email else None,
+            "email_key": email.key if email else None,
+            "activated": new.activated,
             "created_ms": created,
         }
         try:
@@ -119,6 +164,8 @@ class Accounts:
                     raise Conflict("This username already exists", code="UserExistsError", field="username")
                 if address and await user_store.address_key_taken(conn, address.key):
                     raise Conflict("This address already exists", code="AddressExistsError", field="address")
+                if email and await user_store.get_user_by_email_key(conn, email.key) is not None:
+                    raise Conflict("This email is already used by another account", code="EmailExistsError", field="email")
                 await user_store.insert_user(conn, values, normalise_tags(new.tags))
                 if address:
                     await user_store.insert_address(
@@ -137,6 +184,14 @@ class Accounts:
             tags = await user_store.tags_of(conn, [user_id])
         return user, tags[user_id]
 
+    async def user_details(self, user_id: str) -> tuple[Row, list[str], list[str]]:
+        """The user, its tags and its enabled second factors (e.g. ["totp"])."""
+        async with self.db.read() as conn:
+            user = await self._user(conn, user_id)
+            tags = await user_store.tags_of(conn, [user_id])
+            methods = await self.two_factor.enabled_methods(conn, user_id)
+        return user, tags[user_id], methods
+
     async def _user(self, conn: Any, user_id: str, lock: bool = False) -> Row:
         return await require_user(conn, user_id, lock=lock)
 
@@ -150,7 +205,9 @@ class Accounts:
             tags = await user_store.tags_of(conn, [r.id for r in rows])
         return rows, tags, total
 
-    async def update_user(self, user_id: str, changes: dict[str, Any], existing_password: str | None = None) -> None:
+    async def update_user(
+        self, user_id: str, changes: dict[str, Any], existing_password: str | None = None, meta: AuthMeta = NO_META
+    ) -> None:
         values: dict[str, Any] = {}
         for key in ("name", "language", "pub_key", "encrypt_messages", "encrypt_forwarded", "disabled"):
             if key in changes:
@@ -173,12 +230,18 @@ class Accounts:
             async with self.db.read() as conn:
                 user = await self._user(conn, user_id)
             if not await self.passwords.verify(user.password_hash, existing_password):
+                await self.authlog.record(user_id, "password change", "fail", meta)
                 raise AuthFailed("Password verification failed", field="existingPassword")
         async with self.db.write() as conn:
             await self._user(conn, user_id)
             await user_store.update_user(conn, user_id, values)
             if "tags" in changes:
                 await user_store.set_tags(conn, user_id, normalise_tags(changes["tags"]))
+            if "password" in changes:
+                await self.authlog.record_in(conn, user_id, "password change", "success", meta)
+        if "password" in changes:
+            # Sessions opened with the old password end (their clients log in again).
+            self.bus.publish([UserLoggedOut(user_id, "Password changed")])
 
     async def delete_user(self, user_id: str) -> None:
         async with self.db.write() as conn:
@@ -186,35 +249,114 @@ class Accounts:
             await user_store.delete_user(conn, user_id)
         self.bus.publish([UserDeleted(user_id)])
 
+    async def logout(self, user_id: str, reason: str | None = None, meta: AuthMeta = NO_META) -> None:
+        """End every open IMAP and POP3 session of the user (they follow the bus)."""
+        async with self.db.write() as conn:
+            await self._user(conn, user_id)
+            await self.authlog.record_in(conn, user_id, "logout", "success", meta, reason=reason)
+        self.bus.publish([UserLoggedOut(user_id, reason)])
+
+    async def reset_password(self, user_id: str, meta: AuthMeta = NO_META) -> str:
+        """Give the user a new random temporary password (returned once), require a
+        password change at the next login and turn every second factor off, in one
+        transaction; the user's open sessions end."""
+        password = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(TEMPORARY_PASSWORD_LENGTH))
+        password_hash = await self.passwords.hash(password)
+        async with self.db.write() as conn:
+            await self._user(conn, user_id, lock=True)
+            await user_store.update_user(conn, user_id, {"password_hash": password_hash, "require_password_change": True})
+            await self.two_factor.disable_all(user_id, meta, conn=conn)
+            await self.authlog.record_in(conn, user_id, "password reset", "success", meta)
+        self.bus.publish([UserLoggedOut(user_id, "Password reset")])
+        return password
+
     # Authentication ------------------------------------------------------------------
 
     async def find_login(self, login: str) -> Row | None:
         """A user by username or by any of its addresses."""
-        login = login.strip()
         async with self.db.read() as conn:
+            return await self._find_login(conn, login.strip())
+
+    @staticmethod
+    async def _find_login(conn: Any, login: str) -> Row | None:
+        try:
+            user = await user_store.get_user_by_username(conn, normalise_username(login))
+        except InvalidInput:
+            user = None
+        if user is None and "@" in login:
             try:
-                user = await user_store.get_user_by_username(conn, normalise_username(login))
+                user = await user_store.get_user_by_address_key(conn, normalise_address(login).key)
             except InvalidInput:
                 user = None
-            if user is None and "@" in login:
-                try:
-                    user = await user_store.get_user_by_address_key(conn, normalise_address(login).key)
-                except InvalidInput:
-                    user = None
         return user
 
-    async def authenticate(self, login: str, password: str, scope: str = "master") -> Authenticated:
+    async def authenticate(self, login: str, password: str, scope: str = "master", meta: AuthMeta = NO_META) -> Authenticated:
+        """The one way every door checks a password: the HTTP API, SMTP AUTH, IMAP, POP3.
+
+        ``password`` is the master password or an application specific password (ASP).
+        Raises ``RateLimited`` when the login or ``meta.ip`` failed too often lately
+        (checked before any password is looked at), ``ApplicationPasswordRequired``
+        when the master password is used for a mail scope while 2FA is on,
+        ``AuthFailed`` for anything else wrong (an unknown login answers exactly like a
+        wrong password, in about the same time), ``Forbidden`` (code UserDisabled) for
+        a disabled account with a right password. Every outcome for an existing user is
+        written to the authentication log; nothing secret ever is.
+
+        With scope "master" and TOTP on, the answer's ``require_2fa`` is ["totp"]: the
+        caller must then check a code (``TwoFactor.verify_totp``)."""
         if scope not in SCOPES:
             raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}", field="scope")
-        user = await self.find_login(login)
-        # Verify even when the user does not exist (against a decoy hash), so that the
-        # answer's timing does not tell which accounts exist.
-        ok = await self.passwords.verify(user.password_hash if user else None, password)
+        # The limiter's counters may live in this database: none of its calls may sit
+        # inside a transaction of ours.
+        failures = await self.limiter.check("login", ip=meta.ip, account=login)
+        user, asp, totp = await self._login_state(login, password)
+        reason: str | None = None
+        if asp is not None:
+            # An ASP never opens "master", only the mail scopes it was made for.
+            ok = covers(scopes_of(asp), scope)
+            reason = None if ok else "scope"
+        else:
+            # Verify even when the user does not exist (against a decoy hash), so that
+            # the answer's timing does not tell which accounts exist.
+            ok = await self.passwords.verify(user.password_hash if user else None, password)
         if user is None or not ok:
+            await self.limiter.failed("login", ip=meta.ip, account=login)
+            if user is not None:
+                await self.authlog.record(user.id, "authentication", "fail", meta, scope=scope, asp=asp.id if asp else None, reason=reason)
             raise AuthFailed("Authentication failed")
         if user.disabled:
+            await self.authlog.record(user.id, "authentication", "fail", meta, scope=scope, asp=asp.id if asp else None, reason="disabled")
             raise Forbidden("User account is disabled", code="UserDisabled")
-        return Authenticated(user, scope, [], bool(user.require_password_change))
+        if not user.activated:
+            # Registered through the user API and not yet confirmed by the mailed code.
+            await self.authlog.record(user.id, "authentication", "fail", meta, scope=scope, reason="not activated")
+            raise Forbidden("User account is not activated", code="UserNotActivated")
+        if asp is None and totp and scope in MAIL_SCOPES:
+            # Not counted as a guess: the password was right.
+            await self.authlog.record(user.id, "authentication", "fail", meta, scope=scope, reason="asp required")
+            raise ApplicationPasswordRequired(
+                "Authentication failed. Two-factor authentication is enabled: use an application specific password"
+            )
+        if failures:
+            await self.limiter.succeeded("login", account=login)
+        require_2fa = ["totp"] if totp and scope == "master" and asp is None else []
+        async with self.db.write() as conn:
+            if asp is not None:
+                await asp_store.mark_used(conn, asp.id, now_ms())
+            await self.authlog.record_in(conn, user.id, "authentication", "success", meta, scope=scope, asp=asp.id if asp else None)
+        return Authenticated(user, scope, require_2fa, bool(user.require_password_change), asp.id if asp else None)
+
+    async def _login_state(self, login: str, password: str) -> tuple[Row | None, Row | None, bool]:
+        """In one read: the user of ``login``, its ASP matching ``password`` (if the
+        password has an ASP's form) and whether TOTP is on."""
+        login = login.strip()
+        async with self.db.read() as conn:
+            user = await self._find_login(conn, login)
+            if user is None:
+                return None, None, False
+            asp = await self.application_passwords.find(conn, user.id, password)
+            totp = await two_factor_store.totp_enabled(conn, user.id)
+        return user, asp, totp
 
     # Addresses -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pyotp
 import segno
+from segno.encoder import DataOverflowError
 
 from postern.accounts.authlog import NO_META, AuthLog, AuthMeta
 from postern.accounts.rate_limit import RateLimiter
@@ -42,6 +43,17 @@ def normalise_token(token: str) -> str | None:
     return digits if len(digits) == 6 and digits.isascii() and digits.isdigit() else None
 
 
+def _qrcode(url: str) -> str:
+    """A data: URL of a PNG QR code of ``url``, with less error correction when a long
+    issuer or address needs the room."""
+    for error in ("m", "l"):
+        try:
+            return segno.make(url, error=error, micro=False, boost_error=False).png_data_uri(scale=4)
+        except DataOverflowError:
+            continue
+    raise InvalidInput("issuer and address are too long for a QR code", field="issuer")
+
+
 class TwoFactor:
     def __init__(self, db: Database, server_key: ServerKey, limiter: RateLimiter, authlog: AuthLog):
         self.db = db
@@ -65,9 +77,10 @@ class TwoFactor:
             if secret is None:
                 secret = pyotp.random_base32()
                 await store.set_secret(conn, user_id, self.server_key.encrypt(secret, context="totp:" + user_id), now_ms())
+            # Inside the transaction: a code that can not be drawn stores no new seed.
+            url = pyotp.TOTP(secret).provisioning_uri(name=label, issuer_name=issuer)
+            qrcode = _qrcode(url)
             await self.authlog.record_in(conn, user_id, "setup 2fa totp", "success", meta)
-        url = pyotp.TOTP(secret).provisioning_uri(name=label, issuer_name=issuer)
-        qrcode = segno.make(url, error="m").png_data_uri(scale=4)
         return TotpSetup(secret, url, qrcode)
 
     async def enable_totp(self, user_id: str, token: str, meta: AuthMeta = NO_META) -> None:
@@ -97,7 +110,7 @@ class TwoFactor:
         return ok
 
     async def _check(self, user_id: str, encrypted_secret: str, token: str, meta: AuthMeta) -> bool:
-        await self.limiter.check("mfa", ip=meta.ip, account=user_id)
+        failures = await self.limiter.check("mfa", ip=meta.ip, account=user_id)
         step = self._matching_step(self._secret(user_id, encrypted_secret), token)
         accepted = False
         if step is not None:
@@ -105,7 +118,8 @@ class TwoFactor:
                 accepted = await store.use_step(conn, user_id, step)
         # The limiter's counters may live in this database: never inside its transaction.
         if accepted:
-            await self.limiter.succeeded("mfa", account=user_id)
+            if failures:
+                await self.limiter.succeeded("mfa", account=user_id)
         else:
             await self.limiter.failed("mfa", ip=meta.ip, account=user_id)
         return accepted

@@ -49,6 +49,11 @@ async def get_user_by_username(conn: AsyncConnection, username: str) -> Row | No
     return (await conn.execute(select(users).where(users.c.username == username))).first()
 
 
+async def get_user_by_email_key(conn: AsyncConnection, email_key: str) -> Row | None:
+    """The user whose contact email (``users.email_key``, the user API's login) is this."""
+    return (await conn.execute(select(users).where(users.c.email_key == email_key))).first()
+
+
 async def get_user_by_address_key(conn: AsyncConnection, address_key: str) -> Row | None:
     stmt = select(users).join(addresses, addresses.c.user_id == users.c.id).where(addresses.c.address_key == address_key)
     return (await conn.execute(stmt)).first()

@@ -214,3 +214,92 @@ async def test_deleted_address_no_longer_logs_in(client: httpx.AsyncClient, alic
 async def test_requires_the_access_token(anonymous: httpx.AsyncClient, alice: str) -> None:
     response = await anonymous.post("/authenticate", json={"username": "alice", "password": PASSWORD})
     error_of(response, 401)
+
+
+# Rate limits --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_limits(runtime: Any) -> None:
+    from postern.accounts.rate_limit import Policy
+
+    runtime.rate_limiter.policies["login"] = Policy(per_ip=5, per_account=3, window_s=60)
+
+
+def assert_rate_limited(response: httpx.Response) -> None:
+    assert response.status_code == 429, response.text
+    assert response.json()["error"] == "Rate limit exceeded"
+    assert 1 <= int(response.headers["Retry-After"]) <= 61
+
+
+@pytest.mark.usefixtures("small_limits")
+async def test_too_many_failures_per_account_is_429(client: httpx.AsyncClient, alice: str) -> None:
+    for _ in range(3):
+        error_of(await authenticate(client, "alice", "wrong password"), 403, "AuthFailed")
+    # Even the right password waits now, from any address, by any name of the account.
+    assert_rate_limited(await authenticate(client, "alice"))
+    assert_rate_limited(await authenticate(client, "ALICE", ip="198.51.100.1"))
+    # Other accounts are not affected.
+    bob = await create_user(client, "bob", password="bob's own password")
+    assert_authenticated(await authenticate(client, "bob", "bob's own password"), bob, "bob", "bob@example.com")
+
+
+@pytest.mark.usefixtures("small_limits")
+async def test_unknown_accounts_are_limited_alike(client: httpx.AsyncClient, alice: str) -> None:
+    """A limit only real accounts had would tell which accounts exist."""
+    for login in ("alice", "nobody"):
+        for _ in range(3):
+            error_of(await authenticate(client, login, "wrong password"), 403, "AuthFailed")
+        assert_rate_limited(await authenticate(client, login, "wrong password"))
+
+
+@pytest.mark.usefixtures("small_limits")
+async def test_too_many_failures_per_ip_is_429(client: httpx.AsyncClient, alice: str) -> None:
+    users = ["u1", "u2", "u3", "u4", "u5"]
+    for name in users:
+        await create_user(client, name)
+    for name in users:
+        error_of(await authenticate(client, name, "wrong password", ip="203.0.113.9"), 403, "AuthFailed")
+    # That address is refused for every account, even with the right password ...
+    assert_rate_limited(await authenticate(client, "alice", ip="203.0.113.9"))
+    # ... while the same accounts still log in from elsewhere.
+    assert_authenticated(await authenticate(client, "alice", ip="203.0.113.10"), alice, "alice", "alice@example.com")
+
+
+@pytest.mark.usefixtures("small_limits")
+async def test_success_clears_the_account_failures(client: httpx.AsyncClient, alice: str) -> None:
+    for _ in range(2):
+        error_of(await authenticate(client, "alice", "wrong password"), 403, "AuthFailed")
+    assert_authenticated(await authenticate(client, "alice"), alice, "alice", "alice@example.com")
+    for _ in range(2):
+        error_of(await authenticate(client, "alice", "wrong password"), 403, "AuthFailed")
+    assert_authenticated(await authenticate(client, "alice"), alice, "alice", "alice@example.com")
+
+
+@pytest.mark.usefixtures("small_limits")
+async def test_rate_limited_attempts_are_not_checked(client: httpx.AsyncClient, runtime: Any, alice: str) -> None:
+    for _ in range(3):
+        await authenticate(client, "alice", "wrong password")
+    before = (await client.get(f"/users/{alice}/authlog")).json()["total"]
+    assert_rate_limited(await authenticate(client, "alice"))
+    # Refused before any password was looked at: nothing more to log.
+    assert (await client.get(f"/users/{alice}/authlog")).json()["total"] == before
+
+
+async def test_unknown_user_costs_a_hash_verification_too(
+    client: httpx.AsyncClient, runtime: Any, alice: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown login verifies against a decoy hash, so that the answer takes about as
+    long as a wrong password's (argon2 is the cost that counts)."""
+    calls: list[str | None] = []
+    verify = runtime.accounts.passwords.verify
+
+    async def counting(stored_hash: str | None, password: str) -> bool:
+        calls.append(stored_hash)
+        return await verify(stored_hash, password)
+
+    monkeypatch.setattr(runtime.accounts.passwords, "verify", counting)  # restored after the test
+    error_of(await authenticate(client, "alice", "wrong password"), 403, "AuthFailed")
+    error_of(await authenticate(client, "nobody", "wrong password"), 403, "AuthFailed")
+    error_of(await authenticate(client, "nobody", "abcdefghijklmnop", scope="imap"), 403, "AuthFailed")  # shaped like an ASP
+    assert len(calls) == 3 and calls[0] is not None and calls[1:] == [None, None]

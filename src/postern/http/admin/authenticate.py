@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from postern.http.admin.common import RuntimeDep, responses
+from postern.accounts.authlog import AuthMeta
+from postern.http.admin.common import Ip, RuntimeDep, Sess, no_nul, responses
 
 router = APIRouter(tags=["Authentication"])
 
@@ -18,9 +19,9 @@ class AuthenticateRequest(BaseModel):
     username: str = Field(min_length=1, max_length=320, description="Username or any address of the user")
     password: str = Field(min_length=1, max_length=256)
     scope: Literal["master", "imap", "pop3", "smtp"] = "master"
-    protocol: str | None = Field(default=None, max_length=64)
-    sess: str | None = Field(default=None, max_length=255)
-    ip: str | None = Field(default=None, max_length=64)
+    protocol: Annotated[str | None, AfterValidator(no_nul)] = Field(default=None, max_length=64)
+    sess: Sess = None
+    ip: Ip = None
 
 
 class AuthenticateResponse(BaseModel):
@@ -33,9 +34,10 @@ class AuthenticateResponse(BaseModel):
     requirePasswordChange: bool
 
 
-@router.post("/authenticate", summary="Authenticate a user", responses=responses(AuthenticateResponse))
+@router.post("/authenticate", summary="Authenticate a user", responses=responses(AuthenticateResponse, 429))
 async def authenticate(body: AuthenticateRequest, runtime: RuntimeDep) -> dict[str, Any]:
-    result = await runtime.accounts.authenticate(body.username, body.password, body.scope)
+    meta = AuthMeta(protocol=body.protocol or "API", sess=body.sess, ip=body.ip)
+    result = await runtime.accounts.authenticate(body.username, body.password, body.scope, meta)
     return {
         "success": True,
         "id": result.user.id,

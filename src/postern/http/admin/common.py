@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.security import APIKeyHeader, APIKeyQuery
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 
 from postern.errors import InvalidInput
 from postern.http.errors import ErrorResponse
@@ -16,6 +16,20 @@ from postern.runtime import Runtime
 from postern.storage.pagination import Cursor, Page, decode_cursor
 
 ID_PATTERN = r"^[0-9a-f]{24}$"
+
+
+def no_nul(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold NUL: a 400 here rather than a 500 from the database.
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+# What a caller tells about the request it makes for a user, for the authentication log.
+Sess = Annotated[str | None, Field(default=None, max_length=255, description="Session identifier, for the authentication log"), AfterValidator(no_nul)]
+Ip = Annotated[str | None, Field(default=None, max_length=64, description="IP address the request came from, for the authentication log"), AfterValidator(no_nul)]
+SessQuery = Annotated[str | None, Query(max_length=255, description="Session identifier, for the authentication log")]
+IpQuery = Annotated[str | None, Query(max_length=64, description="IP address the request came from, for the authentication log")]
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="ID of the user")]
 AddressId = Annotated[str, Path(pattern=ID_PATTERN, description="ID of the address")]
 MailboxId = Annotated[str, Path(pattern=ID_PATTERN, description="ID of the mailbox")]

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy.engine import Row
 
+from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import NewUser
 from postern.http.admin.common import (
     SUCCESS,
@@ -16,12 +17,15 @@ from postern.http.admin.common import (
     Limit,
     NextCursor,
     PageNumber,
+    Ip,
     PreviousCursor,
     RuntimeDep,
+    Sess,
     Success,
     UserId,
     cursor_from,
     cursor_page,
+    no_nul,
     responses,
     split_list,
 )
@@ -107,8 +111,8 @@ class UserUpdate(BaseModel):
     encryptMessages: bool | None = Field(default=None, json_schema_extra=_no_null)
     encryptForwarded: bool | None = Field(default=None, json_schema_extra=_no_null)
     disabled: bool | None = Field(default=None, json_schema_extra=_no_null)
-    sess: str | None = Field(default=None, max_length=255)
-    ip: str | None = Field(default=None, max_length=64)
+    sess: Sess = None
+    ip: Ip = None
 
     @field_validator("quota", "recipients", "forwards", "encryptMessages", "encryptForwarded", "disabled")
     @classmethod
@@ -250,7 +254,7 @@ async def create_user(body: UserCreate, runtime: RuntimeDep) -> dict[str, Any]:
 
 @router.get("/users/{user}", summary="Get one user", responses=responses(UserDetails))
 async def get_user(user: UserId, runtime: RuntimeDep) -> dict[str, Any]:
-    row, tags = await runtime.accounts.get_user(user)
+    row, tags, enabled_2fa = await runtime.accounts.user_details(user)
     return {
         "success": True,
         "id": row.id,
@@ -259,7 +263,7 @@ async def get_user(user: UserId, runtime: RuntimeDep) -> dict[str, Any]:
         "address": row.address,
         "language": row.language,
         "retention": row.retention_ms or False,
-        "enabled2fa": [],
+        "enabled2fa": enabled_2fa,
         "encryptMessages": row.encrypt_messages,
         "encryptForwarded": row.encrypt_forwarded,
         "pubKey": row.pub_key,
@@ -294,7 +298,8 @@ async def update_user(user: UserId, body: UserUpdate, runtime: RuntimeDep) -> di
         changes["tags"] = _tags(body.tags)
     if "password" in given and body.password is not None:
         changes["password"] = body.password or None
-    await runtime.accounts.update_user(user, changes, body.existingPassword if "existingPassword" in given else None)
+    meta = AuthMeta(protocol="API", sess=body.sess, ip=body.ip)
+    await runtime.accounts.update_user(user, changes, body.existingPassword if "existingPassword" in given else None, meta)
     return SUCCESS
 
 
@@ -302,3 +307,39 @@ async def update_user(user: UserId, body: UserUpdate, runtime: RuntimeDep) -> di
 async def delete_user(user: UserId, runtime: RuntimeDep) -> dict[str, Any]:
     await runtime.accounts.delete_user(user)
     return SUCCESS
+
+
+class LogoutRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    reason: Annotated[str | None, AfterValidator(no_nul)] = Field(default=None, max_length=1024, description="Told to the user's sessions as they close")
+    sess: Sess = None
+    ip: Ip = None
+
+
+class ResetRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    sess: Sess = None
+    ip: Ip = None
+
+
+class ResetAnswer(BaseModel):
+    success: Literal[True]
+    password: str = Field(description="The temporary password, shown only now")
+
+
+@router.put("/users/{user}/logout", summary="Log out user from all IMAP sessions", responses=responses(Success))
+async def logout_user(user: UserId, runtime: RuntimeDep, body: LogoutRequest | None = None) -> dict[str, Any]:
+    body = body or LogoutRequest()
+    await runtime.accounts.logout(user, body.reason or None, AuthMeta(protocol="API", sess=body.sess, ip=body.ip))
+    return SUCCESS
+
+
+@router.post("/users/{user}/password/reset", summary="Reset user password", responses=responses(ResetAnswer))
+async def reset_password(user: UserId, runtime: RuntimeDep, body: ResetRequest | None = None) -> dict[str, Any]:
+    """A new temporary password, shown once; the next logins answer
+    ``requirePasswordChange: true`` until the password is changed, and 2FA is off."""
+    body = body or ResetRequest()
+    password = await runtime.accounts.reset_password(user, AuthMeta(protocol="API", sess=body.sess, ip=body.ip))
+    return {"success": True, "password": password}
