@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from postern.accounts.admin_token import AdminToken
+from postern.accounts.api_keys import ApiKeys
 from postern.accounts.authlog import AuthLog
 from postern.accounts.passwords import Passwords
 from postern.accounts.rate_limit import RateLimiter
 from postern.accounts.server_key import ServerKey
 from postern.accounts.service import Accounts
 from postern.accounts.two_factor import TwoFactor
+from postern.accounts.registration import Registration
+from postern.accounts.social_login import verifiers_from
+from postern.accounts.user_login import UserLogin
+from postern.accounts.user_profile import UserProfiles
 from postern.config import Settings, parse_listen
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import DnsPythonResolver, Resolver
@@ -19,6 +24,7 @@ from postern.delivery.mx import parse_relay
 from postern.delivery.outbound import OutboundQueue, OutboundSettings
 from postern.delivery.router import Router
 from postern.delivery.submission import Submission
+from postern.delivery.system_mail import SystemMail
 from postern.events import EventBus
 from postern.mailstore.service import MailStore
 from postern.storage.blobs import BlobStore, open_blob_store
@@ -60,6 +66,32 @@ class Runtime:
     inbound: InboundDelivery
     outbound: OutboundQueue
     submission: Submission
+    # The user API's accounts (built from the services above in __post_init__).
+    api_keys: ApiKeys = field(init=False)
+    system_mail: SystemMail = field(init=False)
+    registration: Registration = field(init=False)
+    user_login: UserLogin = field(init=False)
+    profiles: UserProfiles = field(init=False)
+
+    def __post_init__(self) -> None:
+        settings = self.settings
+        self.api_keys = ApiKeys(self.db, self.server_key)
+        self.system_mail = SystemMail(
+            sender=settings.resolved_system_mail_from, hostname=settings.hostname, router=self.router, inbound=self.inbound, outbound=self.outbound
+        )
+        common = {"db": self.db, "limiter": self.rate_limiter, "authlog": self.authlog}
+        self.registration = Registration(
+            settings=settings, accounts=self.accounts, server_key=self.server_key, api_keys=self.api_keys, mail=self.system_mail, **common
+        )
+        self.user_login = UserLogin(
+            registration=self.registration,
+            two_factor=self.two_factor,
+            api_keys=self.api_keys,
+            server_key=self.server_key,
+            verifiers=verifiers_from(settings),
+            **common,
+        )
+        self.profiles = UserProfiles(settings=settings, accounts=self.accounts, api_keys=self.api_keys, **common)
 
     @classmethod
     def build(cls, settings: Settings, passwords: Passwords | None = None, resolver: Resolver | None = None) -> Runtime:
@@ -73,6 +105,7 @@ class Runtime:
         server_key = ServerKey.load(settings)
         rate_limiter = RateLimiter.for_settings(db, settings.redis_url)
         authlog = AuthLog(db)
+        two_factor = TwoFactor(db, server_key, rate_limiter, authlog)
         router = Router(db)
         committer = GroupCommitter(mailstore)
         inbound = InboundDelivery(committer, resolver, settings.hostname, settings.check_authentication)
@@ -95,13 +128,13 @@ class Runtime:
             db=db,
             blobs=blobs,
             bus=bus,
-            accounts=Accounts(db, settings, passwords, bus, server_key, rate_limiter),
+            accounts=Accounts(db, settings, passwords, bus, server_key, rate_limiter, authlog=authlog, two_factor=two_factor),
             mailstore=mailstore,
             admin_token=AdminToken(db, settings),
             server_key=server_key,
             rate_limiter=rate_limiter,
             authlog=authlog,
-            two_factor=TwoFactor(db, server_key, rate_limiter, authlog),
+            two_factor=two_factor,
             resolver=resolver,
             router=router,
             committer=committer,
@@ -119,6 +152,7 @@ class Runtime:
         return await self.admin_token.ensure() if create_token else None
 
     async def close(self) -> None:
+        await self.registration.settle()
         self.mailstore.hot.close()
         await self.rate_limiter.close()
         await self.blobs.close()

@@ -11,8 +11,9 @@ from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
-from postern.http.admin import addresses, authenticate, mailboxes, messages, users
+from postern.http.admin import addresses, asps, authenticate, authlog, mailboxes, messages, two_factor, users
 from postern.http.admin.common import AccessDenied, plain_text_query, require_admin
+from postern.http.api import router as user_api_router
 from postern.http.errors import JSONBody, error_response, install_error_handlers
 from postern.runtime import Runtime
 
@@ -61,9 +62,11 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(HEALTH_BODY, media_type="application/json")
 
     admin = APIRouter(dependencies=[Depends(require_admin), Depends(plain_text_query)])
-    for module in (users, authenticate, addresses, mailboxes, messages):
+    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages):
         admin.include_router(module.router)
     app.include_router(admin)
+    # The user API (SimpleLogin), under /api: its own key and error shape.
+    app.include_router(user_api_router)
     # Outermost last: legacy paths are rewritten before the fast listing looks at them.
     app.add_middleware(messages.FastMessageListing, runtime=runtime)
     app.add_middleware(LegacyUserPaths)
@@ -81,7 +84,9 @@ def _without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
             document = generate()
             for operations in document.get("paths", {}).values():
                 for operation in operations.values():
-                    operation.get("responses", {}).pop("422", None)
+                    # Only FastAPI's own 422 (a 422 a route documents itself stays).
+                    if operation.get("responses", {}).get("422", {}).get("description") == "Validation Error":
+                        operation["responses"].pop("422")
             for name in ("HTTPValidationError", "ValidationError"):
                 document.get("components", {}).get("schemas", {}).pop(name, None)
         return app.openapi_schema  # type: ignore[return-value]

@@ -1,0 +1,35 @@
+"""Fixtures of the user API tests: a client without the admin token, and an outbox
+that catches the mail postern sends itself (one test also sends it for real, through
+the queue to the SMTP sink)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from postern.http.app import create_app
+from postern.runtime import Runtime
+from tests.http.api.helpers import Outbox, Sent
+
+
+@pytest.fixture
+async def api(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the user API (no admin token)."""
+    transport = httpx.ASGITransport(app=create_app(runtime))
+    async with httpx.AsyncClient(transport=transport, base_url="http://postern.test") as client:
+        yield client
+
+
+@pytest.fixture
+def outbox(runtime: Runtime) -> Outbox:
+    box = Outbox(runtime)
+
+    async def send(*, user_id: str, to: str, subject: str, text: str) -> None:
+        box.sent.append(Sent(user_id, to, subject, text))
+
+    runtime.system_mail.send = send  # type: ignore[method-assign]
+    return box
+
+
