@@ -342,7 +342,7 @@ def session_cpu_seconds(sid: int) -> float:
 class Postern(ServeProcess):
     """``postern serve`` (doors http, lmtp, smtp) on free loopback ports."""
 
-    def __init__(self, data_dir: Path, token: str, connections: int):
+    def __init__(self, data_dir: Path, token: str, connections: int, workers: str = "auto"):
         self.http_port, self.lmtp_port, self.smtp_port = free_port(), free_port(), free_port()
         super().__init__(
             {
@@ -359,6 +359,7 @@ class Postern(ServeProcess):
                 "POSTERN_SMTP_CONNECTIONS_PER_IP": str(max(20, connections + 4)),
                 "POSTERN_DOMAIN": DOMAIN,
                 "POSTERN_LOG_LEVEL": "warning",
+                "POSTERN_MAIL_WORKERS": workers,  # processes for the LMTP and SMTP sessions
             }
         )
 
@@ -631,7 +632,7 @@ def run_dovecot(root: Path, round_: int, messages: list[Message], args: argparse
 
 
 def run_postern(root: Path, round_: int, door: str, messages: list[Message], args: argparse.Namespace, expected: list[int], token: str) -> tuple[Run, dict[str, Any]]:
-    server = Postern(root, token, args.connections)
+    server = Postern(root, token, args.connections, args.workers)
     try:
         server.wait_ready()
         api = Api(server.http_port, token)
@@ -668,7 +669,7 @@ def start_profiler(pid: int, output: Path) -> subprocess.Popen[bytes] | None:
     # --gil: the samples of whichever thread holds the GIL, i.e. where the one core
     # that Python code can use goes; --nonblocking: the server is not paused to sample.
     process = subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--rate", "100", "--gil", "--nonblocking", "--format", fmt, "-o", str(output)],
+        [spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "100", "--gil", "--nonblocking", "--format", fmt, "-o", str(output)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     time.sleep(1.0)  # py-spy attaches
@@ -717,6 +718,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (maildirs, postern data, Dovecot config and log)")
     parser.add_argument("--profile", type=Path, help="record postern's Python CPU time (py-spy --gil) during the first round's LMTP run: .svg flame graph, .json speedscope, .txt collapsed stacks")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument("--workers", default="auto", help="postern's POSTERN_MAIL_WORKERS: auto (one per CPU, the default) or a number; 1 = the doors in the serving process")
     args = parser.parse_args()
     if args.messages < 1 or args.connections < 1 or args.users < 1 or args.rounds < 1:
         parser.error("--messages, --connections, --users and --rounds must be positive")

@@ -57,6 +57,8 @@ def serve_env(data_dir: Path, sink_port: int, schema: str | None) -> dict[str, s
         POSTERN_SMTP_LISTEN=f"127.0.0.1:{free_port()}",
         POSTERN_LMTP_LISTEN=f"127.0.0.1:{free_port()}",
         POSTERN_SUBMISSION_LISTEN=f"127.0.0.1:{free_port()}",
+        POSTERN_IMAP_LISTEN=f"127.0.0.1:{free_port()}",
+        POSTERN_POP3_LISTEN=f"127.0.0.1:{free_port()}",
         POSTERN_ADMIN_TOKEN=ADMIN_TOKEN,
         POSTERN_CHECK_AUTHENTICATION="false",
         POSTERN_ARGON2_TIME_COST="1",
@@ -67,6 +69,8 @@ def serve_env(data_dir: Path, sink_port: int, schema: str | None) -> dict[str, s
         POSTERN_OUTBOUND_RELAY_TLS="none",
         # Far away: the collector must not be what a crash test exercises by chance.
         POSTERN_GC_INTERVAL="3600",
+        # The MX door in two worker processes, whatever the machine's CPU count.
+        POSTERN_MAIL_WORKERS="2",
     )
     if TEST_DATABASE_URL and schema:
         env.update(POSTERN_DATABASE_URL=TEST_DATABASE_URL, POSTERN_DATABASE_SCHEMA=schema)

@@ -44,6 +44,8 @@ def server_env(tmp_path: Path) -> Iterator[dict[str, str]]:
         POSTERN_SMTP_LISTEN="127.0.0.1:0",
         POSTERN_LMTP_LISTEN="127.0.0.1:0",
         POSTERN_SUBMISSION_LISTEN="127.0.0.1:0",
+        POSTERN_IMAP_LISTEN="127.0.0.1:0",
+        POSTERN_POP3_LISTEN="127.0.0.1:0",
         POSTERN_ARGON2_TIME_COST="1",
         POSTERN_ARGON2_MEMORY_KIB="8",
         POSTERN_DOMAIN="example.com",

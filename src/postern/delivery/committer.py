@@ -6,7 +6,9 @@ commits them together), then hands them over and waits. One flusher takes everyt
 that is staged and waiting, stores the rows with a single ``MailStore.commit`` (one
 database transaction and commit), and answers every caller. While a commit runs, new
 requests stage and gather for the next one, so the batch grows exactly when the disk
-is the bottleneck and a lone delivery is never delayed.
+is the bottleneck and a lone delivery is never delayed. The flusher takes its batch
+only once it holds the database's writer turn (``Database.writer_turn``): on SQLite
+with mail workers, while another process writes, this one's batch keeps growing.
 """
 
 from __future__ import annotations
@@ -41,13 +43,16 @@ class GroupCommitter:
     async def _flush(self) -> None:
         while self._waiting:
             batch: list[tuple[StagedAppends, asyncio.Future[list[AppendResult | DomainError]]]] = []
-            size = 0
-            while self._waiting and (not batch or size + len(self._waiting[0][0].results) <= MAX_BATCH):
-                item = self._waiting.pop(0)
-                batch.append(item)
-                size += len(item[0].results)
             try:
-                results = await self.mailstore.commit([staged for staged, _ in batch])
+                # Take the batch only once it can be written (on SQLite, when no other
+                # writer of this or another process is writing): it grows meanwhile.
+                async with self.mailstore.db.writer_turn():
+                    size = 0
+                    while self._waiting and (not batch or size + len(self._waiting[0][0].results) <= MAX_BATCH):
+                        item = self._waiting.pop(0)
+                        batch.append(item)
+                        size += len(item[0].results)
+                    results = await self.mailstore.commit([staged for staged, _ in batch])
             except BaseException as error:  # a database or disk failure: every caller hears it
                 for _, future in batch:
                     if not future.done():

@@ -7,12 +7,21 @@ later. Later kinds of recipient (aliases, reverse aliases) are added here.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-from postern.accounts.addressing import normalise_address
+from postern.accounts.addressing import NormalisedAddress, normalise_address
 from postern.errors import InvalidInput
-from postern.storage import users as user_store
 from postern.storage.database import Database
+from postern.storage.hot_reads import HotReads
+
+
+@functools.lru_cache(maxsize=4096)
+def normalised(address: str) -> NormalisedAddress:
+    """``normalise_address`` (a pure function, its IDNA step the costly part) for the
+    addresses of SMTP commands, remembered: a mail server sees the same few again
+    and again. Raises InvalidInput as it does (refusals are not remembered)."""
+    return normalise_address(address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +45,7 @@ UNKNOWN = "550 5.1.1 Recipient address rejected: no such user here"
 class Router:
     def __init__(self, db: Database):
         self.db = db
+        self._reads = HotReads(db)
 
     async def resolve(self, rcpt: str, *, size: int = 0) -> LocalRecipient:
         # Only a plain dot-atom address can name a user: quoted local parts ("a@b"@here),
@@ -44,11 +54,11 @@ class Router:
         if not rcpt or "%" in rcpt or "!" in rcpt or rcpt.startswith("@"):
             raise RecipientRefused(UNKNOWN)
         try:
-            address = normalise_address(rcpt)
+            address = normalised(rcpt)
         except InvalidInput:
             raise RecipientRefused(UNKNOWN) from None
-        async with self.db.read() as conn:
-            user = await user_store.get_user_by_address_key(conn, address.key)
+        # One indexed read, in the event loop's thread on SQLite (see hot_reads).
+        user = await self._reads.address_owner(address.key)
         if user is None:
             raise RecipientRefused(UNKNOWN)
         if user.disabled:

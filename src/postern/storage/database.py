@@ -4,11 +4,22 @@ Services open transactions with ``read()`` and ``write()``; the repository modul
 beside this one take the connection those yield. On SQLite, writers in this process take
 turns on one lock and start with ``BEGIN IMMEDIATE``, so a transaction that reads and
 then writes can never fail with SQLITE_BUSY half-way.
+
+Several processes may write one SQLite file (``postern serve`` with mail workers).
+They take turns on an exclusive ``flock`` of ``<database>.writelock`` around each
+write transaction: the kernel hands that lock to the next waiter as soon as it is
+released, where SQLite's own busy handler would poll for its lock with sleeps of up
+to 100 ms. ``busy_timeout`` still covers any writer that does not take the file lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import os
+import sqlite3
+import types
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,32 +31,218 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 
+
+class _Immediately:
+    """Stands in for aiosqlite's request queue, which SQLAlchemy's adapter uses to set
+    the isolation level: runs the request at once."""
+
+    @staticmethod
+    def put_nowait(item: tuple[asyncio.Future[Any], Any]) -> None:
+        future, function = item
+        try:
+            function()
+        except Exception as error:
+            future.set_exception(error)
+        else:
+            future.set_result(None)
+
+
+class _InlineCursor:
+    def __init__(self, owner: _InlineConnection):
+        self._owner = owner
+        self._cursor = owner._conn.cursor()
+
+    async def __aenter__(self) -> _InlineCursor:
+        return self
+
+    async def __aexit__(self, *_: Any) -> None:
+        self._cursor.close()
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+    async def execute(self, sql: str, parameters: Any = None) -> _InlineCursor:
+        if sql[:5].upper() == "BEGIN":
+            self._owner._changes_at_begin = self._owner._conn.total_changes
+        if parameters is None:
+            self._cursor.execute(sql)
+        else:
+            self._cursor.execute(sql, parameters)
+        return self
+
+    async def executemany(self, sql: str, parameters: Any) -> _InlineCursor:
+        self._cursor.executemany(sql, parameters)
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> Any:
+        return self._cursor.fetchmany(size if size is not None else self._cursor.arraysize)
+
+    async def fetchall(self) -> Any:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+    async def nextset(self) -> None:
+        return None
+
+    async def setinputsizes(self, *_: Any) -> None:
+        return None
+
+
+class _InlineConnection:
+    """An aiosqlite look-alike that runs each statement at once in the event loop's
+    thread, and only a COMMIT that wrote something (it syncs the journal) in a worker
+    thread. For processes whose statements are all short index lookups and batch
+    writes (the mail workers): a statement through aiosqlite costs three or four
+    hand-offs between threads, each waiting for the GIL, and a write transaction holds
+    the database's one write lock through all of them."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self._conn = conn
+        self._connection: sqlite3.Connection | None = conn
+        self._tx = _Immediately()
+        self._changes_at_begin = -1
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self._conn.isolation_level
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        self._conn.isolation_level = value
+
+    def cursor(self) -> _InlineCursor:
+        return _InlineCursor(self)
+
+    async def commit(self) -> None:
+        if self._conn.in_transaction and self._conn.total_changes != self._changes_at_begin:
+            await asyncio.to_thread(self._conn.commit)
+        else:
+            self._conn.commit()
+
+    async def rollback(self) -> None:
+        self._conn.rollback()
+
+    async def close(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._connection is not None:
+            self._connection = None
+            self._conn.close()
+
+    async def create_function(self, *args: Any, **kwargs: Any) -> None:
+        self._conn.create_function(*args, **kwargs)
+
+
+class _Connecting:
+    """What ``connect`` returns: awaitable, with the ``_thread`` SQLAlchemy marks daemon."""
+
+    _thread = types.SimpleNamespace(daemon=True)
+
+    def __init__(self, args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self._args = args
+        self._kwargs = kwargs
+
+    def __await__(self) -> Any:
+        return self._open().__await__()
+
+    async def _open(self) -> _InlineConnection:
+        kwargs = {**self._kwargs, "check_same_thread": False}
+        return _InlineConnection(sqlite3.connect(*self._args, **kwargs))
+
+
+def _inline_sqlite_module() -> Any:
+    module = types.SimpleNamespace(
+        connect=lambda *args, **kwargs: _Connecting(args, kwargs),
+        Connection=_InlineConnection,
+        **{
+            name: getattr(sqlite3, name)
+            for name in (
+                "DatabaseError", "Error", "IntegrityError", "NotSupportedError", "OperationalError",
+                "ProgrammingError", "sqlite_version", "sqlite_version_info",
+            )
+        },
+    )
+    from sqlalchemy.dialects.sqlite.aiosqlite import AsyncAdapt_aiosqlite_dbapi
+
+    return AsyncAdapt_aiosqlite_dbapi(module, sqlite3)  # type: ignore[arg-type]
+
+
 class Database:
-    def __init__(self, url: str, *, schema: str | None = None, fsync: bool = True, pool_size: int = 10):
+    def __init__(self, url: str, *, schema: str | None = None, fsync: bool = True, pool_size: int = 10, inline: bool = False):
+        """``inline``: on SQLite, run statements in the event loop's thread (see
+        ``_InlineConnection``); only for processes whose every statement is short."""
         self.url = make_url(url)
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.schema = schema
-        kwargs: dict[str, Any] = {}
+        self._fsync = fsync
+        self._pool_size = pool_size
+        self.inline = False
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        self._lock_path: str | None = None
+        self._lock_fd: int | None = None
+        self._turn_owner: asyncio.Task[Any] | None = None
+        self._reader: sqlite3.Connection | None = None
         if self.is_sqlite:
             database = self.url.database or ""
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
-            kwargs["pool_size"] = pool_size
+                if not database.startswith("file:"):
+                    self._lock_path = database + ".writelock"
+        self.engine: AsyncEngine = self._make_engine(inline)
+
+    def _make_engine(self, inline: bool) -> AsyncEngine:
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            kwargs["pool_size"] = self._pool_size
             kwargs["max_overflow"] = 0
+            if inline:
+                kwargs["module"] = _inline_sqlite_module()
+                self.inline = True
         else:
             connect_args: dict[str, Any] = {}
-            if schema:
-                connect_args["server_settings"] = {"search_path": schema}
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args)
-        self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+            if self.schema:
+                connect_args["server_settings"] = {"search_path": self.schema}
+            kwargs.update(pool_size=self._pool_size, max_overflow=self._pool_size, pool_pre_ping=True, connect_args=connect_args)
+        engine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
-            self._configure_sqlite(fsync)
+            self._configure_sqlite(engine, self._fsync)
+        return engine
 
-    def _configure_sqlite(self, fsync: bool) -> None:
+    def run_statements_inline(self) -> None:
+        """Switch a SQLite database to inline statements (see ``__init__``), before
+        its first use. Nothing changes on PostgreSQL."""
+        if self.is_sqlite and not self.inline:
+            self.engine.sync_engine.dispose(close=False)
+            self.engine = self._make_engine(True)
+
+    @staticmethod
+    def _configure_sqlite(engine: AsyncEngine, fsync: bool) -> None:
         synchronous = "FULL" if fsync else "OFF"
 
-        @event.listens_for(self.engine.sync_engine, "connect")
+        @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
             # Let SQLAlchemy, not the driver, decide when transactions begin.
             dbapi_connection.isolation_level = None
@@ -58,7 +255,7 @@ class Database:
             cursor.execute("PRAGMA busy_timeout=10000")
             cursor.close()
 
-        @event.listens_for(self.engine.sync_engine, "begin")
+        @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
             mode = conn.get_execution_options().get("sqlite_begin", "")
             conn.exec_driver_sql(f"BEGIN {mode}")
@@ -77,14 +274,75 @@ class Database:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self._write_lock:
+        async with self.writer_turn():
             async with self.engine.connect() as conn:
                 conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
                 async with conn.begin():
                     yield conn
 
+    @asynccontextmanager
+    async def writer_turn(self) -> AsyncIterator[None]:
+        """Wait until no other writer, of this process or another, is writing, and keep
+        the turn: the ``write()`` transactions of the task that holds it start at once.
+        A group committer takes its batch only once it can write it, so the batch
+        grows while it waits. Nothing to wait for on PostgreSQL."""
+        if self._write_lock is None or self._turn_owner is asyncio.current_task():
+            yield
+            return
+        async with self._write_lock:
+            locked = await self._lock_file()
+            self._turn_owner = asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._turn_owner = None
+                if locked is not None:
+                    fcntl.flock(locked, fcntl.LOCK_UN)
+
+    async def _lock_file(self) -> int | None:
+        """Take the writers' file lock (see the module's doc); its descriptor, or None
+        for a database without a file."""
+        if self._lock_path is None:
+            return None
+        if self._lock_fd is None:
+            self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = self._lock_fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            pass
+        waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
+        try:
+            await asyncio.shield(waiting)
+        except asyncio.CancelledError:
+            # The thread still takes the lock: give it back as soon as it does.
+            waiting.add_done_callback(lambda f: f.cancelled() or f.exception() is not None or fcntl.flock(fd, fcntl.LOCK_UN))
+            raise
+        return fd
+
+    def loop_reader(self) -> sqlite3.Connection | None:
+        """On SQLite with a file, a read-only connection for the event loop's own
+        thread (see ``hot_reads``), opened at first use; None otherwise."""
+        if self._reader is None and self.is_sqlite:
+            database = self.url.database or ""
+            if not database or database == ":memory:" or database.startswith("file:"):
+                return None
+            conn = sqlite3.connect(database, isolation_level=None)
+            conn.execute("PRAGMA query_only = ON")
+            conn.execute("PRAGMA busy_timeout = 10000")
+            self._reader = conn
+        return self._reader
+
     async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         await self.engine.dispose()
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 def _alembic_config(connection: Any) -> Any:

@@ -1,10 +1,12 @@
-"""The hottest read of the admin API — a page of a folder — in one statement.
+"""The hottest reads — a page of a folder for the admin API, and the recipient of
+every RCPT on the mail doors — in one statement each.
 
 SQLAlchemy's async layer costs about a dozen hand-offs to aiosqlite's worker thread
 per query; for an index seek of at most 251 rows that is most of the time spent.
-On SQLite this module asks its own connection in the event loop's thread instead
-(read-only by pragma; WAL readers never wait for writers), with the SQL text built
-once. On PostgreSQL the same statement goes through the engine in one round trip.
+On SQLite this module asks the database's connection for the event loop's thread
+instead (``Database.loop_reader``: read-only by pragma; WAL readers never wait for
+writers), with the SQL text built once. On PostgreSQL the same statement goes
+through the engine in one round trip.
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from postern.storage.database import Database
 from postern.storage.messages import LIST_FIELDS
 
 FolderHead = namedtuple("FolderHead", ("message_count", "special_use"))
+# What RCPT needs to know of the user an address belongs to.
+AddressOwner = namedtuple("AddressOwner", ("id", "disabled", "storage_used", "quota_allowed"))
+
+_OWNER_SQL = (
+    "SELECT u.id, u.disabled, u.storage_used, u.quota_allowed FROM addresses a"
+    " JOIN users u ON u.id = a.user_id WHERE a.address_key = ?"
+)
+_OWNER_STATEMENT = text(_OWNER_SQL.replace("?", ":key"))
 
 
 _HEAD_SQL = "SELECT message_count, special_use FROM folders WHERE id = ? AND user_id = ?"
@@ -51,15 +61,22 @@ class HotReads:
         self._statements = {key: text(sql) for key, sql in self._sql.items()}
         # On SQLite two plain statements beat the join, which it materialises and sorts.
         self._rows_sql = {(a, c): _rows_sql(a, c) for a in (True, False) for c in (True, False)}
-        self._sqlite: sqlite3.Connection | None = None
 
     def _connection(self) -> sqlite3.Connection:
-        if self._sqlite is None:
-            conn = sqlite3.connect(self.db.url.database or "", isolation_level=None)
-            conn.execute("PRAGMA query_only = ON")
-            conn.execute("PRAGMA busy_timeout = 10000")
-            self._sqlite = conn
-        return self._sqlite
+        conn = self.db.loop_reader()
+        if conn is None:  # an in-memory database: a connection of its own sees nothing
+            raise RuntimeError("no event-loop reader for this database")
+        return conn
+
+    async def address_owner(self, address_key: str) -> AddressOwner | None:
+        """The user that owns the address with this normalised key, if any."""
+        conn = self.db.loop_reader() if self.db.is_sqlite else None
+        if conn is not None:
+            row = conn.execute(_OWNER_SQL, (address_key,)).fetchone()
+            return None if row is None else AddressOwner(row[0], bool(row[1]), row[2], row[3])
+        async with self.db.engine.connect() as engine_conn:
+            found = (await engine_conn.execute(_OWNER_STATEMENT, {"key": address_key})).first()
+        return None if found is None else AddressOwner(found[0], bool(found[1]), found[2], found[3])
 
     async def folder_page(
         self, user_id: str, folder_id: str, *, ascending: bool, after_uid: int | None, limit: int
@@ -96,6 +113,4 @@ class HotReads:
         return FolderHead(head[0], head[1]), rows
 
     def close(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.close()
-            self._sqlite = None
+        """Nothing of its own to close: the database closes its event-loop reader."""

@@ -9,9 +9,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 
-from postern.accounts.addressing import normalise_address
 from postern.delivery.inbound import Envelope, InboundDelivery, smuggling_attempt
-from postern.delivery.router import LocalRecipient, RecipientRefused, Router
+from postern.delivery.router import LocalRecipient, RecipientRefused, Router, normalised
 from postern.delivery.submission import Submission, SubmissionRefused
 from postern.errors import InvalidInput
 
@@ -198,7 +197,7 @@ def _rcpt_keys(envelope: SmtpEnvelope) -> list[str]:
 
 def _plausible(address: str) -> bool:
     try:
-        normalise_address(address)
+        normalised(address)
     except InvalidInput:
         return False
     return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from typing import Any
 
 from postern.protocols.smtp.handlers import InboundHandler, SubmissionHandler
@@ -13,21 +14,20 @@ from postern.protocols.smtp.session import Authenticate, ConnectionLimiter, Door
 HEADER_ROOM = 8192
 
 
-async def start_listener(
+def session_factory(
     kind: str,
-    host: str,
-    port: int,
     handler: InboundHandler | SubmissionHandler,
     *,
     hostname: str,
     max_message_size: int,
     tls_context: ssl.SSLContext | None,
     timeout: float,
-    connections_per_ip: int,
+    limiter: ConnectionLimiter | None,
     authenticate_user: Authenticate | None = None,
-) -> asyncio.Server:
-    """``kind`` is "smtp", "submission" or "lmtp"."""
-    limiter = ConnectionLimiter(connections_per_ip)
+) -> Callable[[], Any]:
+    """A protocol factory for one door. ``kind`` is "smtp", "submission" or "lmtp".
+    Without a limiter, whoever calls the factory sets ``session.limiter`` (a mail
+    worker, whose parent counts the connections)."""
     protocol_class = DoorLMTP if kind == "lmtp" else DoorSMTP
 
     def factory() -> Any:
@@ -45,11 +45,37 @@ async def start_listener(
             # MX and LMTP accept no logins; submission offers PLAIN and LOGIN.
             auth_exclude_mechanism=[] if kind == "submission" else ["LOGIN", "PLAIN"],
         )
-        session.limiter = limiter
+        if limiter is not None:
+            session.limiter = limiter
         session.authenticate_user = authenticate_user if kind == "submission" else None
         return session
 
+    return factory
+
+
+async def start_listener(
+    kind: str,
+    host: str,
+    port: int,
+    handler: InboundHandler | SubmissionHandler,
+    *,
+    hostname: str,
+    max_message_size: int,
+    tls_context: ssl.SSLContext | None,
+    timeout: float,
+    connections_per_ip: int,
+    authenticate_user: Authenticate | None = None,
+) -> asyncio.Server:
+    """``kind`` is "smtp", "submission" or "lmtp"."""
+    factory = session_factory(
+        kind,
+        handler,
+        hostname=hostname,
+        max_message_size=max_message_size,
+        tls_context=tls_context,
+        timeout=timeout,
+        limiter=ConnectionLimiter(connections_per_ip),
+        authenticate_user=authenticate_user,
+    )
     loop = asyncio.get_running_loop()
     return await loop.create_server(factory, host=host, port=port, reuse_address=True)
-
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import re
 from base64 import b64decode
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -13,9 +14,13 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
+from postern.accounts.service import ApplicationPasswordRequired
+from postern.errors import RateLimited
+
 log = logging.getLogger("postern.smtp")
 
-# (login, password) -> the authenticated user's id, or None.
+# (login, password, peer ip) -> the authenticated user's id, or None. May raise
+# RateLimited or ApplicationPasswordRequired, which AUTH answers in its own words.
 Authenticate = Callable[[str, str, str], Awaitable[str | None]]
 
 
@@ -24,6 +29,14 @@ def is_loopback(peer: Any) -> bool:
         return ipaddress.ip_address(peer[0]).is_loopback
     except (TypeError, ValueError, IndexError):
         return False
+
+
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# <local@domain> with a dot-atom local part and a domain of LDH labels, then either
+# nothing or parameters after a space.
+_PLAIN_PATH = re.compile(
+    r"[ \t]*<((" + _ATEXT + r"(?:\." + _ATEXT + r")*)@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?=$|[ \t])"
+)
 
 
 class ConnectionLimiter:
@@ -66,6 +79,11 @@ class DoorMixin:
         self._auth_require_tls = not is_loopback(peer)  # type: ignore[attr-defined]
 
     def connection_lost(self, error: Exception | None) -> None:
+        collector = getattr(self, "_collector", None)
+        if collector is not None and not collector.done.done():
+            # Gone in the middle of DATA: end the session's wait (aiosmtpd's own reader
+            # would raise here), as a connection reset.
+            collector.done.set_exception(ConnectionResetError("connection lost during DATA"))
         if self._peer_ip is not None and not self._refused and not getattr(self, "_released", False):
             self._released = True
             self.limiter.release(self._peer_ip)
@@ -78,12 +96,47 @@ class DoorMixin:
             return
         await super()._handle_client()  # type: ignore[misc]
 
+    # Replies: aiosmtpd writes each one to the socket as it is made (and EHLO's a
+    # line at a time). postern holds a reply back while the client has already sent
+    # the next command (pipelining, RFC 2920), and the lines of a multi-line reply
+    # until its last, so that the replies to MAIL, RCPT and DATA leave in one write.
+    # A reply is held only when another is sure to follow without waiting for the
+    # client: a continuation line, or a 250 with a complete command line waiting.
+    _held = b""
+
+    async def push(self, status: str | bytes) -> None:
+        response = status if isinstance(status, bytes) else status.encode("utf-8" if self.enable_SMTPUTF8 else "ascii")  # type: ignore[attr-defined]
+        line = response + b"\r\n"
+        if line[3:4] == b"-" or (line[:3] == b"250" and b"\r\n" in getattr(self._reader, "_buffer", b"")):  # type: ignore[has-type]
+            self._held += line
+            return
+        if self._held:
+            line = self._held + line
+            self._held = b""
+        self._writer.write(line)  # type: ignore[attr-defined]
+        await self._writer.drain()  # type: ignore[attr-defined]
+
     def _timeout_cb(self) -> None:
         # aiosmtpd just drops an idle connection; say why first (RFC 5321 4.5.3.2).
         transport = self.transport  # type: ignore[attr-defined]
         if transport is not None and not transport.is_closing():
-            transport.write(f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())  # type: ignore[attr-defined]
+            held, self._held = self._held, b""
+            transport.write(held + f"421 4.4.2 {self.hostname} Error: timeout exceeded\r\n".encode())  # type: ignore[attr-defined]
         super()._timeout_cb()  # type: ignore[misc]
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # aiosmtpd parses every MAIL and RCPT address with the email package's header
+        # parser. A plain <dot-atom@domain> gives the same result from a regular
+        # expression; anything else still goes to the parser.
+        match = _PLAIN_PATH.match(arg)
+        if match is None:
+            return super()._getaddr(arg)  # type: ignore[misc, no-any-return]
+        rest = arg[match.end() :].lstrip(" \t")
+        if rest[:1] == "(":  # a comment, which the parser would skip
+            return super()._getaddr(arg)  # type: ignore[misc, no-any-return]
+        if self.local_part_limit and len(match.group(2)) > self.local_part_limit:  # type: ignore[attr-defined]
+            return None, None
+        return match.group(1), rest
 
     @syntax("STARTTLS", when="tls_context")
     async def smtp_STARTTLS(self, arg: str) -> None:
@@ -97,12 +150,38 @@ class DoorMixin:
     # the message, which hides a lone dot followed by a bare CR or LF right after a
     # CRLF (the "\r\n.\n" of SMTP smuggling). Watch the lines as they arrive (and
     # keep the idle timer to the client's silences, see _DataReader).
+    #
+    # aiosmtpd reads DATA a line at a time (about 300 awaits for 20 KB, and a reader
+    # that pauses the socket every 2 KB). postern takes the bytes as they arrive
+    # instead (_DataCollector), finds the end of the data in the whole buffer, and
+    # then applies aiosmtpd's rules to the whole: the same replies for a line too long
+    # (500) or too much data (552), in the same order, the same dot-unstuffing, and
+    # the same watch for a lone dot. The per-line path remains for what the bulk one
+    # does not cover (decoded data, a reader without the buffer it drains).
     lone_dot_in_data = False
+    bulk_data = True  # False: aiosmtpd's per-line reading (a test compares the two)
+    in_data = False  # storing a message, its answer not yet sent
+    _collector: _DataCollector | None = None
+
+    def data_received(self, data: bytes) -> None:
+        collector = self._collector
+        if collector is not None:
+            collector.feed(data)
+        else:
+            super().data_received(data)  # type: ignore[misc]
 
     @syntax("DATA")
     async def smtp_DATA(self, arg: str) -> None:
         self.lone_dot_in_data = False
         reader = self._reader  # type: ignore[has-type]
+        if self.bulk_data and not self._decode_data and isinstance(getattr(reader, "_buffer", None), bytearray):  # type: ignore[attr-defined]
+            try:
+                await self._bulk_data(arg, reader)
+            finally:
+                self._collector = None
+                if self.transport is not None:  # type: ignore[attr-defined]
+                    self._reset_timeout()  # type: ignore[attr-defined]
+            return
         self._reader = _DataReader(reader, self)
         try:
             await super().smtp_DATA(arg)  # type: ignore[misc]
@@ -110,6 +189,66 @@ class DoorMixin:
             self._reader = reader
             if self.transport is not None:  # type: ignore[attr-defined]
                 self._reset_timeout()  # type: ignore[attr-defined]
+
+    async def _bulk_data(self, arg: str, reader: asyncio.StreamReader) -> None:
+        """aiosmtpd's ``smtp_DATA`` (1.4), with the data taken in bulk."""
+        if await self.check_helo_needed():  # type: ignore[attr-defined]
+            return
+        if await self.check_auth_needed("DATA"):  # type: ignore[attr-defined]
+            return
+        envelope = self.envelope  # type: ignore[attr-defined]
+        if not envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")  # type: ignore[attr-defined]
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")  # type: ignore[attr-defined]
+            return
+        limit = self.data_size_limit  # type: ignore[attr-defined]
+        collector = _DataCollector(self, limit, self.line_length_limit)  # type: ignore[attr-defined]
+        self._collector = collector
+        # Whatever the client sent too early is already in the reader's buffer.
+        early = bytes(reader._buffer)  # type: ignore[attr-defined]
+        reader._buffer.clear()  # type: ignore[attr-defined]
+        resume = getattr(reader, "_maybe_resume_transport", None)
+        if resume is not None:
+            resume()  # in case those bytes had paused the socket
+        await self.push("354 End data with <CR><LF>.<CR><LF>")  # type: ignore[attr-defined]
+        if early:
+            collector.feed(early)
+        try:
+            data, leftover, state = await collector.done
+        except asyncio.CancelledError:
+            log.info("Connection lost during DATA")
+            self._writer.close()  # type: ignore[attr-defined]
+            raise
+        self._collector = None
+        leftover += collector.late
+        if leftover:  # pipelined commands after the end of the data
+            reader.feed_data(leftover)
+        if state == _TOO_LONG:
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")  # type: ignore[attr-defined]
+            self._set_post_data_state()  # type: ignore[attr-defined]
+            return
+        if state == _TOO_MUCH:
+            await self.push("552 Error: Too much mail data")  # type: ignore[attr-defined]
+            self._set_post_data_state()  # type: ignore[attr-defined]
+            return
+        if data[:2] in (b".\r", b".\n") or b"\r\n.\r" in data or b"\r\n.\n" in data:
+            self.lone_dot_in_data = True
+        # Remove the transparency dots (RFC 5321 4.5.2).
+        if b"\r\n." in data:
+            data = data.replace(b"\r\n.", b"\r\n")
+        if data[:1] == b".":
+            data = data[1:]
+        envelope.content = data
+        envelope.original_content = data
+        self.in_data = True  # a worker that stops waits for this answer (workers.Receiver)
+        try:
+            status = await self._call_handler_hook("DATA") if "DATA" in self._handle_hooks else MISSING  # type: ignore[attr-defined]
+            self._set_post_data_state()  # type: ignore[attr-defined]
+            await self.push("250 OK" if status is MISSING else status)  # type: ignore[attr-defined]
+        finally:
+            self.in_data = False
 
     # AUTH through postern's accounts service (aiosmtpd's own check is synchronous).
 
@@ -153,6 +292,12 @@ class DoorMixin:
             user_id = await self.authenticate_user(
                 login.decode("utf-8", errors="replace"), password.decode("utf-8", errors="replace"), self._peer_ip or ""
             )
+        except RateLimited:
+            await self.push("454 4.7.0 Too many authentication failures, try later")  # type: ignore[attr-defined]
+            return AuthResult(success=False, handled=True)
+        except ApplicationPasswordRequired:
+            await self.push("535 5.7.8 Two-factor authentication is on: use an application specific password")  # type: ignore[attr-defined]
+            return AuthResult(success=False, handled=True)
         except Exception:
             log.exception("authentication failed with an error")
             await self.push("454 4.7.0 Temporary authentication failure")  # type: ignore[attr-defined]
@@ -161,6 +306,91 @@ class DoorMixin:
             await self.push("535 5.7.8 Authentication credentials invalid")  # type: ignore[attr-defined]
             return AuthResult(success=False, handled=True)
         return AuthResult(success=True, handled=False, auth_data=user_id, message="235 2.7.0 Authentication successful")
+
+
+_NOMINAL, _TOO_LONG, _TOO_MUCH = 0, 1, 2
+_END = b"\r\n.\r\n"
+
+
+def _data_state(lines: list[bytes], partial: bytes, limit: int | None, line_limit: int) -> int:
+    """What aiosmtpd's DATA loop concludes from these lines (each without its CRLF)
+    and an unfinished last one: the first of "too long" and "too much" to happen."""
+    total = 0
+    for line in lines:
+        if len(line) > line_limit:  # its reader overruns before the line ends
+            return _TOO_LONG
+        total += len(line) + 2
+        if limit and total > limit:
+            return _TOO_MUCH
+        if len(line) + 2 > line_limit:
+            return _TOO_LONG
+    if len(partial) > line_limit:
+        return _TOO_LONG
+    return _NOMINAL
+
+
+class _DataCollector:
+    """The bytes of one DATA section as they arrive, up to the line ".": ``done``
+    gets (data with its last CRLF, bytes after the end, state). Past the size limit
+    it keeps only the state and enough to find the end. The idle timer is restarted
+    as data comes in (see _DataReader), and stopped at the end."""
+
+    def __init__(self, session: DoorMixin, limit: int | None, line_limit: int):
+        self.session = session
+        self.limit = limit
+        self.line_limit = line_limit
+        self.buffer = bytearray()
+        self.late = bytearray()
+        self.scanned = 0
+        self.state = _NOMINAL
+        self.discarded = False  # the start of the data is gone (state is decided)
+        self.done: asyncio.Future[tuple[bytes, bytes, int]] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._reset_at = self._loop.time()
+        self._reset_every = min(1.0, session._timeout_duration / 4)  # type: ignore[attr-defined]
+
+    def feed(self, data: bytes) -> None:
+        if self.done.done():
+            self.late += data  # pipelined commands, before the session takes its reader back
+            return
+        buffer = self.buffer
+        buffer += data
+        end = -1
+        if not self.discarded and buffer[:3] == b".\r\n":
+            end = 0
+        else:
+            found = buffer.find(_END, max(0, self.scanned - 4))
+            if found >= 0:
+                end = found + 2
+        if end < 0:
+            self.scanned = len(buffer)
+            if self.limit and len(buffer) > self.limit + self.line_limit and not self.discarded:
+                lines = bytes(buffer).split(b"\r\n")
+                self.state = _data_state(lines[:-1], lines[-1], self.limit, self.line_limit) or _TOO_MUCH
+                self.discarded = True
+            if self.discarded:
+                del buffer[:-4]
+                self.scanned = len(buffer)
+            now = self._loop.time()
+            if now - self._reset_at >= self._reset_every:
+                self._reset_at = now
+                self.session._reset_timeout()  # type: ignore[attr-defined]
+            return
+        # The end of the data: while postern stores the message, the client is
+        # waiting for us, not idle (smtp_DATA restarts the timer afterwards).
+        self.session._timeout_handle.cancel()  # type: ignore[attr-defined]
+        content = bytes(buffer[:end])
+        leftover = bytes(buffer[end + 3 :])
+        buffer.clear()
+        if not self.discarded:
+            if self.limit and len(content) > self.limit:
+                self.state = _TOO_MUCH
+            lines = content.split(b"\r\n")
+            if len(max(lines, key=len)) + 2 > self.line_limit or self.state != _NOMINAL:
+                self.state = _data_state(lines[:-1], b"", self.limit, self.line_limit)
+        if self.state != _NOMINAL:
+            content = b""
+        self.done.set_result((content, leftover, self.state))
 
 
 class _DataReader:

@@ -1,0 +1,111 @@
+"""A mail worker process: the MX and LMTP sessions of ``postern serve`` when
+POSTERN_MAIL_WORKERS is above 1 (see ``protocols/smtp/workers.py`` and
+``server.MailWorkers``, which starts it with
+``python -c "from postern.mail_worker import main; main()" <channel fd> <parent pid>``).
+
+It reads its settings from the channel, builds the services of a postern process
+(the parent has migrated the database already), takes the connections its parent
+hands it, and stops when the parent asks or goes away. It imports nothing of the HTTP
+side, to start quickly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import pickle
+import signal
+import socket
+import sys
+from collections.abc import Iterable
+
+from postern.config import Settings
+from postern.events import Event
+from postern.protocols.smtp.handlers import InboundHandler
+from postern.protocols.smtp.server import session_factory
+from postern.protocols.smtp.workers import Receiver
+from postern.runtime import Runtime
+from postern.tls import server_context
+
+# The doors a worker serves.
+WORKER_DOORS = ("smtp", "lmtp")
+# At a stop, how long the messages being stored may take to be answered.
+FINISH_TIMEOUT = 10.0
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """A worker never outlives ``serve``: the kernel kills it when its parent dies
+    (Linux), and its channel reaching end of file stops it anywhere."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        os._exit(1)  # the parent died before the line above
+
+
+def main() -> None:
+    """Entry point of a mail worker process (started by ``MailWorkers``)."""
+    channel = socket.socket(fileno=int(sys.argv[1]))
+    _die_with_parent(int(sys.argv[2]))
+    data = channel.recv(1 << 20)
+    if not data:
+        return
+    settings: Settings = pickle.loads(data)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(_serve(settings, channel))
+
+
+async def _serve(settings: Settings, channel: socket.socket) -> None:
+    runtime = Runtime.build(settings)
+    # A worker's statements are all short (recipient lookups, batch appends): it runs
+    # them in its event loop's thread rather than through aiosqlite's thread.
+    runtime.db.run_statements_inline()
+    receiver: Receiver | None = None
+    loop = asyncio.get_running_loop()
+    try:
+        tls = server_context(settings.tls_cert, settings.tls_key) if settings.tls_cert and settings.tls_key else None
+        factories = {
+            door: session_factory(
+                door,
+                InboundHandler(runtime.router, runtime.inbound, lmtp=door == "lmtp", max_recipients=settings.smtp_max_recipients),
+                hostname=settings.hostname,
+                max_message_size=settings.max_message_size,
+                tls_context=tls,
+                timeout=settings.smtp_timeout,
+                limiter=None,
+            )
+            for door in WORKER_DOORS
+        }
+        receiver = Receiver(channel, factories)
+        # Nobody follows events in a worker: its deliveries' events go to the parent,
+        # whose bus IMAP IDLE and POP3 sessions follow.
+        forward = receiver.forward_events
+
+        def publish(events: Iterable[Event]) -> None:
+            batch = list(events)
+            if batch:
+                forward(batch)
+
+        runtime.bus.publish = publish  # type: ignore[method-assign]
+        # The parent decides when to stop (it asks, or it goes away); a terminal's
+        # Ctrl-C reaches the parent too.
+        loop.add_signal_handler(signal.SIGINT, lambda: None)
+        loop.add_signal_handler(signal.SIGTERM, receiver.stopped.set)
+        receiver.start()
+        await receiver.stopped.wait()
+        # Stopping: the messages being stored get their answers first.
+        await receiver.finish(FINISH_TIMEOUT)
+    finally:
+        if receiver is not None:
+            receiver.close()
+        await runtime.close()
