@@ -28,6 +28,7 @@ from postern.events import (
 )
 from postern.mailstore.folders import folder_row, is_protected, normalise_path, parents
 from postern.storage import folders as folder_store
+from postern.storage import imap as imap_store
 from postern.storage import message_events as event_store
 from postern.storage import messages as message_store
 from postern.storage import users as user_store
@@ -636,6 +637,7 @@ class MailStore:
         size = sum(r.size for r in rows)
         unseen = sum(1 for r in rows if not r.seen)
         expunge_modseq = await folder_store.next_modseq(conn, source.id)
+        await imap_store.add_tombstones(conn, source.user_id, source.id, [r.uid for r in deleted], expunge_modseq)
         await folder_store.adjust_counters(conn, source.id, messages=-len(deleted), unseen=-unseen, size=-size)
         await folder_store.adjust_counters(conn, target.id, messages=len(rows), unseen=unseen, size=size)
         user_id = source.user_id
@@ -664,6 +666,7 @@ class MailStore:
         size = sum(r.size for r in deleted)
         await user_store.add_storage_used(conn, user_id, -size)
         modseq = await folder_store.next_modseq(conn, folder_id)
+        await imap_store.add_tombstones(conn, user_id, folder_id, [r.uid for r in deleted], modseq)
         unseen = sum(1 for r in deleted if not r.seen)
         await folder_store.adjust_counters(conn, folder_id, messages=-len(deleted), unseen=-unseen, size=-size)
         return deleted, MessagesExpunged(user_id, folder_id, tuple(r.uid for r in deleted), modseq)

@@ -192,6 +192,20 @@ messages = Table(
 )
 
 
+# UIDs expunged from a folder and the MODSEQ of their expunge, so that IMAP QRESYNC can
+# tell a client which of the messages it knew have vanished since a MODSEQ (VANISHED
+# (EARLIER)). Written by every path that removes messages from a folder.
+message_tombstones = Table(
+    "message_tombstones",
+    metadata,
+    Column("folder_id", ID, ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True),
+    Column("uid", BigInteger, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("modseq", BigInteger, nullable=False),
+    Index(None, "folder_id", "modseq"),
+)
+
+
 # The outbound queue: one row per recipient of a message being sent.
 outbound = Table(
     "outbound",

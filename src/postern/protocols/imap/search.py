@@ -216,6 +216,23 @@ def sort_messages(
 # ---------------------------------------------------------------------------
 
 
+def _decoded_values(raw: bytes, wanted: str) -> list[str]:
+    """``[v for k, v in decoded_headers(raw) if k == wanted]`` without decoding the
+    other fields."""
+    from postern.mime.imap_structure import _field_value, _scan_header
+    from postern.mime.summary import _header_text
+
+    if not wanted.isascii():
+        return []  # field names are printable ASCII
+    key = wanted.encode("ascii")
+    raw = bytes(raw)
+    try:
+        fields, _ = _scan_header(raw, 0, len(raw))
+        return [_header_text(_field_value(raw, f)) for f in fields if f.name == key]
+    except Exception:  # pragma: no cover - the same last-resort net as decoded_headers
+        return [value for k, value in decoded_headers(raw) if k == wanted]
+
+
 @dataclass(slots=True)
 class RawMessageView:
     """A :class:`SearchableMessage` from raw bytes plus mailbox metadata."""
@@ -247,7 +264,11 @@ class RawMessageView:
 
     def header_values(self, name: str) -> Sequence[str]:
         wanted = name.lower()
-        return [value for key, value in self._all_headers() if key == wanted]
+        if self._headers is None:
+            # Decode only the fields asked for (FROM, SUBJECT ... look at one or two);
+            # the whole decoded header is built only for TEXT.
+            return _decoded_values(self.raw, wanted)
+        return [value for key, value in self._headers if key == wanted]
 
     def header_text(self) -> str:
         return "\n".join(f"{key}: {value}" for key, value in self._all_headers())

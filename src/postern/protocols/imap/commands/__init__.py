@@ -1,4 +1,7 @@
-"""Typed IMAP commands, as produced by :mod:`.parser` (pure data).
+"""Typed IMAP commands, as produced by :mod:`..parser` (pure data), and, in the
+submodules of this package, their handlers: one module per command or command
+family (``fetch.py`` serves FETCH and UID FETCH), each an ``async def handle(session,
+command)`` that :mod:`..dispatch` calls. Importing this package imports no handler.
 
 One frozen dataclass per command name.  Every command carries the client's
 ``tag``; commands that have a ``UID`` form carry ``uid``.  Mailbox names are

@@ -1,0 +1,20 @@
+"""SORT and UID SORT (RFC 5256 §3; DISPLAYFROM/DISPLAYTO RFC 5957)."""
+
+from __future__ import annotations
+
+from .. import commands as c
+from ..search import sort_messages
+from ..session import Done, Session
+from .search import run_search
+
+_CONTENT_FREE = {"ARRIVAL", "SIZE"}
+
+
+async def handle(session: Session, command: c.Sort) -> Done:
+    selected = session.require_selected()
+    content = any(criterion.key not in _CONTENT_FREE for criterion in command.criteria)
+    found = await run_search(session, selected, command.search, content=content)
+    ordered = sort_messages(found, command.criteria)
+    numbers = [m.uid if command.uid else m.seq for m in ordered]
+    session.untagged(b" ".join([b"SORT", *(str(n).encode() for n in numbers)]))
+    return Done()
