@@ -66,8 +66,14 @@ class Settings(BaseSettings):
     smtp_listen: str = "127.0.0.1:2525"  # incoming mail (MX); 0.0.0.0:25 in production
     lmtp_listen: str = "127.0.0.1:2424"
     submission_listen: str = "127.0.0.1:2587"  # 0.0.0.0:587 in production
-    # Which parts this process runs: any of http, smtp, lmtp, submission, queue, gc.
-    doors: str = "http,smtp,lmtp,submission,queue,gc"
+    pop3_listen: str = "127.0.0.1:1110"  # 0.0.0.0:110 in production (STLS offered)
+    pop3s_listen: str | None = None  # POP3 over implicit TLS: 0.0.0.0:995 in production
+    imap_listen: str = "127.0.0.1:1143"  # 0.0.0.0:143 in production (STARTTLS offered)
+    imaps_listen: str | None = None  # IMAP over implicit TLS: 0.0.0.0:993 in production
+    # Seconds an IMAP session may stay silent (IDLE included) before it is logged out.
+    imap_timeout: float = Field(default=1800.0, gt=0)
+    # Which parts this process runs: any of http, smtp, lmtp, submission, pop3, imap, queue, gc.
+    doors: str = "http,smtp,lmtp,submission,pop3,imap,queue,gc"
 
     # TLS certificate and key (PEM) for STARTTLS; a self-signed pair is made when unset.
     tls_cert: Path | None = None
@@ -76,6 +82,9 @@ class Settings(BaseSettings):
     smtp_max_recipients: int = Field(default=100, ge=1, le=10000)
     smtp_connections_per_ip: int = Field(default=20, ge=1)
     smtp_timeout: float = Field(default=300.0, gt=0)
+    # POP3 closes a connection idle this long (RFC 1939: at least 10 minutes).
+    pop3_timeout: float = Field(default=600.0, gt=0)
+    pop3_connections_per_ip: int = Field(default=20, ge=1)
     # Check SPF, DKIM and DMARC of mail arriving by MX.
     check_authentication: bool = True
     # Processes that run the MX and LMTP sessions and their deliveries: "auto" (one per
@@ -111,6 +120,28 @@ class Settings(BaseSettings):
     domain: str = "localhost"
     # The name this server gives itself (SMTP greeting, Received headers, profiles).
     hostname: str = "localhost"
+    # The ports mail clients reach from outside, written into the mail profiles made
+    # for application passwords, when they differ from the listening ports (a proxy or
+    # port forward in between). Unset: the listening port (IMAP: 993 without one).
+    imap_public_port: int | None = Field(default=None, ge=1, le=65535)
+    submission_public_port: int | None = Field(default=None, ge=1, le=65535)
+    # The URL users reach the HTTP API at (links in mail, profile picture URLs);
+    # http://{http_listen} when unset.
+    public_url: str | None = None
+    # From of the mail postern sends itself (activation codes, password resets);
+    # "postern <no-reply@{domain}>" when unset.
+    system_mail_from: str | None = None
+
+    # The user API (SimpleLogin): whether anyone may register an account there.
+    registration: bool = True
+    # Aliases a user without premium may have, as told to the apps (user_info).
+    max_alias_free_plan: int = Field(default=5, ge=0)
+    # Whether users without premium may create reverse aliases (contacts).
+    free_reverse_alias: bool = True
+    # "Sign in with Google / Facebook" of the apps: off unless configured.
+    google_client_id: str | None = None
+    facebook_app_id: str | None = None
+    facebook_app_secret: SecretStr | None = None
 
     default_quota: int = Field(default=1 << 30, ge=0)
     default_recipients: int = Field(default=2000, ge=0)
@@ -129,11 +160,19 @@ class Settings(BaseSettings):
     # Set by load_settings(); not an environment variable of its own.
     config_file: Path | None = Field(default=None, exclude=True)
 
-    @field_validator("http_listen", "smtp_listen", "lmtp_listen", "submission_listen")
+    @field_validator("http_listen", "smtp_listen", "lmtp_listen", "submission_listen", "pop3_listen", "imap_listen")
     @classmethod
     def _check_listen(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @field_validator("pop3s_listen", "imaps_listen")
+    @classmethod
+    def _check_optional_listen(cls, value: str | None) -> str | None:
+        if value is not None and value.strip():
+            parse_listen(value)
+            return value
+        return None
 
     @field_validator("mail_workers", mode="before")
     @classmethod
@@ -173,6 +212,14 @@ class Settings(BaseSettings):
         return parse_listen(self.http_listen)
 
     @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.http_address}").rstrip("/")
+
+    @property
+    def resolved_system_mail_from(self) -> str:
+        return self.system_mail_from or f"postern <no-reply@{self.domain}>"
+
+    @property
     def enabled_doors(self) -> set[str]:
         return set(split_doors(self.doors))
 
@@ -200,7 +247,7 @@ class Settings(BaseSettings):
         return self.blob_store or str((self.data_dir / "blobs").resolve())
 
 
-DOORS = {"http", "smtp", "lmtp", "submission", "queue", "gc"}
+DOORS = {"http", "smtp", "lmtp", "submission", "pop3", "imap", "queue", "gc"}
 
 
 def split_doors(value: str) -> list[str]:

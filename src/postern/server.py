@@ -5,18 +5,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import pickle
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import uvicorn
 
 from postern import __version__
 from postern.config import Settings, parse_listen
 from postern.delivery import queue_owner
-from postern.errors import DomainError
+from postern.accounts.authlog import AuthMeta
+from postern.accounts.service import ApplicationPasswordRequired
+from postern.errors import DomainError, RateLimited
 from postern.http.app import create_app
+from postern.mail_worker import WORKER_DOORS
+from postern.mailstore.pop3_view import Pop3View
+from postern.protocols.pop3.server import Pop3Server, authenticator
+from postern.protocols.imap.server import ImapServices
+from postern.protocols.imap.server import start_listener as start_imap_listener
 from postern.protocols.smtp.handlers import InboundHandler, SubmissionHandler
 from postern.protocols.smtp.server import start_listener
+from postern.protocols.smtp.workers import Dispatcher, WorkerLink, channel_pair
 from postern.runtime import Runtime
 from postern.tls import ensure_self_signed, server_context
 
@@ -53,14 +67,22 @@ async def _collect_garbage(runtime: Runtime, interval: float) -> None:
             expired, removed = await runtime.mailstore.collect_garbage()
             if expired or removed:
                 log.info("garbage collection: %d expired messages, %d blobs removed", expired, removed)
+            # Authentication log entries older than 30 days, ended rate-limit windows.
+            await runtime.authlog.expire()
+            await runtime.rate_limiter.sweep()
+            await runtime.registration.expire_codes()  # the user API's mailed codes
         except Exception:
             log.exception("garbage collection failed; retrying next round")
 
 
 def _smtp_authenticator(runtime: Runtime) -> Callable[[str, str, str], Awaitable[str | None]]:
     async def authenticate(login: str, password: str, ip: str) -> str | None:
+        # RateLimited and ApplicationPasswordRequired reach the session, which answers
+        # them in SMTP's own words (protocols/smtp/session.py, _check).
         try:
-            result = await runtime.accounts.authenticate(login, password, scope="smtp")
+            result = await runtime.accounts.authenticate(login, password, "smtp", AuthMeta(protocol="SMTP", ip=ip or None))
+        except (RateLimited, ApplicationPasswordRequired):
+            raise
         except DomainError:
             return None
         return result.user.id
@@ -68,16 +90,21 @@ def _smtp_authenticator(runtime: Runtime) -> Callable[[str, str, str], Awaitable
     return authenticate
 
 
-async def start_mail_doors(runtime: Runtime) -> dict[str, asyncio.Server]:
-    """Open the SMTP, LMTP and submission listeners this process is configured for."""
-    settings = runtime.settings
-    doors = settings.enabled_doors & {"smtp", "lmtp", "submission"}
-    if not doors:
-        return {}
+async def _tls_files(settings: Settings) -> tuple[os.PathLike[str], os.PathLike[str]]:
     cert, key = (settings.tls_cert, settings.tls_key)
     if cert is None or key is None:
         cert, key = await asyncio.to_thread(ensure_self_signed, settings.data_dir / "tls", settings.hostname)
-    tls = server_context(cert, key)
+    return cert, key
+
+
+async def start_mail_doors(runtime: Runtime, exclude: set[str] | frozenset[str] = frozenset()) -> dict[str, asyncio.Server]:
+    """Open the SMTP, LMTP and submission listeners this process is configured for
+    (but those in ``exclude``, which mail workers take)."""
+    settings = runtime.settings
+    doors = settings.enabled_doors & {"smtp", "lmtp", "submission"} - set(exclude)
+    if not doors:
+        return {}
+    tls = server_context(*await _tls_files(settings))
     listeners: dict[str, asyncio.Server] = {}
     try:
         for door, listen in (("smtp", settings.smtp_listen), ("lmtp", settings.lmtp_listen), ("submission", settings.submission_listen)):
@@ -107,8 +134,199 @@ async def start_mail_doors(runtime: Runtime) -> dict[str, asyncio.Server]:
     return listeners
 
 
+async def start_pop3_doors(runtime: Runtime, *, plaintext_on_loopback: bool = True) -> dict[str, asyncio.Server]:
+    """Open the POP3 listener (STLS offered) and, when POSTERN_POP3S_LISTEN is set, the
+    implicit-TLS one: {"pop3": ..., "pop3s": ...}."""
+    settings = runtime.settings
+    if "pop3" not in settings.enabled_doors:
+        return {}
+    server = Pop3Server(
+        Pop3View(runtime.mailstore),
+        authenticator(runtime.accounts),
+        runtime.bus,
+        tls_context=server_context(*await _tls_files(settings)),
+        timeout=settings.pop3_timeout,
+        connections_per_ip=settings.pop3_connections_per_ip,
+        plaintext_on_loopback=plaintext_on_loopback,
+    )
+    listeners: dict[str, asyncio.Server] = {}
+    try:
+        for door, listen in (("pop3", settings.pop3_listen), ("pop3s", settings.pop3s_listen)):
+            if listen:
+                address = parse_listen(listen)
+                listeners[door] = await server.listen(address.host, address.port, implicit_tls=door == "pop3s")
+    except BaseException:
+        for listener in listeners.values():
+            listener.close()
+        raise
+    return listeners
+
+
+async def start_imap_doors(runtime: Runtime) -> dict[str, asyncio.Server]:
+    """Open the IMAP listener (STARTTLS offered) and, when POSTERN_IMAPS_LISTEN is set,
+    the implicit-TLS one: {"imap": ..., "imaps": ...}."""
+    settings = runtime.settings
+    if "imap" not in settings.enabled_doors:
+        return {}
+    services = ImapServices(
+        runtime.mailstore,
+        runtime.accounts,
+        runtime.bus,
+        hostname=settings.hostname,
+        max_message_size=settings.max_message_size,
+        tls_context=server_context(*await _tls_files(settings)),
+        timeout=settings.imap_timeout,
+    )
+    listeners: dict[str, asyncio.Server] = {}
+    try:
+        for door, listen in (("imap", settings.imap_listen), ("imaps", settings.imaps_listen)):
+            if listen:
+                address = parse_listen(listen)
+                listeners[door] = await start_imap_listener(services, address.host, address.port, implicit_tls=door == "imaps")
+    except BaseException:
+        for listener in listeners.values():
+            listener.close()
+        raise
+    return listeners
+
+
 def bound_port(server: asyncio.Server) -> int:
     return int(server.sockets[0].getsockname()[1])
+
+
+# Mail workers ------------------------------------------------------------------------
+# With POSTERN_MAIL_WORKERS above 1, the MX and LMTP sessions run in worker processes
+# (see protocols/smtp/workers.py); this process keeps listening and deals the
+# connections out. Submission stays here, beside the outbound queue it feeds.
+
+WORKER_READY_TIMEOUT = 90.0
+WORKER_STOP_TIMEOUT = 15.0
+
+
+def _bind(door: str, listen: str) -> list[socket.socket]:
+    """Listening sockets for ``host:port``, as asyncio's create_server would open them."""
+    address = parse_listen(listen)
+    infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    try:
+        for family, type_, proto, _name, sockaddr in dict.fromkeys(infos):
+            sock = socket.socket(family, type_, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(sockaddr)
+            except OSError as error:
+                raise OSError(error.errno, f"error while attempting to bind on address {sockaddr!r}: {error.strerror}") from None
+            sock.listen(511)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+class MailWorkers:
+    """The worker processes of the MX and LMTP doors, and the listeners they serve."""
+
+    def __init__(self, settings: Settings, doors: list[str], count: int, publish: Callable[[list[Any]], None]):
+        self.settings = settings
+        self.publish = publish
+        self.doors = doors
+        self.count = count
+        self.sockets: dict[str, list[socket.socket]] = {}
+        self.dispatcher: Dispatcher | None = None
+        self._blob = b""
+        self._stopping = False
+        self._respawns: set[asyncio.Task[None]] = set()
+
+    def port(self, door: str) -> int:
+        return int(self.sockets[door][0].getsockname()[1])
+
+    async def start(self) -> None:
+        try:
+            for door in self.doors:
+                self.sockets[door] = _bind(door, getattr(self.settings, f"{door}_listen"))
+            cert, key = await _tls_files(self.settings)
+            # The workers get this process's settings as they are (environment, file,
+            # overrides), the certificate made here, and run no workers of their own.
+            self._blob = pickle.dumps(self.settings.model_copy(update={"tls_cert": cert, "tls_key": key, "mail_workers": "1"}))
+            listeners = [(door, sock) for door in self.doors for sock in self.sockets[door]]
+            self.dispatcher = Dispatcher(listeners, self.settings.smtp_connections_per_ip, self._lost, self.publish)
+            links = [self._spawn(number) for number in range(self.count)]
+            await asyncio.wait_for(asyncio.gather(*(link.ready for link in links)), WORKER_READY_TIMEOUT)
+        except BaseException:
+            await self.stop()
+            raise
+        self.dispatcher.start_accepting()
+
+    def _spawn(self, number: int) -> WorkerLink:
+        assert self.dispatcher is not None
+        parent, child = channel_pair()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-c", "from postern.mail_worker import main; main()", str(child.fileno()), str(os.getpid())],
+                pass_fds=(child.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        parent.send(self._blob)
+        link = WorkerLink(number, parent, asyncio.get_running_loop().create_future(), process)
+        link.ready.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved here, raised by start()
+        self.dispatcher.add_worker(link)
+        return link
+
+    def _lost(self, link: WorkerLink) -> None:
+        if self._stopping:
+            return
+        code = link.process.poll() if link.process is not None else None
+        log.error("mail worker %d (pid %s) exited (%s); starting another", link.number, getattr(link.process, "pid", "?"), code)
+        task = asyncio.get_running_loop().create_task(self._respawn(link))
+        self._respawns.add(task)
+        task.add_done_callback(self._respawns.discard)
+
+    async def _respawn(self, link: WorkerLink) -> None:
+        if link.process is not None:
+            await asyncio.to_thread(link.process.wait)
+        await asyncio.sleep(1.0)
+        if not self._stopping and self.dispatcher is not None:
+            self.dispatcher.workers.remove(link)
+            self._spawn(link.number)
+
+    async def stop(self) -> None:
+        """Stop listening, ask every worker to finish, and wait for them (killing any
+        that does not end in time)."""
+        self._stopping = True
+        for task in self._respawns:
+            task.cancel()
+        dispatcher = self.dispatcher
+        if dispatcher is None:
+            for sockets in self.sockets.values():
+                for sock in sockets:
+                    sock.close()
+            return
+        dispatcher.stop_accepting()
+        dispatcher.stop_workers()
+        processes = [w.process for w in dispatcher.workers if w.process is not None]
+
+        def wait_all() -> None:
+            for process in processes:
+                try:
+                    process.wait(timeout=WORKER_STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+        await asyncio.to_thread(wait_all)
+        dispatcher.close()
+
+
 
 
 async def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
@@ -134,12 +352,36 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     mail_servers: list[asyncio.Server] = []
     http: _HttpServer | None = None
     owner: queue_owner.QueueOwner | None = None
+    workers: MailWorkers | None = None
     try:
-        listeners = await start_mail_doors(runtime)
+        worker_count = settings.resolved_mail_workers
+        worker_doors = [d for d in WORKER_DOORS if d in doors] if worker_count > 1 else []
+        if worker_doors:
+            workers = MailWorkers(settings, worker_doors, worker_count, runtime.bus.publish)
+            await workers.start()
+        listeners = await start_mail_doors(runtime, exclude=set(worker_doors))
         mail_servers = list(listeners.values())
         labels = {"smtp": "SMTP (MX):     ", "lmtp": "LMTP:          ", "submission": "submission:    "}
-        for door, server in listeners.items():
-            announce(f"  {labels[door]} {parse_listen(getattr(settings, door + '_listen')).host}:{bound_port(server)}")
+        for door in ("smtp", "lmtp", "submission"):
+            if door in listeners:
+                port = bound_port(listeners[door])
+            elif workers is not None and door in worker_doors:
+                port = workers.port(door)
+            else:
+                continue
+            announce(f"  {labels[door]} {parse_listen(getattr(settings, door + '_listen')).host}:{port}")
+        if workers is not None:
+            announce(f"  mail workers:   {worker_count} processes for {' and '.join(d.upper() for d in worker_doors)}")
+        pop3_listeners = await start_pop3_doors(runtime)
+        mail_servers.extend(pop3_listeners.values())
+        for door, label in (("pop3", "POP3:          "), ("pop3s", "POP3 (TLS):    ")):
+            if door in pop3_listeners:
+                announce(f"  {label} {parse_listen(getattr(settings, door + '_listen')).host}:{bound_port(pop3_listeners[door])}")
+        imap_listeners = await start_imap_doors(runtime)
+        mail_servers.extend(imap_listeners.values())
+        for door, label in (("imap", "IMAP:          "), ("imaps", "IMAP (TLS):    ")):
+            if door in imap_listeners:
+                announce(f"  {label} {parse_listen(getattr(settings, door + '_listen')).host}:{bound_port(imap_listeners[door])}")
         if "http" in doors:
             address = settings.http_address
             http = _HttpServer(
@@ -183,6 +425,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     finally:
         for server in mail_servers:
             server.close()
+        if workers is not None:
+            await workers.stop()
         if http is not None:
             http.should_exit = True
         for task in tasks:
