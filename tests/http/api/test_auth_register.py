@@ -13,8 +13,10 @@ import pytest
 from sqlalchemy import select
 
 from postern.accounts import registration as registration_module
+from postern.accounts.authlog import AuthMeta
 from postern.accounts.rate_limit import Policy
 from postern.delivery.router import RecipientRefused
+from postern.errors import Forbidden
 from postern.runtime import Runtime
 from postern.storage.schema import account_codes, mailboxes, users
 from tests.helpers import create_user, folder_id
@@ -269,3 +271,21 @@ async def test_registration_can_be_closed(api: httpx.AsyncClient, runtime: Runti
     runtime.settings.registration = False
     response = await api.post("/api/auth/register", json={"email": "max@example.org", "password": PASSWORD})
     assert (response.status_code, response.json()) == (403, {"error": "Registration is closed on this server"})
+
+
+async def test_an_account_not_yet_activated_opens_no_door(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox) -> None:
+    """Until the mailed code confirms the email, the password opens neither the admin
+    API's /authenticate (which IMAP, POP3 and SMTP AUTH share) nor the user API."""
+    await register(api, "gina@example.org")
+    with pytest.raises(Forbidden) as refused:
+        await runtime.accounts.authenticate("gina@example.org", PASSWORD, "imap", AuthMeta(protocol="IMAP"))
+    assert refused.value.code == "UserNotActivated"
+    await register_active_after(api, outbox, "gina@example.org")
+    result = await runtime.accounts.authenticate("gina@example.org", PASSWORD, "imap", AuthMeta(protocol="IMAP"))
+    assert result.user.email == "gina@example.org"
+
+
+async def register_active_after(api: httpx.AsyncClient, outbox: Outbox, email: str) -> None:
+    code = (await outbox.last_to(email)).code
+    response = await api.post("/api/auth/activate", json={"email": email, "code": code})
+    assert response.status_code == 200, response.text
