@@ -12,40 +12,18 @@ the test's temporary folder."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import re
-import shutil
 from pathlib import Path
-
-import pytest
 
 from tests.helpers import make_message
 from tests.protocols.imap.conftest import PASSWORD, ImapDoor
+from tests.real_clients import fetchmail_without_keeping, require_client, run_client
 
 COUNT = 300
 RUN_TIMEOUT = 120
 _UID = re.compile(r",U=(\d+)")
-
-
-def _require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not installed (CI installs it with apt)")
-        pytest.skip(f"{tool} is not installed")
-    return path
-
-
-async def _run(*command: str, env: dict[str, str], ok: tuple[int, ...] = (0,)) -> str:
-    process = await asyncio.create_subprocess_exec(
-        *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT)
-    text = output.decode("utf-8", "replace")
-    assert process.returncode in ok, f"{command[0]} failed ({process.returncode}):\n{text}"
-    return text
 
 
 def _messages(count: int, seed: int) -> list[bytes]:
@@ -102,7 +80,7 @@ async def _server_messages(imap: ImapDoor, user_id: str) -> dict[int, tuple[str,
 
 
 async def test_mbsync_syncs_both_ways(imap: ImapDoor, alice: str, tmp_path: Path) -> None:
-    mbsync = _require("mbsync")
+    mbsync = require_client("mbsync")
     messages = _messages(COUNT, 1)
     for index, raw in enumerate(messages):
         # A few arrive flagged on the server already.
@@ -142,7 +120,7 @@ async def test_mbsync_syncs_both_ways(imap: ImapDoor, alice: str, tmp_path: Path
     env = {**os.environ, "HOME": str(home)}
 
     async def sync() -> str:
-        return await _run(mbsync, "-c", str(config), "-V", "inbox", env=env)
+        return await run_client(mbsync, "-c", str(config), "-V", "inbox", env=env, timeout=RUN_TIMEOUT)
 
     # 1. Down: every message, intact, with the server's flags in the file names.
     output = await sync()
@@ -219,34 +197,12 @@ async def test_mbsync_syncs_both_ways(imap: ImapDoor, alice: str, tmp_path: Path
 
 
 async def test_fetchmail_over_imap_fetches_and_deletes(imap: ImapDoor, alice: str, tmp_path: Path) -> None:
-    fetchmail = _require("fetchmail")
     messages = _messages(60, 3)
     for raw in messages:
         await imap.deliver(alice, raw)
 
-    home = tmp_path / "fetchmail"
-    home.mkdir()
-    inbox = tmp_path / "fetched"
-    inbox.mkdir()
-    deliver = home / "deliver.sh"
-    deliver.write_text(f'#!/bin/sh\nexec cat > "$(mktemp -p {inbox} msg.XXXXXXXX)"\n', encoding="utf-8")
-    deliver.chmod(0o700)
-    fetchmailrc = home / "fetchmailrc"
-    fetchmailrc.write_text(
-        "set no bouncemail\n"
-        f"poll 127.0.0.1 with proto IMAP port {imap.port} auth password\n"
-        f'    user "alice" there with password "{PASSWORD}" is "{os.environ.get("USER", "root")}" here\n'
-        f'    no keep fetchall no rewrite sslproto "tls1.2+" no sslcertck mda "{deliver}"\n',
-        encoding="utf-8",
-    )
-    fetchmailrc.chmod(0o600)
-    env = {**os.environ, "HOME": str(home), "FETCHMAILHOME": str(home)}
-    # fetchmail exits 0 when it fetched mail, 1 when there was none.
-    output = await _run(
-        fetchmail, "--nodetach", "--nosyslog", "-v", "-f", str(fetchmailrc), "-i", str(home / "fetchids"), env=env, ok=(0, 1)
-    )
+    output, received = await fetchmail_without_keeping(tmp_path, proto="IMAP", port=imap.port, password=PASSWORD, timeout=RUN_TIMEOUT)
     assert "STARTTLS" in output  # fetchmail upgraded the connection (certificate not checked)
-    received = [path.read_bytes() for path in sorted(inbox.iterdir())]
     assert len(received) == len(messages), output
     by_id = {_message_id(raw): raw.replace(b"\r\n", b"\n") for raw in messages}
     assert sorted(_message_id(r) for r in received) == sorted(by_id)

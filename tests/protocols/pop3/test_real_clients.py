@@ -7,28 +7,14 @@ skips."""
 
 from __future__ import annotations
 
-import asyncio
-import os
 import random
-import shutil
 from pathlib import Path
-
-import pytest
 
 from tests.helpers import make_message
 from tests.protocols.pop3.conftest import PASSWORD, Pop3
+from tests.real_clients import fetchmail_without_keeping, require_client, run_client
 
 COUNT = 200
-RUN_TIMEOUT = 300
-
-
-def _require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{tool} is not installed (CI installs it with apt)")
-        pytest.skip(f"{tool} is not installed")
-    return path
 
 
 def _messages() -> list[bytes]:
@@ -79,17 +65,6 @@ def _check_arrived(expected: list[bytes], received: list[bytes]) -> None:
         assert copy.endswith(by_id[message_id]), message_id
 
 
-async def _run(*command: str, env: dict[str, str] | None = None) -> str:
-    process = await asyncio.create_subprocess_exec(
-        *command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT)
-    text = output.decode("utf-8", "replace")
-    # fetchmail exits 0 when it fetched mail, 1 when there was none.
-    assert process.returncode in (0, 1), f"{command[0]} failed ({process.returncode}):\n{text}"
-    return text
-
-
 async def _seed(pop3: Pop3) -> list[bytes]:
     messages = _messages()
     inbox = await pop3.inbox_id()
@@ -99,8 +74,8 @@ async def _seed(pop3: Pop3) -> list[bytes]:
 
 
 async def test_getmail_keeps_then_fetchmail_deletes(pop3: Pop3, tmp_path: Path) -> None:
-    getmail = _require("getmail")
-    fetchmail = _require("fetchmail")
+    getmail = require_client("getmail")
+    require_client("fetchmail")
     messages = await _seed(pop3)
 
     # getmail6, keeping the messages on the server (delete = false), into a Maildir
@@ -137,7 +112,7 @@ async def test_getmail_keeps_then_fetchmail_deletes(pop3: Pop3, tmp_path: Path) 
         "received = false\n",
         encoding="utf-8",
     )
-    output = await _run(getmail, "--getmaildir", str(getmail_dir), "--rcfile", str(rc))
+    output = await run_client(getmail, "--getmaildir", str(getmail_dir), "--rcfile", str(rc), ok=(0, 1))
     received = [path.read_bytes() for path in sorted((maildir / "new").iterdir())]
     assert len(received) == COUNT, output
     _check_arrived(messages, received)
@@ -145,30 +120,12 @@ async def test_getmail_keeps_then_fetchmail_deletes(pop3: Pop3, tmp_path: Path) 
     assert await pop3.count("Trash") == 0
 
     # Run again: getmail remembers the UIDLs and fetches nothing new.
-    await _run(getmail, "--getmaildir", str(getmail_dir), "--rcfile", str(rc))
+    await run_client(getmail, "--getmaildir", str(getmail_dir), "--rcfile", str(rc), ok=(0, 1))
     assert len(list((maildir / "new").iterdir())) == COUNT
 
     # fetchmail over STLS, not keeping them (the server moves them to Trash), through
     # an MDA into a folder.
-    home = tmp_path / "fetchmail"
-    home.mkdir()
-    inbox = tmp_path / "fetched"
-    inbox.mkdir()
-    deliver = home / "deliver.sh"
-    deliver.write_text(f'#!/bin/sh\nexec cat > "$(mktemp -p {inbox} msg.XXXXXXXX)"\n', encoding="utf-8")
-    deliver.chmod(0o700)
-    fetchmailrc = home / "fetchmailrc"
-    fetchmailrc.write_text(
-        "set no bouncemail\n"
-        f"poll 127.0.0.1 with proto POP3 port {pop3.port} auth password\n"
-        f'    user "alice" there with password "{PASSWORD}" is "{os.environ.get("USER", "root")}" here\n'
-        f'    no keep fetchall no rewrite sslproto "tls1.2+" no sslcertck mda "{deliver}"\n',
-        encoding="utf-8",
-    )
-    fetchmailrc.chmod(0o600)
-    env = {**os.environ, "HOME": str(home), "FETCHMAILHOME": str(home)}
-    output = await _run(fetchmail, "--nodetach", "--nosyslog", "-v", "-f", str(fetchmailrc), "-i", str(home / "fetchids"), env=env)
-    received = [path.read_bytes() for path in sorted(inbox.iterdir())]
+    output, received = await fetchmail_without_keeping(tmp_path, proto="POP3", port=pop3.port, password=PASSWORD)
     assert len(received) == COUNT, output
     assert "STLS" in output  # fetchmail upgraded the connection (certificate not checked)
     _check_arrived(messages, received)
