@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -138,6 +139,20 @@ class Settings(BaseSettings):
     max_alias_free_plan: int = Field(default=5, ge=0)
     # Whether users without premium may create reverse aliases (contacts).
     free_reverse_alias: bool = True
+    # The operator's domains on which users make aliases (comma-separated in the
+    # environment); empty: the mail `domain`. Premium domains are offered to premium
+    # users only. Every one of them must have its MX pointing here.
+    alias_domains: Annotated[list[str], NoDecode] = []
+    premium_alias_domains: Annotated[list[str], NoDecode] = []
+    # The domain of reverse aliases and of the bounce (VERP) addresses of forwarded
+    # mail; the first alias domain when unset.
+    reverse_alias_domain: str | None = None
+    # Bounces within 7 days after which an alias is disabled (and its user told).
+    alias_bounces_to_disable: int = Field(default=5, ge=1)
+    # App store receipts (POST /api/apple/process_payment) are checked only with the
+    # app's shared secret; the phone endpoints need an SMS provider. Unset: a clear error.
+    apple_shared_secret: SecretStr | None = None
+    sms_provider_url: str | None = None
     # "Sign in with Google / Facebook" of the apps: off unless configured.
     google_client_id: str | None = None
     facebook_app_id: str | None = None
@@ -165,6 +180,12 @@ class Settings(BaseSettings):
     def _check_listen(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @field_validator("alias_domains", "premium_alias_domains", mode="before")
+    @classmethod
+    def _split_domains(cls, value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        return [str(item).strip().lower().rstrip(".") for item in items if str(item).strip()]
 
     @field_validator("pop3s_listen", "imaps_listen")
     @classmethod
@@ -214,6 +235,16 @@ class Settings(BaseSettings):
     @property
     def resolved_public_url(self) -> str:
         return (self.public_url or f"http://{self.http_address}").rstrip("/")
+
+    @property
+    def resolved_alias_domains(self) -> list[str]:
+        """Every operator alias domain, the free ones first."""
+        free = self.alias_domains or ([] if self.premium_alias_domains else [self.domain])
+        return free + [d for d in self.premium_alias_domains if d not in free]
+
+    @property
+    def resolved_reverse_alias_domain(self) -> str:
+        return self.reverse_alias_domain or self.resolved_alias_domains[0]
 
     @property
     def resolved_system_mail_from(self) -> str:

@@ -16,6 +16,7 @@ from postern.accounts.registration import Registration
 from postern.accounts.social_login import verifiers_from
 from postern.accounts.user_login import UserLogin
 from postern.accounts.user_profile import UserProfiles
+from postern.aliases.notifications import Notifications
 from postern.config import Settings, parse_listen
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import DnsPythonResolver, Resolver
@@ -72,6 +73,8 @@ class Runtime:
     registration: Registration = field(init=False)
     user_login: UserLogin = field(init=False)
     profiles: UserProfiles = field(init=False)
+    # Email aliases.
+    notifications: Notifications = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -92,6 +95,7 @@ class Runtime:
             **common,
         )
         self.profiles = UserProfiles(settings=settings, accounts=self.accounts, api_keys=self.api_keys, **common)
+        self.notifications = Notifications(self.db)
 
     @classmethod
     def build(cls, settings: Settings, passwords: Passwords | None = None, resolver: Resolver | None = None) -> Runtime:

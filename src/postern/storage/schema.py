@@ -69,6 +69,12 @@ users = Table(
     Column("email", Text),
     Column("email_key", Text, unique=True),  # normalised, for logins by email
     Column("premium", Boolean, nullable=False, server_default=text("false")),
+    # The user API's settings (GET/PATCH /api/setting).
+    Column("alias_generator", String(8), nullable=False, server_default="word"),  # word | uuid
+    Column("random_alias_suffix", String(16), nullable=False, server_default="word"),  # word | random_string
+    Column("sender_format", String(16), nullable=False, server_default="AT"),  # AT, A, NAME_ONLY, AT_ONLY, NO_NAME
+    Column("random_alias_default_domain", Text),  # NULL: the first alias domain
+    Column("notification_emails", Boolean, nullable=False, server_default=text("true")),
     Column("created_ms", BigInteger, nullable=False),
     CheckConstraint("storage_used >= 0", name="storage_used_positive"),
 )
@@ -323,7 +329,8 @@ account_codes = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
-    Column("purpose", String(32), nullable=False),  # activate, reset_password
+    Column("purpose", String(32), nullable=False),  # activate, reset_password, verify_mailbox
+    Column("target", Text),  # what the code proves, e.g. the id of the mailbox it verifies
     Column("code_digest", String(64), nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
     Column("created_ms", BigInteger, nullable=False),
@@ -366,7 +373,147 @@ mailboxes = Table(
     Column("email_key", Text, nullable=False),
     Column("verified", Boolean, nullable=False, server_default=text("false")),
     Column("is_default", Boolean, nullable=False, server_default=text("false")),
+    # An email change waits here until the new address is verified.
+    Column("pending_email", Text),
+    Column("pending_email_key", Text),
+    # Replies by MX from this mailbox must pass SPF or DKIM, not merely not fail.
+    Column("require_reply_authentication", Boolean, nullable=False, server_default=text("false")),
     Column("created_ms", BigInteger, nullable=False),
     Index(None, "user_id", "email_key", unique=True),
     Index("uq_mailboxes_one_default", "user_id", unique=True, sqlite_where=text("is_default"), postgresql_where=text("is_default")),
+)
+
+
+# Email aliases ---------------------------------------------------------------------------
+# Ids are integers: the user API's typed clients decode them as such.
+
+# Users' own domains for aliases; the operator's alias domains are configuration.
+custom_domains = Table(
+    "custom_domains",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("domain", String(253), nullable=False, unique=True),  # ASCII (A-label) form
+    Column("name", Text),  # the display name given to its aliases' mail
+    Column("ownership_token", String(64), nullable=False),  # published as a TXT record
+    Column("verified", Boolean, nullable=False, server_default=text("false")),  # ownership proven
+    Column("mx_ok", Boolean, nullable=False, server_default=text("false")),
+    Column("spf_ok", Boolean, nullable=False, server_default=text("false")),
+    Column("dkim_ok", Boolean, nullable=False, server_default=text("false")),
+    Column("dmarc_ok", Boolean, nullable=False, server_default=text("false")),
+    Column("check_report", Text, nullable=False, server_default="{}"),  # JSON: the last DNS check
+    Column("checked_ms", BigInteger),
+    Column("catch_all", Boolean, nullable=False, server_default=text("false")),
+    Column("random_prefix_generation", Boolean, nullable=False, server_default=text("false")),
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "user_id"),
+)
+
+custom_domain_mailboxes = Table(
+    "custom_domain_mailboxes",
+    metadata,
+    Column("domain_id", Integer, ForeignKey("custom_domains.id", ondelete="CASCADE"), primary_key=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Index(None, "mailbox_id"),
+)
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("email", Text, nullable=False),  # as displayed (Unicode domain)
+    Column("email_key", Text, nullable=False, unique=True),  # normalised
+    Column("custom_domain_id", Integer, ForeignKey("custom_domains.id", ondelete="CASCADE")),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id"), nullable=False),  # the first of its mailboxes
+    Column("name", Text),
+    Column("note", Text),
+    Column("hostname", Text),  # the website it was made for (recommendations)
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("pinned", Boolean, nullable=False, server_default=text("false")),
+    Column("disable_pgp", Boolean, nullable=False, server_default=text("false")),
+    Column("nb_forward", Integer, nullable=False, server_default=text("0")),
+    Column("nb_block", Integer, nullable=False, server_default=text("0")),
+    Column("nb_reply", Integer, nullable=False, server_default=text("0")),
+    Column("nb_bounce", Integer, nullable=False, server_default=text("0")),
+    # The listing's order (pinned first, then latest activity): creation counts as one.
+    Column("latest_activity_ms", BigInteger, nullable=False),
+    Column("latest_activity_action", String(8)),  # forward, reply, block, bounced; NULL: none yet
+    Column("latest_contact_id", Integer),
+    Column("created_ms", BigInteger, nullable=False),
+    # Covers the listing: a deep page skips index entries only.
+    Index(None, "user_id", "pinned", "latest_activity_ms", "id"),
+    Index(None, "user_id", "hostname"),
+    Index(None, "custom_domain_id"),
+    Index(None, "mailbox_id"),
+)
+
+alias_mailboxes = Table(
+    "alias_mailboxes",
+    metadata,
+    Column("alias_id", Integer, ForeignKey("aliases.id", ondelete="CASCADE"), primary_key=True),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Index(None, "mailbox_id"),
+)
+
+# Addresses of deleted aliases: never created again, by anyone.
+deleted_aliases = Table(
+    "deleted_aliases",
+    metadata,
+    Column("email_key", Text, primary_key=True),
+    Column("email", Text, nullable=False),
+    Column("user_id", ID),  # no foreign key: the address stays reserved after the user goes
+    Column("custom_domain_id", Integer),  # the custom domain's trash
+    Column("deleted_ms", BigInteger, nullable=False),
+    Index(None, "custom_domain_id", "deleted_ms"),
+)
+
+# Who wrote to an alias (or was written to from it), with the reverse alias that maps
+# a mailbox's reply back to them.
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("alias_id", Integer, ForeignKey("aliases.id", ondelete="CASCADE"), nullable=False),
+    Column("email", Text, nullable=False),
+    Column("email_key", Text, nullable=False),
+    Column("name", Text),
+    Column("reverse_alias", Text, nullable=False),  # the address, as displayed
+    Column("reverse_alias_key", Text, nullable=False, unique=True),
+    Column("block_forward", Boolean, nullable=False, server_default=text("false")),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("last_email_sent_ms", BigInteger),  # the last reply to them
+    Index(None, "alias_id", "email_key", unique=True),
+    Index(None, "user_id"),
+)
+
+# What happened on an alias: forward, reply, block, bounced.
+alias_activities = Table(
+    "alias_activities",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("alias_id", Integer, ForeignKey("aliases.id", ondelete="CASCADE"), nullable=False),
+    Column("contact_id", Integer, ForeignKey("contacts.id", ondelete="SET NULL")),
+    Column("mailbox_id", Integer, ForeignKey("mailboxes.id", ondelete="SET NULL")),
+    Column("action", String(8), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "alias_id", "created_ms"),
+    Index(None, "user_id", "action"),
+)
+
+# What the user must hear about: an alias disabled after bounces, a refused reply, ...
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("message", Text, nullable=False),  # HTML, escaped where it quotes anything
+    Column("read", Boolean, nullable=False, server_default=text("false")),
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "id"),
 )

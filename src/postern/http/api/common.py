@@ -4,6 +4,7 @@ client may show as is), the API key check, request metadata and answer models.""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -198,3 +199,27 @@ class Message(BaseModel):
 
 class Ok(BaseModel):
     ok: bool
+
+
+# Wire formats -------------------------------------------------------------------------
+
+
+def api_date(ms: int | None) -> str | None:
+    """A time as the user API writes dates: ``2020-04-06 17:57:14+00:00``."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms // 1000, UTC).isoformat(sep=" ")
+
+
+def api_timestamp(ms: int | None) -> int | None:
+    """A time as the user API's ``*_timestamp`` fields: whole seconds."""
+    return None if ms is None else ms // 1000
+
+
+def page_id_of(value: str | None, field: str = "page_id") -> int:
+    """A required page number (from 0) in the query."""
+    if value is None or value == "":
+        raise ApiError(400, f"{field} must be provided in request query")
+    if not value.isdigit() or len(value) > 9:
+        raise ApiError(400, f"{field} must be a number from 0")
+    return int(value)

@@ -1,0 +1,49 @@
+"""Contacts of aliases and their reverse aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from postern.storage.dialect import insert_for
+from postern.storage.schema import contacts
+
+
+async def get(conn: AsyncConnection, user_id: str, contact_id: int) -> Row | None:
+    stmt = select(contacts).where(contacts.c.id == contact_id, contacts.c.user_id == user_id)
+    return (await conn.execute(stmt)).first()
+
+
+async def by_alias_and_email(conn: AsyncConnection, alias_id: int, email_key: str) -> Row | None:
+    stmt = select(contacts).where(contacts.c.alias_id == alias_id, contacts.c.email_key == email_key)
+    return (await conn.execute(stmt)).first()
+
+
+async def by_reverse_alias(conn: AsyncConnection, reverse_alias_key: str) -> Row | None:
+    stmt = select(contacts).where(contacts.c.reverse_alias_key == reverse_alias_key)
+    return (await conn.execute(stmt)).first()
+
+
+async def insert_if_absent(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """Insert unless the alias has this contact already (a concurrent delivery may
+    have made it); True when this call inserted it."""
+    stmt = insert_for(conn, contacts).values(**values).on_conflict_do_nothing(index_elements=["alias_id", "email_key"])
+    return (await conn.execute(stmt)).rowcount > 0
+
+
+async def page_of_alias(conn: AsyncConnection, alias_id: int, offset: int, limit: int) -> Sequence[Row]:
+    stmt = select(contacts).where(contacts.c.alias_id == alias_id).order_by(contacts.c.id.desc()).offset(offset).limit(limit)
+    return (await conn.execute(stmt)).all()
+
+
+async def set_fields(conn: AsyncConnection, contact_id: int, **values: Any) -> None:
+    await conn.execute(update(contacts).where(contacts.c.id == contact_id).values(**values))
+
+
+async def remove(conn: AsyncConnection, user_id: str, contact_id: int) -> bool:
+    stmt = delete(contacts).where(contacts.c.id == contact_id, contacts.c.user_id == user_id)
+    return (await conn.execute(stmt)).rowcount > 0
