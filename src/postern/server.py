@@ -176,6 +176,7 @@ async def start_imap_doors(runtime: Runtime) -> dict[str, asyncio.Server]:
         max_message_size=settings.max_message_size,
         tls_context=server_context(*await _tls_files(settings)),
         timeout=settings.imap_timeout,
+        appender=runtime.committer.append,
     )
     listeners: dict[str, asyncio.Server] = {}
     try:

@@ -50,9 +50,10 @@ class AuthLog:
         self.db = db
 
     async def record(self, user_id: str, action: str, result: str, meta: AuthMeta = NO_META, **data: Any) -> None:
-        """Record an entry in its own transaction."""
-        async with self.db.write() as conn:
-            await store.insert_entry(conn, entry_values(user_id, action, result, meta, data))
+        """Record an entry, committed with the concurrent ones (``Database.write_shared``):
+        never call it inside a write transaction."""
+        values = entry_values(user_id, action, result, meta, data)
+        await self.db.write_shared(lambda conn: store.insert_entry(conn, values))
 
     @staticmethod
     async def record_in(conn: Any, user_id: str, action: str, result: str, meta: AuthMeta = NO_META, **data: Any) -> None:

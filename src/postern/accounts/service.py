@@ -74,6 +74,8 @@ class NewUser:
     # and whether the account is usable yet (the user API's registrations start inactive).
     email: str | None = None
     activated: bool = True
+    # The user API's premium plan, granted by the operator.
+    premium: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +158,7 @@ class Accounts:
             "email": email.display if email else None,
             "email_key": email.key if email else None,
             "activated": new.activated,
+            "premium": new.premium,
             "created_ms": created,
         }
         try:
@@ -209,7 +212,7 @@ class Accounts:
         self, user_id: str, changes: dict[str, Any], existing_password: str | None = None, meta: AuthMeta = NO_META
     ) -> None:
         values: dict[str, Any] = {}
-        for key in ("name", "language", "pub_key", "encrypt_messages", "encrypt_forwarded", "disabled"):
+        for key in ("name", "language", "pub_key", "encrypt_messages", "encrypt_forwarded", "disabled", "premium"):
             if key in changes:
                 values[key] = changes[key]
         if "quota" in changes:
@@ -340,10 +343,14 @@ class Accounts:
         if failures:
             await self.limiter.succeeded("login", account=login)
         require_2fa = ["totp"] if totp and scope == "master" and asp is None else []
-        async with self.db.write() as conn:
+
+        async def record_success(conn: Any) -> None:
             if asp is not None:
                 await asp_store.mark_used(conn, asp.id, now_ms())
             await self.authlog.record_in(conn, user.id, "authentication", "success", meta, scope=scope, asp=asp.id if asp else None)
+
+        # Shared with concurrent logins: a burst of logins costs a few commits.
+        await self.db.write_shared(record_success)
         return Authenticated(user, scope, require_2fa, bool(user.require_password_change), asp.id if asp else None)
 
     async def _login_state(self, login: str, password: str) -> tuple[Row | None, Row | None, bool]:

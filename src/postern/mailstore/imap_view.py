@@ -214,8 +214,9 @@ class ImapView:
                 wanted.setdefault(canonical, None)
         system = {f for f in wanted if f.startswith("\\")}
         keywords = [f for f in wanted if not f.startswith("\\")]
-        events: list[Event] = []
-        async with self.db.write() as conn:
+
+        async def store(conn: Any) -> tuple[int | None, dict[int, ImapMessage], list[int], list[Event]]:
+            events: list[Event] = []
             await self.store._folder(conn, user_id, folder_id)
             await user_store.lock_user(conn, user_id)
             rows = await imap_store.message_meta(conn, folder_id, uids)
@@ -257,6 +258,10 @@ class ImapView:
                     m = result[item["uid"]]
                     result[item["uid"]] = ImapMessage(m.uid, modseq, m.size, m.internal_ms, m.flags, m.blob_key, m.prefix)
                 events.append(MessagesChanged(user_id, folder_id, tuple(sorted(u["uid"] for u in updates)), modseq))
+            return modseq, result, modified, events
+
+        # Shared with concurrent sessions' flag changes: one commit for a burst.
+        modseq, result, modified, events = await self.db.write_shared(store)
         self.store.bus.publish(events)
         return StoreOutcome(modseq, [result[u] for u in sorted(result)], modified)
 

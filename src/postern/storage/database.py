@@ -20,15 +20,19 @@ import fcntl
 import os
 import sqlite3
 import types
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
+
+from postern.storage.shared_writes import SharedWrites
+
+T = TypeVar("T")
 
 
 
@@ -204,6 +208,7 @@ class Database:
         self._lock_path: str | None = None
         self._lock_fd: int | None = None
         self._turn_owner: asyncio.Task[Any] | None = None
+        self._shared_writes: SharedWrites | None = None
         self._reader: sqlite3.Connection | None = None
         if self.is_sqlite:
             database = self.url.database or ""
@@ -279,6 +284,19 @@ class Database:
                 conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
                 async with conn.begin():
                     yield conn
+
+    async def write_shared(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` in a write transaction shared with concurrent callers (one
+        commit for all; see ``shared_writes``): for small writes that many sessions
+        make at once, such as an authentication-log row. On PostgreSQL each runs in
+        its own transaction: its writers do not take turns, and one transaction
+        holding several users' row locks could deadlock with another process's."""
+        if self._write_lock is None:
+            async with self.write() as conn:
+                return await work(conn)
+        if self._shared_writes is None:
+            self._shared_writes = SharedWrites(self)
+        return await self._shared_writes.run(work)
 
     @asynccontextmanager
     async def writer_turn(self) -> AsyncIterator[None]:

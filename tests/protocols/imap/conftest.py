@@ -134,6 +134,7 @@ async def imap(runtime: Runtime, tmp_path: Path) -> AsyncIterator[ImapDoor]:
         hostname="mx.example.com",
         max_message_size=runtime.settings.max_message_size,
         tls_context=server_context(cert, key),
+        appender=runtime.committer.append,
     )
     server = await start_listener(services, "127.0.0.1", 0)
     tls_server = await start_listener(services, "127.0.0.1", 0, implicit_tls=True)

@@ -15,14 +15,15 @@ import ipaddress
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from postern.accounts.service import Accounts
+from postern.errors import DomainError
 from postern.events import EventBus
 from postern.mailstore.imap_view import ImapView
-from postern.mailstore.service import MailStore
+from postern.mailstore.service import AppendRequest, AppendResult, MailStore
 
 from . import encode as enc
 from .dispatch import dispatch
@@ -52,6 +53,9 @@ class ImapServices:
     timeout: float = DEFAULT_TIMEOUT
     preauth_timeout: float = PREAUTH_TIMEOUT
     max_line_length: int = 64 * 1024
+    # How APPEND stores: the process's group committer, so that concurrent APPENDs
+    # (and deliveries) share a commit; the mailstore's own transaction without one.
+    appender: Callable[[Sequence[AppendRequest]], Awaitable[list[AppendResult | DomainError]]] | None = None
     view: ImapView = field(init=False)
     # The highest UID per folder some read-write session has seen (\Recent).
     _recent_marks: dict[str, int] = field(default_factory=dict, init=False)
@@ -61,6 +65,8 @@ class ImapServices:
 
     def __post_init__(self) -> None:
         self.view = ImapView(self.mailstore)
+        if self.appender is None:
+            self.appender = self.mailstore.append_many
 
     async def uids_after(self, folder_id: str, uid: int, at_least: int = 0) -> list[int]:
         """The folder's UIDs above ``uid``, ascending, covering at least ``at_least``.

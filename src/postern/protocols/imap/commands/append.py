@@ -30,7 +30,8 @@ async def handle(session: Session, command: c.Append) -> Done:
         if len(raw) > session.services.max_message_size:
             raise no("Message is too large", "TOOBIG")
         requests.append(AppendRequest(user_id, folder.id, raw, flags, internal_ms, event={"source": "IMAP", "origin": session.peer, "transtype": "APPEND"}))
-    results = await mailstore.append_many(requests)
+    assert session.services.appender is not None
+    results = await session.services.appender(requests)
     stored = [r for r in results if not isinstance(r, DomainError)]
     failed = [r for r in results if isinstance(r, DomainError)]
     if failed:

@@ -1,0 +1,77 @@
+"""Database.write_shared: concurrent small writes share one transaction; each piece
+succeeds or fails on its own, and nobody hears "written" before the commit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from postern.runtime import Runtime
+from postern.storage.schema import server_state
+
+
+def put(key: str, value: str) -> Any:
+    async def work(conn: Any) -> str:
+        await conn.execute(server_state.insert().values(key=key, value=value))
+        return key
+
+    return work
+
+
+async def stored(runtime: Runtime) -> dict[str, str]:
+    async with runtime.db.read() as conn:
+        return {r.key: r.value for r in (await conn.execute(select(server_state).where(server_state.c.key.like("t-%")))).all()}
+
+
+async def test_concurrent_writes_are_all_committed(runtime: Runtime) -> None:
+    keys = await asyncio.gather(*(runtime.db.write_shared(put(f"t-{i}", str(i))) for i in range(50)))
+    assert keys == [f"t-{i}" for i in range(50)]
+    assert await stored(runtime) == {f"t-{i}": str(i) for i in range(50)}
+
+
+async def test_a_failing_piece_fails_alone(runtime: Runtime) -> None:
+    await runtime.db.write_shared(put("t-taken", "first"))
+
+    async def explode(conn: Any) -> None:
+        await conn.execute(server_state.insert().values(key="t-half", value="written before the error"))
+        raise ValueError("boom")
+
+    results = await asyncio.gather(
+        runtime.db.write_shared(put("t-a", "a")),
+        runtime.db.write_shared(put("t-taken", "second")),  # a unique violation
+        runtime.db.write_shared(explode),
+        runtime.db.write_shared(put("t-b", "b")),
+        return_exceptions=True,
+    )
+    assert results[0] == "t-a" and results[3] == "t-b"
+    assert isinstance(results[1], IntegrityError)
+    assert isinstance(results[2], ValueError)
+    # The failed pieces left nothing behind, not even the row written before the error.
+    assert await stored(runtime) == {"t-taken": "first", "t-a": "a", "t-b": "b"}
+
+
+async def test_a_failed_commit_fails_every_caller(runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = type(runtime.db).write
+
+    def failing_write(self: Any) -> Any:
+        context = real_write(self)
+
+        class Failing:
+            async def __aenter__(self) -> Any:
+                return await context.__aenter__()
+
+            async def __aexit__(self, *exc: Any) -> bool:
+                await context.__aexit__(RuntimeError, RuntimeError("disk gone"), None)  # rolls back
+                raise OSError("disk gone")
+
+        return Failing()
+
+    monkeypatch.setattr(type(runtime.db), "write", failing_write)
+    results = await asyncio.gather(*(runtime.db.write_shared(put(f"t-{i}", "x")) for i in range(3)), return_exceptions=True)
+    assert all(isinstance(r, OSError) for r in results)
+    monkeypatch.setattr(type(runtime.db), "write", real_write)
+    assert await stored(runtime) == {}
