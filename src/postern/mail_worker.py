@@ -22,6 +22,7 @@ import sys
 from collections.abc import Iterable
 
 from postern.config import Settings
+from postern.delivery.outbound import QueueWakeup
 from postern.events import Event
 from postern.protocols.smtp.handlers import InboundHandler
 from postern.protocols.smtp.server import session_factory
@@ -97,6 +98,8 @@ async def _serve(settings: Settings, channel: socket.socket) -> None:
                 forward(batch)
 
         runtime.bus.publish = publish  # type: ignore[method-assign]
+        # Rows queued here (alias forwards) are delivered by the parent's queue worker.
+        runtime.outbound.wake = lambda: forward([QueueWakeup("")])  # type: ignore[method-assign]
         # The parent decides when to stop (it asks, or it goes away); a terminal's
         # Ctrl-C reaches the parent too.
         loop.add_signal_handler(signal.SIGINT, lambda: None)

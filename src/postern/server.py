@@ -19,6 +19,7 @@ import uvicorn
 from postern import __version__
 from postern.config import Settings, parse_listen
 from postern.delivery import queue_owner
+from postern.delivery.outbound import QueueWakeup
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.errors import DomainError, RateLimited
@@ -191,6 +192,18 @@ async def start_imap_doors(runtime: Runtime) -> dict[str, asyncio.Server]:
     return listeners
 
 
+def _worker_events(runtime: Runtime) -> Callable[[list[Any]], None]:
+    """What the mail workers send: change events for this process's bus, and word
+    that they queued mail (alias forwards) for this process's queue worker."""
+
+    def publish(events: list[Any]) -> None:
+        if any(isinstance(e, QueueWakeup) for e in events):
+            runtime.outbound.wake()
+        runtime.bus.publish(events)
+
+    return publish
+
+
 def bound_port(server: asyncio.Server) -> int:
     return int(server.sockets[0].getsockname()[1])
 
@@ -358,7 +371,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
         worker_count = settings.resolved_mail_workers
         worker_doors = [d for d in WORKER_DOORS if d in doors] if worker_count > 1 else []
         if worker_doors:
-            workers = MailWorkers(settings, worker_doors, worker_count, runtime.bus.publish)
+            workers = MailWorkers(settings, worker_doors, worker_count, _worker_events(runtime))
             await workers.start()
         listeners = await start_mail_doors(runtime, exclude=set(worker_doors))
         mail_servers = list(listeners.values())

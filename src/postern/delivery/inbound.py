@@ -1,10 +1,13 @@
-"""Delivery of mail received by SMTP (MX) or LMTP into users' INBOXes."""
+"""Delivery of mail received by SMTP (MX) or LMTP: into users' INBOXes, on to the
+mailboxes of aliases (``aliases.forwarding``), back from a mailbox through a reverse
+alias (``replies``), and the bounces of forwards (``aliases.bounces``)."""
 
 from __future__ import annotations
 
 import logging
 import re
 from collections.abc import Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from datetime import UTC, datetime
@@ -12,7 +15,7 @@ from datetime import UTC, datetime
 from postern.delivery.authentication import AuthenticationResults, authenticate
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import Resolver
-from postern.delivery.router import LocalRecipient
+from postern.delivery.router import AliasRecipient, BounceRecipient, LocalRecipient, Recipient, ReverseAliasRecipient
 from postern.errors import DomainError, OverQuota, TooLarge
 from postern.mailstore.service import AppendRequest, AppendResult
 from postern.storage.ids import new_id
@@ -68,7 +71,7 @@ def header_safe(value: str, limit: int = 256) -> str:
 @dataclass(frozen=True, slots=True)
 class Envelope:
     mail_from: str
-    recipients: Sequence[LocalRecipient]
+    recipients: Sequence[Recipient]
     data: bytes
     source: str  # "MX" or "LMTP"
     client_ip: str
@@ -79,12 +82,16 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    recipient: LocalRecipient
+    recipient: Recipient
     reply: str  # one SMTP reply line, e.g. "250 2.0.0 Ok: stored as ..."
 
     @property
     def stored(self) -> bool:
         return self.reply.startswith("2")
+
+
+NO_REPLIES = "550 5.7.1 Replies through reverse aliases are not accepted here yet"
+_DIAGNOSTIC = re.compile(rb"^Diagnostic-Code:[ \t]*([^\r\n]{0,500})", re.IGNORECASE | re.MULTILINE)
 
 
 class InboundDelivery:
@@ -93,12 +100,18 @@ class InboundDelivery:
         self.resolver = resolver
         self.hostname = hostname
         self.check_authentication = check_authentication
+        # Set by the runtime: alias forwards (aliases.forwarding.Forwarder), bounces
+        # of forwards (aliases.bounces.Bounces) and replies (aliases.replies.Replies).
+        self.forwarder: Any = None
+        self.bounces: Any = None
+        self.replies: Any = None
 
     async def deliver(self, envelope: Envelope) -> list[Outcome]:
         """Store one copy per recipient; each recipient gets its own reply. A reply of
         2xx is given only once the copy is durable."""
         auth_header = b""
         auth_json = None
+        results = None
         data = envelope.data
         if envelope.source == "MX":
             data = strip_forged_results(data, self.hostname)
@@ -108,8 +121,60 @@ class InboundDelivery:
                 auth_header = results.header(self.hostname).encode("utf-8")
                 auth_json = results.to_json()
         now = datetime.now(UTC)
-        requests = []
+        local = [r for r in envelope.recipients if isinstance(r, LocalRecipient)]
+        replies: dict[int, str] = {}
+        if local:
+            for recipient, reply in zip(local, await self._store_local(envelope, local, data, auth_header, auth_json, now)):
+                replies[id(recipient)] = reply
         for recipient in envelope.recipients:
+            if not isinstance(recipient, LocalRecipient):
+                replies[id(recipient)] = await self._deliver_other(envelope, recipient, data, auth_header, results, now)
+        return [Outcome(r, replies[id(r)]) for r in envelope.recipients]
+
+    async def _deliver_other(
+        self, envelope: Envelope, recipient: Recipient, data: bytes, auth_header: bytes, auth: AuthenticationResults | None, now: datetime
+    ) -> str:
+        try:
+            if isinstance(recipient, AliasRecipient):
+                if self.forwarder is None:
+                    return "451 4.3.0 Alias forwarding is not available, try again later"
+                trace = self._received(envelope, recipient, now) + auth_header
+                return await self.forwarder.forward(
+                    recipient=recipient, data=data, trace=trace, mail_from=envelope.mail_from, auth=auth, queue_id=envelope.queue_id
+                )
+            if isinstance(recipient, ReverseAliasRecipient):
+                if self.replies is None:
+                    return NO_REPLIES
+                return await self.replies.deliver_reply(
+                    data=data,
+                    mail_from=envelope.mail_from,
+                    recipient=recipient,
+                    auth=auth,
+                    via=envelope.source,
+                    client_ip=envelope.client_ip,
+                    helo=envelope.helo,
+                )
+            if isinstance(recipient, BounceRecipient):
+                if self.bounces is None:
+                    return "451 4.3.0 Bounces are not handled now, try again later"
+                if not _is_bounce(envelope.mail_from, data):
+                    # An auto-reply or other mail to a forward's envelope sender: not a
+                    # bounce, so it must not count toward disabling the alias.
+                    return f"250 2.0.0 Ok: {envelope.queue_id} accepted (not a bounce, dropped)"
+                found = _DIAGNOSTIC.search(data)
+                reason = found.group(1).decode("utf-8", "replace").strip() if found else ""
+                await self.bounces.bounced(activity_id=recipient.activity_id, mailbox_id=recipient.mailbox_id, reason=reason)
+                return f"250 2.0.0 Ok: bounce recorded as {envelope.queue_id}"
+        except Exception:
+            log.exception("delivery of %s to %s failed", envelope.queue_id, recipient.key)
+            return "451 4.3.0 Temporary failure, try again later"
+        return "550 5.1.1 Recipient address rejected: no such user here"
+
+    async def _store_local(
+        self, envelope: Envelope, recipients: list[LocalRecipient], data: bytes, auth_header: bytes, auth_json: Any, now: datetime
+    ) -> list[str]:
+        requests = []
+        for recipient in recipients:
             prefix = self._trace_headers(envelope, recipient, now) + auth_header
             event = {
                 "source": envelope.source,
@@ -136,8 +201,8 @@ class InboundDelivery:
             results_ = await self.committer.append(requests)
         except Exception:
             log.exception("delivery of %s failed", envelope.queue_id)
-            return [Outcome(r, "451 4.3.0 Temporary failure storing the message, try again later") for r in envelope.recipients]
-        return [Outcome(r, _reply(result, envelope.queue_id)) for r, result in zip(envelope.recipients, results_)]
+            return ["451 4.3.0 Temporary failure storing the message, try again later" for _ in recipients]
+        return [_reply(result, envelope.queue_id) for result in results_]
 
     async def _authenticate(self, envelope: Envelope) -> AuthenticationResults | None:
         try:
@@ -151,14 +216,31 @@ class InboundDelivery:
             return None
 
     def _trace_headers(self, envelope: Envelope, recipient: LocalRecipient, now: datetime) -> bytes:
-        helo = header_safe(envelope.helo) or "unknown"
         lines = [
             f"Return-Path: <{header_safe(envelope.mail_from, 512)}>",
             f"Delivered-To: {recipient.address}",
-            f"Received: from {helo} ([{envelope.client_ip}])\r\n\tby {self.hostname} (postern) with {envelope.transtype}"
-            f" id {envelope.queue_id}\r\n\tfor <{recipient.address}>; {format_datetime(now)}",
         ]
-        return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+        return ("\r\n".join(lines) + "\r\n").encode("utf-8") + self._received(envelope, recipient, now)
+
+    def _received(self, envelope: Envelope, recipient: Recipient, now: datetime) -> bytes:
+        helo = header_safe(envelope.helo) or "unknown"
+        return (
+            f"Received: from {helo} ([{envelope.client_ip}])\r\n\tby {self.hostname} (postern) with {envelope.transtype}"
+            f" id {envelope.queue_id}\r\n\tfor <{recipient.address}>; {format_datetime(now)}\r\n"
+        ).encode("utf-8")
+
+
+_REPORT = re.compile(rb"report-type[ \t]*=[ \t]*\"?delivery-status", re.IGNORECASE)
+_AUTO_REPLIED = re.compile(rb"^auto-submitted:[ \t]*auto-replied", re.IGNORECASE | re.MULTILINE)
+
+
+def _is_bounce(mail_from: str, data: bytes) -> bool:
+    """A delivery status notification (RFC 3464), or mail from the null sender that
+    is no auto-reply (RFC 3834)."""
+    head = data[:65536]
+    if _REPORT.search(head):
+        return True
+    return not mail_from and not _AUTO_REPLIED.search(head.split(b"\r\n\r\n", 1)[0])
 
 
 def _reply(result: AppendResult | DomainError, queue_id: str) -> str:

@@ -16,11 +16,12 @@ import random
 import ssl
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import aiosmtplib
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.accounts.addressing import normalise_domain
 from postern.delivery import dkim_signing, dsn, mx
@@ -28,6 +29,7 @@ from postern.delivery.authentication import parse_header_from
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import DnsError, Resolver
 from postern.errors import InvalidInput
+from postern.events import Event
 from postern.mailstore.service import AppendRequest
 from postern.storage import dkim_keys as dkim_store
 from postern.storage import messages as message_store
@@ -58,6 +60,12 @@ class OutboundSettings:
     connect_timeout: float = 30.0
     lease_seconds: float = 600.0
     lifetime_seconds: float = mx.MAX_QUEUE_LIFETIME_S
+
+
+@dataclass(frozen=True, slots=True)
+class QueueWakeup(Event):
+    """Rows were queued in a mail worker process: the serving process's queue worker
+    should look now (see ``mail_worker``, which sends it, and ``server``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +106,10 @@ class OutboundQueue:
         self.settings = settings
         self._wakeup = asyncio.Event()
         self._rng = random.Random()
+        # Set by the runtime: takes over the permanent failure of a forwarded alias
+        # message (recognised by its VERP envelope sender; see aliases.bounces) and
+        # returns True, instead of a bounce into the sender's INBOX.
+        self.forward_failures: Callable[[str, str], Awaitable[bool]] | None = None
 
     # Queueing ------------------------------------------------------------------------
 
@@ -134,6 +146,31 @@ class OutboundQueue:
                 await add_events(conn, [(user_id, message_mid, "QUEUED", event, created)])
         self._wakeup.set()
         return queue_id
+
+    async def enqueue_in(
+        self, conn: AsyncConnection, *, user_id: str, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None = None
+    ) -> str:
+        """``enqueue`` in the caller's transaction (e.g. with the activity of an alias
+        forward); call ``wake`` once it is committed."""
+        queue_id = new_id()
+        created = now_ms()
+        rows = [
+            {
+                "id": new_id(), "user_id": user_id, "queue_id": queue_id, "blob_key": blob_key, "mail_from": mail_from,
+                "rcpt": rcpt, "domain": _ascii_domain(rcpt), "state": "queued", "attempts": 0, "next_attempt_ms": created,
+                "message_mid": message_mid, "created_ms": created, "updated_ms": created,
+                "expires_ms": created + int(self.settings.lifetime_seconds * 1000),
+            }
+            for rcpt in dict.fromkeys(recipients)
+        ]
+        await message_store.add_blob_refs(conn, {blob_key: (size, len(rows))}, created)
+        await queue_store.insert_rows(conn, rows)
+        return queue_id
+
+    def wake(self) -> None:
+        """Tell this process's worker that rows are due (a worker of another process
+        finds them at its next look, within 30 seconds)."""
+        self._wakeup.set()
 
     async def record_local(self, *, user_id: str, mail_from: str, recipients: Sequence[str], blob_key: str, message_mid: str | None) -> None:
         """Rows for recipients delivered locally at submission: already final, so
@@ -392,6 +429,17 @@ class OutboundQueue:
             else:
                 outcomes.append((row, attempt, "bounced"))
         failed = [(row, attempt) for row, attempt, state in outcomes if state == "bounced"]
+        if failed and self.forward_failures is not None:
+            kept = []
+            for row, attempt in failed:
+                try:
+                    handled = await self.forward_failures(row.mail_from, attempt.response)
+                except Exception:
+                    log.exception("outbound queue: recording the bounce of a forward failed")
+                    handled = True  # a forward's failure never becomes a DSN to its user
+                if not handled:
+                    kept.append((row, attempt))
+            failed = kept
         if failed:
             # The bounce is stored before the rows become final: a crash in between
             # retries the rows (and may bounce twice) rather than lose the bounce.

@@ -1,5 +1,10 @@
 """Mail submitted by an authenticated user: checked, copied to Sent, delivered to
-local recipients at once and queued for the others."""
+local recipients at once and queued for the others.
+
+A user sends as one of their hosted addresses or as one of their enabled aliases
+(never anyone else's). Mail to a reverse alias is a reply through it
+(``aliases.replies``): authorised before anything is stored, then rewritten and
+queued for the contact from the alias."""
 
 from __future__ import annotations
 
@@ -11,12 +16,14 @@ from email.policy import compat32
 from email.utils import getaddresses
 
 from postern.accounts.addressing import normalise_address
+from postern.aliases.replies import PreparedReply, Replies, ReplyRefused
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.inbound import Envelope, InboundDelivery
 from postern.delivery.outbound import OutboundQueue
 from postern.delivery.router import LocalRecipient, RecipientRefused, Router
 from postern.errors import InvalidInput
 from postern.mailstore.service import AppendRequest, AppendResult
+from postern.storage import alias_routing as routing_store
 from postern.storage import users as user_store
 from postern.storage.database import Database
 
@@ -56,14 +63,33 @@ class Submission:
         self.committer = committer
         self.inbound = inbound
         self.outbound = outbound
+        # Set by the runtime: replies through reverse aliases.
+        self.replies: Replies | None = None
 
     async def owned_addresses(self, user_id: str) -> set[str]:
         async with self.db.read() as conn:
             return {row.address_key for row in await user_store.list_user_addresses(conn, user_id)}
 
+    async def may_send_as(self, user_id: str, keys: Sequence[str | None], owned: set[str] | None = None) -> bool:
+        """Whether every one of ``keys`` is a hosted address of the user or one of
+        their enabled aliases."""
+        if owned is None:
+            owned = await self.owned_addresses(user_id)
+        rest = [key for key in keys if key not in owned]
+        if any(key is None for key in rest):
+            return False
+        if not rest:
+            return True
+        async with self.db.read() as conn:
+            for key in rest:
+                alias = await routing_store.alias_by_key(conn, key or "")
+                if alias is None or alias.user_id != user_id or not alias.enabled:
+                    return False
+        return True
+
     async def check_sender(self, user_id: str, mail_from: str) -> None:
         key = address_key(mail_from)
-        if key is None or key not in await self.owned_addresses(user_id):
+        if key is None or not await self.may_send_as(user_id, [key]):
             raise SubmissionRefused("553 5.7.1 Sender address is not one of your addresses")
 
     async def check_recipient_limit(self, user_id: str, recipients: int) -> None:
@@ -78,10 +104,22 @@ class Submission:
     async def submit(
         self, *, user_id: str, mail_from: str, recipients: Sequence[str], data: bytes, client_ip: str, helo: str, transtype: str
     ) -> Submitted:
-        owned = await self.owned_addresses(user_id)
-        for address in from_header_addresses(data) or [""]:
-            if address_key(address) not in owned:
-                raise SubmissionRefused("550 5.7.1 The From header must name one of your addresses")
+        senders = [address_key(address) for address in from_header_addresses(data) or [""]]
+        if not await self.may_send_as(user_id, senders):
+            raise SubmissionRefused("550 5.7.1 The From header must name one of your addresses")
+        # Replies through reverse aliases are authorised before anything is stored.
+        replies: list[PreparedReply] = []
+        others: list[str] = []
+        for rcpt in recipients:
+            contact = await self.replies.reverse_alias_of(rcpt) if self.replies is not None else None
+            if contact is None:
+                others.append(rcpt)
+                continue
+            assert self.replies is not None
+            try:
+                replies.append(await self.replies.prepare_submission(user_id=user_id, mail_from=mail_from, contact=contact, data=data))
+            except ReplyRefused as refusal:
+                raise SubmissionRefused(refusal.reply) from None
         # The copy in Sent is stored first: the user keeps what they sent even if a
         # later step fails, and its id ties the delivery events to it.
         event = {"source": "SUBMISSION", "origin": client_ip, "originhost": helo, "transtype": transtype, "from": mail_from, "to": list(recipients)}
@@ -93,7 +131,7 @@ class Submission:
             log.warning("could not store the Sent copy for user %s: %s", user_id, sent[0])
         local: list[LocalRecipient] = []
         remote: list[str] = []
-        for rcpt in recipients:
+        for rcpt in others:
             try:
                 local.append(await self.router.resolve(rcpt))
             except RecipientRefused:
@@ -123,7 +161,13 @@ class Submission:
                 size=len(data),
                 message_mid=sent_copy.mid if sent_copy else None,
             )
-        return Submitted(queue_id, len(local), len(remote))
+        for prepared in replies:
+            assert self.replies is not None
+            reply = await self.replies.send_prepared(prepared, data, message_mid=sent_copy.mid if sent_copy else None)
+            if not reply.startswith("2"):
+                raise SubmissionRefused(reply)
+            queue_id = queue_id or reply.rsplit(" ", 1)[-1]  # "... queued as <id>"
+        return Submitted(queue_id, len(local), len(remote) + len(replies))
 
     async def _sent_path(self, user_id: str) -> str:
         folder = await self.committer.mailstore.folder_by_special_use(user_id, "\\Sent")

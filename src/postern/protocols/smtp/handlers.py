@@ -10,7 +10,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 
 from postern.delivery.inbound import Envelope, InboundDelivery, smuggling_attempt
-from postern.delivery.router import LocalRecipient, RecipientRefused, Router, normalised
+from postern.delivery.router import Recipient, RecipientRefused, Router, normalised
 from postern.delivery.submission import Submission, SubmissionRefused
 from postern.errors import InvalidInput
 
@@ -98,7 +98,7 @@ class InboundHandler(_Base):
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
-        recipients: list[LocalRecipient] = self._recipients(envelope)
+        recipients: list[Recipient] = self._recipients(envelope)
         data = envelope.original_content or b""
         if smuggling_attempt(data) or getattr(server, "lone_dot_in_data", False):
             return "\r\n".join([SMUGGLING] * len(_rcpt_keys(envelope))) if self.lmtp else SMUGGLING

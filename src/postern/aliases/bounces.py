@@ -1,0 +1,140 @@
+"""Bounces of forwarded mail.
+
+A forward leaves with a signed VERP envelope sender,
+``bounce+<activity id>-<mailbox id>+<signature>@<reverse alias domain>``: a remote
+MX's delivery status notification comes back to that address (``Router`` accepts it
+only with a valid signature), and so does our own queue's permanent failure of a
+forwarded row (see ``OutboundQueue``). Either becomes a ``bounced`` activity on the
+alias and a notification; enough bounces within a week disable the alias.
+
+The signature is the first 16 hex digits of an HMAC-SHA256 (with the server key) of
+the payload: short enough for a 64-character local part, lowercase so that it
+survives case-folding on the way back, and without an expiry (a DSN may come days
+later; a signature only proves that we made the address).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from dataclasses import dataclass
+
+from postern.accounts.server_key import ServerKey
+from postern.aliases.notifications import Notifications, quote
+from postern.storage import alias_activities as activity_store
+from postern.storage import alias_routing as routing_store
+from postern.storage.database import Database
+from postern.storage.ids import now_ms
+
+log = logging.getLogger("postern.aliases")
+
+VERP_PREFIX = "bounce+"
+_PAYLOAD = re.compile(r"^([0-9]{1,18})-([0-9]{1,18})$")
+WEEK_MS = 7 * 24 * 3600 * 1000
+_PURPOSE = "verp"
+
+
+class BadVerpSignature(Exception):
+    pass
+
+
+def is_verp_local(local: str) -> bool:
+    return local.startswith(VERP_PREFIX)
+
+
+def _signature(server_key: ServerKey, payload: str) -> str:
+    return server_key.digest(payload, purpose=_PURPOSE)[:16]
+
+
+def verp_address(server_key: ServerKey, activity_id: int, mailbox_id: int, domain: str) -> str:
+    payload = f"{activity_id}-{mailbox_id}"
+    return f"{VERP_PREFIX}{payload}+{_signature(server_key, payload)}@{domain}"
+
+
+def parse_verp(server_key: ServerKey, local: str) -> tuple[int, int]:
+    """(activity id, mailbox id) of a VERP local part; BadVerpSignature when it is
+    malformed or not signed by this server."""
+    if not is_verp_local(local):
+        raise BadVerpSignature("not a VERP address")
+    payload, plus, signature = local[len(VERP_PREFIX) :].rpartition("+")
+    match = _PAYLOAD.match(payload)
+    if not plus or match is None or not hmac.compare_digest(signature.lower().encode(), _signature(server_key, payload).encode()):
+        raise BadVerpSignature("bad signature")
+    return int(match.group(1)), int(match.group(2))
+
+
+@dataclass(frozen=True, slots=True)
+class BounceOutcome:
+    alias_id: int
+    disabled: bool
+
+
+class Bounces:
+    def __init__(self, db: Database, notifications: Notifications, server_key: ServerKey, *, reverse_alias_domain: str, bounces_to_disable: int):
+        self.db = db
+        self.notifications = notifications
+        self.server_key = server_key
+        self.reverse_alias_domain = reverse_alias_domain.lower()
+        self.bounces_to_disable = bounces_to_disable
+
+    async def queue_failure(self, mail_from: str, response: str) -> bool:
+        """Our outbound queue failed a row for good: when the row is a forward (its
+        envelope sender one of our VERP addresses), record the bounce and say True."""
+        local, _, domain = mail_from.rpartition("@")
+        if domain.lower() != self.reverse_alias_domain or not is_verp_local(local.lower()):
+            return False
+        try:
+            activity_id, mailbox_id = parse_verp(self.server_key, local.lower())
+        except BadVerpSignature:
+            return False
+        await self.bounced(activity_id=activity_id, mailbox_id=mailbox_id, reason=response)
+        return True
+
+    async def bounced(self, *, activity_id: int, mailbox_id: int, reason: str = "") -> BounceOutcome | None:
+        """Record that the forward ``activity_id`` to ``mailbox_id`` bounced: a
+        ``bounced`` activity, a notification, and the alias disabled when it bounced
+        often enough this week. None when the forward's alias is gone."""
+        async with self.db.write() as conn:
+            forward = await activity_store.get(conn, activity_id)
+            if forward is None:
+                return None
+            alias = await routing_store.alias_by_id(conn, forward.alias_id)
+            if alias is None:
+                return None
+            mailbox = await routing_store.mailbox_by_id(conn, alias.user_id, mailbox_id)
+            mailbox_email = mailbox.email if mailbox is not None else "(a removed mailbox)"
+            now = now_ms()
+            await activity_store.record(
+                conn,
+                user_id=alias.user_id,
+                alias_id=alias.id,
+                action="bounced",
+                contact_id=forward.contact_id,
+                mailbox_id=mailbox.id if mailbox is not None else None,
+                created_ms=now,
+            )
+            detail = f"<p>Reason: {quote(reason[:500])}</p>" if reason else ""
+            await self.notifications.notify(
+                alias.user_id,
+                f"Mail to your mailbox {mailbox_email} from alias {alias.email} bounced",
+                f"<p>A message sent to your alias <b>{quote(alias.email)}</b> could not be forwarded to your mailbox "
+                f"<b>{quote(mailbox_email)}</b>: the mailbox's mail server refused it.</p>{detail}",
+                conn=conn,
+            )
+            disabled = False
+            if alias.enabled:
+                recent = await activity_store.count_since(conn, alias.id, "bounced", now - WEEK_MS)
+                if recent >= self.bounces_to_disable:
+                    await routing_store.set_alias_enabled(conn, alias.id, False)
+                    disabled = True
+                    await self.notifications.notify(
+                        alias.user_id,
+                        f"Alias {alias.email} has been disabled",
+                        f"<p>Mail forwarded from your alias <b>{quote(alias.email)}</b> bounced {recent} times in the last 7 days, "
+                        "so the alias has been disabled. Enable it again once your mailboxes accept mail.</p>",
+                        conn=conn,
+                    )
+        if disabled:
+            log.info("alias %s disabled after %d bounces", alias.id, self.bounces_to_disable)
+        return BounceOutcome(alias.id, disabled)

@@ -1,0 +1,354 @@
+"""Alias forwards (DESIGN.md, "How mail flows" 3): mail to an alias goes on to its
+mailboxes, From rewritten to the contact's reverse alias so that a reply goes back
+through us, and the mailboxes never shown to the sender.
+
+For each message to an alias:
+1. A loop (our own X-Postern-Loop field naming this alias, more than MAX_RECEIVED
+   Received fields, or an envelope sender that is one of our reverse alias or bounce
+   addresses) is accepted and dropped: a ``block`` activity, nothing forwarded.
+2. DMARC fail with p=reject or p=quarantine: not forwarded but stored in the alias
+   owner's "Quarantine" folder, and the user is told (a ``block`` activity).
+3. The contact (and its reverse alias) is found or made from the From field (or the
+   envelope sender when From has no usable address); Reply-To, To and Cc addresses
+   get contacts of the same alias too. A disabled alias or a blocked contact: a
+   ``block`` activity, nothing forwarded (the sender hears 250 all the same).
+4. The headers are rewritten (``mime.rewrite``; the body is kept byte for byte), and
+   each mailbox gets the message: a hosted address by local delivery, any other by
+   the outbound queue with a signed VERP envelope sender (``aliases.bounces``), in
+   the transaction that records the ``forward`` activity.
+
+A catch-all custom domain's alias is made here, at DATA, so that a refused message
+never makes one. A temporary failure after it was made leaves it (the retry uses it).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from postern.accounts.addressing import normalise_address
+from postern.accounts.server_key import ServerKey
+from postern.aliases import contacts as contact_service
+from postern.aliases.bounces import is_verp_local, verp_address
+from postern.aliases.notifications import Notifications, quote
+from postern.delivery.authentication import AuthenticationResults
+from postern.delivery.committer import GroupCommitter
+from postern.delivery.outbound import OutboundQueue
+from postern.delivery.router import AliasRecipient
+from postern.errors import Conflict, DomainError, InvalidInput, OverQuota, TooLarge
+from postern.mailstore.service import AppendRequest, AppendResult
+from postern.mime import rewrite
+from postern.storage import alias_activities as activity_store
+from postern.storage import alias_routing as routing_store
+from postern.storage.database import Database
+from postern.storage.ids import now_ms
+
+log = logging.getLogger("postern.aliases")
+
+LOOP_FIELD = "X-Postern-Loop"
+ALIAS_FIELD = "X-Postern-Alias"
+MAX_RECEIVED = 30
+# To and Cc addresses that get reverse aliases; any beyond are dropped from the forward.
+MAX_OTHER_CONTACTS = 50
+QUARANTINE = "Quarantine"
+TEMPORARY = "451 4.3.0 Temporary failure forwarding the message, try again later"
+
+
+@dataclass(frozen=True, slots=True)
+class _Party:
+    name: str
+    address: str
+
+
+@dataclass
+class _Plan:
+    alias: Any
+    user: Any
+    sender: Any | None  # the From contact
+    reply_to: Any | None
+    others: dict[str, Any]  # address key -> contact, for To and Cc
+    mailboxes: list[Any]
+
+
+class Forwarder:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        committer: GroupCommitter,
+        outbound: OutboundQueue,
+        server_key: ServerKey,
+        notifications: Notifications,
+        reverse_alias_domain: str,
+    ):
+        self.db = db
+        self.committer = committer
+        self.outbound = outbound
+        self.server_key = server_key
+        self.notifications = notifications
+        self.reverse_alias_domain = reverse_alias_domain
+
+    async def forward(
+        self, *, recipient: AliasRecipient, data: bytes, trace: bytes, mail_from: str, auth: AuthenticationResults | None, queue_id: str
+    ) -> str:
+        """Forward one message to one alias; returns the SMTP reply line for it.
+        ``trace`` is the Received (and Authentication-Results) fields we add on top."""
+        try:
+            return await self._forward(recipient, data, trace, mail_from, auth, queue_id)
+        except Exception:
+            log.exception("forwarding %s to alias %s failed", queue_id, recipient.key)
+            return TEMPORARY
+
+    async def _forward(
+        self, recipient: AliasRecipient, data: bytes, trace: bytes, mail_from: str, auth: AuthenticationResults | None, queue_id: str
+    ) -> str:
+        parsed = rewrite.split(data)
+        loop = self._is_loop(parsed, recipient.key, mail_from)
+        quarantined = auth is not None and auth.dmarc.result == "fail" and auth.dmarc.policy in ("reject", "quarantine")
+        sender = self._sender(parsed, mail_from)
+        reply_to = self._first(rewrite.values(parsed, "reply-to"))
+        others = self._others(parsed, recipient.key)
+        async with self.db.write() as conn:
+            alias_id = recipient.alias_id
+            if alias_id is None:
+                alias_id = await self._catch_all_alias(conn, recipient)
+                if alias_id is None:
+                    return "550 5.1.1 Recipient address rejected: no such user here"
+            alias = await routing_store.alias_by_id(conn, alias_id)
+            if alias is None:
+                return "550 5.1.1 Recipient address rejected: no such user here"
+            user = await routing_store.user_of(conn, alias.user_id)
+            # A disabled alias wants no mail at all: not even a quarantined copy.
+            quarantined = quarantined and alias.enabled
+            if loop or quarantined:
+                await activity_store.record(conn, user_id=alias.user_id, alias_id=alias.id, action="block")
+                plan = None
+            else:
+                plan = await self._plan(conn, alias, user, sender, reply_to, others)
+                if plan.sender is not None and plan.sender.block_forward or not alias.enabled:
+                    contact_id = plan.sender.id if plan.sender is not None else None
+                    await activity_store.record(conn, user_id=alias.user_id, alias_id=alias.id, action="block", contact_id=contact_id)
+                    return f"250 2.0.0 Ok: {queue_id} accepted"
+                if not plan.mailboxes:
+                    log.warning("alias %s has no verified mailbox: mail %s kept nowhere", alias.id, queue_id)
+                    await activity_store.record(conn, user_id=alias.user_id, alias_id=alias.id, action="block", contact_id=contact_id_of(plan.sender))
+                    return f"250 2.0.0 Ok: {queue_id} accepted"
+        if loop:
+            log.info("mail %s to alias %s dropped: a mail loop", queue_id, alias.id)
+            return f"250 2.0.0 Ok: {queue_id} accepted (mail loop, dropped)"
+        if quarantined:
+            return await self._quarantine(alias, sender, data, trace, auth, queue_id)
+        assert plan is not None
+        return await self._deliver(plan, parsed, data, trace, mail_from, queue_id)
+
+    # Deciding -----------------------------------------------------------------------
+
+    def _is_loop(self, parsed: rewrite.Split, alias_key: str, mail_from: str) -> bool:
+        if any(_key_or_none(v.strip().strip("<>")) == alias_key for v in rewrite.values(parsed, LOOP_FIELD.lower())):
+            return True
+        if rewrite.count(parsed, "received") > MAX_RECEIVED:
+            return True
+        local, _, domain = mail_from.lower().rpartition("@")
+        ours = domain == self.reverse_alias_domain.lower()
+        return ours and (is_verp_local(local) or contact_service.is_reverse_alias_local(local))
+
+    @staticmethod
+    def _first(values: list[str]) -> _Party | None:
+        for value in values:
+            for name, address in rewrite.addresses(value):
+                if _valid(address):
+                    return _Party(name, address)
+        return None
+
+    def _sender(self, parsed: rewrite.Split, mail_from: str) -> _Party | None:
+        found = self._first(rewrite.values(parsed, "from"))
+        if found is None and mail_from and _valid(mail_from):
+            return _Party("", mail_from)
+        return found
+
+    @staticmethod
+    def _others(parsed: rewrite.Split, alias_key: str) -> list[_Party]:
+        out: list[_Party] = []
+        for value in rewrite.values(parsed, "to") + rewrite.values(parsed, "cc"):
+            for name, address in rewrite.addresses(value):
+                if _valid(address) and _key(address) != alias_key:
+                    out.append(_Party(name, address))
+        return out[:MAX_OTHER_CONTACTS]
+
+    async def _catch_all_alias(self, conn: Any, recipient: AliasRecipient) -> int | None:
+        domain_id = recipient.custom_domain_id
+        if domain_id is None:
+            return None
+        mailbox_ids = await routing_store.catch_all_mailbox_ids(conn, domain_id, recipient.user_id)
+        return await routing_store.create_catch_all_alias(
+            conn, user_id=recipient.user_id, email=recipient.address, email_key=recipient.key, domain_id=domain_id, mailbox_ids=mailbox_ids, created_ms=now_ms()
+        )
+
+    async def _contact(self, conn: Any, alias: Any, party: _Party | None) -> Any | None:
+        if party is None:
+            return None
+        try:
+            contact, _ = await contact_service.find_or_create(
+                conn, user_id=alias.user_id, alias_id=alias.id, email=party.address, name=party.name or None, reverse_alias_domain=self.reverse_alias_domain
+            )
+        except InvalidInput:
+            return None
+        return contact
+
+    async def _plan(self, conn: Any, alias: Any, user: Any, sender: _Party | None, reply_to: _Party | None, others: list[_Party]) -> _Plan:
+        sender_contact = await self._contact(conn, alias, sender)
+        plan = _Plan(alias, user, sender_contact, None, {}, [])
+        if not alias.enabled or (sender_contact is not None and sender_contact.block_forward):
+            return plan
+        if reply_to is not None:
+            plan.reply_to = await self._contact(conn, alias, reply_to)
+        for party in others:
+            key = _key(party.address)
+            if key not in plan.others:
+                contact = await self._contact(conn, alias, party)
+                if contact is not None:
+                    plan.others[key] = contact
+        plan.mailboxes = list(await routing_store.mailboxes_of_alias(conn, alias.id))
+        return plan
+
+    # Rewriting ----------------------------------------------------------------------
+
+    def _rewritten(self, plan: _Plan, parsed: rewrite.Split, data: bytes) -> bytes:
+        fmt = plan.user.sender_format if plan.user is not None else "AT"
+
+        def shown(contact: Any, name: str | None = None) -> str:
+            return rewrite.sender_value(fmt, (name if name is not None else contact.name) or "", contact.email, contact.reverse_alias)
+
+        replace: dict[str, str | None] = {}
+        if plan.sender is not None:
+            # The name this message gives (the contact keeps the one of its first mail).
+            written = self._first(rewrite.values(parsed, "from"))
+            name = written.name if written is not None and _key(written.address) == plan.sender.email_key else None
+            replace["from"] = shown(plan.sender, name or None)
+        else:
+            replace["from"] = rewrite.mailbox("Unknown sender", f"no-reply@{self.reverse_alias_domain}")
+        if rewrite.count(parsed, "reply-to"):
+            replace["reply-to"] = shown(plan.reply_to) if plan.reply_to is not None else None
+        for name in ("to", "cc"):
+            if not rewrite.count(parsed, name):
+                continue
+            shown_list = []
+            for value in rewrite.values(parsed, name):
+                for display, address in rewrite.addresses(value):
+                    key = _key(address) if _valid(address) else None
+                    if key == plan.alias.email_key:
+                        shown_list.append(rewrite.mailbox(display, plan.alias.email))
+                    elif key in plan.others:
+                        shown_list.append(shown(plan.others[key], display))
+            replace[name] = ", ".join(shown_list) if shown_list else None
+        if "to" not in replace or replace["to"] is None:
+            replace["to"] = plan.alias.email  # a forward always says which alias it came to
+        prepend = [(ALIAS_FIELD, plan.alias.email), (LOOP_FIELD, plan.alias.email)]
+        return rewrite.rewrite(data, remove=rewrite.PATH_FIELDS | {ALIAS_FIELD.lower()}, replace=replace, prepend=prepend)
+
+    # Delivering ---------------------------------------------------------------------
+
+    async def _deliver(self, plan: _Plan, parsed: rewrite.Split, data: bytes, trace: bytes, mail_from: str, queue_id: str) -> str:
+        message = trace + self._rewritten(plan, parsed, data)
+        local: list[tuple[Any, str]] = []
+        remote: list[Any] = []
+        async with self.db.read() as conn:
+            for mailbox in plan.mailboxes:
+                owner = await routing_store.hosted_owner(conn, mailbox.email_key)
+                if owner is not None:
+                    local.append((mailbox, owner))
+                else:
+                    remote.append(mailbox)
+        delivered_locally = 0
+        failure: DomainError | None = None
+        if local:
+            requests = [
+                AppendRequest(
+                    owner,
+                    None,
+                    message,
+                    prefix=f"Delivered-To: {mailbox.email}\r\n".encode(),
+                    event={"source": "ALIAS", "origin": "", "from": mail_from, "to": [mailbox.email], "queueId": queue_id, "alias": plan.alias.email},
+                    quota_grace=len(plan.mailboxes) > 1,
+                )
+                for mailbox, owner in local
+            ]
+            results = await self.committer.append(requests)
+            for result in results:
+                if isinstance(result, AppendResult):
+                    delivered_locally += 1
+                else:
+                    failure = result
+        if failure is not None and delivered_locally == 0 and not remote:
+            return _failure_reply(failure)
+        blob_key = await self.committer.mailstore.blobs.put(message) if remote else None
+        contact_id = contact_id_of(plan.sender)
+        async with self.db.write() as conn:
+            activity_id = await activity_store.record(
+                conn, user_id=plan.alias.user_id, alias_id=plan.alias.id, action="forward", contact_id=contact_id, mailbox_id=plan.mailboxes[0].id
+            )
+            for mailbox in remote:
+                assert blob_key is not None
+                await self.outbound.enqueue_in(
+                    conn,
+                    user_id=plan.alias.user_id,
+                    mail_from=verp_address(self.server_key, activity_id, mailbox.id, self.reverse_alias_domain),
+                    recipients=[mailbox.email],
+                    blob_key=blob_key,
+                    size=len(message),
+                    message_mid=None,
+                )
+        if remote:
+            self.outbound.wake()
+        return f"250 2.0.0 Ok: forwarded as {queue_id}"
+
+    async def _quarantine(self, alias: Any, sender: _Party | None, data: bytes, trace: bytes, auth: AuthenticationResults | None, queue_id: str) -> str:
+        try:
+            await self.committer.mailstore.create_folder(alias.user_id, QUARANTINE)
+        except Conflict:
+            pass
+        event = {"source": "QUARANTINE", "origin": "", "to": [alias.email], "queueId": queue_id}
+        results = await self.committer.append(
+            [AppendRequest(alias.user_id, None, data, prefix=trace, folder_path=QUARANTINE, event=event, quota_grace=True)]
+        )
+        if not isinstance(results[0], AppendResult):
+            return _failure_reply(results[0])
+        who = sender.address if sender is not None else "an unknown sender"
+        domain = auth.dmarc.domain if auth is not None else ""
+        await self.notifications.notify(
+            alias.user_id,
+            f"An email sent to {alias.email} was quarantined",
+            f"<p>An email from <b>{quote(who)}</b> to your alias <b>{quote(alias.email)}</b> failed the DMARC check of "
+            f"<b>{quote(domain)}</b>, whose policy is to refuse such mail. It was not forwarded; it is in your "
+            f"<b>{QUARANTINE}</b> folder.</p>",
+        )
+        return f"250 2.0.0 Ok: {queue_id} quarantined"
+
+
+def contact_id_of(contact: Any | None) -> int | None:
+    return int(contact.id) if contact is not None else None
+
+
+def _valid(address: str) -> bool:
+    try:
+        normalise_address(address)
+    except InvalidInput:
+        return False
+    return True
+
+
+def _key_or_none(address: str) -> str | None:
+    return _key(address) if _valid(address) else None
+
+
+def _key(address: str) -> str:
+    return normalise_address(address).key
+
+
+def _failure_reply(error: DomainError) -> str:
+    if isinstance(error, OverQuota):
+        return "552 5.2.2 Mailbox full"
+    if isinstance(error, TooLarge):
+        return "552 5.3.4 Message too big for system"
+    return TEMPORARY
