@@ -222,6 +222,25 @@ async def test_alias_of_disabled_user_is_refused(runtime: Runtime, client: httpx
     assert rcpt[0] == 550 and b"5.2.1" in rcpt[1]
 
 
+async def test_an_alias_travels_alone_in_an_mx_transaction(runtime: Runtime, client: httpx.AsyncClient, mail_doors: MailDoors, sink: SmtpSink) -> None:
+    """One reply after DATA speaks for every recipient: a forward, which can fail on its
+    own, never shares it with a local copy or another forward (452: send it again)."""
+    sink.serve_domain("gmail.test")
+    me = await make_user(runtime, "me", mailboxes=["me@gmail.test"], address="me@example.com")
+    await make_alias(runtime, me, "shop@alias.test")
+    await make_alias(runtime, me, "news@alias.test")
+    raw = make_message(From="john@wick.com", To="me@example.com, shop@alias.test, news@alias.test")
+    refused = await send(mail_doors.smtp, "john@wick.com", ["me@example.com", "shop@alias.test", "news@alias.test"], raw)
+    assert sorted(refused) == ["news@alias.test", "shop@alias.test"]
+    assert all(code == 452 for code, _ in refused.values())
+    assert len(await inbox(client, me.user_id)) == 1
+    # The sender's retry, one transaction each, delivers them.
+    for rcpt in sorted(refused):
+        assert await send(mail_doors.smtp, "john@wick.com", [rcpt], raw) == {}
+    await sink.wait_for(2)
+    assert sorted(r.rcpt_tos[0] for r in sink.received) == ["me@gmail.test", "me@gmail.test"]
+
+
 async def test_unknown_addresses_are_refused(runtime: Runtime, mail_doors: MailDoors) -> None:
     for address in ("nobody@alias.test", "ra+abcdefghijklmnopqrstuvwxyz@alias.test", "someone@elsewhere.test"):
         rcpt, _ = await converse(mail_doors.smtp, "john@wick.com", address)

@@ -10,7 +10,7 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
 
 from postern.delivery.inbound import Envelope, InboundDelivery, smuggling_attempt
-from postern.delivery.router import Recipient, RecipientRefused, Router, normalised
+from postern.delivery.router import LocalRecipient, Recipient, ReverseAliasRecipient, RecipientRefused, Router, normalised
 from postern.delivery.submission import Submission, SubmissionRefused
 from postern.errors import InvalidInput
 
@@ -90,9 +90,17 @@ class InboundHandler(_Base):
             return TEMPORARY
         # Every RCPT that gets 250 gets its reply after DATA in LMTP (RFC 2033 4.2),
         # a duplicate too (the same as its first's); the message is stored once.
-        _rcpt_keys(envelope).append(recipient.key)
-        if any(r.key == recipient.key for r in self._recipients(envelope)):
+        accepted = self._recipients(envelope)
+        if any(r.key == recipient.key for r in accepted):
+            _rcpt_keys(envelope).append(recipient.key)
             return "250 2.1.5 Ok (duplicate recipient)"
+        if not self.lmtp and accepted and (_fate(recipient) is None or _fate(recipient) != _fate(accepted[0])):
+            # SMTP has one reply after DATA for all recipients: a 250 while one of them
+            # failed would lose its copy. So only recipients that succeed or fail
+            # together share a transaction; the sender sends the others in another
+            # one (RFC 5321 4.5.3.1.10).
+            return "452 4.5.3 Too many recipients, send this one in another transaction"
+        _rcpt_keys(envelope).append(recipient.key)
         envelope.rcpt_tos.append(address)
         self._recipients(envelope).append(recipient)
         return "250 2.1.5 Ok"
@@ -178,6 +186,16 @@ class SubmissionHandler(_Base):
             log.exception("submission failed")
             return TEMPORARY
         return f"250 2.0.0 Ok: queued as {result.queue_id or 'local'}"
+
+
+def _fate(recipient: Recipient) -> tuple[Any, ...] | None:
+    """Recipients with the same fate at DATA: local copies (stored in one commit), or
+    replies through one alias (the same checks decide them). None: alone."""
+    if isinstance(recipient, LocalRecipient):
+        return ("local",)
+    if isinstance(recipient, ReverseAliasRecipient):
+        return ("reply", recipient.alias_id)
+    return None
 
 
 def _reverse_path(envelope: SmtpEnvelope) -> str:
