@@ -75,6 +75,7 @@ class UserCreate(BaseModel):
     pubKey: str | None = Field(default=None, max_length=65536)
     encryptMessages: bool = False
     encryptForwarded: bool = False
+    premium: bool = Field(default=False, description="The user API's premium plan (its user_info.is_premium)")
     sess: str | None = Field(default=None, max_length=255)
     ip: str | None = Field(default=None, max_length=64)
 
@@ -111,10 +112,11 @@ class UserUpdate(BaseModel):
     encryptMessages: bool | None = Field(default=None, json_schema_extra=_no_null)
     encryptForwarded: bool | None = Field(default=None, json_schema_extra=_no_null)
     disabled: bool | None = Field(default=None, json_schema_extra=_no_null)
+    premium: bool | None = Field(default=None, json_schema_extra=_no_null, description="The user API's premium plan")
     sess: Sess = None
     ip: Ip = None
 
-    @field_validator("quota", "recipients", "forwards", "encryptMessages", "encryptForwarded", "disabled")
+    @field_validator("quota", "recipients", "forwards", "encryptMessages", "encryptForwarded", "disabled", "premium")
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:
@@ -187,6 +189,7 @@ class UserDetails(BaseModel):
     activated: bool
     disabled: bool
     requirePasswordChange: bool
+    premium: bool
 
 
 def _quota(user: Row) -> dict[str, int]:
@@ -247,6 +250,7 @@ async def create_user(body: UserCreate, runtime: RuntimeDep) -> dict[str, Any]:
             pub_key=body.pubKey or "",
             encrypt_messages=body.encryptMessages,
             encrypt_forwarded=body.encryptForwarded,
+            premium=body.premium,
         )
     )
     return {"success": True, "id": user_id}
@@ -278,6 +282,7 @@ async def get_user(user: UserId, runtime: RuntimeDep) -> dict[str, Any]:
         "activated": row.activated,
         "disabled": row.disabled,
         "requirePasswordChange": row.require_password_change,
+        "premium": row.premium,
     }
 
 
@@ -286,7 +291,7 @@ async def update_user(user: UserId, body: UserUpdate, runtime: RuntimeDep) -> di
     given = body.model_fields_set
     changes: dict[str, Any] = {}
     simple = {"name": "name", "language": "language", "quota": "quota", "recipients": "recipients", "forwards": "forwards",
-              "encryptMessages": "encrypt_messages", "encryptForwarded": "encrypt_forwarded", "disabled": "disabled"}
+              "encryptMessages": "encrypt_messages", "encryptForwarded": "encrypt_forwarded", "disabled": "disabled", "premium": "premium"}
     for field, key in simple.items():
         if field in given:
             changes[key] = getattr(body, field)
