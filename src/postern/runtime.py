@@ -16,7 +16,15 @@ from postern.accounts.registration import Registration
 from postern.accounts.social_login import verifiers_from
 from postern.accounts.user_login import UserLogin
 from postern.accounts.user_profile import UserProfiles
+from postern.aliases.bounces import Bounces
+from postern.aliases.domains import CustomDomains
+from postern.aliases.forwarding import Forwarder
 from postern.aliases.notifications import Notifications
+from postern.aliases.replies import Replies
+from postern.aliases.service import Aliases
+from postern.aliases.mailboxes import ForwardMailboxes
+from postern.aliases.settings import AliasSettings
+from postern.accounts.addressing import normalise_domain
 from postern.config import Settings, parse_listen
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import DnsPythonResolver, Resolver
@@ -75,6 +83,15 @@ class Runtime:
     profiles: UserProfiles = field(init=False)
     # Email aliases.
     notifications: Notifications = field(init=False)
+    aliases: Aliases = field(init=False)
+    forward_mailboxes: ForwardMailboxes = field(init=False)
+    alias_settings: AliasSettings = field(init=False)
+    custom_domains: CustomDomains = field(init=False)
+    # Alias mail through the MX: forwards and the bounces of forwards.
+    alias_forwarder: Forwarder = field(init=False)
+    alias_bounces: Bounces = field(init=False)
+    # Replies through reverse aliases (MX and submission).
+    alias_replies: Replies = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -96,6 +113,43 @@ class Runtime:
         )
         self.profiles = UserProfiles(settings=settings, accounts=self.accounts, api_keys=self.api_keys, **common)
         self.notifications = Notifications(self.db)
+        self.aliases = Aliases(self.db, settings, self.server_key)
+        self.forward_mailboxes = ForwardMailboxes(
+            db=self.db, settings=settings, server_key=self.server_key, limiter=self.rate_limiter, mail=self.system_mail
+        )
+        self.alias_settings = AliasSettings(db=self.db, settings=settings)
+        self.custom_domains = CustomDomains(self.db, settings, self.resolver)
+        self.alias_replies = Replies(
+            db=self.db,
+            router=self.router,
+            inbound=self.inbound,
+            outbound=self.outbound,
+            committer=self.committer,
+            notifications=self.notifications,
+            hostname=settings.hostname,
+        )
+        self.submission.replies = self.alias_replies
+        self._wire_alias_mail()
+
+    def _wire_alias_mail(self) -> None:
+        """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this
+        last in __post_init__, after ``alias_replies`` is built."""
+        reverse_domain = normalise_domain(self.settings.resolved_reverse_alias_domain)[0]
+        self.alias_bounces = Bounces(
+            self.db, self.notifications, self.server_key, reverse_alias_domain=reverse_domain, bounces_to_disable=self.settings.alias_bounces_to_disable
+        )
+        self.alias_forwarder = Forwarder(
+            db=self.db,
+            committer=self.committer,
+            outbound=self.outbound,
+            server_key=self.server_key,
+            notifications=self.notifications,
+            reverse_alias_domain=reverse_domain,
+        )
+        self.inbound.forwarder = self.alias_forwarder
+        self.inbound.bounces = self.alias_bounces
+        self.inbound.replies = getattr(self, "alias_replies", None)
+        self.outbound.forward_failures = self.alias_bounces.queue_failure
 
     @classmethod
     def build(cls, settings: Settings, passwords: Passwords | None = None, resolver: Resolver | None = None) -> Runtime:
@@ -110,7 +164,7 @@ class Runtime:
         rate_limiter = RateLimiter.for_settings(db, settings.redis_url)
         authlog = AuthLog(db)
         two_factor = TwoFactor(db, server_key, rate_limiter, authlog)
-        router = Router(db)
+        router = Router(db, server_key=server_key, reverse_alias_domain=settings.resolved_reverse_alias_domain)
         committer = GroupCommitter(mailstore)
         inbound = InboundDelivery(committer, resolver, settings.hostname, settings.check_authentication)
         outbound = OutboundQueue(
