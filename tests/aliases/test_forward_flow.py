@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from postern.config import Settings
 from postern.delivery.dns import StaticResolver
 from postern.runtime import Runtime
-from postern.storage.schema import aliases, contacts, messages, outbound
+from postern.storage.schema import aliases, contacts, outbound
 from tests.aliases.helpers import (
     activities,
     alias_by_email,

@@ -11,6 +11,7 @@ import pytest
 
 from postern.http.app import create_app
 from postern.runtime import Runtime
+from tests.aliases import Person, person
 from tests.http.api.helpers import Outbox, Sent
 
 
@@ -33,3 +34,15 @@ def outbox(runtime: Runtime) -> Outbox:
     return box
 
 
+
+
+@pytest.fixture
+async def ann(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox) -> Person:
+    """A signed-up user of the user API (activated, an API key, a verified mailbox)."""
+    return await person(api, runtime, outbox, "ann@example.org")
+
+
+@pytest.fixture
+async def bob(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox) -> Person:
+    """Another one: the user whose ids ann must never reach."""
+    return await person(api, runtime, outbox, "bob@example.org")

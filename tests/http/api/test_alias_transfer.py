@@ -12,8 +12,7 @@ from sqlalchemy import func, select
 from postern.config import Settings
 from postern.runtime import Runtime
 from postern.storage.schema import alias_mailboxes, aliases
-from tests.aliases import Person, add_mailbox, new_alias, person
-from tests.http.api.helpers import Outbox
+from tests.aliases import Person, add_mailbox, new_alias
 
 
 @pytest.fixture
@@ -22,16 +21,6 @@ def settings(settings: Settings) -> Settings:
     settings.premium_alias_domains = ["premium.example"]
     settings.max_alias_free_plan = 20
     return settings
-
-
-@pytest.fixture
-async def ann(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox) -> Person:
-    return await person(api, runtime, outbox, "ann@example.org")
-
-
-@pytest.fixture
-async def bob(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox) -> Person:
-    return await person(api, runtime, outbox, "bob@example.org")
 
 
 def rows_of(text: str) -> list[list[str]]:

@@ -14,8 +14,7 @@ from postern.config import Settings
 from postern.runtime import Runtime
 from postern.storage.ids import now_ms
 from postern.storage.schema import aliases, custom_domains, deleted_aliases
-from tests.aliases import Person, add_mailbox, create_custom, new_alias, options, person, set_user, signed_suffix_for
-from tests.http.api.helpers import Outbox
+from tests.aliases import Person, add_mailbox, create_custom, new_alias, options, set_user, signed_suffix_for
 
 EXPIRED = {"error": "Alias creation time is expired, please retry"}
 
@@ -26,16 +25,6 @@ def settings(settings: Settings) -> Settings:
     settings.premium_alias_domains = ["premium.example"]
     settings.max_alias_free_plan = 3
     return settings
-
-
-@pytest.fixture
-async def ann(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox) -> Person:
-    return await person(api, runtime, outbox, "ann@example.org")
-
-
-@pytest.fixture
-async def bob(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox) -> Person:
-    return await person(api, runtime, outbox, "bob@example.org")
 
 
 async def alias_count(runtime: Runtime) -> int:

@@ -11,24 +11,13 @@ from postern.aliases.contacts import find_or_create
 from postern.config import Settings
 from postern.runtime import Runtime
 from postern.storage.schema import alias_activities, alias_mailboxes, aliases, contacts, deleted_aliases
-from tests.aliases import Person, add_mailbox, insert_aliases, new_alias, person
-from tests.http.api.helpers import Outbox
+from tests.aliases import Person, add_mailbox, insert_aliases, new_alias
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     settings.max_alias_free_plan = 1000
     return settings
-
-
-@pytest.fixture
-async def ann(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox) -> Person:
-    return await person(api, runtime, outbox, "ann@example.org")
-
-
-@pytest.fixture
-async def bob(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox) -> Person:
-    return await person(api, runtime, outbox, "bob@example.org")
 
 
 async def listing(api: httpx.AsyncClient, who: Person, **params: object) -> list[dict[str, object]]:

@@ -11,8 +11,7 @@ from sqlalchemy import func, select
 from postern.config import Settings
 from postern.runtime import Runtime
 from postern.storage.schema import contacts
-from tests.aliases import Person, new_alias, person, set_user
-from tests.http.api.helpers import Outbox
+from tests.aliases import Person, new_alias, set_user
 
 
 @pytest.fixture
@@ -20,16 +19,6 @@ def settings(settings: Settings) -> Settings:
     settings.alias_domains = ["example.com"]
     settings.reverse_alias_domain = "reply.example.com"
     return settings
-
-
-@pytest.fixture
-async def ann(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox) -> Person:
-    return await person(api, runtime, outbox, "ann@example.org")
-
-
-@pytest.fixture
-async def bob(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox) -> Person:
-    return await person(api, runtime, outbox, "bob@example.org")
 
 
 async def contact_count(runtime: Runtime) -> int:
