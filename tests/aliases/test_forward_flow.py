@@ -5,6 +5,7 @@ DMARC quarantine and hostile headers."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import smtplib
 from email import policy
@@ -220,6 +221,23 @@ async def test_alias_of_disabled_user_is_refused(runtime: Runtime, client: httpx
     assert response.status_code == 200, response.text
     rcpt, _ = await converse(mail_doors.smtp, "john@wick.com", "shop@alias.test")
     assert rcpt[0] == 550 and b"5.2.1" in rcpt[1]
+
+
+async def test_concurrent_first_mails_from_one_sender_make_one_contact(runtime: Runtime, mail_doors: MailDoors, sink: SmtpSink) -> None:
+    """Forwards choose a new contact's reverse alias before they write; when several
+    race to make the same contact, one wins and the others forward through it."""
+    sink.serve_domain("gmail.test")
+    me = await make_user(runtime, "me", mailboxes=["me@gmail.test"])
+    alias_id = await make_alias(runtime, me, "shop@alias.test")
+    raw = make_message(From="New Sender <new@wick.com>", To="shop@alias.test")
+    # Four clients at once: each blocks a thread of the default executor, which the
+    # server in this process needs too (it has min(32, CPUs + 4) threads).
+    results = await asyncio.gather(*(send(mail_doors.smtp, "new@wick.com", ["shop@alias.test"], raw) for _ in range(4)))
+    assert results == [{}] * 4
+    received = await sink.wait_for(4)
+    [contact] = await contacts_of(runtime, alias_id)
+    assert all(contact.reverse_alias.encode() in r.data for r in received)
+    assert (await alias_row(runtime, alias_id)).nb_forward == 4
 
 
 async def test_an_alias_travels_alone_in_an_mx_transaction(runtime: Runtime, client: httpx.AsyncClient, mail_doors: MailDoors, sink: SmtpSink) -> None:

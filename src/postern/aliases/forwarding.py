@@ -24,7 +24,7 @@ never makes one. A temporary failure after it was made leaves it (the retry uses
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from postern.accounts.addressing import normalise_address
@@ -41,6 +41,7 @@ from postern.mailstore.service import AppendRequest, AppendResult
 from postern.mime import rewrite
 from postern.storage import alias_activities as activity_store
 from postern.storage import alias_routing as routing_store
+from postern.storage import contacts as contact_store
 from postern.storage.database import Database
 from postern.storage.ids import now_ms
 
@@ -69,6 +70,45 @@ class _Plan:
     reply_to: Any | None
     others: dict[str, Any]  # address key -> contact, for To and Cc
     mailboxes: list[Any]
+    owners: list[str | None] = field(default_factory=list)  # per mailbox: the hosting user, or None
+    new_contacts: list[_NewContact] = field(default_factory=list)  # not saved yet
+
+
+@dataclass
+class _NewContact:
+    """A contact this forward makes; ``id`` is set once it is saved."""
+
+    user_id: str
+    alias_id: int
+    email: str
+    email_key: str
+    name: str | None
+    reverse_alias: str
+    reverse_alias_key: str
+    id: int | None = None
+    block_forward: bool = False
+
+
+class _ContactRace(Exception):
+    """A contact this forward meant to make was made meanwhile by another."""
+
+
+async def _save_new_contacts(conn: Any, plan: _Plan) -> None:
+    """Insert the plan's new contacts (once), in the caller's transaction."""
+    created = now_ms()
+    for new in plan.new_contacts:
+        if new.id is not None:
+            continue
+        contact_id = await contact_store.insert_returning_id(
+            conn,
+            {
+                "user_id": new.user_id, "alias_id": new.alias_id, "email": new.email, "email_key": new.email_key, "name": new.name,
+                "reverse_alias": new.reverse_alias, "reverse_alias_key": new.reverse_alias_key, "created_ms": created,
+            },
+        )
+        if contact_id is None:
+            raise _ContactRace()
+        new.id = contact_id
 
 
 class Forwarder:
@@ -95,7 +135,12 @@ class Forwarder:
         """Forward one message to one alias; returns the SMTP reply line for it.
         ``trace`` is the Received (and Authentication-Results) fields we add on top."""
         try:
-            return await self._forward(recipient, data, trace, mail_from, auth, queue_id)
+            try:
+                return await self._forward(recipient, data, trace, mail_from, auth, queue_id)
+            except _ContactRace:
+                # A concurrent message from the same new sender made the contact first:
+                # nothing of this attempt was kept; the second finds the contact.
+                return await self._forward(recipient, data, trace, mail_from, auth, queue_id)
         except Exception:
             log.exception("forwarding %s to alias %s failed", queue_id, recipient.key)
             return TEMPORARY
@@ -109,37 +154,41 @@ class Forwarder:
         sender = self._sender(parsed, mail_from)
         reply_to = self._first(rewrite.values(parsed, "reply-to"))
         others = self._others(parsed, recipient.key)
-        async with self.db.write() as conn:
-            alias_id = recipient.alias_id
-            if alias_id is None:
+        alias_id = recipient.alias_id
+        if alias_id is None:
+            async with self.db.write() as conn:
                 alias_id = await self._catch_all_alias(conn, recipient)
-                if alias_id is None:
-                    return "550 5.1.1 Recipient address rejected: no such user here"
+            if alias_id is None:
+                return "550 5.1.1 Recipient address rejected: no such user here"
+        # Reads first, in a read transaction: on SQLite the single writer is the
+        # bottleneck of a busy server, and most forwards come from known contacts.
+        plan: _Plan | None = None
+        async with self.db.read() as conn:
             alias = await routing_store.alias_by_id(conn, alias_id)
             if alias is None:
                 return "550 5.1.1 Recipient address rejected: no such user here"
             user = await routing_store.user_of(conn, alias.user_id)
             # A disabled alias wants no mail at all: not even a quarantined copy.
             quarantined = quarantined and alias.enabled
-            if loop or quarantined:
-                await activity_store.record(conn, user_id=alias.user_id, alias_id=alias.id, action="block")
-                plan = None
-            else:
+            if not (loop or quarantined):
                 plan = await self._plan(conn, alias, user, sender, reply_to, others)
-                if plan.sender is not None and plan.sender.block_forward or not alias.enabled:
-                    contact_id = plan.sender.id if plan.sender is not None else None
-                    await activity_store.record(conn, user_id=alias.user_id, alias_id=alias.id, action="block", contact_id=contact_id)
-                    return f"250 2.0.0 Ok: {queue_id} accepted"
-                if not plan.mailboxes:
-                    log.warning("alias %s has no verified mailbox: mail %s kept nowhere", alias.id, queue_id)
-                    await activity_store.record(conn, user_id=alias.user_id, alias_id=alias.id, action="block", contact_id=contact_id_of(plan.sender))
-                    return f"250 2.0.0 Ok: {queue_id} accepted"
-        if loop:
-            log.info("mail %s to alias %s dropped: a mail loop", queue_id, alias.id)
-            return f"250 2.0.0 Ok: {queue_id} accepted (mail loop, dropped)"
-        if quarantined:
-            return await self._quarantine(alias, sender, data, trace, auth, queue_id)
-        assert plan is not None
+        if plan is None or (plan.sender is not None and plan.sender.block_forward) or not alias.enabled or not plan.mailboxes:
+            if plan is not None and not plan.mailboxes and alias.enabled and not (plan.sender is not None and plan.sender.block_forward):
+                log.warning("alias %s has no verified mailbox: mail %s kept nowhere", alias.id, queue_id)
+
+            async def record_block(conn: Any) -> None:
+                if plan is not None:
+                    await _save_new_contacts(conn, plan)
+                contact_id = contact_id_of(plan.sender) if plan is not None else None
+                await activity_store.record(conn, user_id=alias.user_id, alias_id=alias.id, action="block", contact_id=contact_id)
+
+            await self.db.write_shared(record_block)
+            if loop:
+                log.info("mail %s to alias %s dropped: a mail loop", queue_id, alias.id)
+                return f"250 2.0.0 Ok: {queue_id} accepted (mail loop, dropped)"
+            if quarantined:
+                return await self._quarantine(alias, sender, data, trace, auth, queue_id)
+            return f"250 2.0.0 Ok: {queue_id} accepted"
         return await self._deliver(plan, parsed, data, trace, mail_from, queue_id)
 
     # Deciding -----------------------------------------------------------------------
@@ -185,31 +234,51 @@ class Forwarder:
             conn, user_id=recipient.user_id, email=recipient.address, email_key=recipient.key, domain_id=domain_id, mailbox_ids=mailbox_ids, created_ms=now_ms()
         )
 
-    async def _contact(self, conn: Any, alias: Any, party: _Party | None) -> Any | None:
+    async def _contact(self, conn: Any, plan: _Plan, party: _Party | None) -> Any | None:
+        """The alias's contact for ``party``: the one that exists, or a new one whose
+        reverse alias is chosen now (the rewrite needs it) and which is saved with
+        the forward's activity (``_save_new_contacts``)."""
         if party is None:
             return None
         try:
-            contact, _ = await contact_service.find_or_create(
-                conn, user_id=alias.user_id, alias_id=alias.id, email=party.address, name=party.name or None, reverse_alias_domain=self.reverse_alias_domain
-            )
+            key = normalise_address(party.address).key
         except InvalidInput:
             return None
-        return contact
+        found = await contact_store.by_alias_and_email(conn, plan.alias.id, key)
+        if found is not None:
+            return found
+        for new in plan.new_contacts:
+            if new.email_key == key:
+                return new
+        reverse_alias = contact_service.new_reverse_alias(self.reverse_alias_domain)
+        new = _NewContact(
+            user_id=plan.alias.user_id,
+            alias_id=plan.alias.id,
+            email=normalise_address(party.address).display,
+            email_key=key,
+            name=party.name or None,
+            reverse_alias=reverse_alias,
+            reverse_alias_key=normalise_address(reverse_alias).key,
+        )
+        plan.new_contacts.append(new)
+        return new
 
     async def _plan(self, conn: Any, alias: Any, user: Any, sender: _Party | None, reply_to: _Party | None, others: list[_Party]) -> _Plan:
-        sender_contact = await self._contact(conn, alias, sender)
-        plan = _Plan(alias, user, sender_contact, None, {}, [])
-        if not alias.enabled or (sender_contact is not None and sender_contact.block_forward):
+        plan = _Plan(alias, user, None, None, {}, [])
+        plan.sender = await self._contact(conn, plan, sender)
+        if not alias.enabled or (plan.sender is not None and plan.sender.block_forward):
             return plan
         if reply_to is not None:
-            plan.reply_to = await self._contact(conn, alias, reply_to)
+            plan.reply_to = await self._contact(conn, plan, reply_to)
         for party in others:
             key = _key(party.address)
             if key not in plan.others:
-                contact = await self._contact(conn, alias, party)
+                contact = await self._contact(conn, plan, party)
                 if contact is not None:
                     plan.others[key] = contact
-        plan.mailboxes = list(await routing_store.mailboxes_of_alias(conn, alias.id))
+        for mailbox in await routing_store.mailboxes_of_alias(conn, alias.id):
+            plan.mailboxes.append(mailbox)
+            plan.owners.append(await routing_store.hosted_owner(conn, mailbox.email_key))
         return plan
 
     # Rewriting ----------------------------------------------------------------------
@@ -251,17 +320,13 @@ class Forwarder:
 
     async def _deliver(self, plan: _Plan, parsed: rewrite.Split, data: bytes, trace: bytes, mail_from: str, queue_id: str) -> str:
         message = trace + self._rewritten(plan, parsed, data)
-        local: list[tuple[Any, str]] = []
-        remote: list[Any] = []
-        async with self.db.read() as conn:
-            for mailbox in plan.mailboxes:
-                owner = await routing_store.hosted_owner(conn, mailbox.email_key)
-                if owner is not None:
-                    local.append((mailbox, owner))
-                else:
-                    remote.append(mailbox)
+        local = [(mailbox, owner) for mailbox, owner in zip(plan.mailboxes, plan.owners) if owner is not None]
+        remote = [mailbox for mailbox, owner in zip(plan.mailboxes, plan.owners) if owner is None]
         delivered_locally = 0
         failure: DomainError | None = None
+        if local and plan.new_contacts:
+            # The local copies name the new reverse aliases: they exist before them.
+            await self.db.write_shared(lambda conn: _save_new_contacts(conn, plan))
         if local:
             requests = [
                 AppendRequest(
@@ -283,8 +348,10 @@ class Forwarder:
         if failure is not None and delivered_locally == 0 and not remote:
             return _failure_reply(failure)
         blob_key = await self.committer.mailstore.blobs.put(message) if remote else None
-        contact_id = contact_id_of(plan.sender)
-        async with self.db.write() as conn:
+
+        async def record(conn: Any) -> None:
+            await _save_new_contacts(conn, plan)
+            contact_id = contact_id_of(plan.sender)
             activity_id = await activity_store.record(
                 conn, user_id=plan.alias.user_id, alias_id=plan.alias.id, action="forward", contact_id=contact_id, mailbox_id=plan.mailboxes[0].id
             )
@@ -299,6 +366,10 @@ class Forwarder:
                     size=len(message),
                     message_mid=None,
                 )
+
+        # The activity and the queue rows in one transaction, shared with the
+        # concurrent forwards: one commit for a burst.
+        await self.db.write_shared(record)
         if remote:
             self.outbound.wake()
         return f"250 2.0.0 Ok: forwarded as {queue_id}"

@@ -357,7 +357,7 @@ class OutboundQueue:
             if relay and self.settings.relay_username:
                 await client.login(self.settings.relay_username, self.settings.relay_password or "")
             options = []
-            if any(b > 127 for b in message) and client.supports_extension("8bitmime"):
+            if not message.isascii() and client.supports_extension("8bitmime"):
                 options.append("BODY=8BITMIME")
             if not (mail_from + "".join(recipients)).isascii():
                 if not client.supports_extension("smtputf8"):
@@ -444,9 +444,10 @@ class OutboundQueue:
             # The bounce is stored before the rows become final: a crash in between
             # retries the rows (and may bounce twice) rather than lose the bounce.
             await self._bounce(rows[0], failed)
-        events = []
-        finished_blobs: list[str] = []
-        async with self.db.write() as conn:
+
+        async def write_outcomes(conn: AsyncConnection) -> None:
+            events = []
+            finished_blobs: list[str] = []
             for seq, (row, attempt, state) in enumerate(outcomes, start=1):
                 event = {"queueId": row.queue_id, "seq": f"{seq:03d}", "from": row.mail_from, "to": [row.rcpt], "response": attempt.response}
                 if attempt.host:
@@ -464,6 +465,9 @@ class OutboundQueue:
             await add_events(conn, events)
             # Final rows hold no reference to the message any more.
             await message_store.release_blobs(conn, finished_blobs)
+
+        # Shared with the other deliveries finishing now: one commit for many.
+        await self.db.write_shared(write_outcomes)
 
     async def _bounce(self, first, failed: list[tuple[object, Attempt]]) -> None:
         """A delivery status notification into the sender's INBOX."""

@@ -35,6 +35,12 @@ async def insert_if_absent(conn: AsyncConnection, values: dict[str, Any]) -> boo
     return (await conn.execute(stmt)).rowcount > 0
 
 
+async def insert_returning_id(conn: AsyncConnection, values: dict[str, Any]) -> int | None:
+    """Insert unless the alias has this contact already; the new id, or None."""
+    stmt = insert_for(conn, contacts).values(**values).on_conflict_do_nothing(index_elements=["alias_id", "email_key"]).returning(contacts.c.id)
+    return (await conn.execute(stmt)).scalar_one_or_none()
+
+
 async def page_of_alias(conn: AsyncConnection, alias_id: int, offset: int, limit: int) -> Sequence[Row]:
     stmt = select(contacts).where(contacts.c.alias_id == alias_id).order_by(contacts.c.id.desc()).offset(offset).limit(limit)
     return (await conn.execute(stmt)).all()
