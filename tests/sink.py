@@ -33,6 +33,8 @@ class SmtpSink:
     resolver: StaticResolver | None = None
     _server: asyncio.Server | None = None
     _arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    # Every connection a client opened, in order (a test can close one).
+    connections: list[SMTP] = field(default_factory=list)
 
     async def start(self) -> None:
         sink = self
@@ -54,8 +56,13 @@ class SmtpSink:
                 return reply
 
         loop = asyncio.get_running_loop()
+        def connection() -> SMTP:
+            server = SMTP(Handler(), hostname="sink.example.net", decode_data=False, enable_SMTPUTF8=True)
+            sink.connections.append(server)
+            return server
+
         self._server = await loop.create_server(
-            lambda: SMTP(Handler(), hostname="sink.example.net", decode_data=False, enable_SMTPUTF8=True), self.host, 0
+            connection, self.host, 0
         )
         self.port = self._server.sockets[0].getsockname()[1]
 

@@ -444,3 +444,24 @@ async def test_stopping_the_worker_lets_a_delivery_in_flight_finish(
     [row] = await rows(runtime)
     assert row.state == "delivered"
     assert len(sink.received) == 1
+
+
+async def test_connections_are_kept_for_the_next_message(runtime: Runtime, sink: SmtpSink, alice: str) -> None:
+    """The next message to the same host goes on the connection the last one used; one
+    the server closed meanwhile is replaced, and the message still arrives once."""
+    sink.serve_domain("remote.org")
+    async with worker(runtime):
+        await send(runtime, alice, ["carol@remote.org"], subject="first")
+        await sink.wait_for(1)
+        await send(runtime, alice, ["dave@remote.org"], subject="second")
+        await sink.wait_for(2)
+        assert len(sink.connections) == 1
+        # The server drops the idle connection; the queue notices at MAIL.
+        assert sink.connections[0].transport is not None
+        sink.connections[0].transport.close()
+        await asyncio.sleep(0.05)
+        await send(runtime, alice, ["erin@remote.org"], subject="third")
+        await sink.wait_for(3)
+        await wait_rows(runtime, all_in("delivered"))
+    assert len(sink.connections) == 2
+    assert sorted(r.rcpt_tos[0] for r in sink.received) == ["carol@remote.org", "dave@remote.org", "erin@remote.org"]

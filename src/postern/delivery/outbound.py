@@ -27,6 +27,7 @@ from postern.accounts.addressing import normalise_domain
 from postern.delivery import dkim_signing, dsn, mx
 from postern.delivery.authentication import parse_header_from
 from postern.delivery.committer import GroupCommitter
+from postern.delivery.connections import IdleConnections
 from postern.delivery.dns import DnsError, Resolver
 from postern.errors import InvalidInput
 from postern.events import Event
@@ -106,6 +107,7 @@ class OutboundQueue:
         self.settings = settings
         self._wakeup = asyncio.Event()
         self._rng = random.Random()
+        self._connections = IdleConnections()
         # Set by the runtime: takes over the permanent failure of a forwarded alias
         # message (recognised by its VERP envelope sender; see aliases.bounces) and
         # returns True, instead of a bounce into the sender's INBOX.
@@ -116,34 +118,11 @@ class OutboundQueue:
     async def enqueue(
         self, *, user_id: str, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None
     ) -> str:
-        queue_id = new_id()
-        created = now_ms()
-        rows = []
-        for rcpt in dict.fromkeys(recipients):
-            rows.append(
-                {
-                    "id": new_id(),
-                    "user_id": user_id,
-                    "queue_id": queue_id,
-                    "blob_key": blob_key,
-                    "mail_from": mail_from,
-                    "rcpt": rcpt,
-                    "domain": _ascii_domain(rcpt),
-                    "state": "queued",
-                    "attempts": 0,
-                    "next_attempt_ms": created,
-                    "message_mid": message_mid,
-                    "created_ms": created,
-                    "updated_ms": created,
-                    "expires_ms": created + int(self.settings.lifetime_seconds * 1000),
-                }
-            )
         async with self.db.write() as conn:
-            await message_store.add_blob_refs(conn, {blob_key: (size, len(rows))}, created)
-            await queue_store.insert_rows(conn, rows)
+            queue_id = await self.enqueue_in(conn, user_id=user_id, mail_from=mail_from, recipients=recipients, blob_key=blob_key, size=size, message_mid=message_mid)
             if message_mid:
-                event = {"queueId": queue_id, "from": mail_from, "to": [r["rcpt"] for r in rows]}
-                await add_events(conn, [(user_id, message_mid, "QUEUED", event, created)])
+                event = {"queueId": queue_id, "from": mail_from, "to": list(dict.fromkeys(recipients))}
+                await add_events(conn, [(user_id, message_mid, "QUEUED", event, now_ms())])
         self._wakeup.set()
         return queue_id
 
@@ -219,6 +198,7 @@ class OutboundQueue:
         finally:
             if running:
                 await asyncio.wait(set(running), timeout=STOP_GRACE_S)
+            self._connections.close_all()
 
     async def _run(self, owner: str | None, running: set[asyncio.Task[None]]) -> None:
         parallel = asyncio.Semaphore(PARALLEL_DELIVERIES)
@@ -334,38 +314,39 @@ class OutboundQueue:
         """One SMTP transaction with ``host`` (an address, or the relay's name); ``name``
         is what the events report. A code of 0 means the host could not be reached."""
         label = name or host
-        use_tls = relay and self.settings.relay_tls == "tls"
-        client = aiosmtplib.SMTP(
-            hostname=host,
-            port=port,
-            local_hostname=self.settings.hostname,
-            timeout=self.settings.connect_timeout,
-            use_tls=use_tls,
-            start_tls=False,
-            validate_certs=relay,
-        )
+        key = (host, port, relay)
+        client = self._connections.take(key)
+        reused = client is not None
+        if client is None:
+            opened = await self._open(host, port, relay=relay, label=label)
+            if isinstance(opened, Attempt):
+                return {r: opened for r in recipients}
+            client = opened
+        keep = False
         try:
-            await client.connect()
-        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
-            return {r: Attempt(0, f"451 4.4.1 Connection to {label} failed: {error}", label) for r in recipients}
-        try:
-            await client.ehlo()
-            if not use_tls and client.supports_extension("starttls") and not (relay and self.settings.relay_tls == "none"):
-                await client.starttls(tls_context=None if relay else _unverified_tls())
-            elif relay and self.settings.relay_tls == "starttls":
-                raise aiosmtplib.SMTPException(f"relay {host} does not offer STARTTLS")
-            if relay and self.settings.relay_username:
-                await client.login(self.settings.relay_username, self.settings.relay_password or "")
             options = []
             if not message.isascii() and client.supports_extension("8bitmime"):
                 options.append("BODY=8BITMIME")
             if not (mail_from + "".join(recipients)).isascii():
                 if not client.supports_extension("smtputf8"):
+                    keep = True
                     return {r: Attempt(553, f"553 5.6.7 {label} does not support SMTPUTF8 addresses", label) for r in recipients}
                 options.append("SMTPUTF8")
             if client.supports_extension("size"):
                 options.append(f"SIZE={len(message)}")
-            await client.mail(mail_from, options=options)
+            try:
+                await client.mail(mail_from, options=options)
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError):
+                if not reused:
+                    raise
+                # A kept connection the server closed meanwhile: nothing was sent on
+                # it yet, so the message goes on a new one.
+                client.close()
+                opened = await self._open(host, port, relay=relay, label=label)
+                if isinstance(opened, Attempt):
+                    return {r: opened for r in recipients}
+                client = opened
+                await client.mail(mail_from, options=options)
             results: dict[str, Attempt] = {}
             accepted = []
             for rcpt in recipients:
@@ -385,16 +366,55 @@ class OutboundQueue:
                     reply = error
                 for rcpt in accepted:
                     results[rcpt] = Attempt(reply.code, f"{reply.code} {reply.message}", label)
+            else:
+                await client.rset()  # every recipient refused: end the transaction
+            keep = True
             return results
         except aiosmtplib.SMTPResponseException as error:
             return {r: Attempt(error.code, f"{error.code} {error.message}", label) for r in recipients}
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
             return {r: Attempt(451, f"451 4.4.2 Connection to {label} broke: {error}", label) for r in recipients}
         finally:
-            try:
-                await client.quit()
-            except Exception:
-                client.close()
+            if keep and client.is_connected:
+                self._connections.give(key, client)
+            else:
+                try:
+                    await client.quit()
+                except Exception:
+                    client.close()
+
+    async def _open(self, host: str, port: int, *, relay: bool, label: str) -> aiosmtplib.SMTP | Attempt:
+        """A connection ready for MAIL (greeted, EHLO, STARTTLS and AUTH as set), or
+        the Attempt that says why there is none (a code of 0: unreachable)."""
+        use_tls = relay and self.settings.relay_tls == "tls"
+        client = aiosmtplib.SMTP(
+            hostname=host,
+            port=port,
+            local_hostname=self.settings.hostname,
+            timeout=self.settings.connect_timeout,
+            use_tls=use_tls,
+            start_tls=False,
+            validate_certs=relay,
+        )
+        try:
+            await client.connect()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            return Attempt(0, f"451 4.4.1 Connection to {label} failed: {error}", label)
+        try:
+            await client.ehlo()
+            if not use_tls and client.supports_extension("starttls") and not (relay and self.settings.relay_tls == "none"):
+                await client.starttls(tls_context=None if relay else _unverified_tls())
+            elif relay and self.settings.relay_tls == "starttls":
+                raise aiosmtplib.SMTPException(f"relay {host} does not offer STARTTLS")
+            if relay and self.settings.relay_username:
+                await client.login(self.settings.relay_username, self.settings.relay_password or "")
+        except aiosmtplib.SMTPResponseException as error:
+            client.close()
+            return Attempt(error.code, f"{error.code} {error.message}", label)
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            client.close()
+            return Attempt(451, f"451 4.4.2 Connection to {label} broke: {error}", label)
+        return client
 
     async def _signed(self, raw: bytes, mail_from: str) -> bytes:
         """Signed with the key of the From header's domain (what DMARC aligns with),
