@@ -27,7 +27,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from postern.accounts.addressing import normalise_address
 from postern.accounts.server_key import ServerKey
 from postern.aliases import contacts as contact_service
 from postern.aliases.bounces import is_verp_local, verp_address
@@ -36,6 +35,7 @@ from postern.delivery.authentication import AuthenticationResults
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.outbound import OutboundQueue
 from postern.delivery.router import AliasRecipient
+from postern.delivery.router import normalised as normalise_address  # remembered: a header's addresses recur
 from postern.errors import Conflict, DomainError, InvalidInput, OverQuota, TooLarge
 from postern.mailstore.service import AppendRequest, AppendResult
 from postern.mime import rewrite

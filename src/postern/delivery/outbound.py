@@ -18,6 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, datetime
 
 import aiosmtplib
@@ -44,6 +45,8 @@ log = logging.getLogger("postern.outbound")
 
 CLAIM_BATCH = 50
 PARALLEL_DELIVERIES = 10
+# How long a domain's DKIM key (or its absence) is remembered.
+DKIM_KEY_TTL_S = 10.0
 # How long a stopping worker waits for the deliveries in flight.
 STOP_GRACE_S = 30.0
 # Final rows are kept a while for the record, then purged.
@@ -108,6 +111,7 @@ class OutboundQueue:
         self._wakeup = asyncio.Event()
         self._rng = random.Random()
         self._connections = IdleConnections()
+        self._dkim_keys: dict[str, tuple[float, Any]] = {}
         # Set by the runtime: takes over the permanent failure of a forwarded alias
         # message (recognised by its VERP envelope sender; see aliases.bounces) and
         # returns True, instead of a bounce into the sender's INBOX.
@@ -422,11 +426,10 @@ class OutboundQueue:
         status, from_domain = parse_header_from(raw)
         candidates = [from_domain if status == "ok" and from_domain else "", mail_from.rpartition("@")[2] if "@" in mail_from else ""]
         row = None
-        async with self.db.read() as conn:
-            for domain in dict.fromkeys(_ascii_domain("@" + d) for d in candidates if d):
-                row = await dkim_store.get_key(conn, domain)
-                if row is not None:
-                    break
+        for domain in dict.fromkeys(_ascii_domain("@" + d) for d in candidates if d):
+            row = await self._dkim_key(domain)
+            if row is not None:
+                break
         if row is None:
             return raw
         key = dkim_signing.DkimKey(row.domain, row.selector, row.private_key_pem.encode(), row.algorithm)
@@ -435,6 +438,20 @@ class OutboundQueue:
         except dkim_signing.DkimSigningError:
             log.warning("DKIM signing failed for a message from %s; sent unsigned", row.domain)
             return raw
+
+    async def _dkim_key(self, domain: str) -> Any:
+        """The domain's DKIM key row, or None; remembered for DKIM_KEY_TTL_S, as every
+        message of a busy queue asks (a new key is used from then on)."""
+        now = time.monotonic()
+        known = self._dkim_keys.get(domain)
+        if known is not None and now - known[0] < DKIM_KEY_TTL_S:
+            return known[1]
+        async with self.db.read() as conn:
+            row = await dkim_store.get_key(conn, domain)
+        if len(self._dkim_keys) > 10_000:
+            self._dkim_keys.clear()
+        self._dkim_keys[domain] = (now, row)
+        return row
 
     async def _record(self, rows: list, attempts: dict[str, Attempt]) -> None:
         now = now_ms()
