@@ -64,14 +64,14 @@ class _Party:
 
 @dataclass
 class _Plan:
-    alias: Any
-    user: Any
+    alias: Any  # with its owner's sender_format
     sender: Any | None  # the From contact
     reply_to: Any | None
     others: dict[str, Any]  # address key -> contact, for To and Cc
     mailboxes: list[Any]
     owners: list[str | None] = field(default_factory=list)  # per mailbox: the hosting user, or None
     new_contacts: list[_NewContact] = field(default_factory=list)  # not saved yet
+    existing: dict[str, Any] = field(default_factory=dict)  # the parties' contacts that exist, by address key
 
 
 @dataclass
@@ -164,14 +164,13 @@ class Forwarder:
         # bottleneck of a busy server, and most forwards come from known contacts.
         plan: _Plan | None = None
         async with self.db.read() as conn:
-            alias = await routing_store.alias_by_id(conn, alias_id)
+            alias = await routing_store.alias_for_forward(conn, alias_id)
             if alias is None:
                 return "550 5.1.1 Recipient address rejected: no such user here"
-            user = await routing_store.user_of(conn, alias.user_id)
             # A disabled alias wants no mail at all: not even a quarantined copy.
             quarantined = quarantined and alias.enabled
             if not (loop or quarantined):
-                plan = await self._plan(conn, alias, user, sender, reply_to, others)
+                plan = await self._plan(conn, alias, sender, reply_to, others)
         if plan is None or (plan.sender is not None and plan.sender.block_forward) or not alias.enabled or not plan.mailboxes:
             if plan is not None and not plan.mailboxes and alias.enabled and not (plan.sender is not None and plan.sender.block_forward):
                 log.warning("alias %s has no verified mailbox: mail %s kept nowhere", alias.id, queue_id)
@@ -234,7 +233,7 @@ class Forwarder:
             conn, user_id=recipient.user_id, email=recipient.address, email_key=recipient.key, domain_id=domain_id, mailbox_ids=mailbox_ids, created_ms=now_ms()
         )
 
-    async def _contact(self, conn: Any, plan: _Plan, party: _Party | None) -> Any | None:
+    def _contact(self, plan: _Plan, party: _Party | None) -> Any | None:
         """The alias's contact for ``party``: the one that exists, or a new one whose
         reverse alias is chosen now (the rewrite needs it) and which is saved with
         the forward's activity (``_save_new_contacts``)."""
@@ -244,7 +243,7 @@ class Forwarder:
             key = normalise_address(party.address).key
         except InvalidInput:
             return None
-        found = await contact_store.by_alias_and_email(conn, plan.alias.id, key)
+        found = plan.existing.get(key)
         if found is not None:
             return found
         for new in plan.new_contacts:
@@ -263,28 +262,30 @@ class Forwarder:
         plan.new_contacts.append(new)
         return new
 
-    async def _plan(self, conn: Any, alias: Any, user: Any, sender: _Party | None, reply_to: _Party | None, others: list[_Party]) -> _Plan:
-        plan = _Plan(alias, user, None, None, {}, [])
-        plan.sender = await self._contact(conn, plan, sender)
+    async def _plan(self, conn: Any, alias: Any, sender: _Party | None, reply_to: _Party | None, others: list[_Party]) -> _Plan:
+        plan = _Plan(alias, None, None, {}, [])
+        parties = [p for p in (sender, reply_to, *others) if p is not None]
+        plan.existing = await contact_store.by_alias_and_emails(conn, alias.id, [k for k in map(_key_or_none, (p.address for p in parties)) if k])
+        plan.sender = self._contact(plan, sender)
         if not alias.enabled or (plan.sender is not None and plan.sender.block_forward):
             return plan
         if reply_to is not None:
-            plan.reply_to = await self._contact(conn, plan, reply_to)
+            plan.reply_to = self._contact(plan, reply_to)
         for party in others:
             key = _key(party.address)
             if key not in plan.others:
-                contact = await self._contact(conn, plan, party)
+                contact = self._contact(plan, party)
                 if contact is not None:
                     plan.others[key] = contact
-        for mailbox in await routing_store.mailboxes_of_alias(conn, alias.id):
+        for mailbox, owner in await routing_store.forward_targets(conn, alias):
             plan.mailboxes.append(mailbox)
-            plan.owners.append(await routing_store.hosted_owner(conn, mailbox.email_key))
+            plan.owners.append(owner)
         return plan
 
     # Rewriting ----------------------------------------------------------------------
 
     def _rewritten(self, plan: _Plan, parsed: rewrite.Split, data: bytes) -> bytes:
-        fmt = plan.user.sender_format if plan.user is not None else "AT"
+        fmt = plan.alias.sender_format or "AT"
 
         def shown(contact: Any, name: str | None = None) -> str:
             return rewrite.sender_value(fmt, (name if name is not None else contact.name) or "", contact.email, contact.reverse_alias)

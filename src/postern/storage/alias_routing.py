@@ -18,6 +18,26 @@ async def alias_by_id(conn: AsyncConnection, alias_id: int) -> Row | None:
     return (await conn.execute(select(aliases).where(aliases.c.id == alias_id))).first()
 
 
+async def alias_for_forward(conn: AsyncConnection, alias_id: int) -> Row | None:
+    """The alias with its owner's ``sender_format``, in one read."""
+    stmt = select(aliases, users.c.sender_format).join(users, users.c.id == aliases.c.user_id).where(aliases.c.id == alias_id)
+    return (await conn.execute(stmt)).first()
+
+
+async def forward_targets(conn: AsyncConnection, alias: Row) -> list[tuple[Row, str | None]]:
+    """The alias's verified mailboxes, its first (``aliases.mailbox_id``) first, each
+    with the user whose hosted address it is (None: it is elsewhere), in one read."""
+    stmt = (
+        select(mailboxes, addresses.c.user_id.label("hosted_by"))
+        .join(alias_mailboxes, alias_mailboxes.c.mailbox_id == mailboxes.c.id)
+        .outerjoin(addresses, addresses.c.address_key == mailboxes.c.email_key)
+        .where(alias_mailboxes.c.alias_id == alias.id, mailboxes.c.verified)
+        .order_by(mailboxes.c.id)
+    )
+    rows = sorted((await conn.execute(stmt)).all(), key=lambda r: r.id != alias.mailbox_id)
+    return [(row, row.hosted_by) for row in rows]
+
+
 async def alias_by_key(conn: AsyncConnection, email_key: str) -> Row | None:
     return (await conn.execute(select(aliases).where(aliases.c.email_key == email_key))).first()
 
@@ -39,15 +59,6 @@ async def mailboxes_of_alias(conn: AsyncConnection, alias_id: int) -> Sequence[R
     first = await conn.scalar(select(aliases.c.mailbox_id).where(aliases.c.id == alias_id))
     rows.sort(key=lambda r: r.id != first)
     return rows
-
-
-async def user_of(conn: AsyncConnection, user_id: str) -> Row | None:
-    return (await conn.execute(select(users).where(users.c.id == user_id))).first()
-
-
-async def hosted_owner(conn: AsyncConnection, address_key: str) -> str | None:
-    """The user whose hosted address this is, if any."""
-    return await conn.scalar(select(addresses.c.user_id).where(addresses.c.address_key == address_key))
 
 
 async def set_alias_enabled(conn: AsyncConnection, alias_id: int, enabled: bool) -> None:

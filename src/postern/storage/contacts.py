@@ -23,6 +23,14 @@ async def by_alias_and_email(conn: AsyncConnection, alias_id: int, email_key: st
     return (await conn.execute(stmt)).first()
 
 
+async def by_alias_and_emails(conn: AsyncConnection, alias_id: int, email_keys: Sequence[str]) -> dict[str, Row]:
+    """The alias's contacts among ``email_keys``, by key, in one read."""
+    if not email_keys:
+        return {}
+    stmt = select(contacts).where(contacts.c.alias_id == alias_id, contacts.c.email_key.in_(list(dict.fromkeys(email_keys))))
+    return {row.email_key: row for row in (await conn.execute(stmt)).all()}
+
+
 async def by_reverse_alias(conn: AsyncConnection, reverse_alias_key: str) -> Row | None:
     stmt = select(contacts).where(contacts.c.reverse_alias_key == reverse_alias_key)
     return (await conn.execute(stmt)).first()
