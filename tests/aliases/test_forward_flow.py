@@ -435,3 +435,16 @@ async def test_mail_worker_wakes_the_queue(runtime: Runtime) -> None:
     runtime.outbound._wakeup.clear()
     _worker_events(runtime)([QueueWakeup("")])
     assert runtime.outbound._wakeup.is_set()
+
+
+async def test_forwards_do_not_count_as_sending(runtime: Runtime, mail_doors: MailDoors, sink: SmtpSink) -> None:
+    """Forwards are queued under the alias owner, but they are mail the user received:
+    they never use up the user's recipients-per-24h sending limit."""
+    sink.serve_domain("gmail.test")
+    me = await make_user(runtime, "me", mailboxes=["me@gmail.test"])
+    await make_alias(runtime, me, "shop@alias.test")
+    for n in range(3):
+        await send(mail_doors.smtp, f"s{n}@wick.com", ["shop@alias.test"], make_message(From=f"s{n}@wick.com", To="shop@alias.test"))
+    await sink.wait_for(3)
+    assert len(await queue(runtime)) == 3
+    assert await runtime.outbound.recipients_in_last_day(me.user_id) == 0

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from postern.accounts.server_key import ServerKey
 from postern.aliases.notifications import Notifications, quote
+from postern.delivery.outbound import FORWARD_SENDER_PREFIX
 from postern.storage import alias_activities as activity_store
 from postern.storage import alias_routing as routing_store
 from postern.storage.database import Database
@@ -29,7 +30,7 @@ from postern.storage.ids import now_ms
 
 log = logging.getLogger("postern.aliases")
 
-VERP_PREFIX = "bounce+"
+VERP_PREFIX = FORWARD_SENDER_PREFIX  # the queue leaves these out of the sending limit
 _PAYLOAD = re.compile(r"^([0-9]{1,18})-([0-9]{1,18})$")
 WEEK_MS = 7 * 24 * 3600 * 1000
 _PURPOSE = "verp"

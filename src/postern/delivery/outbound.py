@@ -45,6 +45,8 @@ log = logging.getLogger("postern.outbound")
 
 CLAIM_BATCH = 50
 PARALLEL_DELIVERIES = 10
+# The envelope senders of alias forwards (aliases.bounces' VERP addresses).
+FORWARD_SENDER_PREFIX = "bounce+"
 # How long a domain's DKIM key (or its absence) is remembered.
 DKIM_KEY_TTL_S = 10.0
 # How long a stopping worker waits for the deliveries in flight.
@@ -180,8 +182,10 @@ class OutboundQueue:
                 await add_events(conn, events)
 
     async def recipients_in_last_day(self, user_id: str) -> int:
+        """What the user sent in the last 24 hours: alias forwards (queued under the
+        alias owner, from a FORWARD_SENDER_PREFIX address) are mail they received."""
         async with self.db.read() as conn:
-            return await queue_store.recipients_since(conn, user_id, now_ms() - 24 * 3600 * 1000)
+            return await queue_store.recipients_since(conn, user_id, now_ms() - 24 * 3600 * 1000, not_from_prefix=FORWARD_SENDER_PREFIX)
 
     # The worker ----------------------------------------------------------------------
 

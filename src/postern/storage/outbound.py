@@ -73,8 +73,12 @@ async def next_due_ms(conn: AsyncConnection) -> int | None:
     return min(candidates) if candidates else None
 
 
-async def recipients_since(conn: AsyncConnection, user_id: str, since_ms: int) -> int:
+async def recipients_since(conn: AsyncConnection, user_id: str, since_ms: int, *, not_from_prefix: str | None = None) -> int:
+    """The user's queued recipients since ``since_ms``, leaving out the rows whose
+    envelope sender starts with ``not_from_prefix``."""
     stmt = select(func.count()).select_from(outbound).where(outbound.c.user_id == user_id, outbound.c.created_ms >= since_ms)
+    if not_from_prefix:
+        stmt = stmt.where(~outbound.c.mail_from.startswith(not_from_prefix, autoescape=True))
     return int(await conn.scalar(stmt) or 0)
 
 
