@@ -5,6 +5,7 @@ and the alias's user told."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import email
 from email import policy
@@ -341,3 +342,23 @@ async def test_reply_to_two_contacts_at_once(runtime: Runtime, resolver: StaticR
         assert [a.addr_spec for a in message["Cc"].addresses] == ["helen@wick.test", stranger.reverse_alias]
         assert b"secret@wick.test" not in got.data
     assert (await alias_row(runtime, alias_id)).nb_reply == 2
+
+
+async def test_a_reply_refused_for_good_is_notified(runtime: Runtime, resolver: StaticResolver, mail_doors: MailDoors, sink: SmtpSink) -> None:
+    """The contact's server refuses the reply: the alias's user hears it in a
+    notification (their own mailbox is elsewhere, not the hosted INBOX)."""
+    me, _, john = await setup(runtime, resolver, sink)
+    sink.rcpt_replies.append("550 5.1.1 <john@wick.test>: no such user")
+    assert await send(mail_doors.smtp, MAILBOX, [john.reverse_alias], reply_to(john)) == {}
+
+    async def notified() -> Any:
+        while True:
+            found = [n for n in await notifications(runtime, me) if "could not be delivered" in n.title]
+            if found:
+                return found
+            await asyncio.sleep(0.05)
+
+    [note] = await asyncio.wait_for(notified(), 15)
+    assert "shop@alias.test" in note.title
+    assert "no such user" in note.message
+    assert MAILBOX.lower() not in note.message.lower()

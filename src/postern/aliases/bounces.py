@@ -20,9 +20,11 @@ import logging
 import re
 from dataclasses import dataclass
 
+from postern.accounts.addressing import normalise_address
 from postern.accounts.server_key import ServerKey
 from postern.aliases.notifications import Notifications, quote
 from postern.delivery.outbound import FORWARD_SENDER_PREFIX
+from postern.errors import InvalidInput
 from postern.storage import alias_activities as activity_store
 from postern.storage import alias_routing as routing_store
 from postern.storage.database import Database
@@ -84,6 +86,7 @@ class Bounces:
         envelope sender one of our VERP addresses), record the bounce and say True."""
         local, _, domain = mail_from.rpartition("@")
         if domain.lower() != self.reverse_alias_domain or not is_verp_local(local.lower()):
+            await self._reply_failed(mail_from, response)
             return False
         try:
             activity_id, mailbox_id = parse_verp(self.server_key, local.lower())
@@ -91,6 +94,25 @@ class Bounces:
             return False
         await self.bounced(activity_id=activity_id, mailbox_id=mailbox_id, reason=response)
         return True
+
+    async def _reply_failed(self, mail_from: str, response: str) -> None:
+        """A reply (or mail sent as an alias) failed for good: its user hears it in a
+        notification, since an alias user's own mailbox is elsewhere (the bounce
+        report still goes to the hosted INBOX, as for any sent mail)."""
+        try:
+            key = normalise_address(mail_from).key
+        except InvalidInput:
+            return
+        async with self.db.read() as conn:
+            alias = await routing_store.alias_by_key(conn, key)
+        if alias is None:
+            return
+        await self.notifications.notify(
+            alias.user_id,
+            f"A message from your alias {alias.email} could not be delivered",
+            f"<p>A message you sent from your alias <b>{quote(alias.email)}</b> was refused for good by the recipient's "
+            f"mail server.</p><p>Reason: {quote(response[:500])}</p>",
+        )
 
     async def bounced(self, *, activity_id: int, mailbox_id: int, reason: str = "") -> BounceOutcome | None:
         """Record that the forward ``activity_id`` to ``mailbox_id`` bounced: a
