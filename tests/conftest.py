@@ -5,10 +5,15 @@ that cannot be reached fails the tests; it never skips them."""
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
+import gc
 import os
 import secrets
 import shutil
+import threading
+import types
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +21,18 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
+from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.datastructures import State
+from starlette.middleware import Middleware
 
+import postern.http.app
 from postern.accounts.passwords import Passwords
 from postern.config import Settings
 from postern.delivery.dns import StaticResolver
-from postern.http.app import create_app
 from postern.runtime import Runtime
 from postern.server import bound_port, start_mail_doors
 from postern.storage.database import Database, migrate
@@ -55,6 +66,48 @@ async def _drop_schema(schema: str) -> None:
         await engine.dispose()
 
 
+@event.listens_for(PGDialect_asyncpg, "do_connect")
+def _no_commit_waits(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+    """Every PostgreSQL connection of the tests commits without waiting for its WAL
+    to reach the disk (test-only, in the connection's start-up packet: no extra round
+    trip). A commit is still atomic and visible at once; only a crash of the server
+    could lose it. Durability is the SQLite tests' and the crash tests' concern."""
+    cparams["server_settings"] = {**(cparams.get("server_settings") or {}), "synchronous_commit": "off"}
+
+
+class _PostgresEmptier:
+    """Empties the session's PostgreSQL schema before each test: one connection for
+    the whole session, and one round trip per test (every DELETE in one simple-query
+    message, run as one implicit transaction). The connection lives in a thread with
+    its own event loop, as each test has a loop of its own."""
+
+    def __init__(self, url: str, schema: str):
+        import asyncpg
+
+        # DELETE, children first, rather than TRUNCATE: on tables holding a few rows it
+        # is many times cheaper (TRUNCATE makes new files for every table).
+        self._sql = "".join(f'DELETE FROM "{schema}"."{table.name}";' for table in reversed(metadata.sorted_tables))
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="postgres-emptier", daemon=True)
+        self._thread.start()
+        dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._conn = self._run(asyncpg.connect(dsn, server_settings={"synchronous_commit": "off"}))
+
+    def _run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=60)
+
+    def empty(self) -> None:
+        self._run(self._conn.execute(self._sql))
+
+    def close(self) -> None:
+        try:
+            self._run(self._conn.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+
 @pytest.fixture(scope="session")
 def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Migrations run once per session: into a SQLite file that each test copies, or
@@ -67,31 +120,25 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     schema = f"t_{secrets.token_hex(6)}"
     asyncio.run(_migrate(TEST_DATABASE_URL, schema))
     try:
-        yield {"schema": schema}
+        emptier = _PostgresEmptier(TEST_DATABASE_URL, schema)
+        try:
+            yield {"schema": schema, "emptier": emptier}
+        finally:
+            emptier.close()
     finally:
         asyncio.run(_drop_schema(schema))
 
 
 @pytest.fixture
-async def database(tmp_path: Path, migrated: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+def database(tmp_path: Path, migrated: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Settings for an empty, migrated database of this test's own."""
     if not TEST_DATABASE_URL:
         path = tmp_path / "test.sqlite3"
         shutil.copyfile(migrated["template"], path)
         yield {"database_url": f"sqlite+aiosqlite:///{path}"}
         return
-    schema = migrated["schema"]
-    # DELETE, children first, rather than TRUNCATE: on tables holding a few rows it
-    # is many times cheaper (TRUNCATE makes new files for every table).
-    engine = create_async_engine(TEST_DATABASE_URL)
-    try:
-        async with engine.begin() as conn:
-            await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
-            for table in reversed(metadata.sorted_tables):
-                await conn.exec_driver_sql(f'DELETE FROM "{schema}"."{table.name}"')
-    finally:
-        await engine.dispose()
-    yield {"database_url": TEST_DATABASE_URL, "database_schema": schema}
+    migrated["emptier"].empty()
+    yield {"database_url": TEST_DATABASE_URL, "database_schema": migrated["schema"]}
 
 
 @pytest.fixture
@@ -126,10 +173,77 @@ async def runtime(settings: Settings, resolver: StaticResolver) -> AsyncIterator
         await runtime.close()
 
 
+class _RuntimeReadWhileBuilding(Exception):
+    pass
+
+
+class _Placeholder:
+    """Stands in for the runtime while the shared app is built; create_app must not
+    read it then (the app reaches its runtime per request)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise _RuntimeReadWhileBuilding(name)
+
+
+_build_app = postern.http.app.create_app
+_app_template: list[FastAPI | None] = []
+
+
+def _template_app() -> FastAPI | None:
+    """create_app, run once per process with a placeholder runtime; None if create_app
+    holds its runtime anywhere but ``app.state`` and its middleware's arguments, where
+    ``_app_for`` can swap it."""
+    if not _app_template:
+        placeholder = _Placeholder()
+        try:
+            app: FastAPI | None = _build_app(placeholder)  # type: ignore[arg-type]
+        except _RuntimeReadWhileBuilding:
+            app = None
+        if app is not None:
+            swappable = [id(app.state._state)]
+            for middleware in app.user_middleware:
+                swappable += [id(middleware.args), id(middleware.kwargs)]
+            holders = [r for r in gc.get_referrers(placeholder) if not isinstance(r, types.FrameType)]
+            if any(id(holder) not in swappable for holder in holders):
+                app = None
+        if app is None:
+            warnings.warn("create_app keeps its runtime where tests cannot swap it: every test builds its app again", stacklevel=2)
+        _app_template.append(app)
+    return _app_template[0]
+
+
+def _app_for(runtime: Runtime) -> FastAPI:
+    """What ``create_app(runtime)`` returns, for a fraction of its cost: building the
+    routes (FastAPI and pydantic) takes 0.3 s or more, paid here once per process.
+    A shallow copy of one app built with a placeholder runtime, with its own state,
+    middleware and handlers holding this runtime; the routes, which reach the runtime
+    through the request, are shared."""
+    template = _template_app()
+    if template is None:
+        return _build_app(runtime)
+
+    def swap(value: Any) -> Any:
+        return runtime if isinstance(value, _Placeholder) else value
+
+    app = copy.copy(template)
+    app.state = State({key: swap(value) for key, value in template.state._state.items()})
+    app.user_middleware = [
+        Middleware(m.cls, *map(swap, m.args), **{key: swap(value) for key, value in m.kwargs.items()}) for m in template.user_middleware
+    ]
+    app.middleware_stack = None
+    app.exception_handlers = dict(template.exception_handlers)
+    return app
+
+
+# Every create_app of the tests (fixtures here and in sub-directories, test modules)
+# builds its app this way; ``postern serve`` in its own process is untouched.
+postern.http.app.create_app = _app_for
+
+
 @pytest.fixture
 async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the admin API, holding the access token."""
-    transport = httpx.ASGITransport(app=create_app(runtime))
+    transport = httpx.ASGITransport(app=_app_for(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://postern.test", headers={"X-Access-Token": ADMIN_TOKEN}) as client:
         yield client
 
@@ -137,7 +251,7 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def anonymous(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client without the access token."""
-    transport = httpx.ASGITransport(app=create_app(runtime))
+    transport = httpx.ASGITransport(app=_app_for(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://postern.test") as client:
         yield client
 
