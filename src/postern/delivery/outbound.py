@@ -96,6 +96,56 @@ def _unverified_tls() -> ssl.SSLContext:
     return context
 
 
+@dataclass
+class _Outcomes:
+    """What one delivery's results change: rows' states, message events, blob references."""
+
+    updates: list[dict[str, Any]]
+    events: list[tuple[str, str, str, dict[str, Any], int]]
+    finished_blobs: list[str]
+
+
+class _OutcomeWriter:
+    """Writes the outcomes of concurrent deliveries together: one transaction, and a
+    few bulk statements for all of them (a busy queue finishes dozens of deliveries
+    while one commit runs). The batch is taken once the writer turn is held, so it
+    grows while another writer writes. If the write fails, every delivery of the batch
+    hears it and its rows stay "sending" until their lease ends, as before."""
+
+    def __init__(self, db: Database):
+        self.db = db
+        self._waiting: list[tuple[_Outcomes, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def write(self, outcomes: _Outcomes) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((outcomes, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch: list[tuple[_Outcomes, asyncio.Future[None]]] = []
+            try:
+                async with self.db.writer_turn():
+                    batch, self._waiting = self._waiting[:CLAIM_BATCH * 4], self._waiting[CLAIM_BATCH * 4 :]
+                    async with self.db.write() as conn:
+                        await queue_store.set_states(conn, [u for outcomes, _ in batch for u in outcomes.updates])
+                        await add_events(conn, [e for outcomes, _ in batch for e in outcomes.events])
+                        await message_store.release_blobs(conn, [k for outcomes, _ in batch for k in outcomes.finished_blobs])
+            except BaseException as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error if isinstance(error, Exception) else RuntimeError("queue bookkeeping interrupted"))
+                if not isinstance(error, Exception):
+                    raise
+                continue
+            for _, future in batch:
+                if not future.done():
+                    future.set_result(None)
+
+
 class OutboundQueue:
     def __init__(
         self,
@@ -114,6 +164,7 @@ class OutboundQueue:
         self._rng = random.Random()
         self._connections = IdleConnections()
         self._dkim_keys: dict[str, tuple[float, Any]] = {}
+        self._outcome_writer = _OutcomeWriter(db)
         # Set by the runtime: takes over the permanent failure of a forwarded alias
         # message (recognised by its VERP envelope sender; see aliases.bounces) and
         # returns True, instead of a bounce into the sender's INBOX.
@@ -486,29 +537,24 @@ class OutboundQueue:
             # retries the rows (and may bounce twice) rather than lose the bounce.
             await self._bounce(rows[0], failed)
 
-        async def write_outcomes(conn: AsyncConnection) -> None:
-            events = []
-            finished_blobs: list[str] = []
-            for seq, (row, attempt, state) in enumerate(outcomes, start=1):
-                event = {"queueId": row.queue_id, "seq": f"{seq:03d}", "from": row.mail_from, "to": [row.rcpt], "response": attempt.response}
-                if attempt.host:
-                    event["dst"] = attempt.host
-                if state == "deferred":
-                    retry_at = now + int(mx.retry_delay(row.attempts, rng=self._rng) * 1000)
-                    await queue_store.set_state(conn, row.id, state, response=attempt.response, now_ms=now, next_attempt_ms=retry_at)
-                    event["nextAttempt"] = datetime.fromtimestamp(retry_at / 1000, UTC).isoformat()
-                else:
-                    await queue_store.set_state(conn, row.id, state, response=attempt.response, now_ms=now)
-                    finished_blobs.append(row.blob_key)
-                if row.message_mid:
-                    action = {"delivered": "ACCEPTED", "deferred": "DEFERRED", "bounced": "REJECTED"}[state]
-                    events.append((row.user_id, row.message_mid, action, event, now))
-            await add_events(conn, events)
-            # Final rows hold no reference to the message any more.
-            await message_store.release_blobs(conn, finished_blobs)
-
-        # Shared with the other deliveries finishing now: one commit for many.
-        await self.db.write_shared(write_outcomes)
+        updates: list[dict[str, Any]] = []
+        events = []
+        finished_blobs: list[str] = []
+        for seq, (row, attempt, state) in enumerate(outcomes, start=1):
+            event = {"queueId": row.queue_id, "seq": f"{seq:03d}", "from": row.mail_from, "to": [row.rcpt], "response": attempt.response}
+            if attempt.host:
+                event["dst"] = attempt.host
+            update = {"id": row.id, "state": state, "response": attempt.response, "now_ms": now, "next_attempt_ms": None}
+            if state == "deferred":
+                update["next_attempt_ms"] = now + int(mx.retry_delay(row.attempts, rng=self._rng) * 1000)
+                event["nextAttempt"] = datetime.fromtimestamp(update["next_attempt_ms"] / 1000, UTC).isoformat()
+            else:
+                finished_blobs.append(row.blob_key)  # final rows hold no reference to the message any more
+            updates.append(update)
+            if row.message_mid:
+                action = {"delivered": "ACCEPTED", "deferred": "DEFERRED", "bounced": "REJECTED"}[state]
+                events.append((row.user_id, row.message_mid, action, event, now))
+        await self._outcome_writer.write(_Outcomes(updates, events, finished_blobs))
 
     async def _bounce(self, first, failed: list[tuple[object, Attempt]]) -> None:
         """A delivery status notification into the sender's INBOX."""

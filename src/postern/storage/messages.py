@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, delete, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -82,8 +82,9 @@ async def release_blobs(conn: AsyncConnection, keys: Iterable[str]) -> None:
     counts: dict[str, int] = {}
     for key in keys:
         counts[key] = counts.get(key, 0) + 1
-    for key, count in counts.items():
-        await conn.execute(update(blobs).where(blobs.c.key == key).values(refcount=blobs.c.refcount - count))
+    if counts:
+        stmt = update(blobs).where(blobs.c.key == bindparam("b_key")).values(refcount=blobs.c.refcount - bindparam("b_count"))
+        await conn.execute(stmt, [{"b_key": key, "b_count": count} for key, count in counts.items()])
 
 
 async def unreferenced_blobs(conn: AsyncConnection, limit: int) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -57,13 +57,30 @@ async def end_leases_of(conn: AsyncConnection, owner: str, now_ms: int) -> int:
     return result.rowcount
 
 
-async def set_state(
-    conn: AsyncConnection, row_id: str, state: str, *, response: str, now_ms: int, next_attempt_ms: int | None = None
-) -> None:
-    values: dict[str, Any] = {"state": state, "last_response": response[:2000], "updated_ms": now_ms, "lease_until_ms": None}
-    if next_attempt_ms is not None:
-        values["next_attempt_ms"] = next_attempt_ms
-    await conn.execute(update(outbound).where(outbound.c.id == row_id).values(**values))
+async def set_states(conn: AsyncConnection, updates: Sequence[dict[str, Any]]) -> None:
+    """Rows' new states, in bulk: dicts of id, state, response, now_ms and
+    next_attempt_ms (None: unchanged). Ends their lease."""
+    for rescheduled in (True, False):
+        group = [u for u in updates if (u["next_attempt_ms"] is not None) == rescheduled]
+        if not group:
+            continue
+        values: dict[str, Any] = {
+            "state": bindparam("b_state"),
+            "last_response": bindparam("b_response"),
+            "updated_ms": bindparam("b_now"),
+            "lease_until_ms": None,
+        }
+        if rescheduled:
+            values["next_attempt_ms"] = bindparam("b_next")
+        stmt = update(outbound).where(outbound.c.id == bindparam("b_id")).values(**values)
+        params = [
+            {"b_id": u["id"], "b_state": u["state"], "b_response": u["response"][:2000], "b_now": u["now_ms"], "b_next": u["next_attempt_ms"]}
+            for u in group
+        ]
+        if not rescheduled:
+            for item in params:
+                del item["b_next"]
+        await conn.execute(stmt, params)
 
 
 async def next_due_ms(conn: AsyncConnection) -> int | None:
