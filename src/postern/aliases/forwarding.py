@@ -23,6 +23,7 @@ never makes one. A temporary failure after it was made leaves it (the retry uses
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +34,7 @@ from postern.aliases.bounces import is_verp_local, verp_address
 from postern.aliases.notifications import Notifications, quote
 from postern.delivery.authentication import AuthenticationResults
 from postern.delivery.committer import GroupCommitter
-from postern.delivery.outbound import OutboundQueue
+from postern.delivery.outbound import OutboundQueue, Queued
 from postern.delivery.router import AliasRecipient
 from postern.delivery.router import normalised as normalise_address  # remembered: a header's addresses recur
 from postern.errors import Conflict, DomainError, InvalidInput, OverQuota, TooLarge
@@ -128,6 +129,7 @@ class Forwarder:
         self.server_key = server_key
         self.notifications = notifications
         self.reverse_alias_domain = reverse_alias_domain
+        self._recorder = _ForwardRecorder(db, outbound, server_key, reverse_alias_domain)
 
     async def forward(
         self, *, recipient: AliasRecipient, data: bytes, trace: bytes, mail_from: str, auth: AuthenticationResults | None, queue_id: str
@@ -350,27 +352,9 @@ class Forwarder:
             return _failure_reply(failure)
         blob_key = await self.committer.mailstore.blobs.put(message) if remote else None
 
-        async def record(conn: Any) -> None:
-            await _save_new_contacts(conn, plan)
-            contact_id = contact_id_of(plan.sender)
-            activity_id = await activity_store.record(
-                conn, user_id=plan.alias.user_id, alias_id=plan.alias.id, action="forward", contact_id=contact_id, mailbox_id=plan.mailboxes[0].id
-            )
-            for mailbox in remote:
-                assert blob_key is not None
-                await self.outbound.enqueue_in(
-                    conn,
-                    user_id=plan.alias.user_id,
-                    mail_from=verp_address(self.server_key, activity_id, mailbox.id, self.reverse_alias_domain),
-                    recipients=[mailbox.email],
-                    blob_key=blob_key,
-                    size=len(message),
-                    message_mid=None,
-                )
-
-        # The activity and the queue rows in one transaction, shared with the
-        # concurrent forwards: one commit for a burst.
-        await self.db.write_shared(record)
+        # The contacts, the activity and the queue rows in one transaction, written
+        # with the concurrent forwards' in bulk statements: one commit for a burst.
+        await self._recorder.record(_Forwarded(plan, remote, blob_key, len(message)))
         if remote:
             self.outbound.wake()
         return f"250 2.0.0 Ok: forwarded as {queue_id}"
@@ -396,6 +380,101 @@ class Forwarder:
             f"<b>{QUARANTINE}</b> folder.</p>",
         )
         return f"250 2.0.0 Ok: {queue_id} quarantined"
+
+
+@dataclass
+class _Forwarded:
+    """A forward to record: its plan, the mailboxes it is queued to, its stored bytes."""
+
+    plan: _Plan
+    remote: list[Any]
+    blob_key: str | None
+    size: int
+
+
+class _ForwardRecorder:
+    """Records the forwards of concurrent deliveries together: new contacts, the
+    ``forward`` activities and the queue rows of every forward waiting, in one
+    transaction of a few statements per forward (bulk where the rows allow), taken
+    once the writer turn is held so that the batch grows while another writer
+    writes. A forward whose new contact another one made first (in this batch or
+    elsewhere) is left out of the batch and told ``_ContactRace`` once the batch is
+    committed: its second attempt then finds the contact."""
+
+    MAX_BATCH = 128
+
+    def __init__(self, db: Database, outbound: OutboundQueue, server_key: ServerKey, reverse_alias_domain: str):
+        self.db = db
+        self.outbound = outbound
+        self.server_key = server_key
+        self.reverse_alias_domain = reverse_alias_domain
+        self._waiting: list[tuple[_Forwarded, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def record(self, forwarded: _Forwarded) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append((forwarded, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await future
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch: list[tuple[_Forwarded, asyncio.Future[None]]] = []
+            try:
+                async with self.db.writer_turn():
+                    batch, self._waiting = self._waiting[: self.MAX_BATCH], self._waiting[self.MAX_BATCH :]
+                    async with self.db.write() as conn:
+                        lost = await self._store(conn, [forwarded for forwarded, _ in batch])
+            except BaseException as error:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error if isinstance(error, Exception) else RuntimeError("forward interrupted"))
+                if not isinstance(error, Exception):
+                    raise
+                continue
+            if any(forwarded.remote for forwarded, _ in batch):
+                self.outbound.wake()
+            for forwarded, future in batch:
+                if not future.done():
+                    if id(forwarded) in lost:
+                        future.set_exception(_ContactRace())
+                    else:
+                        future.set_result(None)
+
+    async def _store(self, conn: Any, batch: list[_Forwarded]) -> set[int]:
+        lost: set[int] = set()
+        kept: list[_Forwarded] = []
+        for forwarded in batch:
+            try:
+                await _save_new_contacts(conn, forwarded.plan)
+            except _ContactRace:
+                lost.add(id(forwarded))
+            else:
+                kept.append(forwarded)
+        activity_ids = await activity_store.record_many(
+            conn,
+            [
+                activity_store.NewActivity(
+                    f.plan.alias.user_id, f.plan.alias.id, "forward", contact_id_of(f.plan.sender), f.plan.mailboxes[0].id
+                )
+                for f in kept
+            ],
+        )
+        queued = [
+            Queued(
+                user_id=f.plan.alias.user_id,
+                mail_from=verp_address(self.server_key, activity_id, mailbox.id, self.reverse_alias_domain),
+                recipients=[mailbox.email],
+                blob_key=f.blob_key,
+                size=f.size,
+            )
+            for f, activity_id in zip(kept, activity_ids)
+            for mailbox in f.remote
+            if f.blob_key is not None
+        ]
+        await self.outbound.enqueue_many_in(conn, queued)
+        return lost
 
 
 def contact_id_of(contact: Any | None) -> int | None:

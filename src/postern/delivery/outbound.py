@@ -96,6 +96,18 @@ def _unverified_tls() -> ssl.SSLContext:
     return context
 
 
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A message to queue: its envelope, its stored bytes and its Sent copy, if any."""
+
+    user_id: str
+    mail_from: str
+    recipients: Sequence[str]
+    blob_key: str
+    size: int
+    message_mid: str | None = None
+
+
 @dataclass
 class _Outcomes:
     """What one delivery's results change: rows' states, message events, blob references."""
@@ -188,20 +200,32 @@ class OutboundQueue:
     ) -> str:
         """``enqueue`` in the caller's transaction (e.g. with the activity of an alias
         forward); call ``wake`` once it is committed."""
-        queue_id = new_id()
-        created = now_ms()
-        rows = [
-            {
-                "id": new_id(), "user_id": user_id, "queue_id": queue_id, "blob_key": blob_key, "mail_from": mail_from,
-                "rcpt": rcpt, "domain": _ascii_domain(rcpt), "state": "queued", "attempts": 0, "next_attempt_ms": created,
-                "message_mid": message_mid, "created_ms": created, "updated_ms": created,
-                "expires_ms": created + int(self.settings.lifetime_seconds * 1000),
-            }
-            for rcpt in dict.fromkeys(recipients)
-        ]
-        await message_store.add_blob_refs(conn, {blob_key: (size, len(rows))}, created)
-        await queue_store.insert_rows(conn, rows)
+        [queue_id] = await self.enqueue_many_in(conn, [Queued(user_id, mail_from, recipients, blob_key, size, message_mid)])
         return queue_id
+
+    async def enqueue_many_in(self, conn: AsyncConnection, messages: Sequence[Queued]) -> list[str]:
+        """``enqueue_in`` for many messages, in bulk statements; their queue ids."""
+        created = now_ms()
+        queue_ids, rows, refs = [], [], {}
+        for message in messages:
+            queue_id = new_id()
+            queue_ids.append(queue_id)
+            recipients = list(dict.fromkeys(message.recipients))
+            rows.extend(
+                {
+                    "id": new_id(), "user_id": message.user_id, "queue_id": queue_id, "blob_key": message.blob_key, "mail_from": message.mail_from,
+                    "rcpt": rcpt, "domain": _ascii_domain(rcpt), "state": "queued", "attempts": 0, "next_attempt_ms": created,
+                    "message_mid": message.message_mid, "created_ms": created, "updated_ms": created,
+                    "expires_ms": created + int(self.settings.lifetime_seconds * 1000),
+                }
+                for rcpt in recipients
+            )
+            size, count = refs.get(message.blob_key, (message.size, 0))
+            refs[message.blob_key] = (size, count + len(recipients))
+        if rows:
+            await message_store.add_blob_refs(conn, refs, created)
+            await queue_store.insert_rows(conn, rows)
+        return queue_ids
 
     def wake(self) -> None:
         """Tell this process's worker that rows are due (a worker of another process
