@@ -23,10 +23,12 @@ never makes one. A temporary failure after it was made leaves it (the retry uses
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.accounts.server_key import ServerKey
 from postern.aliases import contacts as contact_service
@@ -35,8 +37,8 @@ from postern.aliases.notifications import Notifications, quote
 from postern.delivery.authentication import AuthenticationResults
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.outbound import OutboundQueue, Queued
-from postern.delivery.router import AliasRecipient
-from postern.delivery.router import normalised as normalise_address  # remembered: a header's addresses recur
+# ``normalised`` is remembered (lru_cache): a header's addresses recur from message to message.
+from postern.delivery.router import AliasRecipient, normalised
 from postern.errors import Conflict, DomainError, InvalidInput, OverQuota, TooLarge
 from postern.mailstore.service import AppendRequest, AppendResult
 from postern.mime import rewrite
@@ -45,6 +47,7 @@ from postern.storage import alias_routing as routing_store
 from postern.storage import contacts as contact_store
 from postern.storage.database import Database
 from postern.storage.ids import now_ms
+from postern.storage.shared_writes import WriteBatcher
 
 log = logging.getLogger("postern.aliases")
 
@@ -242,7 +245,7 @@ class Forwarder:
         if party is None:
             return None
         try:
-            key = normalise_address(party.address).key
+            key = normalised(party.address).key
         except InvalidInput:
             return None
         found = plan.existing.get(key)
@@ -255,11 +258,11 @@ class Forwarder:
         new = _NewContact(
             user_id=plan.alias.user_id,
             alias_id=plan.alias.id,
-            email=normalise_address(party.address).display,
+            email=normalised(party.address).display,
             email_key=key,
             name=party.name or None,
             reverse_alias=reverse_alias,
-            reverse_alias_key=normalise_address(reverse_alias).key,
+            reverse_alias_key=normalised(reverse_alias).key,
         )
         plan.new_contacts.append(new)
         return new
@@ -354,7 +357,7 @@ class Forwarder:
 
         # The contacts, the activity and the queue rows in one transaction, written
         # with the concurrent forwards' in bulk statements: one commit for a burst.
-        await self._recorder.record(_Forwarded(plan, remote, blob_key, len(message)))
+        await self._recorder.submit(_Forwarded(plan, remote, blob_key, len(message)))
         if remote:
             self.outbound.wake()
         return f"250 2.0.0 Ok: forwarded as {queue_id}"
@@ -392,55 +395,27 @@ class _Forwarded:
     size: int
 
 
-class _ForwardRecorder:
+class _ForwardRecorder(WriteBatcher[_Forwarded]):
     """Records the forwards of concurrent deliveries together: new contacts, the
     ``forward`` activities and the queue rows of every forward waiting, in one
-    transaction of a few statements per forward (bulk where the rows allow), taken
-    once the writer turn is held so that the batch grows while another writer
-    writes. A forward whose new contact another one made first (in this batch or
-    elsewhere) is left out of the batch and told ``_ContactRace`` once the batch is
-    committed: its second attempt then finds the contact."""
-
-    MAX_BATCH = 128
+    transaction of a few statements per forward (bulk where the rows allow). A
+    forward whose new contact another one made first (in this batch or elsewhere)
+    is left out of the batch and told ``_ContactRace`` once the batch is committed:
+    its second attempt then finds the contact."""
 
     def __init__(self, db: Database, outbound: OutboundQueue, server_key: ServerKey, reverse_alias_domain: str):
-        self.db = db
+        super().__init__(db)
         self.outbound = outbound
         self.server_key = server_key
         self.reverse_alias_domain = reverse_alias_domain
-        self._waiting: list[tuple[_Forwarded, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
 
-    async def record(self, forwarded: _Forwarded) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((forwarded, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        await future
+    def _committed(self, items: Sequence[_Forwarded]) -> None:
+        if any(forwarded.remote for forwarded in items):
+            self.outbound.wake()
 
-    async def _flush(self) -> None:
-        while self._waiting:
-            batch: list[tuple[_Forwarded, asyncio.Future[None]]] = []
-            try:
-                async with self.db.writer_turn():
-                    batch, self._waiting = self._waiting[: self.MAX_BATCH], self._waiting[self.MAX_BATCH :]
-                    async with self.db.write() as conn:
-                        lost = await self._store(conn, [forwarded for forwarded, _ in batch])
-            except BaseException as error:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error if isinstance(error, Exception) else RuntimeError("forward interrupted"))
-                if not isinstance(error, Exception):
-                    raise
-                continue
-            if any(forwarded.remote for forwarded, _ in batch):
-                self.outbound.wake()
-            for forwarded, future in batch:
-                if not future.done():
-                    if id(forwarded) in lost:
-                        future.set_exception(_ContactRace())
-                    else:
-                        future.set_result(None)
+    async def _write_batch(self, conn: AsyncConnection, items: Sequence[_Forwarded]) -> list[Any]:
+        lost = await self._store(conn, list(items))
+        return [_ContactRace() if id(forwarded) in lost else None for forwarded in items]
 
     async def _store(self, conn: Any, batch: list[_Forwarded]) -> set[int]:
         lost: set[int] = set()
@@ -483,7 +458,7 @@ def contact_id_of(contact: Any | None) -> int | None:
 
 def _valid(address: str) -> bool:
     try:
-        normalise_address(address)
+        normalised(address)
     except InvalidInput:
         return False
     return True
@@ -494,7 +469,7 @@ def _key_or_none(address: str) -> str | None:
 
 
 def _key(address: str) -> str:
-    return normalise_address(address).key
+    return normalised(address).key
 
 
 def _failure_reply(error: DomainError) -> str:

@@ -18,8 +18,8 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 import aiosmtplib
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -40,6 +40,7 @@ from postern.storage.blobs import BlobNotFound, BlobStore
 from postern.storage.database import Database
 from postern.storage.ids import new_id, now_ms
 from postern.storage.message_events import add_events
+from postern.storage.shared_writes import WriteBatcher
 
 log = logging.getLogger("postern.outbound")
 
@@ -117,45 +118,19 @@ class _Outcomes:
     finished_blobs: list[str]
 
 
-class _OutcomeWriter:
-    """Writes the outcomes of concurrent deliveries together: one transaction, and a
-    few bulk statements for all of them (a busy queue finishes dozens of deliveries
-    while one commit runs). The batch is taken once the writer turn is held, so it
-    grows while another writer writes. If the write fails, every delivery of the batch
-    hears it and its rows stay "sending" until their lease ends, as before."""
+class _OutcomeWriter(WriteBatcher[_Outcomes]):
+    """Writes the outcomes of concurrent deliveries together, in a few bulk
+    statements for all of them (a busy queue finishes dozens of deliveries while one
+    commit runs). If the write fails, every delivery of the batch hears it and its
+    rows stay "sending" until their lease ends."""
 
-    def __init__(self, db: Database):
-        self.db = db
-        self._waiting: list[tuple[_Outcomes, asyncio.Future[None]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+    max_batch = CLAIM_BATCH * 4
 
-    async def write(self, outcomes: _Outcomes) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((outcomes, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        await future
-
-    async def _flush(self) -> None:
-        while self._waiting:
-            batch: list[tuple[_Outcomes, asyncio.Future[None]]] = []
-            try:
-                async with self.db.writer_turn():
-                    batch, self._waiting = self._waiting[:CLAIM_BATCH * 4], self._waiting[CLAIM_BATCH * 4 :]
-                    async with self.db.write() as conn:
-                        await queue_store.set_states(conn, [u for outcomes, _ in batch for u in outcomes.updates])
-                        await add_events(conn, [e for outcomes, _ in batch for e in outcomes.events])
-                        await message_store.release_blobs(conn, [k for outcomes, _ in batch for k in outcomes.finished_blobs])
-            except BaseException as error:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(error if isinstance(error, Exception) else RuntimeError("queue bookkeeping interrupted"))
-                if not isinstance(error, Exception):
-                    raise
-                continue
-            for _, future in batch:
-                if not future.done():
-                    future.set_result(None)
+    async def _write_batch(self, conn: AsyncConnection, items: Sequence[_Outcomes]) -> list[Any]:
+        await queue_store.set_states(conn, [u for outcomes in items for u in outcomes.updates])
+        await add_events(conn, [e for outcomes in items for e in outcomes.events])
+        await message_store.release_blobs(conn, [k for outcomes in items for k in outcomes.finished_blobs])
+        return [None] * len(items)
 
 
 class OutboundQueue:
@@ -578,7 +553,7 @@ class OutboundQueue:
             if row.message_mid:
                 action = {"delivered": "ACCEPTED", "deferred": "DEFERRED", "bounced": "REJECTED"}[state]
                 events.append((row.user_id, row.message_mid, action, event, now))
-        await self._outcome_writer.write(_Outcomes(updates, events, finished_blobs))
+        await self._outcome_writer.submit(_Outcomes(updates, events, finished_blobs))
 
     async def _bounce(self, first, failed: list[tuple[object, Attempt]]) -> None:
         """A delivery status notification into the sender's INBOX."""

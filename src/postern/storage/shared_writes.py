@@ -1,23 +1,26 @@
-"""Small writes of concurrent callers share one transaction and one commit.
+"""Writes of concurrent callers that share one transaction and one commit.
 
-A login writes one authentication-log row, an IMAP STORE a few flag rows: each is
-cheap, but each commit is a sync of the disk, and on SQLite every writer of every
-process takes its turn. ``SharedWrites.run(work)`` queues ``work`` (a coroutine
-function of one connection); one flusher takes everything queued once it holds the
-writer turn, runs each piece in a SAVEPOINT of one transaction, and commits once.
-A piece that raises is rolled back to its savepoint and its caller gets the error;
-the others are unaffected. A failed commit fails every caller of the batch, so no
-caller is ever told "written" for something that was not.
+A login writes one authentication-log row, an IMAP STORE a few flag rows, an alias
+forward a few rows: each is cheap, but each commit is a sync of the disk, and on
+SQLite every writer of every process takes its turn. A ``WriteBatcher`` queues its
+callers' items; one flusher takes everything queued once it holds the writer turn,
+writes it in one transaction, commits once, and answers every caller. The batch grows
+while the previous one commits (or another process writes), so a lone write is never
+delayed and a burst costs a few commits instead of hundreds. Nobody hears "written"
+before the commit; a failed commit fails every caller of the batch.
 
-The batch grows while the previous one commits (or another process writes), so a
-lone write is never delayed and a burst costs a few commits instead of hundreds.
+``SharedWrites`` is the general one (``Database.write_shared``): each caller's work,
+a coroutine function of one connection, runs in a SAVEPOINT of the shared
+transaction, so a piece that raises is rolled back alone and its caller gets the
+error. Batchers of their own (the outbound queue's outcomes, alias forwards) write a
+batch in bulk statements instead.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,46 +28,43 @@ if TYPE_CHECKING:
     from postern.storage.database import Database
 
 T = TypeVar("T")
-
-# Bounds one transaction, so that a burst cannot hold the write lock for long.
-MAX_BATCH = 128
-
-_Work = Callable[[AsyncConnection], Awaitable[Any]]
+Item = TypeVar("Item")
 
 
-class SharedWrites:
+class WriteBatcher(Generic[Item]):
+    """Subclasses write a batch in ``_write_batch``: one result per item, an
+    exception instance for an item that failed alone."""
+
+    # Bounds one transaction, so that a burst cannot hold the write lock for long.
+    max_batch = 128
+
     def __init__(self, db: Database):
         self.db = db
-        self._waiting: list[tuple[_Work, asyncio.Future[Any]]] = []
+        self._waiting: list[tuple[Item, asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
-    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
-        """Run ``work`` in a write transaction shared with other callers; its result,
-        once committed."""
+    async def submit(self, item: Item) -> Any:
+        """Write ``item`` with the others waiting; its result, once committed."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting.append((work, future))
+        self._waiting.append((item, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
+    async def _write_batch(self, conn: AsyncConnection, items: Sequence[Item]) -> list[Any]:
+        raise NotImplementedError
+
+    def _committed(self, items: Sequence[Item]) -> None:
+        """Called once a batch is committed, before its callers hear it."""
+
     async def _flush(self) -> None:
         while self._waiting:
-            batch: list[tuple[_Work, asyncio.Future[Any]]] = []
-            outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+            batch: list[tuple[Item, asyncio.Future[Any]]] = []
             try:
                 async with self.db.writer_turn():
-                    batch, self._waiting = self._waiting[:MAX_BATCH], self._waiting[MAX_BATCH:]
+                    batch, self._waiting = self._waiting[: self.max_batch], self._waiting[self.max_batch :]
                     async with self.db.write() as conn:
-                        for work, future in batch:
-                            savepoint = await conn.begin_nested()
-                            try:
-                                value = await work(conn)
-                            except Exception as error:
-                                await savepoint.rollback()
-                                outcomes.append((future, False, error))
-                            else:
-                                await savepoint.commit()
-                                outcomes.append((future, True, value))
+                        results = await self._write_batch(conn, [item for item, _ in batch])
             except BaseException as error:
                 for _, future in batch:
                     if not future.done():
@@ -72,10 +72,35 @@ class SharedWrites:
                 if not isinstance(error, Exception):
                     raise
                 continue
-            for future, ok, value in outcomes:
+            self._committed([item for item, _ in batch])
+            for (_, future), result in zip(batch, results):
                 if future.done():
                     continue
-                if ok:
-                    future.set_result(value)
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
                 else:
-                    future.set_exception(value)
+                    future.set_result(result)
+
+
+_Work = Callable[[AsyncConnection], Awaitable[Any]]
+
+
+class SharedWrites(WriteBatcher[_Work]):
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        """Run ``work`` in a write transaction shared with other callers; its result,
+        once committed."""
+        return await self.submit(work)  # type: ignore[no-any-return]
+
+    async def _write_batch(self, conn: AsyncConnection, items: Sequence[_Work]) -> list[Any]:
+        results: list[Any] = []
+        for work in items:
+            savepoint = await conn.begin_nested()
+            try:
+                value = await work(conn)
+            except Exception as error:
+                await savepoint.rollback()
+                results.append(error)
+            else:
+                await savepoint.commit()
+                results.append(value)
+        return results
