@@ -118,7 +118,7 @@ class Runtime:
             db=self.db, settings=settings, server_key=self.server_key, limiter=self.rate_limiter, mail=self.system_mail
         )
         self.alias_settings = AliasSettings(db=self.db, settings=settings)
-        self.custom_domains = CustomDomains(self.db, settings, self.resolver)
+        self.custom_domains = CustomDomains(self.db, settings, self.resolver, self.rate_limiter)
         self.alias_replies = Replies(
             db=self.db,
             router=self.router,

@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.accounts.addressing import normalise_domain
+from postern.accounts.rate_limit import Policy, RateLimiter
 from postern.aliases import dns_check
 from postern.aliases.dns_check import CheckResult, DnsRecord, DomainDns
 from postern.config import Settings
@@ -129,11 +130,21 @@ def _ascii_or_none(value: str | None) -> str | None:
         return value.strip().rstrip(".").lower() or None
 
 
+# DNS checks a user may ask for (each is five lookups through our resolver).
+CHECK_ACTION = "custom_domain_check"
+CHECK_POLICY = Policy(per_ip=120, per_account=60, window_s=3600)
+# Custom domains per user: enough for anyone's own domains, not a way to hoard names.
+MAX_DOMAINS_PER_USER = 50
+
+
 class CustomDomains:
-    def __init__(self, db: Database, settings: Settings, resolver: Resolver):
+    def __init__(self, db: Database, settings: Settings, resolver: Resolver, limiter: RateLimiter | None = None):
         self.db = db
         self.settings = settings
         self.resolver = resolver
+        self.limiter = limiter
+        if limiter is not None:
+            limiter.policies.setdefault(CHECK_ACTION, CHECK_POLICY)
 
     # Reading ---------------------------------------------------------------------------
 
@@ -220,6 +231,8 @@ class CustomDomains:
         async with self.db.read() as conn:
             if await store.hosted_address_uses(conn, domain):
                 raise InvalidInput(f"{domain} belongs to this server and cannot be a custom domain", field="domain")
+            if len(await store.list_for_user(conn, user.id)) >= MAX_DOMAINS_PER_USER:
+                raise Forbidden(f"You can have at most {MAX_DOMAINS_PER_USER} custom domains")
             await self._check_free(conn, user.id, domain)
         await self._dkim_key(domain)  # slow (an RSA key): outside the write transaction
         now = now_ms()
@@ -309,12 +322,14 @@ class CustomDomains:
         records = dns_check.records_to_publish(await self._dns_of(row))
         return view, records, CheckReport.from_json(row.check_report) if row.checked_ms is not None else None
 
-    async def check(self, user_id: str, domain_id: int) -> tuple[CustomDomain, CheckReport]:
+    async def check(self, user_id: str, domain_id: int, ip: str | None = None) -> tuple[CustomDomain, CheckReport]:
         """Runs every DNS check now and stores the flags and the report. A check that
         fails temporarily (a DNS server failure) keeps its last result: a verified
-        domain stays verified."""
+        domain stays verified. Rate limited per user and per ``ip``."""
         async with self.db.read() as conn:
             row = await self._row(conn, user_id, domain_id)
+        if self.limiter is not None:
+            await self.limiter.attempt(CHECK_ACTION, ip=ip, account=user_id)
         results = await dns_check.check_all(self.resolver, await self._dns_of(row))
         values: dict[str, Any] = {}
         notes: list[str] = []

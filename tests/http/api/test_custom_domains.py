@@ -503,3 +503,32 @@ async def test_openapi_documents_the_endpoints(api: httpx.AsyncClient) -> None:
     assert "get" in paths["/api/custom_domains/{custom_domain_id}/trash"]
     assert "get" in paths["/api/custom_domains/{custom_domain_id}/dns"]
     assert "post" in paths["/api/custom_domains/{custom_domain_id}/check"]
+
+
+async def test_dns_checks_are_rate_limited(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each check is five lookups through the server's resolver: a user gets a
+    bounded number an hour (429 with Retry-After after that)."""
+    from postern.accounts.rate_limit import Policy
+    from postern.aliases.domains import CHECK_ACTION
+
+    monkeypatch.setitem(runtime.rate_limiter.policies, CHECK_ACTION, Policy(per_ip=100, per_account=3, window_s=3600))
+    key = await premium_user(api, runtime, outbox, "ava@mail.test")
+    created = await add(api, key)
+    for _ in range(3):
+        assert (await api.post(f"/api/custom_domains/{created['id']}/check", headers=auth(key))).status_code == 200
+    refused = await api.post(f"/api/custom_domains/{created['id']}/check", headers=auth(key))
+    assert refused.status_code == 429 and refused.json() == {"error": "Rate limit exceeded"}
+    assert int(refused.headers["Retry-After"]) > 0
+
+
+async def test_a_user_has_a_bounded_number_of_domains(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox, monkeypatch: pytest.MonkeyPatch) -> None:
+    from postern.aliases import domains
+
+    monkeypatch.setattr(domains, "MAX_DOMAINS_PER_USER", 2)
+    key = await premium_user(api, runtime, outbox, "ava@mail.test")
+    await add(api, key, "one.example")
+    await add(api, key, "two.example")
+    response = await api.post("/api/custom_domains", headers=auth(key), json={"domain": "three.example"})
+    assert response.status_code == 403
+    assert response.json() == {"error": "You can have at most 2 custom domains"}
+    assert len((await api.get("/api/custom_domains", headers=auth(key))).json()) == 2

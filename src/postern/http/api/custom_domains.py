@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from postern.aliases.dns_check import CheckResult, DnsRecord
 from postern.aliases.domains import MAX_NAME, NOT_FOUND, CheckReport, CustomDomain, DomainChanges
-from postern.http.api.common import ApiError, ApiRoute, KeyHolderDep, Text, api_date, api_timestamp, responses, runtime_of
+from postern.http.api.common import ApiError, ApiRoute, KeyHolderDep, Text, api_date, api_timestamp, meta_of, responses, runtime_of
 
 router = APIRouter(tags=["User API: custom domains"], route_class=ApiRoute)
 
@@ -241,12 +241,12 @@ async def domain_dns(custom_domain_id: DomainId, holder: KeyHolderDep, request: 
     "/custom_domains/{custom_domain_id}/check",
     summary="Check the domain's DNS records now",
     response_model=CheckedAnswer,
-    responses=responses(401, 404),
+    responses=responses(401, 404, 429),
 )
 async def check_domain(custom_domain_id: DomainId, holder: KeyHolderDep, request: Request) -> dict[str, Any]:
     """Not in SimpleLogin's API. Looks up the ownership TXT record (which verifies the
     domain), MX, SPF, DKIM and DMARC, and answers each check as ``{ok, expected, found,
     error, temporary}``. A DNS failure is reported, never an error status; a check
     that fails temporarily keeps its last result (a verified domain stays verified)."""
-    domain, report = await runtime_of(request).custom_domains.check(holder.user.id, _domain_id(custom_domain_id))
+    domain, report = await runtime_of(request).custom_domains.check(holder.user.id, _domain_id(custom_domain_id), ip=meta_of(request).ip)
     return {**_report(report), "custom_domain": domain_answer(domain)}
