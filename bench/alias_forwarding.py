@@ -61,7 +61,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from common import COMMON_WORDS, FIRST_NAMES, LAST_NAMES, TOPICS, ServeProcess, free_port, load_average, machine_basics, sentence, verdict
+from common import COMMON_WORDS, FIRST_NAMES, LAST_NAMES, TOPICS, ServeProcess, paragraphs, free_port, load_average, machine_basics, verdict
 from smtp_delivery import Connection, dot_stuff, session_cpu_seconds
 
 TARGET_RATIO = 0.5  # postern forwarding messages/s divided by Postfix relaying messages/s
@@ -86,24 +86,6 @@ class Message:
     wire: bytes  # dot-stuffed, ended by ".\r\n"
 
 
-def _paragraphs(rng: random.Random, size: int) -> list[str]:
-    """Lines wrapped at 72 columns, blank lines between paragraphs, about ``size`` bytes."""
-    lines: list[str] = []
-    length = 0
-    while length < size:
-        line = ""
-        for word in " ".join(sentence(rng, WORDS) for _ in range(rng.randint(2, 5))).split():
-            if line and len(line) + len(word) + 1 > 72:
-                lines.append(line)
-                length += len(line) + 2
-                line = word
-            else:
-                line = f"{line} {word}" if line else word
-        lines += [line, ""]
-        length += len(line) + 4
-    return lines
-
-
 def make_message(i: int, rng: random.Random, aliases: int, size: int, base: datetime) -> Message:
     alias = rng.randrange(aliases)
     recipient = f"a{alias}@{ALIAS_DOMAIN}"
@@ -117,7 +99,7 @@ def make_message(i: int, rng: random.Random, aliases: int, size: int, base: date
     boundary = f"=_bench_{rng.getrandbits(64):016x}"
     head = [
         f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d={domain}; s=s{i % 3}; t={1700000000 + i};",
-        f"\th=from:to:cc:subject:date:message-id:mime-version:content-type;",
+        "\th=from:to:cc:subject:date:message-id:mime-version:content-type;",
         f"\tbh={base64.b64encode(rng.randbytes(32)).decode()};",
         f"\tb={base64.b64encode(rng.randbytes(256)).decode()}",
         f'From: "{first} {last}" <{sender}>',
@@ -132,7 +114,7 @@ def make_message(i: int, rng: random.Random, aliases: int, size: int, base: date
     target = max(2000, int(size * rng.uniform(0.75, 1.25)))
     room = target - sum(len(h) + 2 for h in head) - 300
     # The HTML part carries the text again with its markup: about 45% text, 55% HTML.
-    text = _paragraphs(rng, max(600, int(room * 0.45)))
+    text = paragraphs(rng, WORDS, max(600, int(room * 0.45)))
     html_lines = ["<html><body>"] + [f"<p>{t}</p>" for t in text if t] + ["</body></html>"]
     parts = [
         "This is a multi-part message in MIME format.",

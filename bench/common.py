@@ -48,6 +48,25 @@ def sentence(rng: random.Random, words: list[str]) -> str:
     return chosen[0].capitalize() + " " + " ".join(chosen[1:]) + "."
 
 
+def paragraphs(rng: random.Random, words: list[str], size: int) -> list[str]:
+    """Lines of text from ``words``, wrapped at 72 columns with a blank line after each
+    paragraph, about ``size`` bytes."""
+    lines: list[str] = []
+    length = 0
+    while length < size:
+        line = ""
+        for word in " ".join(sentence(rng, words) for _ in range(rng.randint(2, 5))).split():
+            if line and len(line) + len(word) + 1 > 72:
+                lines.append(line)
+                length += len(line) + 2
+                line = word
+            else:
+                line = f"{line} {word}" if line else word
+        lines += [line, ""]
+        length += len(line) + 4
+    return lines
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

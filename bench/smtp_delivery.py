@@ -57,7 +57,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from common import COMMON_WORDS, ServeProcess, FIRST_NAMES, LAST_NAMES, TOPICS, free_port, load_average, machine_basics, sentence, verdict
+from common import COMMON_WORDS, ServeProcess, FIRST_NAMES, LAST_NAMES, TOPICS, free_port, load_average, machine_basics, paragraphs, verdict
 
 TARGET_RATIO = 1.0  # postern LMTP messages/s divided by Dovecot LMTP messages/s
 DOMAIN = "example.com"
@@ -83,24 +83,6 @@ class Message:
     mail_from: str
     size: int  # of the message itself
     wire: bytes  # dot-stuffed, with the terminating ".\r\n": what goes after DATA
-
-
-def _text(rng: random.Random, size: int) -> list[str]:
-    """Paragraphs wrapped at 72 columns, about ``size`` bytes."""
-    lines: list[str] = []
-    length = 0
-    while length < size:
-        line = ""
-        for word in " ".join(sentence(rng, WORDS) for _ in range(rng.randint(2, 5))).split():
-            if line and len(line) + len(word) + 1 > 72:
-                lines.append(line)
-                length += len(line) + 2
-                line = word
-            else:
-                line = f"{line} {word}" if line else word
-        lines += [line, ""]
-        length += len(line) + 4
-    return lines
 
 
 def make_message(i: int, rng: random.Random, users: int, size: int, base: datetime) -> Message:
@@ -137,7 +119,7 @@ def make_message(i: int, rng: random.Random, users: int, size: int, base: dateti
     parts: list[str] = []
     if i % 10 < 7:
         # Text and a binary attachment in base64 (76 columns).
-        text = _text(rng, max(600, int(room * rng.uniform(0.25, 0.5))))
+        text = paragraphs(rng, WORDS, max(600, int(room * rng.uniform(0.25, 0.5))))
         content_type, filename = ATTACHMENTS[i % len(ATTACHMENTS)]
         blob = rng.randbytes(max(300, (room - sum(len(t) + 2 for t in text) - 300) * 3 // 4))
         encoded = base64.b64encode(blob).decode()
@@ -160,7 +142,7 @@ def make_message(i: int, rng: random.Random, users: int, size: int, base: dateti
         ]
     else:
         # Text and its HTML rendering (multipart/alternative), no attachment.
-        text = _text(rng, max(600, room // 2))
+        text = paragraphs(rng, WORDS, max(600, room // 2))
         html = "".join(f"<p>{t}</p>" if t else "\n" for t in text)
         head.append(f'Content-Type: multipart/alternative; boundary="{boundary}"')
         parts = [
