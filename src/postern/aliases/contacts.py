@@ -66,7 +66,7 @@ async def find_or_create(
     if found is not None:
         return found, False
     reverse_alias = new_reverse_alias(reverse_alias_domain)
-    created = await store.insert_if_absent(
+    created = await store.insert_returning_id(
         conn,
         {
             "user_id": user_id,
@@ -81,4 +81,4 @@ async def find_or_create(
     )
     row = await store.by_alias_and_email(conn, alias_id, address.key)
     assert row is not None
-    return row, created
+    return row, created is not None

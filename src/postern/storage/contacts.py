@@ -36,13 +36,6 @@ async def by_reverse_alias(conn: AsyncConnection, reverse_alias_key: str) -> Row
     return (await conn.execute(stmt)).first()
 
 
-async def insert_if_absent(conn: AsyncConnection, values: dict[str, Any]) -> bool:
-    """Insert unless the alias has this contact already (a concurrent delivery may
-    have made it); True when this call inserted it."""
-    stmt = insert_for(conn, contacts).values(**values).on_conflict_do_nothing(index_elements=["alias_id", "email_key"])
-    return (await conn.execute(stmt)).rowcount > 0
-
-
 async def insert_returning_id(conn: AsyncConnection, values: dict[str, Any]) -> int | None:
     """Insert unless the alias has this contact already; the new id, or None."""
     stmt = insert_for(conn, contacts).values(**values).on_conflict_do_nothing(index_elements=["alias_id", "email_key"]).returning(contacts.c.id)
