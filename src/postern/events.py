@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 
@@ -74,6 +74,13 @@ class UserLoggedOut(Event):
     reason: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class EventsLost(Event):
+    """Events for this user may have been lost on the way from another process (a
+    Redis connection broke, a worker's channel overflowed): the subscriber is marked
+    ``overflowed`` and this wakes it to resynchronise from the store."""
+
+
 class Subscription:
     """A bounded queue of one user's events. A subscriber that falls too far behind
     is marked ``overflowed`` and must resynchronise from the store."""
@@ -104,9 +111,18 @@ class Subscription:
 
 
 class EventBus:
+    """One process's subscribers. ``publish`` delivers an event of this process to
+    them and hands it to every forwarder (to the other processes of ``serve``, to
+    Redis); ``deliver`` is for events that come from elsewhere, and goes no further."""
+
     def __init__(self, queue_size: int = 1000):
         self._queue_size = queue_size
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
+        self._forwarders: list[Callable[[list[Event]], None]] = []
+
+    def forward_to(self, forwarder: Callable[[list[Event]], None]) -> None:
+        """Also give every event published here to ``forwarder`` (after local delivery)."""
+        self._forwarders.append(forwarder)
 
     def subscribe(self, user_id: str) -> Subscription:
         subscription = Subscription(self, user_id, self._queue_size)
@@ -121,6 +137,21 @@ class EventBus:
                 del self._subscribers[subscription.user_id]
 
     def publish(self, events: Iterable[Event]) -> None:
+        batch = list(events)
+        if not batch:
+            return
+        self.deliver(batch)
+        for forwarder in self._forwarders:
+            forwarder(batch)
+
+    def mark_all_overflowed(self) -> None:
+        """Every subscriber resynchronises from the store: events may have been lost."""
+        for subscriptions in tuple(self._subscribers.values()):
+            for subscription in tuple(subscriptions):
+                subscription.overflowed = True
+                subscription.deliver(EventsLost(subscription.user_id))
+
+    def deliver(self, events: Iterable[Event]) -> None:
         for event in events:
             for subscription in tuple(self._subscribers.get(event.user_id, ())):
                 subscription.deliver(event)

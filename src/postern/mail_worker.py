@@ -1,6 +1,6 @@
-"""A mail worker process: the MX and LMTP sessions of ``postern serve`` when
-POSTERN_MAIL_WORKERS is above 1 (see ``protocols/smtp/workers.py`` and
-``server.MailWorkers``, which starts it with
+"""A mail worker process: the MX, LMTP and IMAP sessions of ``postern serve`` when
+POSTERN_MAIL_WORKERS is above 1 (see ``workers.py`` and ``server.MailWorkers``,
+which starts it with
 ``python -c "from postern.mail_worker import main; main()" <channel fd> <parent pid>``).
 
 It reads its settings from the channel, builds the services of a postern process
@@ -19,19 +19,17 @@ import pickle
 import signal
 import socket
 import sys
-from collections.abc import Iterable
 
 from postern.config import Settings
 from postern.delivery.outbound import QueueWakeup
-from postern.events import Event
+from postern.protocols.imap.server import ImapServices, serve_accepted
 from postern.protocols.smtp.handlers import InboundHandler
 from postern.protocols.smtp.server import session_factory
-from postern.protocols.smtp.workers import Receiver
 from postern.runtime import Runtime
 from postern.tls import server_context
+from postern.workers import Receiver, StreamDoor
 
-# The doors a worker serves.
-WORKER_DOORS = ("smtp", "lmtp")
+SMTP_DOORS = ("smtp", "lmtp")
 # At a stop, how long the messages being stored may take to be answered.
 FINISH_TIMEOUT = 10.0
 
@@ -85,21 +83,20 @@ async def _serve(settings: Settings, channel: socket.socket) -> None:
                 timeout=settings.smtp_timeout,
                 limiter=None,
             )
-            for door in WORKER_DOORS
+            for door in SMTP_DOORS
         }
-        receiver = Receiver(channel, factories)
-        # Nobody follows events in a worker: its deliveries' events go to the parent,
-        # whose bus IMAP IDLE and POP3 sessions follow.
-        forward = receiver.forward_events
-
-        def publish(events: Iterable[Event]) -> None:
-            batch = list(events)
-            if batch:
-                forward(batch)
-
-        runtime.bus.publish = publish  # type: ignore[method-assign]
+        stream_doors: dict[str, StreamDoor] = {}
+        if "imap" in settings.enabled_doors:
+            imap = ImapServices.for_runtime(runtime, tls)
+            stream_doors["imap"] = lambda sock: serve_accepted(imap, sock)
+            stream_doors["imaps"] = lambda sock: serve_accepted(imap, sock, implicit_tls=True)
+        # The events of this worker's changes reach its own sessions and go to the
+        # parent, which passes them to its bus and the other workers; theirs come
+        # back the other way.
+        receiver = Receiver(channel, factories, stream_doors, on_events=runtime.bus.deliver, on_gap=runtime.bus.mark_all_overflowed)
+        runtime.bus.forward_to(receiver.forward_events)
         # Rows queued here (alias forwards) are delivered by the parent's queue worker.
-        runtime.outbound.wake = lambda: forward([QueueWakeup("")])  # type: ignore[method-assign]
+        runtime.outbound.wake = lambda: receiver.forward_events([QueueWakeup("")])  # type: ignore[method-assign]
         # The parent decides when to stop (it asks, or it goes away); a terminal's
         # Ctrl-C reaches the parent too.
         loop.add_signal_handler(signal.SIGINT, lambda: None)

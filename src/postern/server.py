@@ -17,23 +17,22 @@ from typing import Any
 import uvicorn
 
 from postern import __version__
+from postern.accounts.authlog import AuthMeta
+from postern.accounts.service import ApplicationPasswordRequired
 from postern.config import Settings, parse_listen
 from postern.delivery import queue_owner
 from postern.delivery.outbound import QueueWakeup
-from postern.accounts.authlog import AuthMeta
-from postern.accounts.service import ApplicationPasswordRequired
 from postern.errors import DomainError, RateLimited
 from postern.http.app import create_app
-from postern.mail_worker import WORKER_DOORS
 from postern.mailstore.pop3_view import Pop3View
-from postern.protocols.pop3.server import Pop3Server, authenticator
 from postern.protocols.imap.server import ImapServices
 from postern.protocols.imap.server import start_listener as start_imap_listener
+from postern.protocols.pop3.server import Pop3Server, authenticator
 from postern.protocols.smtp.handlers import InboundHandler, SubmissionHandler
 from postern.protocols.smtp.server import start_listener
-from postern.protocols.smtp.workers import Dispatcher, WorkerLink, channel_pair
 from postern.runtime import Runtime
 from postern.tls import ensure_self_signed, server_context
+from postern.workers import Dispatcher, WorkerLink, channel_pair
 
 log = logging.getLogger("postern")
 
@@ -169,16 +168,7 @@ async def start_imap_doors(runtime: Runtime) -> dict[str, asyncio.Server]:
     settings = runtime.settings
     if "imap" not in settings.enabled_doors:
         return {}
-    services = ImapServices(
-        runtime.mailstore,
-        runtime.accounts,
-        runtime.bus,
-        hostname=settings.hostname,
-        max_message_size=settings.max_message_size,
-        tls_context=server_context(*await _tls_files(settings)),
-        timeout=settings.imap_timeout,
-        appender=runtime.committer.append,
-    )
+    services = ImapServices.for_runtime(runtime, server_context(*await _tls_files(settings)))
     listeners: dict[str, asyncio.Server] = {}
     try:
         for door, listen in (("imap", settings.imap_listen), ("imaps", settings.imaps_listen)):
@@ -192,14 +182,20 @@ async def start_imap_doors(runtime: Runtime) -> dict[str, asyncio.Server]:
     return listeners
 
 
-def _worker_events(runtime: Runtime) -> Callable[[list[Any]], None]:
-    """What the mail workers send: change events for this process's bus, and word
-    that they queued mail (alias forwards) for this process's queue worker."""
+def _worker_events(runtime: Runtime, workers: MailWorkers) -> Callable[[list[Any], WorkerLink], None]:
+    """What a mail worker sends: the events of its changes, for this process's bus and
+    the other workers, and word that it queued mail (alias forwards) for this
+    process's queue worker."""
 
-    def publish(events: list[Any]) -> None:
-        if any(isinstance(e, QueueWakeup) for e in events):
+    def publish(events: list[Any], origin: WorkerLink) -> None:
+        changes = [e for e in events if not isinstance(e, QueueWakeup)]
+        if len(changes) < len(events):
             runtime.outbound.wake()
-        runtime.bus.publish(events)
+        if changes:
+            runtime.bus.deliver(changes)
+            workers.broadcast(changes, skip=origin)
+            for forward in workers.beyond:
+                forward(changes)
 
     return publish
 
@@ -209,9 +205,9 @@ def bound_port(server: asyncio.Server) -> int:
 
 
 # Mail workers ------------------------------------------------------------------------
-# With POSTERN_MAIL_WORKERS above 1, the MX and LMTP sessions run in worker processes
-# (see protocols/smtp/workers.py); this process keeps listening and deals the
-# connections out. Submission stays here, beside the outbound queue it feeds.
+# With POSTERN_MAIL_WORKERS above 1, the MX, LMTP and IMAP sessions run in worker
+# processes (see workers.py); this process keeps listening and deals the connections
+# out. Submission and POP3 stay here, beside the outbound queue and the HTTP API.
 
 WORKER_READY_TIMEOUT = 90.0
 WORKER_STOP_TIMEOUT = 15.0
@@ -244,9 +240,12 @@ def _bind(door: str, listen: str) -> list[socket.socket]:
 class MailWorkers:
     """The worker processes of the MX and LMTP doors, and the listeners they serve."""
 
-    def __init__(self, settings: Settings, doors: list[str], count: int, publish: Callable[[list[Any]], None]):
-        self.settings = settings
-        self.publish = publish
+    def __init__(self, runtime: Runtime, doors: list[str], count: int):
+        self.settings = settings = runtime.settings
+        self.publish = _worker_events(runtime, self)
+        # Where the workers' events go beyond this process (Redis), besides its bus.
+        self.beyond: list[Callable[[list[Any]], None]] = []
+        self.limits: dict[str, int | None] = {"smtp": settings.smtp_connections_per_ip, "lmtp": settings.smtp_connections_per_ip}
         self.doors = doors
         self.count = count
         self.sockets: dict[str, list[socket.socket]] = {}
@@ -267,13 +266,23 @@ class MailWorkers:
             # overrides), the certificate made here, and run no workers of their own.
             self._blob = pickle.dumps(self.settings.model_copy(update={"tls_cert": cert, "tls_key": key, "mail_workers": "1"}))
             listeners = [(door, sock) for door in self.doors for sock in self.sockets[door]]
-            self.dispatcher = Dispatcher(listeners, self.settings.smtp_connections_per_ip, self._lost, self.publish)
+            self.dispatcher = Dispatcher(listeners, self.limits, self._lost, self.publish)
             links = [self._spawn(number) for number in range(self.count)]
             await asyncio.wait_for(asyncio.gather(*(link.ready for link in links)), WORKER_READY_TIMEOUT)
         except BaseException:
             await self.stop()
             raise
         self.dispatcher.start_accepting()
+
+    def broadcast(self, events: list[Any], skip: WorkerLink | None = None) -> None:
+        """Events made elsewhere (this process, another worker, another ``serve``) to
+        every worker's sessions."""
+        if self.dispatcher is not None:
+            self.dispatcher.broadcast(events, skip)
+
+    def broadcast_gap(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.broadcast_gap()
 
     def _spawn(self, number: int) -> WorkerLink:
         assert self.dispatcher is not None
@@ -343,6 +352,39 @@ class MailWorkers:
 
 
 
+async def _start_event_relay(runtime: Runtime, workers: MailWorkers | None) -> Any:
+    """Share change events with the other ``postern serve`` processes through Redis:
+    those of this process and its workers go out; theirs reach this process's bus and
+    its workers."""
+
+    def deliver(events: list[Any]) -> None:
+        runtime.bus.deliver(events)
+        if workers is not None:
+            workers.broadcast(events)
+
+    def on_gap() -> None:
+        runtime.bus.mark_all_overflowed()
+        if workers is not None:
+            workers.broadcast_gap()
+
+    from postern.event_relay import RedisEventRelay  # only a process configured for Redis needs it
+
+    relay = RedisEventRelay(runtime.settings.redis_url or "", deliver, on_gap)
+    await relay.start()
+    runtime.bus.forward_to(relay.publish)
+    if workers is not None:
+        workers.beyond.append(relay.publish)
+    return relay
+
+
+def _worker_doors(settings: Settings) -> list[str]:
+    """The doors the mail workers serve: MX, LMTP and IMAP (IMAPS when it listens)."""
+    doors = [d for d in ("smtp", "lmtp", "imap") if d in settings.enabled_doors]
+    if "imap" in doors and settings.imaps_listen:
+        doors.append("imaps")
+    return doors
+
+
 async def serve(settings: Settings, *, announce: Callable[[str], None] = print) -> None:
     # aiosmtpd announces every connection's AUTH mechanisms at INFO, and warns about
     # its own deprecated attribute on every login.
@@ -367,12 +409,18 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     http: _HttpServer | None = None
     owner: queue_owner.QueueOwner | None = None
     workers: MailWorkers | None = None
+    relay: Any = None  # RedisEventRelay
     try:
         worker_count = settings.resolved_mail_workers
-        worker_doors = [d for d in WORKER_DOORS if d in doors] if worker_count > 1 else []
+        worker_doors = _worker_doors(settings) if worker_count > 1 else []
         if worker_doors:
-            workers = MailWorkers(settings, worker_doors, worker_count, _worker_events(runtime))
+            workers = MailWorkers(runtime, worker_doors, worker_count)
             await workers.start()
+            # This process's own events (admin API, submission, POP3) reach the workers' sessions.
+            runtime.bus.forward_to(workers.broadcast)
+        if settings.redis_url:
+            relay = await _start_event_relay(runtime, workers)
+            announce("  change events:  shared with other postern processes through Redis")
         listeners = await start_mail_doors(runtime, exclude=set(worker_doors))
         mail_servers = list(listeners.values())
         labels = {"smtp": "SMTP (MX):     ", "lmtp": "LMTP:          ", "submission": "submission:    "}
@@ -385,17 +433,23 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
                 continue
             announce(f"  {labels[door]} {parse_listen(getattr(settings, door + '_listen')).host}:{port}")
         if workers is not None:
-            announce(f"  mail workers:   {worker_count} processes for {' and '.join(d.upper() for d in worker_doors)}")
+            served = [d.upper() for d in ("smtp", "lmtp", "imap") if d in worker_doors]
+            announce(f"  mail workers:   {worker_count} processes for {', '.join(served[:-1])}{' and ' if len(served) > 1 else ''}{served[-1]}")
         pop3_listeners = await start_pop3_doors(runtime)
         mail_servers.extend(pop3_listeners.values())
         for door, label in (("pop3", "POP3:          "), ("pop3s", "POP3 (TLS):    ")):
             if door in pop3_listeners:
                 announce(f"  {label} {parse_listen(getattr(settings, door + '_listen')).host}:{bound_port(pop3_listeners[door])}")
-        imap_listeners = await start_imap_doors(runtime)
+        imap_listeners = await start_imap_doors(runtime) if "imap" not in worker_doors else {}
         mail_servers.extend(imap_listeners.values())
         for door, label in (("imap", "IMAP:          "), ("imaps", "IMAP (TLS):    ")):
             if door in imap_listeners:
-                announce(f"  {label} {parse_listen(getattr(settings, door + '_listen')).host}:{bound_port(imap_listeners[door])}")
+                port = bound_port(imap_listeners[door])
+            elif workers is not None and door in worker_doors:
+                port = workers.port(door)
+            else:
+                continue
+            announce(f"  {label} {parse_listen(getattr(settings, door + '_listen')).host}:{port}")
         if "http" in doors:
             address = settings.http_address
             http = _HttpServer(
@@ -441,6 +495,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
             server.close()
         if workers is not None:
             await workers.stop()
+        if relay is not None:
+            await relay.close()
         if http is not None:
             http.should_exit = True
         for task in tasks:

@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postern.accounts.service import Accounts
 from postern.errors import DomainError
@@ -27,8 +28,18 @@ from postern.mailstore.service import AppendRequest, AppendResult, MailStore
 
 from . import encode as enc
 from .dispatch import dispatch
-from .parser import CommandError, CommandReader, CommandReceived, ContinuationRequired, ReaderEvent
+from .header_cache import HeaderCache
+from .parser import (
+    CommandError,
+    CommandReader,
+    CommandReceived,
+    ContinuationRequired,
+    ReaderEvent,
+)
 from .session import ConnectionClosed, Session
+
+if TYPE_CHECKING:
+    from postern.runtime import Runtime
 
 log = logging.getLogger("postern.imap")
 
@@ -57,11 +68,28 @@ class ImapServices:
     # (and deliveries) share a commit; the mailstore's own transaction without one.
     appender: Callable[[Sequence[AppendRequest]], Awaitable[list[AppendResult | DomainError]]] | None = None
     view: ImapView = field(init=False)
+    # What FETCH ENVELOPE, SEARCH and SORT parse from message headers (see header_cache).
+    header_cache: HeaderCache = field(default_factory=HeaderCache)
     # The highest UID per folder some read-write session has seen (\Recent).
     _recent_marks: dict[str, int] = field(default_factory=dict, init=False)
     # uids_after queries running, by (folder, after UID): shared by the sessions
     # that one delivery wakes at once.
     _uids_queries: dict[tuple[str, int], asyncio.Future[list[int]]] = field(default_factory=dict, init=False)
+
+    @classmethod
+    def for_runtime(cls, runtime: Runtime, tls_context: ssl.SSLContext | None) -> ImapServices:
+        """The services of a process's IMAP door, configured from its settings."""
+        settings = runtime.settings
+        return cls(
+            runtime.mailstore,
+            runtime.accounts,
+            runtime.bus,
+            hostname=settings.hostname,
+            max_message_size=settings.max_message_size,
+            tls_context=tls_context,
+            timeout=settings.imap_timeout,
+            appender=runtime.committer.append,
+        )
 
     def __post_init__(self) -> None:
         self.view = ImapView(self.mailstore)
@@ -197,7 +225,7 @@ class Connection:
                     break
         except ConnectionClosed:
             pass
-        except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+        except (TimeoutError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
             session.closing = None
             return
         except asyncio.CancelledError:
@@ -276,3 +304,17 @@ async def start_listener(
         await _handle(services, reader, writer, implicit_tls)
 
     return await asyncio.start_server(handle, host=host, port=port, ssl=ssl_context, reuse_address=True, limit=READ_SIZE)
+
+
+async def serve_accepted(services: ImapServices, sock: socket.socket, *, implicit_tls: bool = False) -> None:
+    """Serve one connection another process accepted (a mail worker's IMAP door), to
+    its end."""
+    ssl_context = services.tls_context if implicit_tls else None
+    if implicit_tls and ssl_context is None:
+        raise ValueError("IMAPS needs a TLS context")
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=READ_SIZE, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock, ssl=ssl_context)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    await _handle(services, reader, writer, implicit_tls)

@@ -1,47 +1,96 @@
-"""Handing the connections of the MX and LMTP doors to worker processes.
+"""Handing the connections of the MX, LMTP and IMAP doors to worker processes, and
+carrying change events between the processes of one ``postern serve``.
 
-One Python process delivers mail on one core at most (the GIL). With
+One Python process serves on one core at most (the GIL). With
 ``POSTERN_MAIL_WORKERS`` above 1, ``postern serve`` keeps listening itself, but every
-connection it accepts on the SMTP (MX) or LMTP door is passed, as a file descriptor
-over a Unix socket (SCM_RIGHTS), to one of its worker processes, the one with the
-fewest open connections. Each worker runs the aiosmtpd sessions, the delivery and its
+connection it accepts on the SMTP (MX), LMTP or IMAP door is passed, as a file
+descriptor over a Unix socket (SCM_RIGHTS), to one of its worker processes, the one
+with the fewest open connections. Each worker runs the sessions, the delivery and its
 own group committer; the database serialises their commits (SQLite: ``BEGIN
 IMMEDIATE`` and ``busy_timeout``).
 
-The parent keeps the per-IP connection limit of each door exact across workers: it
-counts at accept, tells the worker whether to refuse (the worker answers 421 as a
-single process would), and forgets a connection when its worker reports it closed or
-dies.
+The parent keeps the per-IP connection limit of the SMTP and LMTP doors exact across
+workers: it counts at accept, tells the worker whether to refuse (the worker answers
+421 as a single process would), and forgets a connection when its worker reports it
+closed or dies. IMAP has no per-IP limit (10,000 IDLE connections may come from one
+address), so its connections are only counted for the dealing.
+
+Change events cross the processes so that an IMAP session sees every change wherever
+it was made: a worker hands the events of its own changes to the parent, which
+delivers them to its bus (POP3) and passes them on to the other workers; the parent's
+own events (admin API, submission, POP3) and those Redis brings from other ``serve``
+processes go to every worker.
 
 The channel between parent and worker is a ``SOCK_SEQPACKET`` pair (one message per
 send). Parent to worker: ``A<door> <conn id> <0|1 refused>`` with the connection's
-descriptor, and ``S`` (stop). Worker to parent: ``R`` (ready), ``C<conn id>``
-(closed), and ``E<pickled events>``: the change events of the worker's deliveries,
-which the parent publishes on its own bus, where IMAP IDLE and POP3 follow them. A
-worker also stops when the channel reaches end of file: its parent is gone,
-whichever way it died (a worker never outlives ``serve``).
+descriptor, ``B<pickled events>`` (events made elsewhere), ``G`` (events may have
+been lost: every subscriber resynchronises) and ``S`` (stop). Worker to parent: ``R``
+(ready), ``C<conn id>`` (closed), and ``E<pickled events>``: the worker's own events,
+and word that it queued mail. A worker also stops when the channel reaches end of
+file: its parent is gone, whichever way it died (a worker never outlives ``serve``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import pickle
 import socket
 import weakref
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from postern.protocols.smtp.session import ConnectionLimiter
 
-log = logging.getLogger("postern.smtp.workers")
+log = logging.getLogger("postern.workers")
 
 MAX_MESSAGE = 1 << 16
-# Events per message to the parent (each message stays well under MAX_MESSAGE).
+# Events per channel message (fewer when they do not fit in MAX_MESSAGE).
 EVENTS_PER_MESSAGE = 100
+# Event messages waiting for a busy worker's channel; beyond this they are dropped
+# and the worker told to resynchronise its sessions (``G``).
+MAX_WAITING_MESSAGES = 10_000
+# What a connection hears when no worker is there to take it (IMAPS: nothing, it
+# expects TLS first).
+UNAVAILABLE = {
+    "smtp": b"421 4.3.2 Service not available, try again later\r\n",
+    "lmtp": b"421 4.3.2 Service not available, try again later\r\n",
+    "imap": b"* BYE Service not available, try again later\r\n",
+}
+
+
+def event_messages(kind: bytes, events: list[Any]) -> list[bytes]:
+    """``events`` as channel messages of at most MAX_MESSAGE bytes, each ``kind`` and a
+    pickled list. A single event too large (a flag change of many thousand UIDs) is
+    split by its UIDs."""
+    out: list[bytes] = []
+
+    def pack(batch: list[Any]) -> None:
+        data = kind + pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(data) <= MAX_MESSAGE:
+            out.append(data)
+        elif len(batch) > 1:
+            half = len(batch) // 2
+            pack(batch[:half])
+            pack(batch[half:])
+        else:
+            event = batch[0]
+            uids = getattr(event, "uids", None)
+            if not uids or len(uids) < 2:
+                log.error("an event too large for the worker channel was dropped: %r", type(event).__name__)
+                return
+            half = len(uids) // 2
+            pack([dataclasses.replace(event, uids=uids[:half])])
+            pack([dataclasses.replace(event, uids=uids[half:])])
+
+    for start in range(0, len(events), EVENTS_PER_MESSAGE):
+        pack(events[start : start + EVENTS_PER_MESSAGE])
+    return out
 
 
 def channel_pair() -> tuple[socket.socket, socket.socket]:
@@ -72,6 +121,9 @@ class WorkerLink:
     process: Any = None  # subprocess.Popen
     connections: set[int] = field(default_factory=set)
     alive: bool = True
+    # Event messages the channel had no room for yet, and whether some were dropped.
+    waiting: deque[bytes] = field(default_factory=deque)
+    lost_events: bool = False
 
 
 class Dispatcher:
@@ -80,13 +132,16 @@ class Dispatcher:
     def __init__(
         self,
         listeners: list[tuple[str, socket.socket]],
-        connections_per_ip: int,
+        connections_per_ip: dict[str, int | None],
         on_worker_lost: Callable[[WorkerLink], None],
-        on_events: Callable[[list[Any]], None],
+        on_events: Callable[[list[Any], WorkerLink], None],
     ):
         self.listeners = listeners  # (door, listening socket)
         self.on_events = on_events
-        self.limiters = {door: ConnectionLimiter(connections_per_ip) for door, _ in listeners}
+        # Doors without a per-IP limit (IMAP) have no limiter.
+        self.limiters = {
+            door: ConnectionLimiter(limit) for door, _ in listeners if (limit := connections_per_ip.get(door)) is not None
+        }
         self.on_worker_lost = on_worker_lost
         self.workers: list[WorkerLink] = []
         self._open: dict[int, tuple[WorkerLink, str, str]] = {}  # conn id -> (worker, door, ip)
@@ -130,16 +185,20 @@ class Dispatcher:
         if self._accepting and listener.fileno() >= 0:
             self._loop.add_reader(listener.fileno(), self._accept, door, listener)
 
+    def _ready_workers(self) -> list[WorkerLink]:
+        return [w for w in self.workers if w.alive and w.ready.done() and not w.ready.cancelled() and w.ready.exception() is None]
+
     def _hand_over(self, door: str, conn: socket.socket, peer: Any) -> None:
         ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        allowed = self.limiters[door].acquire(ip)
-        workers = [w for w in self.workers if w.alive and w.ready.done() and not w.ready.cancelled() and w.ready.exception() is None]
+        limiter = self.limiters.get(door)
+        allowed = limiter.acquire(ip) if limiter is not None else True
+        workers = self._ready_workers()
         if not workers:  # between a worker's death and its replacement
-            if allowed:
-                self.limiters[door].release(ip)
+            if allowed and limiter is not None:
+                limiter.release(ip)
             with contextlib.suppress(OSError):
                 conn.setblocking(False)
-                conn.send(b"421 4.3.2 Service not available, try again later\r\n")
+                conn.send(UNAVAILABLE.get(door, b""))
             conn.close()
             return
         worker = min(workers, key=lambda w: len(w.connections))
@@ -148,8 +207,8 @@ class Dispatcher:
         try:
             socket.send_fds(worker.channel, [f"A{door} {conn_id} {0 if allowed else 1}".encode()], [conn.fileno()])
         except OSError:
-            if allowed:
-                self.limiters[door].release(ip)
+            if allowed and limiter is not None:
+                limiter.release(ip)
             conn.close()
             return
         conn.close()  # the worker holds its own descriptor now
@@ -162,7 +221,61 @@ class Dispatcher:
         if entry is not None:
             worker, door, ip = entry
             worker.connections.discard(conn_id)
-            self.limiters[door].release(ip)
+            limiter = self.limiters.get(door)
+            if limiter is not None:
+                limiter.release(ip)
+
+    # Events to the workers -----------------------------------------------------------
+
+    def broadcast(self, events: list[Any], skip: WorkerLink | None = None) -> None:
+        """Give events made elsewhere to every worker (but ``skip``, where they were made)."""
+        if not events:
+            return
+        messages: list[bytes] | None = None
+        for link in self.workers:
+            if link is skip or not link.alive:
+                continue
+            if messages is None:
+                messages = event_messages(b"B", events)
+            for data in messages:
+                self._send_event_message(link, data)
+
+    def broadcast_gap(self) -> None:
+        """Tell every worker that events may have been lost."""
+        for link in self.workers:
+            if link.alive:
+                self._send_event_message(link, b"G")
+
+    def _send_event_message(self, link: WorkerLink, data: bytes) -> None:
+        # Never blocks: a busy worker's messages wait here, in order, for its channel.
+        if not link.waiting:
+            try:
+                link.channel.send(data, socket.MSG_DONTWAIT)
+                return
+            except (BlockingIOError, InterruptedError):
+                self._loop.add_writer(link.channel.fileno(), self._flush_waiting, link)
+            except OSError:
+                return  # the worker is gone; _lost hears of it from the reader
+        if len(link.waiting) >= MAX_WAITING_MESSAGES:
+            link.waiting.clear()
+            link.lost_events = True
+        link.waiting.append(data)
+
+    def _flush_waiting(self, link: WorkerLink) -> None:
+        while link.alive and (link.waiting or link.lost_events):
+            data = link.waiting[0] if link.waiting else b"G"
+            try:
+                link.channel.send(data, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                break
+            if link.waiting:
+                link.waiting.popleft()
+            else:
+                link.lost_events = False
+        with contextlib.suppress(Exception):
+            self._loop.remove_writer(link.channel.fileno())
 
     def _from_worker(self, link: WorkerLink) -> None:
         while True:
@@ -184,7 +297,7 @@ class Dispatcher:
             elif data[:1] == b"E":
                 try:
                     events = pickle.loads(data[1:])  # from a worker this process started
-                    self.on_events(events)
+                    self.on_events(events, link)
                 except Exception:
                     log.exception("publishing the events of mail worker %d failed", link.number)
 
@@ -192,8 +305,11 @@ class Dispatcher:
         if not link.alive:
             return
         link.alive = False
+        link.waiting.clear()
         with contextlib.suppress(Exception):
             self._loop.remove_reader(link.channel.fileno())
+        with contextlib.suppress(Exception):
+            self._loop.remove_writer(link.channel.fileno())
         for conn_id in list(link.connections):
             self._release(conn_id)
         link.channel.close()
@@ -214,6 +330,8 @@ class Dispatcher:
                 link.alive = False
                 with contextlib.suppress(Exception):
                     self._loop.remove_reader(link.channel.fileno())
+                with contextlib.suppress(Exception):
+                    self._loop.remove_writer(link.channel.fileno())
                 link.channel.close()
 
 
@@ -232,17 +350,38 @@ class _Ticket:
         self.receiver.closed(self.conn_id)
 
 
+#: A door served by a coroutine that runs the whole connection (IMAP).
+StreamDoor = Callable[[socket.socket], Awaitable[None]]
+
+
 class Receiver:
     """The worker side: takes the connections its parent sends, and tells it when
-    they close. ``stopped`` is set when the parent says stop or goes away."""
+    they close; passes on the events the parent sends. ``stopped`` is set when the
+    parent says stop or goes away.
 
-    def __init__(self, channel: socket.socket, factories: dict[str, Callable[[], Any]]):
+    ``factories`` make the asyncio protocol of a door's session (SMTP, LMTP), whose
+    ``limiter`` is the parent's decision; ``stream_doors`` serve a connection from
+    start to end (IMAP)."""
+
+    def __init__(
+        self,
+        channel: socket.socket,
+        factories: dict[str, Callable[[], Any]],
+        stream_doors: dict[str, StreamDoor] | None = None,
+        *,
+        on_events: Callable[[list[Any]], None] | None = None,
+        on_gap: Callable[[], None] | None = None,
+    ):
         self.channel = channel
         self.factories = factories
+        self.stream_doors = stream_doors or {}
+        self.on_events = on_events
+        self.on_gap = on_gap
         self.stopped = asyncio.Event()
         self.sessions: weakref.WeakSet[Any] = weakref.WeakSet()
         self._loop = asyncio.get_running_loop()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._streams: set[asyncio.Task[Any]] = set()
 
     def start(self) -> None:
         self._loop.add_reader(self.channel.fileno(), self._from_parent)
@@ -259,9 +398,9 @@ class Receiver:
             self._send(b"C%d" % conn_id)
 
     def forward_events(self, events: list[Any]) -> None:
-        """Hand change events to the parent, which publishes them."""
-        for start in range(0, len(events), EVENTS_PER_MESSAGE):
-            self._send(b"E" + pickle.dumps(events[start : start + EVENTS_PER_MESSAGE]))
+        """Hand this worker's events to the parent, which passes them on."""
+        for data in event_messages(b"E", events):
+            self._send(data)
 
     def _from_parent(self) -> None:
         while True:
@@ -274,24 +413,46 @@ class Receiver:
                 with contextlib.suppress(Exception):
                     self._loop.remove_reader(self.channel.fileno())
                 return
-            if data == b"S":
-                self.stopped.set()
+            kind = data[:1]
+            if kind != b"A" or len(fds) != 1:
                 for fd in fds:
                     os.close(fd)
-                continue
-            if data[:1] != b"A" or len(fds) != 1:
-                for fd in fds:
-                    os.close(fd)
+                if data == b"S":
+                    self.stopped.set()
+                elif kind == b"B" and self.on_events is not None:
+                    try:
+                        self.on_events(pickle.loads(data[1:]))  # from the process that started this one
+                    except Exception:
+                        log.exception("delivering the events of another process failed")
+                elif data == b"G" and self.on_gap is not None:
+                    self.on_gap()
                 continue
             door, conn_id, refused = data[1:].decode().split()
             sock = socket.socket(fileno=fds[0])
-            if self.stopped.is_set() or door not in self.factories:
+            if self.stopped.is_set() or (door not in self.factories and door not in self.stream_doors):
                 sock.close()
                 self.closed(int(conn_id))
                 continue
-            task = self._loop.create_task(self._open(door, int(conn_id), refused == "1", sock))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            if door in self.stream_doors:
+                task = self._loop.create_task(self._serve_stream(door, int(conn_id), sock))
+                self._streams.add(task)
+                task.add_done_callback(self._streams.discard)
+            else:
+                task = self._loop.create_task(self._open(door, int(conn_id), refused == "1", sock))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _serve_stream(self, door: str, conn_id: int, sock: socket.socket) -> None:
+        try:
+            sock.setblocking(False)
+            await self.stream_doors[door](sock)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("serving a %s connection failed", door)
+            sock.close()
+        finally:
+            self.closed(conn_id)
 
     async def _open(self, door: str, conn_id: int, refused: bool, sock: socket.socket) -> None:
         sock.setblocking(False)
@@ -312,15 +473,22 @@ class Receiver:
 
     async def finish(self, timeout: float) -> None:
         """Wait (up to ``timeout`` seconds) for the messages being stored to be
-        answered, then close every session."""
+        answered, end the IMAP sessions (they say BYE), then close every session."""
         deadline = self._loop.time() + timeout
         while any(getattr(s, "in_data", False) for s in self.sessions) and self._loop.time() < deadline:
             await asyncio.sleep(0.05)
+        streams = list(self._streams)
+        for task in streams:
+            task.cancel()
+        if streams:
+            await asyncio.wait(streams, timeout=max(0.1, min(5.0, deadline - self._loop.time())))
         self.close()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._loop.remove_reader(self.channel.fileno())
+        for task in self._streams:
+            task.cancel()
         for session in list(self.sessions):
             transport = getattr(session, "transport", None)
             if transport is not None and not transport.is_closing():
