@@ -367,7 +367,8 @@ async def _start_event_relay(runtime: Runtime, workers: MailWorkers | None) -> A
         if workers is not None:
             workers.broadcast_gap()
 
-    from postern.event_relay import RedisEventRelay  # only a process configured for Redis needs it
+    # Imported here: only a process configured for Redis needs it.
+    from postern.event_relay import RedisEventRelay
 
     relay = RedisEventRelay(runtime.settings.redis_url or "", deliver, on_gap)
     await relay.start()
