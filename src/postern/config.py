@@ -113,9 +113,11 @@ class Settings(BaseSettings):
     # data_dir/server.key at first start when unset; every process of a cluster must
     # share one (set it here, 32 bytes or more, e.g. `openssl rand -base64 32`).
     secret_key: SecretStr | None = None
-    # redis://host:port/db: shared rate limits (and, later, change events) across
-    # processes. Without it, rate limits are kept in the database.
+    # redis://host:port/db: shared rate limits and change events across processes.
+    # Without it, rate limits are kept in the database and events stay in one serve.
     redis_url: str | None = None
+    # The Redis pub/sub channel of the change events: one per site sharing a Redis.
+    event_channel: str = Field(default="postern:events", min_length=1, max_length=200)
 
     # The mail domain used for addresses generated from usernames.
     domain: str = "localhost"

@@ -370,7 +370,7 @@ async def _start_event_relay(runtime: Runtime, workers: MailWorkers | None) -> A
     # Imported here: only a process configured for Redis needs it.
     from postern.event_relay import RedisEventRelay
 
-    relay = RedisEventRelay(runtime.settings.redis_url or "", deliver, on_gap)
+    relay = RedisEventRelay(runtime.settings.redis_url or "", deliver, on_gap, channel=runtime.settings.event_channel)
     await relay.start()
     runtime.bus.forward_to(relay.publish)
     if workers is not None:
