@@ -12,7 +12,13 @@ import socket
 import pytest
 
 from postern.events import EventBus, EventsLost, MessageAdded, MessagesChanged
-from postern.workers import MAX_MESSAGE, Dispatcher, WorkerLink, event_messages
+from postern.workers import (
+    MAX_MESSAGE,
+    Dispatcher,
+    WorkerLink,
+    _receive,
+    event_messages,
+)
 
 
 def unpack(messages: list[bytes], kind: bytes) -> list[object]:
@@ -119,3 +125,47 @@ def test_publish_forwards_what_deliver_keeps_local() -> None:
         bus.deliver([MessageAdded("u1", "f1", 2, 2)])
         assert subscription.queue.qsize() == 2
     assert forwarded == [[MessageAdded("u1", "f1", 1, 1)]]
+
+
+async def test_a_connection_handed_to_a_busy_worker_waits_for_it_and_is_never_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("postern.workers.MAX_WAITING_MESSAGES", 5)
+    dispatcher, link, worker_end = await _dispatcher_with_worker()
+    client, accepted = socket.socketpair()
+    try:
+        for uid in range(1, 200):
+            dispatcher.broadcast([MessageAdded("u1", "f1", uid, uid)])
+        dispatcher._hand_over("imap", accepted, ("127.0.0.1", 4000))
+        for uid in range(200, 400):  # overflowing events again: the connection stays queued
+            dispatcher.broadcast([MessageAdded("u1", "f1", uid, uid)])
+        assert any(conn is not None for _, conn in link.waiting)
+        handed: list[int] = []
+        for _ in range(2000):
+            message = _receive(worker_end)  # as the worker reads its channel
+            if message is None:
+                await asyncio.sleep(0.005)
+                continue
+            data, fds = message
+            if data.startswith(b"Aimap "):
+                handed.extend(fds)
+                break
+        assert len(handed) == 1, "the worker got the connection"
+        with socket.socket(fileno=handed[0]) as taken:
+            client.sendall(b"hello")
+            assert taken.recv(5) == b"hello"
+        assert len(link.connections) == 1
+    finally:
+        dispatcher.close()
+        worker_end.close()
+        client.close()
+
+
+def test_reading_an_empty_blocking_channel_returns_at_once() -> None:
+    """Under plain asyncio the channel stays blocking: reading must still never wait."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with parent, child:
+        assert parent.getblocking()
+        child.send(b"R")
+        assert _receive(parent) == (b"R", [])
+        assert _receive(parent) is None
+        child.close()
+        assert _receive(parent) == (b"", [])

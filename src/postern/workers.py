@@ -32,6 +32,7 @@ file: its parent is gone, whichever way it died (a worker never outlives ``serve
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import dataclasses
@@ -100,15 +101,26 @@ def channel_pair() -> tuple[socket.socket, socket.socket]:
     return parent, child
 
 
+_FDS_SPACE = socket.CMSG_SPACE(4 * array.array("i").itemsize)
+
+
 def _receive(sock: socket.socket) -> tuple[bytes, list[int]] | None:
-    """One message without blocking; None when there is none yet, (b"", []) at EOF."""
+    """One message without blocking; None when there is none yet, (b"", []) at EOF.
+
+    recvmsg with MSG_DONTWAIT rather than ``socket.recv_fds``, which drops its flags
+    before Python 3.12: on a blocking channel it would wait for the next message
+    (uvloop's readers happen to make the descriptor non-blocking; asyncio's do not)."""
     try:
-        data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, 4, socket.MSG_DONTWAIT)
+        data, ancillary, _flags, _addr = sock.recvmsg(MAX_MESSAGE, _FDS_SPACE, socket.MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
         return None
     except OSError:
         return b"", []
-    return data, fds
+    fds = array.array("i")
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
 
 
 @dataclass(eq=False)
@@ -121,8 +133,9 @@ class WorkerLink:
     process: Any = None  # subprocess.Popen
     connections: set[int] = field(default_factory=set)
     alive: bool = True
-    # Event messages the channel had no room for yet, and whether some were dropped.
-    waiting: deque[bytes] = field(default_factory=deque)
+    # Messages the channel had no room for yet (with the descriptor of a connection
+    # being handed over), and whether event messages were dropped.
+    waiting: deque[tuple[bytes, socket.socket | None]] = field(default_factory=deque)
     lost_events: bool = False
 
 
@@ -204,17 +217,11 @@ class Dispatcher:
         worker = min(workers, key=lambda w: len(w.connections))
         self._next_id += 1
         conn_id = self._next_id
-        try:
-            socket.send_fds(worker.channel, [f"A{door} {conn_id} {0 if allowed else 1}".encode()], [conn.fileno()])
-        except OSError:
-            if allowed and limiter is not None:
-                limiter.release(ip)
-            conn.close()
-            return
-        conn.close()  # the worker holds its own descriptor now
         if allowed:
             worker.connections.add(conn_id)
             self._open[conn_id] = (worker, door, ip)
+        if not self._send(worker, f"A{door} {conn_id} {0 if allowed else 1}".encode(), conn):
+            self._release(conn_id)
 
     def _release(self, conn_id: int) -> None:
         entry = self._open.pop(conn_id, None)
@@ -238,34 +245,49 @@ class Dispatcher:
             if messages is None:
                 messages = event_messages(b"B", events)
             for data in messages:
-                self._send_event_message(link, data)
+                self._send(link, data)
 
     def broadcast_gap(self) -> None:
         """Tell every worker that events may have been lost."""
         for link in self.workers:
             if link.alive:
-                self._send_event_message(link, b"G")
+                self._send(link, b"G")
 
-    def _send_event_message(self, link: WorkerLink, data: bytes) -> None:
-        # Never blocks: a busy worker's messages wait here, in order, for its channel.
+    def _send(self, link: WorkerLink, data: bytes, conn: socket.socket | None = None) -> bool:
+        """Send a message (with a connection's descriptor, closed here once sent) without
+        ever blocking: while the worker's channel is full (it is busy, or itself
+        blocked sending to this process), messages wait in order. Waiting events
+        beyond MAX_WAITING_MESSAGES are dropped for a ``G``; connections never are.
+        False when the worker is gone (``conn`` is closed)."""
         if not link.waiting:
             try:
-                link.channel.send(data, socket.MSG_DONTWAIT)
-                return
+                self._send_now(link, data, conn)
+                return True
             except (BlockingIOError, InterruptedError):
                 self._loop.add_writer(link.channel.fileno(), self._flush_waiting, link)
             except OSError:
-                return  # the worker is gone; _lost hears of it from the reader
-        if len(link.waiting) >= MAX_WAITING_MESSAGES:
-            link.waiting.clear()
+                if conn is not None:
+                    conn.close()
+                return False  # _lost hears of it from the reader
+        if conn is None and len(link.waiting) >= MAX_WAITING_MESSAGES:
+            link.waiting = deque(entry for entry in link.waiting if entry[1] is not None)
             link.lost_events = True
-        link.waiting.append(data)
+        link.waiting.append((data, conn))
+        return True
+
+    @staticmethod
+    def _send_now(link: WorkerLink, data: bytes, conn: socket.socket | None) -> None:
+        if conn is None:
+            link.channel.send(data, socket.MSG_DONTWAIT)
+        else:
+            socket.send_fds(link.channel, [data], [conn.fileno()], socket.MSG_DONTWAIT)
+            conn.close()  # the worker holds its own descriptor now
 
     def _flush_waiting(self, link: WorkerLink) -> None:
         while link.alive and (link.waiting or link.lost_events):
-            data = link.waiting[0] if link.waiting else b"G"
+            data, conn = link.waiting[0] if link.waiting else (b"G", None)
             try:
-                link.channel.send(data, socket.MSG_DONTWAIT)
+                self._send_now(link, data, conn)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
@@ -305,6 +327,9 @@ class Dispatcher:
         if not link.alive:
             return
         link.alive = False
+        for _, conn in link.waiting:
+            if conn is not None:
+                conn.close()
         link.waiting.clear()
         with contextlib.suppress(Exception):
             self._loop.remove_reader(link.channel.fileno())
