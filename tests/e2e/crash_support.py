@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -31,7 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from tests.e2e.serve_process import STOP_TIMEOUT, TEST_DATABASE_URL, free_port
+from tests.e2e.serve_process import STOP_TIMEOUT, TEST_DATABASE_URL, ServeProcess, drop_schema, free_port
 
 T = TypeVar("T")
 
@@ -75,6 +76,32 @@ def serve_env(data_dir: Path, sink_port: int, schema: str | None) -> dict[str, s
     if TEST_DATABASE_URL and schema:
         env.update(POSTERN_DATABASE_URL=TEST_DATABASE_URL, POSTERN_DATABASE_SCHEMA=schema)
     return env
+
+
+@contextlib.contextmanager
+def serve_env_in(tmp_path: Path, **settings: str) -> Iterator[dict[str, str]]:
+    """``serve_env`` under ``tmp_path`` with its own PostgreSQL schema (dropped after)
+    and these settings on top."""
+    schema = new_schema()
+    values = serve_env(tmp_path / "data", free_port(), schema)
+    values.update(settings)
+    try:
+        yield values
+    finally:
+        if schema:
+            drop_schema(schema)
+
+
+@contextlib.contextmanager
+def serving(env: dict[str, str]) -> Iterator[ServeProcess]:
+    """``postern serve`` started and ready; killed if the test left it running."""
+    process = ServeProcess(env)
+    try:
+        assert process.wait_ready(), process.errors
+        yield process
+    finally:
+        if process.proc.poll() is None:
+            process.kill9()
 
 
 def port_of(env: dict[str, str], name: str) -> int:

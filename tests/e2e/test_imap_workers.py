@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.crash_support import admin_client, create_user, new_schema, port_of, serve_env
-from tests.e2e.serve_process import ServeProcess, drop_schema, free_port
+from tests.e2e.crash_support import admin_client, create_user, port_of, serve_env_in, serving
+from tests.e2e.serve_process import ServeProcess
 
 WORKERS = 3
 PASSWORD = "imap workers test password"
@@ -83,25 +83,14 @@ def message(subject: str) -> bytes:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    schema = new_schema()
-    values = serve_env(tmp_path / "data", free_port(), schema)
-    values.update(POSTERN_MAIL_WORKERS=str(WORKERS), POSTERN_DOORS="http,lmtp,imap")
-    try:
+    with serve_env_in(tmp_path, POSTERN_MAIL_WORKERS=str(WORKERS), POSTERN_DOORS="http,lmtp,imap") as values:
         yield values
-    finally:
-        if schema:
-            drop_schema(schema)
 
 
 @pytest.fixture
 def server(env: dict[str, str]) -> Iterator[ServeProcess]:
-    process = ServeProcess(env)
-    try:
-        assert process.wait_ready(), process.errors
+    with serving(env) as process:
         yield process
-    finally:
-        if process.proc.poll() is None:
-            process.kill9()
 
 
 def logged_in(env: dict[str, str], folder: bytes | None = b"INBOX") -> Client:

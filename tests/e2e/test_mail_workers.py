@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.crash_support import admin_client, create_user, new_schema, port_of, serve_env, subjects, tokens_in, wait_until
-from tests.e2e.serve_process import ServeProcess, drop_schema, free_port
+from tests.e2e.crash_support import admin_client, create_user, port_of, serve_env_in, serving, subjects, tokens_in, wait_until
+from tests.e2e.serve_process import ServeProcess, free_port
 
 WORKERS = 3
 EXIT_TIMEOUT = 30.0
@@ -52,25 +52,14 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    schema = new_schema()
-    values = serve_env(tmp_path / "data", free_port(), schema)
-    values.update(POSTERN_MAIL_WORKERS=str(WORKERS), POSTERN_DOORS="http,smtp,lmtp", POSTERN_SMTP_CONNECTIONS_PER_IP="40")
-    try:
+    with serve_env_in(tmp_path, POSTERN_MAIL_WORKERS=str(WORKERS), POSTERN_DOORS="http,smtp,lmtp", POSTERN_SMTP_CONNECTIONS_PER_IP="40") as values:
         yield values
-    finally:
-        if schema:
-            drop_schema(schema)
 
 
 @pytest.fixture
 def server(env: dict[str, str]) -> Iterator[ServeProcess]:
-    process = ServeProcess(env)
-    try:
-        assert process.wait_ready(), process.errors
+    with serving(env) as process:
         yield process
-    finally:
-        if process.proc.poll() is None:
-            process.kill9()
 
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
