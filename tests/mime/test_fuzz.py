@@ -25,7 +25,14 @@ from postern.mime import (
     summarise,
 )
 from postern.mime.content import _extract, _get_attachment
-from postern.mime.summary import _summarise
+from postern.mime.summary import (
+    _INVISIBLE_TABLE,
+    INTRO_LENGTH,
+    _collapse,
+    _collapsed_head,
+    _normalise_text,
+    _summarise,
+)
 from tests.mime.test_summary import ALTERNATIVE, FORWARD, MIXED, RELATED, crlf
 
 FUZZ = settings(
@@ -437,3 +444,20 @@ def test_html_to_text_total(markup: str, limit: int | None) -> None:
     text = _html_to_text(markup, limit)
     assert isinstance(text, str)
     assert not any(c in text for c in "\x01\x02\x03\x04")
+
+
+_INTRO_TEXT = st.lists(
+    st.sampled_from(["a", "word", "é", "日", ".", " ", "  ", "\t", "\r", "\n", "\r\n", "\x00", "\x0b", "\x1c", "\x85", "\u3000", "\u200b", "\u00ad", "\ufeff"]),
+    max_size=2000,
+).map("".join)
+
+
+@FUZZ
+@given(_INTRO_TEXT, st.booleans())
+def test_intro_head_is_a_prefix_of_the_whole(text: str, normalise: bool) -> None:
+    """The intro collapses a window of the text, not all of it: what it gets is the
+    whole result, or a prefix of it longer than the intro (all the intro uses)."""
+    whole = _collapse((_normalise_text(text) if normalise else text).translate(_INVISIBLE_TABLE))
+    head = _collapsed_head(text, normalise)
+    assert whole.startswith(head)
+    assert head == whole or len(head) > INTRO_LENGTH

@@ -7,15 +7,21 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import dataclass, field
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
 
 from postern.delivery.authentication import AuthenticationResults, authenticate
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import Resolver
-from postern.delivery.router import AliasRecipient, BounceRecipient, LocalRecipient, Recipient, ReverseAliasRecipient
+from postern.delivery.router import (
+    AliasRecipient,
+    BounceRecipient,
+    LocalRecipient,
+    Recipient,
+    ReverseAliasRecipient,
+)
 from postern.errors import DomainError, OverQuota, TooLarge
 from postern.mailstore.service import AppendRequest, AppendResult
 from postern.storage.ids import new_id
@@ -57,8 +63,15 @@ def strip_forged_results(data: bytes, authserv_id: str) -> bytes:
     return kept + (b"" if end < 0 else data[end + 2 :])
 
 
+# A dot right after a line break; without one, _LONE_DOT cannot match. (For a
+# two-byte literal starting with a byte as common as CR or LF, a regular expression
+# scans a message faster than ``in``.)
+_DOT_AFTER_LF = re.compile(rb"\n\.")
+_DOT_AFTER_CR = re.compile(rb"\r\.")
+
+
 def smuggling_attempt(data: bytes) -> bool:
-    if b"\n." not in data and b"\r." not in data:
+    if _DOT_AFTER_LF.search(data) is None and _DOT_AFTER_CR.search(data) is None:
         return False  # no dot after a line break at all (most messages): no need to scan
     return any(match.group() != b"\r\n.\r\n" for match in _LONE_DOT.finditer(data))
 

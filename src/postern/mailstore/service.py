@@ -15,7 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern import mime
 from postern.accounts.service import require_user
-from postern.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound, OverQuota, TooLarge
+from postern.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    OverQuota,
+    TooLarge,
+)
 from postern.events import (
     Event,
     EventBus,
@@ -32,6 +40,7 @@ from postern.storage import imap as imap_store
 from postern.storage import message_events as event_store
 from postern.storage import messages as message_store
 from postern.storage import users as user_store
+from postern.storage.append_batch import AppendRows, append_rows
 from postern.storage.blobs import BlobStore
 from postern.storage.database import Database
 from postern.storage.hot_reads import FolderHead, HotReads
@@ -85,8 +94,27 @@ class _Prepared:
     request: AppendRequest
     summary: mime.MessageSummary
     key: str = ""
-    keywords: list[str] = field(default_factory=list)
-    flag_values: dict[str, bool] = field(default_factory=dict)
+    # The message row's columns that depend on the message alone (flags, summary),
+    # made before the batch takes the write lock.
+    columns: dict[str, Any] = field(default_factory=dict)
+
+
+def _message_columns(request: AppendRequest, summary: mime.MessageSummary) -> dict[str, Any]:
+    values, keywords = split_flags(request.flags)
+    sender = summary.from_
+    return {
+        **values,
+        "keywords": orjson.dumps(keywords).decode(),
+        "from_name": sender.name if sender else "",
+        "from_address": sender.address if sender else "",
+        "subject": summary.subject,
+        "message_id": summary.message_id,
+        "date_ms": int(summary.date.timestamp() * 1000) if summary.date else None,
+        "intro": summary.intro,
+        "has_attachments": bool(summary.attachments),
+        "summary": summary_json(summary).decode(),
+        "prefix": request.prefix,
+    }
 
 
 @dataclass(slots=True)
@@ -149,6 +177,9 @@ class MailStore:
         self.bus = bus
         self.max_message_size = max_message_size
         self.hot = HotReads(db)
+        # False: the batch's statements through SQLAlchemy (``append_batch``), which
+        # the tests compare with the drivers' own path.
+        self.fast_batches = True
 
     # Lookups -------------------------------------------------------------------------
 
@@ -302,8 +333,7 @@ class MailStore:
                 summary = await asyncio.to_thread(mime.summarise, request.raw)
             else:
                 summary = mime.summarise(request.raw)
-            values, keywords = split_flags(request.flags)
-            prepared.append((index, _Prepared(request, summary, keywords=keywords, flag_values=values)))
+            prepared.append((index, _Prepared(request, summary, columns=_message_columns(request, summary))))
         if prepared:
             keys = await self.blobs.put_many([p.request.raw for _, p in prepared])
             for (_, item), key in zip(prepared, keys):
@@ -338,7 +368,8 @@ class MailStore:
         messages one by one in order (folder, quota, UID and MODSEQ, blob reference,
         thread), in a number of statements that does not grow with the batch."""
         outcomes: dict[int, AppendResult | DomainError] = {}
-        folder_of = await self._folders_for(conn, prepared, outcomes)
+        store = await append_rows(conn, fast=self.fast_batches)
+        folder_of = await self._folders_for(conn, store, prepared, outcomes)
         live = [(index, item) for index, item in prepared if index in folder_of]
         if not live:
             return outcomes
@@ -350,11 +381,12 @@ class MailStore:
         for index, _ in live:
             row = folder_of[index]
             read_heads[row.id] = (int(row.uid_next), int(row.modseq))
-            if "storage_used" in row._mapping:  # not on a folder looked up alone
-                read_usage[row.user_id] = (int(row.storage_used), int(row.quota_allowed))
-        usage = await user_store.lock_usage(conn, [item.request.user_id for _, item in live], read_usage)
-        heads = await folder_store.lock_for_appends(conn, [folder_of[index].id for index, _ in live], read_heads)
-        accepted: list[tuple[int, _Prepared, Row, int]] = []
+            used = getattr(row, "storage_used", None)  # not on a folder looked up alone
+            if used is not None:
+                read_usage[row.user_id] = (int(used), int(row.quota_allowed))
+        usage = await store.lock_usage([item.request.user_id for _, item in live], read_usage)
+        heads = await store.lock_folders([folder_of[index].id for index, _ in live], read_heads)
+        accepted: list[tuple[int, _Prepared, Any, int]] = []
         deltas: dict[str, int] = {}
         for index, item in live:
             request, folder = item.request, folder_of[index]
@@ -371,12 +403,12 @@ class MailStore:
             accepted.append((index, item, folder, size))
         if not accepted:
             return outcomes
-        await user_store.add_storage_used_many(conn, deltas)
+        await store.add_usage(deltas)
         appends: dict[str, tuple[int, int, int]] = {}
         for _, item, folder, size in accepted:
             count, unseen, total = appends.get(folder.id, (0, 0, 0))
-            appends[folder.id] = (count + 1, unseen + (0 if item.flag_values.get("seen") else 1), total + size)
-        await folder_store.add_appends(conn, appends)
+            appends[folder.id] = (count + 1, unseen + (0 if item.columns["seen"] else 1), total + size)
+        await store.add_appends(appends)
         next_uid = {f: heads[f][0] for f in appends}
         next_modseq = {f: heads[f][1] + 1 for f in appends}
 
@@ -387,24 +419,25 @@ class MailStore:
             _, count = refs.get(item.key, (0, 0))
             refs[item.key] = (len(item.request.raw), count + 1)
             raw_of[item.key] = item.request.raw
-        fresh = await message_store.add_blob_refs(conn, refs, created)
+        fresh = await store.add_blob_refs(refs, created)
         if fresh:
             # Rows that were new or revived from zero references: the collector may
-            # have deleted the file since stage() wrote or found it; put_many writes
-            # again whichever is missing (and only checks the others), in one pass.
-            await self.blobs.put_many([raw_of[key] for key in fresh])
+            # have deleted the file since stage() wrote or found it; ensure_many
+            # writes again whichever is missing (and only checks the others).
+            await self.blobs.ensure_many({key: raw_of[key] for key in fresh})
 
-        threads = await self._threads_for(conn, [(item.request.user_id, item.summary) for _, item, _, _ in accepted], created)
+        threads = await self._threads_for(store, [(item.request.user_id, item.summary) for _, item, _, _ in accepted], created)
         rows: list[dict[str, Any]] = []
         store_events: list[tuple[str, str, str, dict[str, Any], int]] = []
         for (index, item, folder, size), thread_id in zip(accepted, threads):
-            request, summary = item.request, item.summary
+            request = item.request
             uid, modseq = next_uid[folder.id], next_modseq[folder.id]
             next_uid[folder.id], next_modseq[folder.id] = uid + 1, modseq + 1
             internal_ms = request.internal_ms if request.internal_ms is not None else created
             mid = new_id()
             rows.append(
                 {
+                    **item.columns,
                     "folder_id": folder.id,
                     "uid": uid,
                     "user_id": request.user_id,
@@ -412,32 +445,25 @@ class MailStore:
                     "size": size,
                     "internal_ms": internal_ms,
                     "modseq": modseq,
-                    **item.flag_values,
-                    "keywords": orjson.dumps(item.keywords).decode(),
                     "thread_id": thread_id,
-                    "from_name": summary.from_.name if summary.from_ else "",
-                    "from_address": summary.from_.address if summary.from_ else "",
-                    "subject": summary.subject,
-                    "message_id": summary.message_id,
-                    "date_ms": int(summary.date.timestamp() * 1000) if summary.date else None,
-                    "intro": summary.intro,
-                    "has_attachments": bool(summary.attachments),
-                    "summary": summary_json(summary).decode(),
                     "expires_ms": internal_ms + folder.retention_ms if folder.retention_ms else None,
                     "mid": mid,
-                    "prefix": request.prefix,
                 }
             )
             if request.event is not None:
                 store_events.append((request.user_id, mid, "STORE", request.event, created))
             outcomes[index] = AppendResult(request.user_id, folder.id, uid, modseq, size, item.key, int(folder.uidvalidity), mid)
-        await message_store.insert_messages(conn, rows)
-        await event_store.add_events(conn, store_events)
+        await store.insert_messages(rows)
+        await store.add_events(store_events)
         return outcomes
 
     async def _folders_for(
-        self, conn: AsyncConnection, prepared: Sequence[tuple[int, _Prepared]], outcomes: dict[int, AppendResult | DomainError]
-    ) -> dict[int, Row]:
+        self,
+        conn: AsyncConnection,
+        store: AppendRows,
+        prepared: Sequence[tuple[int, _Prepared]],
+        outcomes: dict[int, AppendResult | DomainError],
+    ) -> dict[int, Any]:
         """Each request's folder, by index, from one query; a request whose folder it
         does not find is looked up alone, for the precise error (into ``outcomes``)."""
         by_id = [
@@ -446,10 +472,10 @@ class MailStore:
             if p.request.folder_id is not None and is_id(p.request.folder_id) and is_id(p.request.user_id)
         ]
         by_path = [(p.request.user_id, p.request.folder_path) for _, p in prepared if p.request.folder_id is None and is_id(p.request.user_id)]
-        rows = await folder_store.folders_for_appends(conn, by_id, by_path)
+        rows = await store.folders(by_id, by_path)
         with_id = {r.id: r for r in rows}
         at_path = {(r.user_id, r.path): r for r in rows}
-        found: dict[int, Row] = {}
+        found: dict[int, Any] = {}
         for index, item in prepared:
             request = item.request
             if request.folder_id is not None:
@@ -470,9 +496,7 @@ class MailStore:
             found[index] = row
         return found
 
-    async def _threads_for(
-        self, conn: AsyncConnection, messages: Sequence[tuple[str, mime.MessageSummary]], now: int
-    ) -> list[str]:
+    async def _threads_for(self, store: AppendRows, messages: Sequence[tuple[str, mime.MessageSummary]], now: int) -> list[str]:
         """The thread of each (user, summary), in order, as if appended one by one: by
         References/In-Reply-To first; a reply with no known reference joins a recent
         thread with the same normalised subject; anything else starts a thread. A
@@ -487,13 +511,13 @@ class MailStore:
                 subjects.add(summary.thread_subject)
         known: dict[tuple[str, str], str] = {}
         subject_of: dict[str, str] = {}
-        for row in await message_store.threads_of_refs(conn, user_ids, sorted(wanted)):
+        for row in await store.threads_of_refs(user_ids, sorted(wanted)):
             known[(row.user_id, row.ref)] = row.thread_id
             subject_of[row.thread_id] = row.subject
         # The most recently updated thread per (user, subject) before this batch.
         stored: dict[tuple[str, str], tuple[int, str]] = {}
         if subjects:
-            for row in await message_store.threads_by_subjects(conn, user_ids, sorted(subjects), now - THREAD_SUBJECT_WINDOW_MS):
+            for row in await store.threads_by_subjects(user_ids, sorted(subjects), now - THREAD_SUBJECT_WINDOW_MS):
                 key = (row.user_id, row.subject)
                 if key not in stored or row.updated_ms > stored[key][0]:
                     stored[key] = (int(row.updated_ms), row.id)
@@ -524,9 +548,9 @@ class MailStore:
                 if key not in known:  # a ref already known keeps its thread
                     known[key] = new_refs[key] = thread_id
             result.append(thread_id)
-        await message_store.insert_threads(conn, list(new_threads.values()))
-        await message_store.touch_threads(conn, sorted(touched), now)
-        await message_store.add_thread_refs_many(conn, [(user, ref, thread) for (user, ref), thread in new_refs.items()])
+        await store.insert_threads(list(new_threads.values()))
+        await store.touch_threads(sorted(touched), now)
+        await store.add_thread_refs([(user, ref, thread) for (user, ref), thread in new_refs.items()])
         return result
 
     # Reading -------------------------------------------------------------------------

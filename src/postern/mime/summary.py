@@ -1122,12 +1122,16 @@ def _unflow(text: str, delsp: bool) -> str:
     return "\n".join(out)
 
 
-def _plain_from_text(part: _Part, text: str) -> str:
-    text = _normalise_text(text)
-    if (
+def _is_flowed(part: _Part) -> bool:
+    return (
         part.ctype == "text/plain"
         and (part.ctparams.text("format") or "").strip().lower() == "flowed"
-    ):
+    )
+
+
+def _plain_from_text(part: _Part, text: str) -> str:
+    text = _normalise_text(text)
+    if _is_flowed(part):
         delsp = (part.ctparams.text("delsp") or "").strip().lower() == "yes"
         text = _unflow(text, delsp)
     return text
@@ -1709,6 +1713,26 @@ _INTRO_MAX_PLAIN = 4 * 1024 * 1024
 _INTRO_MAX_HTML = 512 * 1024
 
 
+def _collapsed_head(text: str, normalise: bool = False) -> str:
+    """``_collapse(text.translate(_INVISIBLE_TABLE))`` (of ``_normalise_text(text)``
+    first if ``normalise``), or a prefix of it longer than INTRO_LENGTH, which is
+    all the intro looks at.
+
+    Every step works character by character (the one pair, CR LF, becomes a line
+    break either way) and only merges whitespace, so doing them on a prefix of
+    ``text`` gives a prefix of the whole result: a window of a few times
+    INTRO_LENGTH usually suffices, where the whole would rewrite, split and join
+    every word of up to 8 KB of text."""
+    window = 4 * INTRO_LENGTH
+    while window < len(text):
+        head = text[:window]
+        head = _collapse((_normalise_text(head) if normalise else head).translate(_INVISIBLE_TABLE))
+        if len(head) > INTRO_LENGTH:
+            return head
+        window *= 4
+    return _collapse((_normalise_text(text) if normalise else text).translate(_INVISIBLE_TABLE))
+
+
 def _make_intro(text: str) -> str:
     s = _collapse(text.translate(_INVISIBLE_TABLE))
     if len(s) <= INTRO_LENGTH:
@@ -1734,10 +1758,12 @@ def _intro(raw: bytes, parts: list[_Part]) -> str:
                 if complete
                 else _decode_prefix(data, charset)
             )
-            text = _plain_from_text(part, text)
             if html:
-                text = _html_to_text(text, limit=4 * INTRO_LENGTH)
-            piece = _collapse(text.translate(_INVISIBLE_TABLE))
+                piece = _collapsed_head(_html_to_text(_plain_from_text(part, text), limit=4 * INTRO_LENGTH))
+            elif _is_flowed(part):  # lines are joined: the whole text first
+                piece = _collapsed_head(_plain_from_text(part, text))
+            else:  # _plain_from_text is _normalise_text here
+                piece = _collapsed_head(text, normalise=True)
             if (
                 complete
                 or html

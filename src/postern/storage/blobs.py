@@ -15,6 +15,7 @@ A blob's key is the lowercase hex SHA-256 of its bytes.  Two backends share the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import os
@@ -71,6 +72,8 @@ class BlobStore(Protocol):
 
     async def put_many(self, items: Sequence[bytes]) -> list[str]: ...
 
+    async def ensure_many(self, blobs: dict[str, bytes]) -> None: ...
+
     async def get(self, key: str) -> bytes: ...
 
     def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]: ...
@@ -106,6 +109,16 @@ async def _hash(data: bytes) -> str:
     return blob_key(data)
 
 
+def _answer(answers: Sequence[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, outcome in answers:
+        if future.done():  # cancelled: the caller went away
+            continue
+        if isinstance(outcome, Exception):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
 def _check_chunk_size(chunk_size: int) -> None:
     if chunk_size <= 0:
         raise ValueError("chunk_size must be positive")
@@ -114,7 +127,7 @@ def _check_chunk_size(chunk_size: int) -> None:
 # --------------------------------------------------------------------------- local
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)
@@ -128,22 +141,45 @@ def _fsync_dir(path: Path) -> None:
 _SYNC_THREADS = 32
 _sync_pool: ThreadPoolExecutor | None = None
 _sync_pool_lock = threading.Lock()
+# Threads for the write jobs themselves (_run_queued). Not the event loop's default
+# executor: a job waits on fsyncs for milliseconds, and a dozen of them in flight
+# would queue the database's COMMIT behind them, with the write lock held.
+_WRITE_THREADS = 32
+_write_pool: ThreadPoolExecutor | None = None
+
+
+def _sync_threads() -> ThreadPoolExecutor:
+    global _sync_pool
+    with _sync_pool_lock:
+        if _sync_pool is None:
+            _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="postern-fsync")
+        return _sync_pool
+
+
+def _write_threads() -> ThreadPoolExecutor:
+    global _write_pool
+    with _sync_pool_lock:
+        if _write_pool is None:
+            _write_pool = ThreadPoolExecutor(_WRITE_THREADS, thread_name_prefix="postern-blob-write")
+        return _write_pool
 
 
 def _parallel(function: Callable[[Any], object], items: Sequence[Any]) -> None:
     """``function(item)`` for every item, concurrently; returns when all are done and
     raises the first error. Used for fsync, which waits on the disk, not the CPU."""
-    global _sync_pool
     if len(items) <= 1:
         for item in items:
             function(item)
         return
-    if _sync_pool is None:
-        with _sync_pool_lock:
-            if _sync_pool is None:
-                _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="postern-fsync")
-    futures = [_sync_pool.submit(function, item) for item in items]
-    errors = [f.exception() for f in futures]  # waits for every one
+    pool = _sync_pool or _sync_threads()
+    # The first in this thread, which would only wait otherwise: one hand-off fewer.
+    futures = [pool.submit(function, item) for item in items[1:]]
+    first: BaseException | None = None
+    try:
+        function(items[0])
+    except Exception as error:
+        first = error
+    errors = [first, *(f.exception() for f in futures)]  # waits for every one
     for error in errors:
         if error is not None:
             raise error
@@ -164,6 +200,11 @@ class LocalBlobStore:
     def __init__(self, root: Path | str, fsync: bool = True) -> None:
         self.root = Path(root)
         self.fsync = fsync
+        self._root = str(self.root)
+        # put_many calls waiting for a thread (see _queue_write).
+        self._queue_lock = threading.Lock()
+        self._queued: list[tuple[list[bytes], asyncio.Future[list[str]]]] = []
+        self._job_queued = False
 
     def __repr__(self) -> str:
         return f"LocalBlobStore(root={str(self.root)!r}, fsync={self.fsync})"
@@ -179,7 +220,12 @@ class LocalBlobStore:
 
     # -- writing (runs in a worker thread)
 
-    def _ensure_dir(self, directory: Path, to_sync: set[Path]) -> None:
+    def _dir(self, key: str) -> str:
+        # Strings, not Paths, on the write path: pathlib's operators cost more than
+        # the system calls they name.
+        return f"{self._root}/{key[0:2]}/{key[2:4]}"
+
+    def _ensure_dir(self, directory: Path, to_sync: set[str]) -> None:
         """Create ``directory`` (inside root) if needed, recording parents to fsync."""
         if directory.is_dir():
             return
@@ -187,7 +233,7 @@ class LocalBlobStore:
             existed = self.root.exists()
             self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
             if not existed:
-                to_sync.add(self.root.parent)
+                to_sync.add(str(self.root.parent))
             return
         self._ensure_dir(directory.parent, to_sync)
         try:
@@ -196,7 +242,7 @@ class LocalBlobStore:
             if not directory.is_dir():
                 raise
         else:
-            to_sync.add(directory.parent)
+            to_sync.add(str(directory.parent))
 
     def _write_batch(self, items: Sequence[bytes], keys: list[str] | None) -> list[str]:
         """Hash (unless ``keys`` given) and store ``items``; return their keys.
@@ -217,28 +263,28 @@ class LocalBlobStore:
         return keys
 
     def _write_group(self, todo: Sequence[tuple[str, bytes]]) -> None:
-        dirs_to_sync: set[Path] = set()
-        pending: list[tuple[int, Path, Path]] = []  # (fd, temp path, final path)
+        dirs_to_sync: set[str] = set()
+        pending: list[tuple[int, str, str]] = []  # (fd, temp path, final path)
         open_fds: set[int] = set()
         renamed = 0
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
             for key, data in todo:
-                final = self._path(key)
+                directory = self._dir(key)
+                final = f"{directory}/{key}"
                 try:
                     st = os.stat(final)
-                except FileNotFoundError:
+                except (FileNotFoundError, NotADirectoryError):
                     pass
                 else:
                     if stat.S_ISREG(st.st_mode) and st.st_size == len(data):
                         continue  # already stored (content addressed): no rewrite
-                directory = final.parent
-                self._ensure_dir(directory, dirs_to_sync)
-                tmp = directory / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
-                fd = os.open(
-                    tmp,
-                    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0),
-                    _FILE_MODE,
-                )
+                tmp = f"{directory}/{_TEMP_PREFIX}{secrets.token_hex(8)}"
+                try:
+                    fd = os.open(tmp, flags, _FILE_MODE)
+                except FileNotFoundError:  # a new fan-out directory
+                    self._ensure_dir(Path(directory), dirs_to_sync)
+                    fd = os.open(tmp, flags, _FILE_MODE)
                 open_fds.add(fd)
                 pending.append((fd, tmp, final))
                 view = memoryview(data)
@@ -256,7 +302,7 @@ class LocalBlobStore:
             for index, (_fd, tmp, final) in enumerate(pending):
                 os.replace(tmp, final)
                 renamed = index + 1
-                dirs_to_sync.add(final.parent)
+                dirs_to_sync.add(final.rpartition("/")[0])
         except BaseException:
             for fd in open_fds:
                 try:
@@ -270,26 +316,98 @@ class LocalBlobStore:
                     pass
             raise
         if self.fsync:
-            # Deepest first, so a leaf directory's entry is synced before its parent's;
-            # the directories of one depth together.
-            by_depth: dict[int, list[Path]] = {}
-            for directory in dirs_to_sync:
-                by_depth.setdefault(len(directory.parts), []).append(directory)
-            for depth in sorted(by_depth, reverse=True):
-                _parallel(_fsync_dir, by_depth[depth])
+            # Every directory at once, a new fan-out directory's parent with it: the
+            # filesystem commits them together. Their order would only matter to a
+            # crash before they all return, and until then no row refers to the blob.
+            _parallel(_fsync_dir, sorted(dirs_to_sync, reverse=True))
 
     # -- public API
 
     async def put(self, data: bytes) -> str:
-        data = bytes(data)
-        keys = await asyncio.to_thread(self._write_batch, [data], None)
-        return keys[0]
+        return (await self.put_many([data]))[0]
 
     async def put_many(self, items: Sequence[bytes]) -> list[str]:
         items = [bytes(item) for item in items]
         if not items:
             return []
-        return await asyncio.to_thread(self._write_batch, items, None)
+        return await self._queue_write(items)
+
+    async def ensure_many(self, blobs: dict[str, bytes]) -> None:
+        """Write again whichever of these blobs (by key) is missing; a look at the
+        others (cached metadata, in the event loop's thread) and no thread at all
+        when none is."""
+        missing: list[bytes] = []
+        for key, data in blobs.items():
+            try:
+                st = os.stat(f"{self._dir(key)}/{key}")
+            except (FileNotFoundError, NotADirectoryError):
+                missing.append(data)
+            else:
+                if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
+                    missing.append(data)
+        if missing:
+            await self.put_many(missing)
+
+    async def _queue_write(self, items: list[bytes]) -> list[str]:
+        """``_write_batch(items)`` in a worker thread, in one job with the other
+        put_many calls made before a thread takes it.
+
+        A delivery stages its blob alone; when deliveries arrive faster than threads
+        wake up, their writes share one hand-off to a thread and one wake-up of the
+        event loop (per loop) to answer them, and their fsyncs run together."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[str]] = loop.create_future()
+        with self._queue_lock:
+            self._queued.append((items, future))
+            submit = not self._job_queued
+            self._job_queued = True
+        if submit:
+            try:
+                loop.run_in_executor(_write_pool or _write_threads(), self._run_queued)
+            except BaseException as error:  # no thread to run it (the loop is closing)
+                with self._queue_lock:
+                    stranded, self._queued = self._queued, []
+                    self._job_queued = False
+                for _, waiting in stranded:
+                    if not waiting.done():
+                        waiting.set_exception(error if isinstance(error, Exception) else RuntimeError("no thread to write blobs"))
+        return await future
+
+    def _run_queued(self) -> None:
+        """In a worker thread: every put_many queued so far, then their answers."""
+        with self._queue_lock:
+            queued, self._queued = self._queued, []
+            self._job_queued = False
+        if not queued:
+            return
+        outcomes: list[list[str] | Exception]
+        try:
+            keys = self._write_batch([data for items, _ in queued for data in items], None)
+        except Exception as error:
+            if len(queued) == 1:
+                outcomes = [error]
+            else:  # each call on its own, so that each hears only its own failure
+                outcomes = [self._write_or_error(items) for items, _ in queued]
+        except BaseException as error:  # nobody would hear it otherwise: answer all
+            outcomes = [RuntimeError(f"blob write interrupted: {error!r}")] * len(queued)
+        else:
+            outcomes = []
+            start = 0
+            for items, _ in queued:
+                outcomes.append(keys[start : start + len(items)])
+                start += len(items)
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[list[str]], list[str] | Exception]]] = {}
+        for (_, future), outcome in zip(queued, outcomes):
+            by_loop.setdefault(future.get_loop(), []).append((future, outcome))
+        for loop, answers in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits
+                loop.call_soon_threadsafe(_answer, answers)
+
+    def _write_or_error(self, items: list[bytes]) -> list[str] | Exception:
+        try:
+            return self._write_batch(items, None)
+        except Exception as error:
+            return error
 
     async def get(self, key: str) -> bytes:
         path = self.path_for(key)
@@ -467,6 +585,11 @@ class ObjectBlobStore:
 
         await asyncio.gather(*(one(k, d) for k, d in unique.items()))
         return keys
+
+    async def ensure_many(self, blobs: dict[str, bytes]) -> None:
+        """Write again whichever of these blobs (by key) is missing."""
+        if blobs:
+            await self.put_many(list(blobs.values()))
 
     async def get(self, key: str) -> bytes:
         path = _object_path(validate_key(key))

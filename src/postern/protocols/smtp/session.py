@@ -233,10 +233,13 @@ class DoorMixin:
             await self.push("552 Error: Too much mail data")  # type: ignore[attr-defined]
             self._set_post_data_state()  # type: ignore[attr-defined]
             return
-        if data[:2] in (b".\r", b".\n") or b"\r\n.\r" in data or b"\r\n.\n" in data:
+        # One scan for a dot at the start of a line (most messages have none; the
+        # regular expression finds a literal faster than ``in`` does here).
+        dotted = _LINE_DOT.search(data) is not None
+        if data[:2] in (b".\r", b".\n") or (dotted and (b"\r\n.\r" in data or b"\r\n.\n" in data)):
             self.lone_dot_in_data = True
         # Remove the transparency dots (RFC 5321 4.5.2).
-        if b"\r\n." in data:
+        if dotted:
             data = data.replace(b"\r\n.", b"\r\n")
         if data[:1] == b".":
             data = data[1:]
@@ -310,6 +313,7 @@ class DoorMixin:
 
 _NOMINAL, _TOO_LONG, _TOO_MUCH = 0, 1, 2
 _END = b"\r\n.\r\n"
+_LINE_DOT = re.compile(rb"\r\n\.")
 
 
 def _data_state(lines: list[bytes], partial: bytes, limit: int | None, line_limit: int) -> int:
