@@ -430,10 +430,11 @@ async def test_forward_is_dkim_signed_with_the_reverse_alias_domain_key(
 async def test_mail_worker_wakes_the_queue(runtime: Runtime) -> None:
     """A forward queued in a mail worker process wakes the serving process's queue."""
     from postern.delivery.outbound import QueueWakeup
-    from postern.server import _worker_events
+    from postern.server import MailWorkers
 
     runtime.outbound._wakeup.clear()
-    _worker_events(runtime)([QueueWakeup("")])
+    workers = MailWorkers(runtime, ["smtp"], 2)  # not started: only what it does with a worker's message
+    workers.publish([QueueWakeup("")], None)  # type: ignore[arg-type]
     assert runtime.outbound._wakeup.is_set()
 
 

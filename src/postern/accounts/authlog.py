@@ -48,12 +48,18 @@ def entry_values(user_id: str, action: str, result: str, meta: AuthMeta, data: d
 class AuthLog:
     def __init__(self, db: Database):
         self.db = db
+        self._writer = store.EntryWriter(db)
 
     async def record(self, user_id: str, action: str, result: str, meta: AuthMeta = NO_META, **data: Any) -> None:
-        """Record an entry, committed with the concurrent ones (``Database.write_shared``):
-        never call it inside a write transaction."""
-        values = entry_values(user_id, action, result, meta, data)
-        await self.db.write_shared(lambda conn: store.insert_entry(conn, values))
+        """Record an entry, committed with the concurrent ones (one bulk INSERT for a
+        batch): never call it inside a write transaction."""
+        await self._writer.submit((entry_values(user_id, action, result, meta, data), None))
+
+    async def record_login(self, user_id: str, meta: AuthMeta, scope: str, asp_id: str | None) -> None:
+        """Record a successful authentication, and that the application password
+        ``asp_id`` (if one was used) was used now; as ``record``."""
+        values = entry_values(user_id, "authentication", "success", meta, {"scope": scope, "asp": asp_id})
+        await self._writer.submit((values, asp_id))
 
     @staticmethod
     async def record_in(conn: Any, user_id: str, action: str, result: str, meta: AuthMeta = NO_META, **data: Any) -> None:

@@ -56,6 +56,9 @@ class Counters(Protocol):
 
     async def current(self, key: str) -> tuple[int, float]: ...
 
+    async def current_many(self, keys: list[str]) -> list[tuple[int, float]]:
+        """``current`` of several keys, in one round trip."""
+
     async def reset(self, key: str) -> None: ...
 
     async def close(self) -> None: ...
@@ -76,6 +79,10 @@ class DatabaseCounters:
         async with self.db.read() as conn:
             count, ends = await store.current(conn, key, now)
         return count, (ends - now) / 1000
+
+    async def current_many(self, keys: list[str]) -> list[tuple[int, float]]:
+        now = int(time.time() * 1000)
+        return [(count, (ends - now) / 1000) for count, ends in await store.current_many(self.db, keys, now)]
 
     async def reset(self, key: str) -> None:
         async with self.db.write() as conn:
@@ -116,6 +123,13 @@ class RedisCounters:
             count, ttl_ms = await pipe.get(self.prefix + key).pttl(self.prefix + key).execute()
         return int(count or 0), max(int(ttl_ms or 0), 0) / 1000
 
+    async def current_many(self, keys: list[str]) -> list[tuple[int, float]]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.get(self.prefix + key).pttl(self.prefix + key)
+            answers = await pipe.execute()
+        return [(int(answers[i] or 0), max(int(answers[i + 1] or 0), 0) / 1000) for i in range(0, len(answers), 2)]
+
     async def reset(self, key: str) -> None:
         await self.client.delete(self.prefix + key)
 
@@ -150,8 +164,11 @@ class RateLimiter:
         """Raise RateLimited if a bucket of ``action`` is already full. Returns the
         account's failures counted so far (0: ``succeeded`` has nothing to clear)."""
         account_count = 0
-        for key, limit in self._buckets(action, ip, account):
-            count, remaining = await self.counters.current(key)
+        buckets = self._buckets(action, ip, account)
+        if not buckets:
+            return 0
+        counts = await self.counters.current_many([key for key, _ in buckets])
+        for (key, limit), (count, remaining) in zip(buckets, counts):
             if count >= limit:
                 log.info("rate limit reached: %s per %s", action, key.split(":", 2)[1])
                 raise RateLimited(int(remaining) + 1)

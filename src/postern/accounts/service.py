@@ -11,8 +11,17 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 
-from postern.accounts.addressing import NormalisedAddress, normalise_address, normalise_username
-from postern.accounts.application_passwords import ApplicationPasswords, covers, scopes_of
+from postern.accounts.addressing import (
+    NormalisedAddress,
+    normalise_address,
+    normalise_username,
+)
+from postern.accounts.application_passwords import (
+    ApplicationPasswords,
+    covers,
+    scopes_of,
+)
+from postern.accounts.application_passwords import candidate as asp_candidate
 from postern.accounts.authlog import NO_META, AuthLog, AuthMeta
 from postern.accounts.passwords import Passwords
 from postern.accounts.rate_limit import RateLimiter
@@ -21,12 +30,12 @@ from postern.config import Settings
 from postern.errors import AuthFailed, Conflict, Forbidden, InvalidInput, NotFound
 from postern.events import EventBus, UserDeleted, UserLoggedOut
 from postern.mailstore.folders import default_folder_rows
-from postern.storage import application_passwords as asp_store
 from postern.storage import folders as folder_store
-from postern.storage import two_factor as two_factor_store
+from postern.storage import logins as login_store
 from postern.storage import users as user_store
 from postern.storage.database import Database
 from postern.storage.ids import is_id, new_id, now_ms
+from postern.storage.logins import AspMatch, UserRow
 from postern.storage.pagination import Cursor
 
 if TYPE_CHECKING:
@@ -80,7 +89,7 @@ class NewUser:
 
 @dataclass(frozen=True, slots=True)
 class Authenticated:
-    user: Row
+    user: Row | UserRow
     scope: str
     require_2fa: list[str]
     require_password_change: bool
@@ -344,26 +353,30 @@ class Accounts:
             await self.limiter.succeeded("login", account=login)
         require_2fa = ["totp"] if totp and scope == "master" and asp is None else []
 
-        async def record_success(conn: Any) -> None:
-            if asp is not None:
-                await asp_store.mark_used(conn, asp.id, now_ms())
-            await self.authlog.record_in(conn, user.id, "authentication", "success", meta, scope=scope, asp=asp.id if asp else None)
-
-        # Shared with concurrent logins: a burst of logins costs a few commits.
-        await self.db.write_shared(record_success)
+        # Written with concurrent logins' entries: a burst of logins costs a few commits.
+        await self.authlog.record_login(user.id, meta, scope, asp.id if asp else None)
         return Authenticated(user, scope, require_2fa, bool(user.require_password_change), asp.id if asp else None)
 
-    async def _login_state(self, login: str, password: str) -> tuple[Row | None, Row | None, bool]:
-        """In one read: the user of ``login``, its ASP matching ``password`` (if the
-        password has an ASP's form) and whether TOTP is on."""
+    async def _login_state(self, login: str, password: str) -> tuple[UserRow | None, AspMatch | None, bool]:
+        """In one statement: the user of ``login`` (as ``_find_login`` finds it), its ASP
+        matching ``password`` (if the password has an ASP's form) and whether TOTP is on."""
         login = login.strip()
-        async with self.db.read() as conn:
-            user = await self._find_login(conn, login)
-            if user is None:
-                return None, None, False
-            asp = await self.application_passwords.find(conn, user.id, password)
-            totp = await two_factor_store.totp_enabled(conn, user.id)
-        return user, asp, totp
+        try:
+            username: str | None = normalise_username(login)
+        except InvalidInput:
+            username = None
+        address_key: str | None = None
+        if "@" in login:
+            try:
+                address_key = normalise_address(login).key
+            except InvalidInput:
+                address_key = None
+        normalised = asp_candidate(password)
+        digest = self.application_passwords.digest(normalised) if normalised is not None else None
+        state = await login_store.login_state(self.db, username, address_key, digest)
+        if state is None:
+            return None, None, False
+        return state.user, state.asp, state.totp
 
     # Addresses -----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from sqlalchemy.engine import Row
@@ -22,22 +22,28 @@ from postern.errors import NotFound, OverQuota
 from postern.events import Event, MessageAdded, MessagesChanged
 from postern.mailstore.folders import normalise_path
 from postern.mailstore.service import FLAG_COLUMNS, MailStore
+from postern.storage import flag_writes as flag_store
 from postern.storage import folders as folder_store
 from postern.storage import imap as imap_store
+from postern.storage import mailbox_state as mailbox_store
 from postern.storage import messages as message_store
 from postern.storage import users as user_store
 from postern.storage.blobs import BlobNotFound, LocalBlobStore
 from postern.storage.ids import is_id, new_id, now_ms
+from postern.storage.mailbox_state import FolderRow
 from postern.storage.messages import UidRanges
+from postern.storage.shared_writes import WriteBatcher
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 _COLUMN_OF = {flag: FLAG_COLUMNS[flag] for flag in SYSTEM_FLAGS}
 _CANONICAL = {flag.lower(): flag for flag in SYSTEM_FLAGS}
 
 
-@dataclass(frozen=True, slots=True)
-class ImapMessage:
-    """One message's metadata, as IMAP shows it."""
+class ImapMessage(NamedTuple):
+    """One message's metadata, as IMAP shows it.
+
+    A named tuple rather than a dataclass: FETCH and SEARCH build one per row of
+    every chunk, and a tuple is built in one C call (see :func:`to_messages`)."""
 
     uid: int
     modseq: int
@@ -54,9 +60,10 @@ class ImapMessage:
 
 @dataclass(frozen=True, slots=True)
 class OpenedFolder:
-    folder: Row
+    folder: Row | FolderRow
     uids: list[int]
     first_unseen_uid: int | None
+    keywords: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,28 +77,71 @@ class StoreOutcome:
 
 
 def _flags_of(row: Any) -> tuple[str, ...]:
-    # Hot (every FETCH and SEARCH row): the columns read directly, in SYSTEM_FLAGS order.
-    system: tuple[str, ...] = ()
-    if row.answered:
+    return _flags(row.answered, row.flagged, row.deleted, row.seen, row.draft, row.keywords)
+
+
+#: Flag tuples by their column values: a folder's messages share a handful of flag
+#: combinations, so each is built (and its keywords JSON parsed) once.
+_FLAG_TUPLES: dict[tuple[Any, ...], tuple[str, ...]] = {}
+_FLAG_TUPLES_MAX = 4096
+
+
+def _flags(answered: Any, flagged: Any, deleted: Any, seen: Any, draft: Any, keywords: str | None) -> tuple[str, ...]:
+    key = (answered, flagged, deleted, seen, draft, keywords)
+    found = _FLAG_TUPLES.get(key)
+    if found is not None:
+        return found
+    system: tuple[str, ...] = ()  # in SYSTEM_FLAGS order
+    if answered:
         system += ("\\Answered",)
-    if row.flagged:
+    if flagged:
         system += ("\\Flagged",)
-    if row.deleted:
+    if deleted:
         system += ("\\Deleted",)
-    if row.seen:
+    if seen:
         system += ("\\Seen",)
-    if row.draft:
+    if draft:
         system += ("\\Draft",)
-    keywords = row.keywords
     if keywords and keywords != "[]":
-        return system + tuple(orjson.loads(keywords))
+        system += tuple(orjson.loads(keywords))
+    if len(_FLAG_TUPLES) >= _FLAG_TUPLES_MAX:
+        _FLAG_TUPLES.clear()
+    _FLAG_TUPLES[key] = system
     return system
+
+
+def _as_prefix(value: Any) -> bytes:
+    return value if type(value) is bytes else bytes(value or b"")
 
 
 def to_message(row: Any) -> ImapMessage:
     return ImapMessage(
-        int(row.uid), int(row.modseq), int(row.size), int(row.internal_ms), _flags_of(row), row.blob_key, bytes(row.prefix or b"")
+        int(row.uid), int(row.modseq), int(row.size), int(row.internal_ms), _flags_of(row), row.blob_key, _as_prefix(row.prefix)
     )
+
+
+#: The columns of imap_store's metadata rows, in order: rows of this shape are unpacked
+#: as tuples (attribute access on a Row costs more than the rest of the conversion).
+_META_FIELDS = ("uid", "modseq", "size", "internal_ms", "seen", "flagged", "draft", "deleted", "answered", "keywords", "blob_key", "prefix")
+_new_message = tuple.__new__
+
+
+def to_messages(rows: Sequence[Any]) -> list[ImapMessage]:
+    """:func:`to_message` of each row, cheaply for rows of the metadata columns."""
+    if not rows or getattr(rows[0], "_fields", None) != _META_FIELDS:
+        return [to_message(r) for r in rows]
+    flags_get = _FLAG_TUPLES.get
+    out: list[ImapMessage] = []
+    append = out.append
+    for uid, modseq, size, internal_ms, seen, flagged, draft, deleted, answered, keywords, blob_key, prefix in rows:
+        flags = flags_get((answered, flagged, deleted, seen, draft, keywords))
+        if flags is None:
+            flags = _flags(answered, flagged, deleted, seen, draft, keywords)
+        if type(prefix) is not bytes:
+            prefix = bytes(prefix or b"")
+        # The columns are BigInteger: ints from both databases' drivers.
+        append(_new_message(ImapMessage, (uid, modseq, size, internal_ms, flags, blob_key, prefix)))
+    return out
 
 
 def canonical_flag(flag: str) -> str | None:
@@ -102,36 +152,45 @@ def canonical_flag(flag: str) -> str | None:
     return flag or None
 
 
+class _FlagWriter(WriteBatcher[flag_store.FlagStore]):
+    """The STOREs of concurrent sessions, in one transaction and one commit (SQLite),
+    in a few statements each (``flag_writes``) on the driver's own connection. Unlike
+    ``Database.write_shared``, no SAVEPOINT per STORE: a STORE whose folder is gone
+    writes nothing, and any error fails the whole batch, whose callers all hear it."""
+
+    sqlite_batches = True
+
+    def _write_batch_sqlite(self, conn: Any, items: Sequence[flag_store.FlagStore]) -> list[Any]:
+        return flag_store.store_flags_sqlite(conn, items)  # type: ignore[no-any-return]
+
+    async def _write_batch(self, conn: Any, items: Sequence[flag_store.FlagStore]) -> list[Any]:
+        return await flag_store.store_flags(conn, items)
+
+
 class ImapView:
     """IMAP's operations over one :class:`MailStore`."""
 
     def __init__(self, mailstore: MailStore):
         self.store = mailstore
         self.db = mailstore.db
+        self._flag_writer = _FlagWriter(self.db)
 
     # Folders -------------------------------------------------------------------------
 
-    async def folder_at(self, user_id: str, path: str) -> Row:
-        return await self.store.folder_by_path(user_id, path)
+    async def folder_at(self, user_id: str, path: str) -> Row | FolderRow:
+        """The user's folder at ``path``, in one quick read (APPEND's, for every message)."""
+        folder = await mailbox_store.folder_at(self.db, user_id, normalise_path(path)) if is_id(user_id) else None
+        if folder is None:
+            raise NotFound("This mailbox does not exist", code="NoSuchMailbox")
+        return folder
 
     async def open(self, user_id: str, path: str) -> OpenedFolder:
-        """A folder with its UIDs, read in one transaction."""
-        async with self.db.read() as conn:
-            folder = await folder_store.get_folder_by_path(conn, user_id, normalise_path(path)) if is_id(user_id) else None
-            if folder is None:
-                raise NotFound("This mailbox does not exist", code="NoSuchMailbox")
-            uids = await imap_store.folder_uids(conn, folder.id)
-            unseen = await imap_store.first_unseen_uid(conn, folder.id)
-        return OpenedFolder(folder, uids, unseen)
-
-    async def folder_keywords(self, folder_id: str) -> list[str]:
-        async with self.db.read() as conn:
-            lists = await imap_store.folder_keywords(conn, folder_id)
-        seen: dict[str, None] = {}
-        for item in lists:
-            for keyword in orjson.loads(item):
-                seen.setdefault(keyword, None)
-        return list(seen)
+        """A folder with its UIDs, the first unseen one and the keywords in use, read
+        in one snapshot."""
+        state = await mailbox_store.mailbox_state(self.db, user_id, normalise_path(path)) if is_id(user_id) else None
+        if state is None:
+            raise NotFound("This mailbox does not exist", code="NoSuchMailbox")
+        return OpenedFolder(state.folder, state.uids, state.first_unseen_uid, state.keywords)
 
     async def count_deleted(self, folder_id: str) -> int:
         async with self.db.read() as conn:
@@ -147,20 +206,19 @@ class ImapView:
     # Reading -------------------------------------------------------------------------
 
     async def uids_after(self, folder_id: str, uid: int) -> list[int]:
-        async with self.db.read() as conn:
-            return await imap_store.folder_uids(conn, folder_id, uid)
+        return await mailbox_store.uids_after(self.db, folder_id, uid)
 
     async def messages(self, folder_id: str, uids: UidRanges) -> list[ImapMessage]:
         async with self.db.read() as conn:
-            return [to_message(r) for r in await imap_store.message_meta(conn, folder_id, uids)]
+            return to_messages(await imap_store.message_meta(conn, folder_id, uids))
 
     async def messages_by_uid(self, folder_id: str, uids: Sequence[int]) -> list[ImapMessage]:
         async with self.db.read() as conn:
-            return [to_message(r) for r in await imap_store.message_meta_by_uid(conn, folder_id, uids)]
+            return to_messages(await imap_store.message_meta_by_uid(conn, folder_id, uids))
 
     async def changed_since(self, folder_id: str, modseq: int) -> list[ImapMessage]:
         async with self.db.read() as conn:
-            return [to_message(r) for r in await imap_store.changed_since(conn, folder_id, modseq)]
+            return to_messages(await imap_store.changed_since(conn, folder_id, modseq))
 
     async def vanished_since(self, folder_id: str, modseq: int) -> list[int]:
         async with self.db.read() as conn:
@@ -173,17 +231,28 @@ class ImapView:
         """The bytes of several messages, in order. From a local store they are read
         in one worker-thread hop rather than one per message (FETCH and SEARCH read a
         chunk of small messages at a time); callers bound the total size."""
+        return await self._read_many(messages, None)
+
+    async def heads_many(self, messages: Sequence[ImapMessage], limit: int) -> list[bytes]:
+        """The first bytes of several messages, in order: each one's prefix and the
+        first ``limit`` bytes of its blob (all of it when shorter; all of it, too, from
+        a store that cannot read part of a blob). For reading headers without
+        reading large bodies; a header can be longer than ``limit``."""
+        return await self._read_many(messages, limit)
+
+    async def _read_many(self, messages: Sequence[ImapMessage], limit: int | None) -> list[bytes]:
         blobs = self.store.blobs
-        if len(messages) < 2 or not isinstance(blobs, LocalBlobStore):
+        if not isinstance(blobs, LocalBlobStore) or (len(messages) < 2 and limit is None):
             return [await self.raw(m) for m in messages]
         paths = [blobs.path_for(m.blob_key) for m in messages]
+        amount = -1 if limit is None else limit
 
         def read_all() -> list[bytes | None]:
             out: list[bytes | None] = []
             for path in paths:
                 try:
                     with open(path, "rb") as fh:
-                        out.append(fh.read())
+                        out.append(fh.read(amount))
                 except (FileNotFoundError, NotADirectoryError):
                     out.append(None)
             return out
@@ -215,14 +284,16 @@ class ImapView:
         system = {f for f in wanted if f.startswith("\\")}
         keywords = [f for f in wanted if not f.startswith("\\")]
 
-        async def store(conn: Any) -> tuple[int | None, dict[int, ImapMessage], list[int], list[Event]]:
-            events: list[Event] = []
-            await self.store._folder(conn, user_id, folder_id)
-            await user_store.lock_user(conn, user_id)
-            rows = await imap_store.message_meta(conn, folder_id, uids)
+        result: dict[int, ImapMessage] = {}
+        modified: list[int] = []
+        updated: list[int] = []
+
+        def plan(rows: list[Any]) -> tuple[list[dict[str, Any]], int]:
+            # Runs inside the write transaction (on SQLite in the driver's thread): no I/O.
+            result.clear()
+            modified.clear()
+            updated.clear()
             updates: list[dict[str, Any]] = []
-            modified: list[int] = []
-            result: dict[int, ImapMessage] = {}
             unseen_delta = 0
             for row in rows:
                 current = to_message(row)
@@ -237,32 +308,27 @@ class ImapView:
                     continue
                 values = {_COLUMN_OF[f]: f in new_system for f in SYSTEM_FLAGS}
                 updates.append({"uid": current.uid, **values, "keywords": orjson.dumps(new_keywords).decode()})
+                updated.append(current.uid)
                 if ("\\Seen" in new_system) != ("\\Seen" in old_system):
                     unseen_delta += -1 if "\\Seen" in new_system else 1
-                result[current.uid] = ImapMessage(
-                    current.uid,
-                    0,
-                    current.size,
-                    current.internal_ms,
-                    tuple(f for f in SYSTEM_FLAGS if f in new_system) + tuple(new_keywords),
-                    current.blob_key,
-                    current.prefix,
-                )
-            modseq = None
-            if updates:
-                modseq = await folder_store.next_modseq(conn, folder_id)
-                await imap_store.update_flags_many(conn, folder_id, updates, modseq)
-                if unseen_delta:
-                    await folder_store.adjust_counters(conn, folder_id, unseen=unseen_delta)
-                for item in updates:
-                    m = result[item["uid"]]
-                    result[item["uid"]] = ImapMessage(m.uid, modseq, m.size, m.internal_ms, m.flags, m.blob_key, m.prefix)
-                events.append(MessagesChanged(user_id, folder_id, tuple(sorted(u["uid"] for u in updates)), modseq))
-            return modseq, result, modified, events
+                result[current.uid] = current._replace(flags=tuple(f for f in SYSTEM_FLAGS if f in new_system) + tuple(new_keywords))
+            return updates, unseen_delta
 
-        # Shared with concurrent sessions' flag changes: one commit for a burst.
-        modseq, result, modified, events = await self.db.write_shared(store)
-        self.store.bus.publish(events)
+        request = flag_store.FlagStore(user_id, folder_id, uids, plan)
+        if self.db.is_sqlite:
+            # Shared with concurrent sessions' flag changes: one commit for a burst.
+            stored = await self._flag_writer.submit(request)
+        else:
+            async with self.db.write() as conn:
+                stored = (await flag_store.store_flags(conn, [request]))[0]
+        if not stored.found:
+            await self.store.get_folder(user_id, folder_id)  # NotFound, for the user or the folder
+            raise NotFound("This mailbox does not exist", code="NoSuchMailbox")
+        modseq = stored.modseq
+        if modseq is not None:
+            for uid in updated:
+                result[uid] = result[uid]._replace(modseq=modseq)
+            self.store.bus.publish([MessagesChanged(user_id, folder_id, tuple(sorted(updated)), modseq)])
         return StoreOutcome(modseq, [result[u] for u in sorted(result)], modified)
 
     async def copy(self, user_id: str, folder_id: str, uids: Sequence[int], target_id: str) -> tuple[int, list[tuple[int, int]]]:

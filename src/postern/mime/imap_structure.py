@@ -35,13 +35,17 @@ __all__ = [
     "Address",
     "BodyPart",
     "Envelope",
+    "HeaderFacts",
     "ImapValue",
     "SectionSpec",
     "binary_section",
     "decoded_headers",
+    "decode_value",
     "body_tree",
     "bodystructure",
     "envelope",
+    "has_whole_header",
+    "header_facts",
     "rfc822_size",
     "section",
     "to_crlf",
@@ -733,3 +737,46 @@ def decoded_headers(raw: bytes) -> list[tuple[str, str]]:
         return [(f.name.decode("latin-1"), _header_text(_field_value(raw, f))) for f in fields]
     except Exception:  # pragma: no cover - last-resort net
         return []
+
+
+@dataclass(frozen=True, slots=True)
+class HeaderFacts:
+    """What IMAP reads from a message's header, from one scan of it: the ENVELOPE
+    (as :func:`envelope` gives it) and every field's (lower-cased name, value as
+    sent), in order; :func:`decode_value` of a value is what :func:`decoded_headers`
+    gives for it."""
+
+    envelope: Envelope
+    fields: tuple[tuple[str, bytes], ...]
+
+
+def header_facts(raw: bytes) -> HeaderFacts:
+    """:func:`envelope` and the fields of a message's header together, with the
+    header scanned once (never raises)."""
+    raw = _as_bytes(raw)
+    try:
+        fields, _ = _scan_header(raw, 0, len(raw))
+    except Exception:  # pragma: no cover - last-resort net, as in envelope()
+        return HeaderFacts(Envelope(), ())
+    try:
+        parsed = _envelope_of(raw, fields)
+    except Exception:  # pragma: no cover
+        parsed = Envelope()
+    return HeaderFacts(parsed, tuple((f.name.decode("latin-1"), _field_value(raw, f)) for f in fields))
+
+
+def decode_value(value: bytes) -> str:
+    """A header field's value as :func:`decoded_headers` gives it (never raises)."""
+    from .summary import _header_text
+
+    try:
+        return _header_text(value)
+    except Exception:  # pragma: no cover - last-resort net
+        return ""
+
+
+def has_whole_header(head: bytes) -> bool:
+    """Whether the first bytes of a message hold its whole header: an empty line
+    (the end of the header, by the rule of :func:`_scan_header`) is among them.
+    Then :func:`header_facts` of them equals that of the whole message."""
+    return head.startswith((b"\n", b"\r\n")) or b"\n\n" in head or b"\n\r\n" in head

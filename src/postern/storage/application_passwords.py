@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,7 +37,3 @@ async def delete_password(conn: AsyncConnection, user_id: str, asp_id: str) -> b
         delete(application_passwords).where(application_passwords.c.id == asp_id, application_passwords.c.user_id == user_id)
     )
     return bool(result.rowcount)
-
-
-async def mark_used(conn: AsyncConnection, asp_id: str, now_ms: int) -> None:
-    await conn.execute(update(application_passwords).where(application_passwords.c.id == asp_id).values(last_used_ms=now_ms))

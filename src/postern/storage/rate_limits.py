@@ -5,7 +5,9 @@ from __future__ import annotations
 from sqlalchemy import case, delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from postern.storage.database import Database
 from postern.storage.dialect import insert_for
+from postern.storage.quick_reads import in_list, read_rows
 from postern.storage.schema import rate_limits
 
 
@@ -32,6 +34,16 @@ async def current(conn: AsyncConnection, key: str, now_ms: int) -> tuple[int, in
     if row is None or row.expires_ms <= now_ms:
         return 0, now_ms
     return int(row.count), int(row.expires_ms)
+
+
+async def current_many(db: Database, keys: list[str], now_ms: int) -> list[tuple[int, int]]:
+    """``current`` of each key, in one statement (``quick_reads``), in order."""
+    if not keys:
+        return []
+    names, params = in_list("k", keys)
+    rows = (await read_rows(db, [(f'SELECT "key", count, expires_ms FROM rate_limits WHERE "key" IN {names}', params)]))[0]
+    live = {key: (int(count), int(expires)) for key, count, expires in rows if expires > now_ms}
+    return [live.get(key, (0, now_ms)) for key in keys]
 
 
 async def reset(conn: AsyncConnection, key: str) -> None:

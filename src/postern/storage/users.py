@@ -118,6 +118,8 @@ async def lock_user(conn: AsyncConnection, user_id: str) -> None:
     take turns anyway). Mailstore writes take this lock first, as the append path's
     quota update does, so that concurrent writes of one user cannot deadlock on
     PostgreSQL by locking folders, messages and blobs in different orders."""
+    if conn.dialect.name == "sqlite":
+        return
     await conn.execute(select(users.c.id).where(users.c.id == user_id).with_for_update())
 
 

@@ -2,32 +2,42 @@
 
 The server gives each message as a :class:`SearchableMessage`;
 :class:`RawMessageView` is one built from the raw bytes and the message's
-metadata, with the parsing done lazily and once.  Text matching is
+metadata, with the parsing done lazily and once; :class:`HeaderView` one built
+from the header cache's parse of it (for programs that read no body). A program
+is compiled once (:func:`compile_search`) and run on each message.  Text matching is
 case-insensitive substring matching on decoded text (RFC 3501 §6.4.4);
 dates compare by day, ignoring time and zone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from postern.mime import extract_content, summarise
-from postern.mime.imap_structure import decoded_headers
+from postern.mime.imap_structure import decode_value, decoded_headers
 from postern.mime.summary import MessageSummary
 
 from . import commands as c
 from .thread import ThreadMessage, base_subject
 
+if TYPE_CHECKING:
+    from postern.mailstore.imap_view import ImapMessage
+
+    from .header_cache import ParsedHeader
+
 __all__ = [
+    "HeaderView",
     "RawMessageView",
     "SearchContext",
     "SearchableMessage",
+    "compile_search",
     "matches",
     "search",
+    "sent_date_of",
     "sort_messages",
 ]
 
@@ -80,10 +90,6 @@ class SearchContext:
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-def _contains(haystack: str, needle: str) -> bool:
-    return needle.casefold() in haystack.casefold()
-
-
 def _compare_day(day: object, relation: str, wanted: object) -> bool:
     if relation == "before":
         return day < wanted  # type: ignore[operator]
@@ -102,64 +108,108 @@ def _in_set(numbers: c.SequenceSet, value: int, largest: int, saved: frozenset[i
 
 def matches(key: c.SearchKey, message: SearchableMessage, context: SearchContext) -> bool:
     """Whether ``message`` satisfies the search key ``key``."""
-    return _matches(key, message, context, 0)
+    return _compile(key, context, 0)(message)
 
 
-def _matches(key: c.SearchKey, m: SearchableMessage, ctx: SearchContext, depth: int) -> bool:
+Predicate = Callable[[SearchableMessage], bool]
+
+
+def compile_search(key: c.SearchKey, context: SearchContext) -> Predicate:
+    """``key`` as a function of a message, for matching many messages: what can be
+    worked out once (the key's shape, needles folded, ``*``) is, instead of for
+    every message."""
+    return _compile(key, context, 0)
+
+
+def _never(m: SearchableMessage) -> bool:
+    return False
+
+
+def _always(m: SearchableMessage) -> bool:
+    return True
+
+
+def _compile(key: c.SearchKey, ctx: SearchContext, depth: int) -> Predicate:
     if depth > 200:  # the parser bounds nesting; this guards hand-built keys
-        return False
-    match key:
-        case c.SearchAll():
-            return True
-        case c.SearchAnd(keys=keys):
-            return all(_matches(k, m, ctx, depth + 1) for k in keys)
-        case c.SearchOr(left=left, right=right):
-            return _matches(left, m, ctx, depth + 1) or _matches(right, m, ctx, depth + 1)
-        case c.SearchNot(key=inner):
-            return not _matches(inner, m, ctx, depth + 1)
-        case c.SearchFlag(flag=flag, present=present):
-            if flag.startswith("\\"):
-                has = flag in m.flags
-            else:  # keywords compare case-insensitively, as Dovecot does
-                wanted = flag.casefold()
-                has = any(f.casefold() == wanted for f in m.flags)
-            return has == present
-        case c.SearchRecent(present=present):
-            return m.recent == present
-        case c.SearchHeader(name=name, value=value):
-            values = m.header_values(name)
-            if not value:
-                return bool(values)
-            return any(_contains(v, value) for v in values)
-        case c.SearchBody(value=value):
-            return _contains(m.body_text(), value)
-        case c.SearchText(value=value):
-            return _contains(m.header_text(), value) or _contains(m.body_text(), value)
-        case c.SearchDate(field=field_name, relation=relation, value=value):
-            when = m.internaldate if field_name == "internal" else m.sent_date()
-            if when is None:
-                return False
-            return _compare_day(when.date(), relation, value)
-        case c.SearchSize(relation=relation, size=size):
-            return m.size > size if relation == "larger" else m.size < size
-        case c.SearchSequence(numbers=numbers):
-            return _in_set(numbers, m.seq, ctx.largest_seq, ctx.saved_uids, m.uid)
-        case c.SearchUid(uids=uids):
-            return _in_set(uids, m.uid, ctx.largest_uid, ctx.saved_uids, m.uid)
-        case c.SearchModSeq(modseq=modseq):
-            return m.modseq >= modseq
-        case c.SearchWithin(relation=relation, seconds=seconds):
+        return _never
+    if isinstance(key, c.SearchAll):
+        return _always
+    if isinstance(key, c.SearchAnd):
+        parts = tuple(_compile(k, ctx, depth + 1) for k in key.keys)
+        if len(parts) == 1:
+            return parts[0]
+        return lambda m: all(p(m) for p in parts)
+    if isinstance(key, c.SearchOr):
+        left = _compile(key.left, ctx, depth + 1)
+        right = _compile(key.right, ctx, depth + 1)
+        return lambda m: left(m) or right(m)
+    if isinstance(key, c.SearchNot):
+        inner = _compile(key.key, ctx, depth + 1)
+        return lambda m: not inner(m)
+    if isinstance(key, c.SearchFlag):
+        flag, present = key.flag, key.present
+        if flag.startswith("\\"):
+            return lambda m: (flag in m.flags) == present
+        wanted = flag.casefold()  # keywords compare case-insensitively, as Dovecot does
+        return lambda m: any(f.casefold() == wanted for f in m.flags) == present
+    if isinstance(key, c.SearchRecent):
+        recent = key.present
+        return lambda m: m.recent == recent
+    if isinstance(key, c.SearchHeader):
+        name, value = key.name, key.value
+        if not value:
+            return lambda m: bool(m.header_values(name))
+        needle = value.casefold()
+        return lambda m: any(needle in v.casefold() for v in m.header_values(name))
+    if isinstance(key, c.SearchBody):
+        needle = key.value.casefold()
+        return lambda m: needle in m.body_text().casefold()
+    if isinstance(key, c.SearchText):
+        needle = key.value.casefold()
+        return lambda m: needle in m.header_text().casefold() or needle in m.body_text().casefold()
+    if isinstance(key, c.SearchDate):
+        relation, day = key.relation, key.value
+        if key.field == "internal":
+            return lambda m: _compare_day(m.internaldate.date(), relation, day)
+
+        def sent(m: SearchableMessage) -> bool:
+            when = m.sent_date()
+            return when is not None and _compare_day(when.date(), relation, day)
+
+        return sent
+    if isinstance(key, c.SearchSize):
+        size = key.size
+        if key.relation == "larger":
+            return lambda m: m.size > size
+        return lambda m: m.size < size
+    if isinstance(key, c.SearchSequence):
+        numbers = key.numbers
+        return lambda m: _in_set(numbers, m.seq, ctx.largest_seq, ctx.saved_uids, m.uid)
+    if isinstance(key, c.SearchUid):
+        uids = key.uids
+        return lambda m: _in_set(uids, m.uid, ctx.largest_uid, ctx.saved_uids, m.uid)
+    if isinstance(key, c.SearchModSeq):
+        modseq = key.modseq
+        return lambda m: m.modseq >= modseq
+    if isinstance(key, c.SearchWithin):
+        limit = timedelta(seconds=key.seconds)
+        older = key.relation == "older"
+
+        def within(m: SearchableMessage) -> bool:
             internal = m.internaldate if m.internaldate.tzinfo else m.internaldate.replace(tzinfo=UTC)
             age = ctx.now - internal
-            return age >= timedelta(seconds=seconds) if relation == "older" else age <= timedelta(seconds=seconds)
-    return False
+            return age >= limit if older else age <= limit
+
+        return within
+    return _never
 
 
 def search(
     key: c.SearchKey, messages: Iterable[SearchableMessage], context: SearchContext
 ) -> list[SearchableMessage]:
     """The messages that match, in the order given."""
-    return [m for m in messages if _matches(key, m, context, 0)]
+    predicate = _compile(key, context, 0)
+    return [m for m in messages if predicate(m)]
 
 
 # ---------------------------------------------------------------------------
@@ -214,6 +264,19 @@ def sort_messages(
 # ---------------------------------------------------------------------------
 # a message view over raw bytes
 # ---------------------------------------------------------------------------
+
+
+def sent_date_of(values: Sequence[str]) -> datetime | None:
+    """The first of a message's decoded Date values parsed, None when there is none
+    or it is unreadable; in the field's own zone (SENT* compare the day the sender
+    wrote)."""
+    if not values:
+        return None
+    try:
+        parsed = parsedate_to_datetime(values[0])
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _decoded_values(raw: bytes, wanted: str) -> list[str]:
@@ -279,15 +342,7 @@ class RawMessageView:
         return self._body
 
     def sent_date(self) -> datetime | None:
-        # In the Date field's own zone: SENT* compare the day the sender wrote.
-        values = self.header_values("Date")
-        if not values:
-            return None
-        try:
-            parsed = parsedate_to_datetime(values[0])
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+        return sent_date_of(self.header_values("Date"))
 
     def first_address(self, name: str) -> tuple[str, str] | None:
         summary = self.summary()
@@ -310,4 +365,82 @@ class RawMessageView:
             references=tuple(references),
             subject=summary.subject,
             date=summary.date or self.internaldate,
+        )
+
+
+class HeaderView:
+    """A :class:`SearchableMessage` from a message's metadata and its parsed header
+    (a :class:`~.header_cache.ParsedHeader`): what header keys, SENT* and SORT read,
+    without the message's bytes. The summary facts are there when SORT or THREAD
+    asked for them."""
+
+    __slots__ = ("seq", "message", "recent", "parsed")
+
+    def __init__(self, seq: int, message: ImapMessage, recent: bool, parsed: ParsedHeader) -> None:
+        self.seq = seq
+        self.message = message
+        self.recent = recent
+        self.parsed = parsed
+
+    @property
+    def uid(self) -> int:
+        return self.message.uid
+
+    @property
+    def flags(self) -> Collection[str]:
+        return self.message.flags
+
+    @property
+    def internaldate(self) -> datetime:
+        return self.message.internaldate
+
+    @property
+    def size(self) -> int:
+        return self.message.size
+
+    @property
+    def modseq(self) -> int:
+        return self.message.modseq
+
+    def header_values(self, name: str) -> Sequence[str]:
+        key = name.lower()
+        fields = self.parsed.fields
+        values = fields.get(key)
+        if not values:
+            return ()
+        if type(values[0]) is bytes:
+            # Decoded on first use and kept decoded in the cache entry.
+            values = tuple(decode_value(v) for v in values)  # type: ignore[arg-type]
+            fields[key] = values
+        return values  # type: ignore[return-value]
+
+    # TEXT and BODY make run_search read the message's bytes (RawMessageView).
+    def header_text(self) -> str:
+        raise LookupError("a header view keeps no whole header")
+
+    def body_text(self) -> str:
+        raise LookupError("a header view has no body")
+
+    def sent_date(self) -> datetime | None:
+        return self.parsed.sent_date
+
+    def first_address(self, name: str) -> tuple[str, str] | None:
+        facts = self.parsed.summary
+        assert facts is not None, "SORT by address asks for the summary facts"
+        lowered = name.lower()
+        if lowered == "from":
+            return facts.from_
+        return facts.to if lowered == "to" else facts.cc if lowered == "cc" else None
+
+    def thread_message(self, number: int) -> ThreadMessage:
+        """The THREAD view of this message, answering with ``number``."""
+        facts = self.parsed.summary
+        assert facts is not None, "THREAD asks for the summary facts"
+        return ThreadMessage(
+            number=number,
+            order=self.seq,
+            message_id=facts.message_id,
+            references=facts.references,
+            subject=facts.subject,
+            date=facts.date or self.internaldate,
         )

@@ -49,6 +49,8 @@ MAX_UNAUTHENTICATED_LITERAL = 8 * 1024
 #: Auto-logout (RFC 3501 §5.4: at least 30 minutes), and before login.
 DEFAULT_TIMEOUT = 30 * 60.0
 PREAUTH_TIMEOUT = 60.0
+#: Responses are handed to the transport at the end of each command, or at this size.
+OUTPUT_CHUNK = 64 * 1024
 
 
 @dataclass
@@ -142,12 +144,40 @@ class Connection:
         self.writer = writer
         peer = writer.get_extra_info("peername")
         host = peer[0] if isinstance(peer, tuple) and peer else ""
-        self.session = Session(services, writer.write, peer=host, tls=implicit_tls, loopback=_is_loopback(host))
+        # Responses gather here and go to the socket once per command (each write to
+        # the transport is a send() when its buffer is empty), or once they are large.
+        self._output: list[bytes] = []
+        self._output_size = 0
+        self.session = Session(services, self.write, peer=host, tls=implicit_tls, loopback=_is_loopback(host))
         self.session.connection = self
         # Until login, literals are small (a LOGIN's strings): nobody unknown gets a
         # large buffer. ``authenticated`` raises the limit to the largest message.
         self.reader = CommandReader(max_line_length=services.max_line_length, max_literal_size=MAX_UNAUTHENTICATED_LITERAL)
         self.pending: deque[ReaderEvent] = deque()
+
+    # -- writing ---------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self._output.append(data)
+        self._output_size += len(data)
+        if self._output_size >= OUTPUT_CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand what was written to the transport."""
+        if self._output:
+            data = self._output[0] if len(self._output) == 1 else b"".join(self._output)
+            self._output = []
+            self._output_size = 0
+            self.writer.write(data)
+
+    async def drain(self, timeout: float) -> None:
+        """Flush, and wait (up to ``timeout``) until the transport's buffer is below its
+        limit; at once when the socket took everything."""
+        self.flush()
+        transport = self.writer.transport
+        if transport.get_write_buffer_size() or transport.is_closing():
+            await asyncio.wait_for(self.writer.drain(), timeout)
 
     # -- reading ---------------------------------------------------------------
 
@@ -161,6 +191,7 @@ class Connection:
         Raises :class:`ConnectionClosed` at end of stream, on auto-logout and when an
         event ends the session (the caller says BYE)."""
         session = self.session
+        self.flush()  # the client may wait for it before it sends more
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
         read_task = asyncio.ensure_future(self.stream.read(READ_SIZE))
@@ -187,7 +218,7 @@ class Connection:
                         await session.flush_updates(allow_expunge=True)
                         if session.closing:
                             raise ConnectionClosed
-                        await self.writer.drain()
+                        await self.drain(self.services.timeout)
                 if read_task in done:
                     data = read_task.result()
                     if not data:
@@ -210,8 +241,8 @@ class Connection:
         session = self.session
         try:
             caps = " ".join(session.capabilities())
-            self.writer.write(f"* OK [CAPABILITY {caps}] {self.services.hostname} postern IMAP ready\r\n".encode())
-            await self.writer.drain()
+            self.write(f"* OK [CAPABILITY {caps}] {self.services.hostname} postern IMAP ready\r\n".encode())
+            await self.drain(self.services.timeout)
             while session.state != "logout" and not session.closing:
                 if not self.pending:
                     data = await self.read_data()
@@ -220,9 +251,11 @@ class Connection:
                 event = self.pending.popleft()
                 await self.on_reader_event(event)
                 # A client that stops reading is logged out like one that stops writing.
-                await asyncio.wait_for(self.writer.drain(), self.services.timeout)
+                await self.drain(self.services.timeout)
                 if self.reader.closed and not self.pending:
                     break
+                if self.pending:
+                    await asyncio.sleep(0)  # a long pipeline lets the other sessions run meanwhile
         except ConnectionClosed:
             pass
         except (TimeoutError, ConnectionError, ssl.SSLError, asyncio.IncompleteReadError):
@@ -241,9 +274,9 @@ class Connection:
         session = self.session
         try:
             if session.closing and session.state != "logout":
-                self.writer.write(b"* BYE " + session.closing.encode("utf-8", "replace") + b"\r\n")
+                self.write(b"* BYE " + session.closing.encode("utf-8", "replace") + b"\r\n")
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.writer.drain(), 5)
+                await self.drain(5)
         finally:
             session.close()
             self.writer.close()
@@ -259,11 +292,11 @@ class Connection:
             if event.size > limit:
                 self.reader.reject_literal()
                 code = b"[TOOBIG]" if session.state != "not_authenticated" else b"[LIMIT]"
-                self.writer.write(enc.status_response(event.tag, "NO" if event.tag else "BAD", "Literal too big", code))
+                self.write(enc.status_response(event.tag, "NO" if event.tag else "BAD", "Literal too big", code))
             else:
-                self.writer.write(enc.continuation("Ready for literal data"))
+                self.write(enc.continuation("Ready for literal data"))
         elif isinstance(event, CommandError):
-            self.writer.write(event.response())
+            self.write(event.response())
             if event.fatal:
                 session.closing = "Protocol error"
         # IdleDone and LineReceived only come while a command waits for them.
@@ -276,6 +309,7 @@ class Connection:
     async def start_tls(self) -> None:
         context = self.services.tls_context
         assert context is not None
+        self.flush()  # the tagged OK goes in plain text
         await self.writer.drain()
         self.reader.discard_buffered()
         self.pending.clear()

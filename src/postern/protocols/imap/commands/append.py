@@ -17,7 +17,7 @@ async def handle(session: Session, command: c.Append) -> Done:
     user_id = session.require_user()
     mailstore = session.services.mailstore
     try:
-        folder = await mailstore.folder_by_path(user_id, command.mailbox)
+        folder = await session.services.view.folder_at(user_id, command.mailbox)
     except NotFound:
         raise no("Mailbox does not exist", "TRYCREATE") from None
     requests: list[AppendRequest] = []

@@ -2,7 +2,8 @@
 MODSEQ and CHANGEDSINCE and QRESYNC's VANISHED (RFC 7162).
 
 Messages are read in chunks and their responses written one by one, so a FETCH
-of a large mailbox never holds more than a chunk of metadata and one message.
+of a large mailbox never holds more than a chunk of metadata and a few messages.
+ENVELOPE comes from the header cache (message bytes are read for its misses only).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from ..session import Done, Session, no
 CHUNK = 256
 #: Wait for the client to take the output when this much is buffered.
 DRAIN_ABOVE = 256 * 1024
+#: Response lines are written together up to about this many bytes.
+WRITE_BYTES = 64 * 1024
 #: Messages read together while their sizes add up to at most this.
 READ_AHEAD_BYTES = 256 * 1024
 
@@ -48,6 +51,10 @@ async def handle(session: Session, command: c.Fetch) -> Done:
         if gone:
             session.untagged(b"VANISHED (EARLIER) " + enc.sequence_set(gone))
     needs_raw = any(a.name in _RAW_NEEDED for a in attributes)
+    # ENVELOPE is all that needs the bytes: the header cache has it.
+    from_cache = needs_raw and all(a.name == "ENVELOPE" or a.name not in _RAW_NEEDED for a in attributes)
+    if from_cache:
+        needs_raw = False
     sets_seen = not selected.read_only and any(a.sets_seen for a in attributes)
     wants_flags = any(a.name == "FLAGS" for a in attributes)
     # UID first, as clients expect it.
@@ -55,6 +62,21 @@ async def handle(session: Session, command: c.Fetch) -> Done:
     missing = False
     unknown_cte = False
     connection = session.connection
+    # Response lines are written a batch at a time: each write to the transport is a
+    # send() when its buffer is empty. Written before every wait, so nothing else is
+    # ever written between them.
+    lines: list[bytes] = []
+    buffered = 0
+
+    async def write_lines() -> None:
+        nonlocal buffered
+        if lines:
+            session.write(b"".join(lines))
+            lines.clear()
+            buffered = 0
+        if connection is not None and connection.writer.transport.get_write_buffer_size() > DRAIN_ABOVE:
+            await connection.writer.drain()
+
     for start in range(0, len(indexes), CHUNK):
         chunk = indexes[start : start + CHUNK]
         rows = {m.uid: m for m in await view.messages(selected.folder_id, selected.uid_ranges(chunk))}
@@ -74,6 +96,11 @@ async def handle(session: Session, command: c.Fetch) -> Done:
                         rows[message.uid] = message
                         flag_changed.add(message.uid)
         raws: dict[int, bytes] = {}
+        envelopes: dict[int, bytes] = {}
+        if from_cache:
+            wanted = [m for m in (rows.get(selected.uids[i]) for i in chunk) if m is not None]
+            parsed = await session.services.header_cache.parsed_many(view, wanted)
+            envelopes = {m.uid: p.envelope for m, p in zip(wanted, parsed, strict=True)}
         for index in chunk:
             uid = selected.uids[index]
             message = rows.get(uid)
@@ -84,12 +111,16 @@ async def handle(session: Session, command: c.Fetch) -> Done:
             if needs_raw:
                 raw = raws.pop(uid, None)
                 if raw is None:
+                    await write_lines()
                     raws = await _read_ahead(session, chunk, index, rows)
                     raw = raws.pop(uid)
             else:
                 raw = b""
             pieces: list[bytes] = []
             for attribute in attributes:
+                if from_cache and attribute.name == "ENVELOPE":
+                    pieces.append(b"ENVELOPE " + envelopes[uid])
+                    continue
                 item = _item(session, attribute, message, raw)
                 if item is None:
                     unknown_cte = True
@@ -97,11 +128,12 @@ async def handle(session: Session, command: c.Fetch) -> Done:
                 pieces.append(item)
             if uid in flag_changed and not wants_flags:
                 pieces.append(b"FLAGS " + enc.flag_list(session.flags_of(message)))
-            # One write per message: each write to the transport is a send() when
-            # its buffer is empty.
-            session.write(b"* " + str(index + 1).encode() + b" FETCH (" + b" ".join(pieces) + b")\r\n")
-            if connection is not None and connection.writer.transport.get_write_buffer_size() > DRAIN_ABOVE:
-                await connection.writer.drain()
+            line = b"* " + str(index + 1).encode() + b" FETCH (" + b" ".join(pieces) + b")\r\n"
+            lines.append(line)
+            buffered += len(line)
+            if buffered > WRITE_BYTES:
+                await write_lines()
+        await write_lines()
     if unknown_cte:
         raise no("Some parts have an unknown transfer encoding", "UNKNOWN-CTE")
     if missing and not command.uid:

@@ -1,41 +1,63 @@
 """SEARCH and UID SEARCH (RFC 3501 §6.4.4), with ESEARCH (RFC 4731), SEARCHRES
 (RFC 5182) and CONDSTORE's MODSEQ key (RFC 7162 §3.1.5).
 
-The messages are walked in chunks; a message's bytes are read only when the
-program looks at headers or bodies. SORT and THREAD search the same way.
+The messages are walked in chunks. A program that looks at headers reads them
+from the header cache (message bytes only for its misses); a message's bytes are
+read only when the program looks at bodies. SORT and THREAD search the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from postern.mailstore.imap_view import ImapMessage
+from postern.mailstore.imap_view import ImapMessage, ImapView
 
 from .. import commands as c
 from .. import encode as enc
-from ..search import RawMessageView, SearchContext, matches
+from ..search import HeaderView, RawMessageView, SearchContext, compile_search
 from ..session import Done, SelectedMailbox, Session
 
 CHUNK = 500
 #: Messages read together while their sizes add up to at most this.
 READ_AHEAD_BYTES = 256 * 1024
 
+#: What a program (or SORT/THREAD) needs of each message, least to most: the
+#: metadata only; the parsed header (from the header cache); the header with the
+#: summary facts (SORT by address, THREAD); the message's bytes (BODY, TEXT).
+META, HEADER, SUMMARY, RAW = 0, 1, 2, 3
+
 
 class MetaMessage:
     """A message as SEARCH sees it when the program needs no content."""
 
-    __slots__ = ("seq", "uid", "flags", "recent", "internaldate", "size", "modseq")
+    __slots__ = ("seq", "message", "recent")
 
     def __init__(self, seq: int, message: ImapMessage, recent: bool) -> None:
         self.seq = seq
-        self.uid = message.uid
-        self.flags: Collection[str] = message.flags
+        self.message = message
         self.recent = recent
-        self.internaldate: datetime = message.internaldate
-        self.size = message.size
-        self.modseq = message.modseq
+
+    @property
+    def uid(self) -> int:
+        return self.message.uid
+
+    @property
+    def flags(self) -> Collection[str]:
+        return self.message.flags
+
+    @property
+    def internaldate(self) -> datetime:
+        return self.message.internaldate
+
+    @property
+    def size(self) -> int:
+        return self.message.size
+
+    @property
+    def modseq(self) -> int:
+        return self.message.modseq
 
     def header_values(self, name: str) -> Sequence[str]:  # pragma: no cover - never asked
         return ()
@@ -53,18 +75,21 @@ class MetaMessage:
         return None
 
 
-def needs_content(key: c.SearchKey) -> bool:
-    if isinstance(key, (c.SearchHeader, c.SearchBody, c.SearchText)):
-        return True
+def content_needed(key: c.SearchKey) -> int:
+    """What of each message ``key`` looks at: META, HEADER or RAW."""
+    if isinstance(key, (c.SearchBody, c.SearchText)):
+        return RAW
+    if isinstance(key, c.SearchHeader):
+        return HEADER
     if isinstance(key, c.SearchDate):
-        return key.field == "sent"
+        return HEADER if key.field == "sent" else META
     if isinstance(key, c.SearchAnd):
-        return any(needs_content(k) for k in key.keys)
+        return max((content_needed(k) for k in key.keys), default=META)
     if isinstance(key, c.SearchOr):
-        return needs_content(key.left) or needs_content(key.right)
+        return max(content_needed(key.left), content_needed(key.right))
     if isinstance(key, c.SearchNot):
-        return needs_content(key.key)
-    return False
+        return content_needed(key.key)
+    return META
 
 
 def uses_modseq(key: c.SearchKey) -> bool:
@@ -79,49 +104,62 @@ def uses_modseq(key: c.SearchKey) -> bool:
     return False
 
 
-async def run_search(session: Session, selected: SelectedMailbox, key: c.SearchKey, *, content: bool = False) -> list[Any]:
-    """The messages that match, in mailbox order (views with content when asked)."""
+async def run_search(session: Session, selected: SelectedMailbox, key: c.SearchKey, *, content: int = META) -> list[Any]:
+    """The messages that match, in mailbox order, as views giving at least what
+    ``content`` (META, HEADER, SUMMARY or RAW) says besides what the program needs."""
     view = session.services.view
-    with_content = content or needs_content(key)
+    need = max(content, content_needed(key))
     context = SearchContext(selected.exists, selected.largest_uid, selected.saved)
+    matches = compile_search(key, context)
     found: list[Any] = []
     count = selected.exists
+    uids = selected.uids
+    recent_uids = selected.recent
     for start in range(0, count, CHUNK):
-        indexes = list(range(start, min(start + CHUNK, count)))
+        indexes = range(start, min(start + CHUNK, count))
         rows = {m.uid: m for m in await view.messages(selected.folder_id, selected.uid_ranges(indexes))}
-        raws: dict[int, bytes] = {}
-        for position, index in enumerate(indexes):
-            uid = selected.uids[index]
-            message = rows.get(uid)
-            if message is None:
-                continue
-            recent = uid in selected.recent
-            candidate: Any
-            if with_content:
-                raw = raws.pop(uid, None)
-                if raw is None:
-                    # Read this message and the next ones together (one read hop),
-                    # while their sizes add up to at most READ_AHEAD_BYTES.
-                    batch: list[ImapMessage] = []
-                    total = 0
-                    for i in indexes[position:]:
-                        ahead = rows.get(selected.uids[i])
-                        if ahead is None:
-                            continue
-                        if batch and total + ahead.size > READ_AHEAD_BYTES:
-                            break
-                        batch.append(ahead)
-                        total += ahead.size
-                    raws = dict(zip((m.uid for m in batch), await view.raw_many(batch), strict=True))
-                    raw = raws.pop(uid)
-                candidate = RawMessageView(
-                    index + 1, uid, raw, message.internaldate, frozenset(message.flags), recent, message.modseq
-                )
-            else:
-                candidate = MetaMessage(index + 1, message, recent)
-            if matches(key, candidate, context):
-                found.append(candidate)
+        present = [(index, rows[uids[index]]) for index in indexes if uids[index] in rows]
+        candidates: list[Any]
+        if need == META:
+            candidates = [MetaMessage(index + 1, message, message.uid in recent_uids) for index, message in present]
+        elif need in (HEADER, SUMMARY):
+            parsed = await session.services.header_cache.parsed_many(
+                view, [message for _, message in present], summary=need == SUMMARY
+            )
+            candidates = [
+                HeaderView(index + 1, message, message.uid in recent_uids, header)
+                for (index, message), header in zip(present, parsed, strict=True)
+            ]
+        else:
+            async for batch in _raw_views(view, present, recent_uids):
+                found.extend(m for m in batch if matches(m))
+            continue
+        found.extend(m for m in candidates if matches(m))
     return found
+
+
+async def _raw_views(
+    view: ImapView, present: list[tuple[int, ImapMessage]], recent_uids: Collection[int]
+) -> AsyncIterator[list[RawMessageView]]:
+    """Views over the messages' bytes, a few at a time: read together (one read hop)
+    while their sizes add up to at most READ_AHEAD_BYTES, at least one."""
+    position = 0
+    while position < len(present):
+        batch: list[tuple[int, ImapMessage]] = []
+        total = 0
+        for item in present[position:]:
+            if batch and total + item[1].size > READ_AHEAD_BYTES:
+                break
+            batch.append(item)
+            total += item[1].size
+        position += len(batch)
+        raws = await view.raw_many([message for _, message in batch])
+        yield [
+            RawMessageView(
+                index + 1, message.uid, raw, message.internaldate, frozenset(message.flags), message.uid in recent_uids, message.modseq
+            )
+            for (index, message), raw in zip(batch, raws, strict=True)
+        ]
 
 
 async def handle(session: Session, command: c.Search) -> Done:

@@ -35,7 +35,7 @@ async def handle(session: Session, command: c.Select) -> Done:
     selected = SelectedMailbox(folder.id, folder.path, int(folder.uidvalidity), command.read_only, opened.uids)
     if not command.read_only:
         selected.recent = session.services.claim_recent(folder.id, opened.uids)
-    keywords = await view.folder_keywords(folder.id)
+    keywords = opened.keywords
     session.untagged(b"FLAGS " + enc.flag_list((*SYSTEM_FLAGS, *keywords)))
     permanent = () if command.read_only else (*SYSTEM_FLAGS, *keywords, "\\*")
     session.untagged(b"OK [PERMANENTFLAGS " + enc.flag_list(permanent) + b"] Flags permitted")
