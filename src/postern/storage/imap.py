@@ -1,13 +1,13 @@
-"""The statements behind the IMAP view of a folder (``mailstore.imap_view``): UID lists,
-message metadata by UID range, changes and expunges since a MODSEQ, per-message
-flag updates and the tombstones of expunged UIDs."""
+"""The statements behind the IMAP view of a folder (``mailstore.imap_view``): message
+metadata by UID range, changes and expunges since a MODSEQ, and the tombstones of
+expunged UIDs. What SELECT reads is in ``mailbox_state``, what STORE writes in
+``flag_writes``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,18 +31,6 @@ META_COLUMNS = (
 )
 
 _CHUNK = 500
-
-
-async def folder_uids(conn: AsyncConnection, folder_id: str, after_uid: int = 0) -> list[int]:
-    """The UIDs of a folder above ``after_uid``, ascending."""
-    stmt = select(messages.c.uid).where(messages.c.folder_id == folder_id, messages.c.uid > after_uid).order_by(messages.c.uid)
-    return [int(u) for u in (await conn.scalars(stmt)).all()]
-
-
-async def first_unseen_uid(conn: AsyncConnection, folder_id: str) -> int | None:
-    stmt = select(func.min(messages.c.uid)).where(messages.c.folder_id == folder_id, messages.c.seen.is_(False))
-    value = (await conn.execute(stmt)).scalar()
-    return None if value is None else int(value)
 
 
 async def message_meta(conn: AsyncConnection, folder_id: str, uids: UidRanges) -> list[Row]:
@@ -79,46 +67,8 @@ async def count_deleted(conn: AsyncConnection, folder_id: str) -> int:
     return int((await conn.execute(stmt)).scalar_one())
 
 
-async def folder_keywords(conn: AsyncConnection, folder_id: str) -> list[str]:
-    """The distinct keyword lists (JSON) used in a folder."""
-    stmt = select(messages.c.keywords).where(messages.c.folder_id == folder_id, messages.c.keywords != "[]").distinct()
-    return list((await conn.scalars(stmt)).all())
 
 
-async def update_flags_many(conn: AsyncConnection, folder_id: str, rows: Sequence[dict[str, Any]], modseq: int) -> None:
-    """Each row: ``uid`` and the new ``seen, flagged, draft, deleted, answered,
-    keywords`` (JSON) values; every row gets ``modseq``."""
-    if not rows:
-        return
-    stmt = (
-        update(messages)
-        .where(messages.c.folder_id == bindparam("b_folder"), messages.c.uid == bindparam("b_uid"))
-        .values(
-            seen=bindparam("b_seen"),
-            flagged=bindparam("b_flagged"),
-            draft=bindparam("b_draft"),
-            deleted=bindparam("b_deleted"),
-            answered=bindparam("b_answered"),
-            keywords=bindparam("b_keywords"),
-            modseq=modseq,
-        )
-    )
-    await conn.execute(
-        stmt,
-        [
-            {
-                "b_folder": folder_id,
-                "b_uid": r["uid"],
-                "b_seen": r["seen"],
-                "b_flagged": r["flagged"],
-                "b_draft": r["draft"],
-                "b_deleted": r["deleted"],
-                "b_answered": r["answered"],
-                "b_keywords": r["keywords"],
-            }
-            for r in rows
-        ],
-    )
 
 
 async def set_special_use(conn: AsyncConnection, folder_id: str, special_use: str | None) -> None:
@@ -157,12 +107,8 @@ __all__ = [
     "changed_since",
     "count_deleted",
     "deleted_uids",
-    "first_unseen_uid",
-    "folder_keywords",
-    "folder_uids",
     "message_meta",
     "message_meta_by_uid",
     "set_special_use",
     "tombstones_since",
-    "update_flags_many",
 ]
