@@ -368,19 +368,15 @@ class RawMessageView:
         )
 
 
-class HeaderView:
-    """A :class:`SearchableMessage` from a message's metadata and its parsed header
-    (a :class:`~.header_cache.ParsedHeader`): what header keys, SENT* and SORT read,
-    without the message's bytes. The summary facts are there when SORT or THREAD
-    asked for them."""
+class MetaMessage:
+    """A message as SEARCH sees it when the program needs no content."""
 
-    __slots__ = ("seq", "message", "recent", "parsed")
+    __slots__ = ("seq", "message", "recent")
 
-    def __init__(self, seq: int, message: ImapMessage, recent: bool, parsed: ParsedHeader) -> None:
+    def __init__(self, seq: int, message: ImapMessage, recent: bool) -> None:
         self.seq = seq
         self.message = message
         self.recent = recent
-        self.parsed = parsed
 
     @property
     def uid(self) -> int:
@@ -401,6 +397,34 @@ class HeaderView:
     @property
     def modseq(self) -> int:
         return self.message.modseq
+
+    def header_values(self, name: str) -> Sequence[str]:  # pragma: no cover - never asked
+        return ()
+
+    def header_text(self) -> str:  # pragma: no cover
+        return ""
+
+    def body_text(self) -> str:  # pragma: no cover
+        return ""
+
+    def sent_date(self) -> datetime | None:  # pragma: no cover
+        return None
+
+    def first_address(self, name: str) -> tuple[str, str] | None:  # pragma: no cover
+        return None
+
+
+class HeaderView(MetaMessage):
+    """A :class:`SearchableMessage` from a message's metadata and its parsed header
+    (a :class:`~.header_cache.ParsedHeader`): what header keys, SENT* and SORT read,
+    without the message's bytes. The summary facts are there when SORT or THREAD
+    asked for them."""
+
+    __slots__ = ("parsed",)
+
+    def __init__(self, seq: int, message: ImapMessage, recent: bool, parsed: ParsedHeader) -> None:
+        super().__init__(seq, message, recent)
+        self.parsed = parsed
 
     def header_values(self, name: str) -> Sequence[str]:
         key = name.lower()

@@ -8,15 +8,14 @@ read only when the program looks at bodies. SORT and THREAD search the same way.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Collection, Sequence
-from datetime import datetime
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 from postern.mailstore.imap_view import ImapMessage, ImapView
 
 from .. import commands as c
 from .. import encode as enc
-from ..search import HeaderView, RawMessageView, SearchContext, compile_search
+from ..search import HeaderView, MetaMessage, RawMessageView, SearchContext, compile_search
 from ..session import Done, SelectedMailbox, Session
 
 CHUNK = 500
@@ -27,52 +26,6 @@ READ_AHEAD_BYTES = 256 * 1024
 #: metadata only; the parsed header (from the header cache); the header with the
 #: summary facts (SORT by address, THREAD); the message's bytes (BODY, TEXT).
 META, HEADER, SUMMARY, RAW = 0, 1, 2, 3
-
-
-class MetaMessage:
-    """A message as SEARCH sees it when the program needs no content."""
-
-    __slots__ = ("seq", "message", "recent")
-
-    def __init__(self, seq: int, message: ImapMessage, recent: bool) -> None:
-        self.seq = seq
-        self.message = message
-        self.recent = recent
-
-    @property
-    def uid(self) -> int:
-        return self.message.uid
-
-    @property
-    def flags(self) -> Collection[str]:
-        return self.message.flags
-
-    @property
-    def internaldate(self) -> datetime:
-        return self.message.internaldate
-
-    @property
-    def size(self) -> int:
-        return self.message.size
-
-    @property
-    def modseq(self) -> int:
-        return self.message.modseq
-
-    def header_values(self, name: str) -> Sequence[str]:  # pragma: no cover - never asked
-        return ()
-
-    def header_text(self) -> str:  # pragma: no cover
-        return ""
-
-    def body_text(self) -> str:  # pragma: no cover
-        return ""
-
-    def sent_date(self) -> datetime | None:  # pragma: no cover
-        return None
-
-    def first_address(self, name: str) -> tuple[str, str] | None:  # pragma: no cover
-        return None
 
 
 def content_needed(key: c.SearchKey) -> int:
