@@ -19,12 +19,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.storage import users as user_store
 from postern.storage.imap import META_COLUMNS
 from postern.storage.messages import UidRanges
+from postern.storage.quick_reads import text_clause
 
 #: The plan of one STORE, given the messages' rows (``META_COLUMNS``, by UID): the new
 #: flags of those that change (``uid``, the system flags' columns, ``keywords`` as
@@ -58,7 +58,6 @@ def _meta_columns() -> tuple[str, ...]:
 
 _MAX_SHAPES = 256
 _SHAPES: dict[tuple[int, int, int, tuple[str, ...]], str] = {}
-_CLAUSES: dict[str, TextClause] = {}
 _FOLDER_SQL = "SELECT 1 FROM folders WHERE id = :folder AND user_id = :user"
 _BUMP_SQL = "UPDATE folders SET modseq = modseq + 1, unseen_count = unseen_count + :unseen WHERE id = :folder RETURNING modseq"
 _UPDATE_SQL = (
@@ -91,15 +90,6 @@ def _meta_sql(uids: UidRanges) -> tuple[str, dict[str, Any]]:
         params[f"a{i}"], params[f"b{i}"] = start, end
     params.update({f"o{i}": start for i, start in enumerate(open_ended)})
     return sql, params
-
-
-def _clause(sql: str) -> TextClause:
-    clause = _CLAUSES.get(sql)
-    if clause is None:
-        if len(_CLAUSES) >= _MAX_SHAPES:
-            _CLAUSES.clear()
-        clause = _CLAUSES[sql] = text(sql)
-    return clause
 
 
 def _update_params(folder_id: str, updates: list[dict[str, Any]], modseq: int) -> list[dict[str, Any]]:
@@ -160,16 +150,16 @@ async def store_flags(conn: AsyncConnection, stores: Sequence[FlagStore]) -> lis
         await user_store.lock_user(conn, store.user_id)
         sql, params = _meta_sql(store.uids)
         params["folder"], params["user"] = store.folder_id, store.user_id
-        rows = list(await conn.execute(_clause(sql), params))
+        rows = list(await conn.execute(text_clause(sql), params))
         if not rows:
-            found = (await conn.execute(_clause(_FOLDER_SQL), {"folder": store.folder_id, "user": store.user_id})).first()
+            found = (await conn.execute(text_clause(_FOLDER_SQL), {"folder": store.folder_id, "user": store.user_id})).first()
             results.append(Stored(found is not None))
             continue
         updates, unseen_delta = store.plan(rows)
         if not updates:
             results.append(Stored(True))
             continue
-        modseq = int((await conn.execute(_clause(_BUMP_SQL), {"folder": store.folder_id, "unseen": unseen_delta})).scalar_one())
-        await conn.execute(_clause(_UPDATE_SQL), _update_params(store.folder_id, updates, modseq))
+        modseq = int((await conn.execute(text_clause(_BUMP_SQL), {"folder": store.folder_id, "unseen": unseen_delta})).scalar_one())
+        await conn.execute(text_clause(_UPDATE_SQL), _update_params(store.folder_id, updates, modseq))
         results.append(Stored(True, modseq))
     return results

@@ -34,7 +34,8 @@ _CLAUSES: dict[str, TextClause] = {}
 _MAX_CLAUSES = 512
 
 
-def _clause(sql: str) -> TextClause:
+def text_clause(sql: str) -> TextClause:
+    """``text(sql)``, made once per SQL text (the engine path of the fixed statements)."""
     clause = _CLAUSES.get(sql)
     if clause is None:
         if len(_CLAUSES) >= _MAX_CLAUSES:
@@ -62,7 +63,7 @@ async def read_rows(db: Database, statements: Sequence[Statement]) -> list[list[
     if conn is not None:
         return _sqlite_rows(conn, statements)
     async with db.engine.connect() as engine_conn:
-        return [list((await engine_conn.execute(_clause(sql), dict(params))).all()) for sql, params in statements]
+        return [list((await engine_conn.execute(text_clause(sql), dict(params))).all()) for sql, params in statements]
 
 
 def in_list(name: str, values: Sequence[Any]) -> tuple[str, dict[str, Any]]:
