@@ -9,12 +9,17 @@ descriptor of the lock file, and ``flock`` locks belong to the descriptor.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import text
 
-from postern.storage.database import Database
+from postern.storage.database import Database, _InlineConnection
 
 
 def url(tmp_path: Path) -> str:
@@ -97,5 +102,93 @@ async def test_inline_statements(tmp_path: Path) -> None:
         await asyncio.gather(*(add(n) for n in range(20)))
         async with db.read() as conn:
             assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 22
+    finally:
+        await db.close()
+
+
+def lock_is_free(path: Path) -> bool:
+    """Whether another process could take the writers' file lock now."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+
+
+async def test_an_inline_commit_gives_the_turn_back_from_its_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    db = Database(url(tmp_path))
+    db.run_statements_inline()
+    lock = tmp_path / "turns.sqlite3.writelock"
+    seen: list[tuple[bool, bool]] = []
+    commit_then = _InlineConnection._commit_then
+
+    def observed(self: _InlineConnection, after: Any) -> None:
+        commit_then(self, after)
+        # Still in the committing thread, before the event loop hears of it.
+        seen.append((threading.current_thread() is not threading.main_thread(), lock_is_free(lock)))
+
+    monkeypatch.setattr(_InlineConnection, "_commit_then", observed)
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        seen.clear()  # a COMMIT that wrote no row runs in the loop's thread
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (0)"))
+        async with db.writer_turn(ends_at_commit=True), db.write() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+        assert seen == [(True, True), (True, True)]
+        # A turn that is not for one transaction keeps the lock to its end.
+        seen.clear()
+        async with db.writer_turn():
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (2)"))
+            assert not lock_is_free(lock)
+        assert seen == [(True, False)]
+        assert lock_is_free(lock)
+    finally:
+        await db.close()
+
+
+async def test_a_second_write_in_a_turn_for_one_commit_locks_again(tmp_path: Path) -> None:
+    db = Database(url(tmp_path))
+    db.run_statements_inline()
+    lock = tmp_path / "turns.sqlite3.writelock"
+    try:
+        async with db.writer_turn(ends_at_commit=True):
+            async with db.write() as conn:
+                await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+            assert lock_is_free(lock)
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (1)"))
+                assert not lock_is_free(lock)
+            assert lock_is_free(lock)
+        assert lock_is_free(lock)
+        rows = sqlite3.connect(str(tmp_path / "turns.sqlite3")).execute("SELECT x FROM t").fetchall()
+        assert rows == [(1,)]
+    finally:
+        await db.close()
+
+
+async def test_a_failed_commit_keeps_the_lock_until_the_turn_ends(tmp_path: Path) -> None:
+    db = Database(url(tmp_path))
+    db.run_statements_inline()
+    lock = tmp_path / "turns.sqlite3.writelock"
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE p (id INTEGER PRIMARY KEY)"))
+            await conn.execute(text("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)"))
+        with pytest.raises(Exception, match="FOREIGN KEY"):
+            async with db.writer_turn(ends_at_commit=True):
+                try:
+                    async with db.write() as conn:
+                        await conn.execute(text("INSERT INTO c VALUES (7)"))  # fails at COMMIT
+                finally:
+                    assert not lock_is_free(lock)
+        assert lock_is_free(lock)
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO p VALUES (7)"))
     finally:
         await db.close()

@@ -46,7 +46,9 @@ class GroupCommitter:
             try:
                 # Take the batch only once it can be written (on SQLite, when no other
                 # writer of this or another process is writing): it grows meanwhile.
-                async with self.mailstore.db.writer_turn():
+                # The turn is this one transaction's: other processes may write as
+                # soon as its COMMIT returns.
+                async with self.mailstore.db.writer_turn(ends_at_commit=True):
                     size = 0
                     while self._waiting and (not batch or size + len(self._waiting[0][0].results) <= MAX_BATCH):
                         item = self._waiting.pop(0)

@@ -10,6 +10,13 @@ They take turns on an exclusive ``flock`` of ``<database>.writelock`` around eac
 write transaction: the kernel hands that lock to the next waiter as soon as it is
 released, where SQLite's own busy handler would poll for its lock with sleeps of up
 to 100 ms. ``busy_timeout`` still covers any writer that does not take the file lock.
+
+What a turn holds is kept short. A turn that ends with its transaction (``write()``
+alone, or ``writer_turn(ends_at_commit=True)``) gives the file lock back from the
+thread that ran the COMMIT as soon as it returns, not when a busy event loop next
+runs the waiting task. And no COMMIT copies the WAL into the database: automatic
+checkpoints are off, and a thread of the database's own (``_WalCheckpointer``) runs
+them beside the writers, outside any turn.
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
+import threading
+import time
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -34,6 +44,7 @@ from postern.storage.shared_writes import SharedWrites
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
 
 
 class _Immediately:
@@ -127,6 +138,9 @@ class _InlineConnection:
         self._connection: sqlite3.Connection | None = conn
         self._tx = _Immediately()
         self._changes_at_begin = -1
+        # Called once a COMMIT has returned, in the thread that ran it (see
+        # ``Database.write``); never after a failed one.
+        self.after_commit: Callable[[], None] | None = None
 
     @property
     def isolation_level(self) -> str | None:
@@ -140,10 +154,16 @@ class _InlineConnection:
         return _InlineCursor(self)
 
     async def commit(self) -> None:
+        after = self.after_commit
         if self._conn.in_transaction and self._conn.total_changes != self._changes_at_begin:
-            await asyncio.to_thread(self._conn.commit)
+            await asyncio.to_thread(self._commit_then, after)
         else:
-            self._conn.commit()
+            self._commit_then(after)
+
+    def _commit_then(self, after: Callable[[], None] | None) -> None:
+        self._conn.commit()
+        if after is not None:
+            after()
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -194,6 +214,121 @@ def _inline_sqlite_module() -> Any:
     return AsyncAdapt_aiosqlite_dbapi(module, sqlite3)  # type: ignore[arg-type]
 
 
+class _Turn:
+    """One writer turn: the file lock it holds, until given back once."""
+
+    __slots__ = ("ends_at_commit", "fd", "private")
+
+    def __init__(self, ends_at_commit: bool):
+        self.ends_at_commit = ends_at_commit
+        self.fd: int | None = None
+        # True: ``fd`` was opened for this turn alone and is closed to unlock it.
+        self.private = False
+
+
+# Checkpoints (``_WalCheckpointer``): how often one runs while there are writes (at a
+# few hundred deliveries a second this copies about as many pages as SQLite's
+# automatic checkpoint of 1,000 pages would), after how long without writes the WAL is
+# emptied and truncated, and the size at which the WAL is reset whatever it waits for.
+CHECKPOINT_INTERVAL = 0.5
+IDLE_TRUNCATE_AFTER = 5.0
+WAL_HARD_LIMIT_PAGES = 20_000
+
+
+class _WalCheckpointer:
+    """Copies the WAL into the database from a thread of its own, outside every writer
+    turn, so that no COMMIT does it (SQLite's automatic checkpoint runs in the COMMIT
+    that passes 1,000 pages, with the writer's turn held through the copy and the
+    database file's sync).
+
+    While there are writes, a PASSIVE checkpoint every ``CHECKPOINT_INTERVAL``: it
+    waits for nobody and writers go on appending meanwhile; once it has copied every
+    frame, the next writer starts the WAL again from its beginning. A PASSIVE one
+    cannot copy frames that a reader's snapshot still needs, so readers that never
+    all let go would keep the WAL growing: past ``WAL_HARD_LIMIT_PAGES`` the thread
+    takes the writers' file lock and runs a RESTART, which waits for those readers.
+    After ``IDLE_TRUNCATE_AFTER`` seconds without writes it runs a TRUNCATE, if it
+    gets the file lock at once, to give the WAL's disk space back."""
+
+    def __init__(self, path: str, lock_path: str, synchronous: str):
+        self._path = path
+        self._lock_path = lock_path
+        self._synchronous = synchronous
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._guard = threading.Lock()
+        self.checkpoints = 0  # completed runs of any kind (for tests and diagnostics)
+
+    def start(self) -> None:
+        with self._guard:
+            if self._thread is None and not self._stopping.is_set():
+                self._thread = threading.Thread(target=self._run, name="wal-checkpointer", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        """End the thread; the next ``start`` begins another (a database used again
+        after ``close``)."""
+        with self._guard:
+            self._stopping.set()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        self._stopping.clear()
+
+    def _run(self) -> None:
+        conn: sqlite3.Connection | None = None
+        version: int | None = None
+        last_write = time.monotonic()
+        truncated = False
+        try:
+            while not self._stopping.wait(CHECKPOINT_INTERVAL):
+                try:
+                    if conn is None:
+                        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+                        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+                    # Changes when any other connection commits.
+                    current = conn.execute("PRAGMA data_version").fetchone()[0]
+                    now = time.monotonic()
+                    if current != version:
+                        version, last_write, truncated = current, now, False
+                        self.checkpoint(conn, "PASSIVE")
+                    elif not truncated and now - last_write >= IDLE_TRUNCATE_AFTER:
+                        truncated = self.checkpoint(conn, "TRUNCATE", wait=False)
+                except sqlite3.Error as error:
+                    log.debug("WAL checkpoint of %s failed: %s", self._path, error)
+                    if conn is not None:
+                        conn.close()
+                        conn = None
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection, mode: str, *, wait: bool = True) -> bool:
+        """One checkpoint; a RESTART after it if the WAL has passed the hard limit.
+        True if it copied every frame. RESTART and TRUNCATE take SQLite's write lock,
+        so they run inside the writers' file lock (``wait``: wait for it, else give up
+        if it is taken)."""
+        if mode == "PASSIVE":
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            self.checkpoints += 1
+            if frames < WAL_HARD_LIMIT_PAGES:
+                return busy == 0 and frames == copied
+            mode = "RESTART"
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            # Readers still on old frames are waited for (RESTART), or not (idle TRUNCATE).
+            conn.execute(f"PRAGMA busy_timeout={5000 if wait else 100}")
+            busy, frames, copied = conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            self.checkpoints += 1
+            return busy == 0 and frames == copied
+        finally:
+            os.close(fd)  # unlocks
+
+
 class Database:
     def __init__(self, url: str, *, schema: str | None = None, fsync: bool = True, pool_size: int = 10, inline: bool = False):
         """``inline``: on SQLite, run statements in the event loop's thread (see
@@ -208,6 +343,9 @@ class Database:
         self._lock_path: str | None = None
         self._lock_fd: int | None = None
         self._turn_owner: asyncio.Task[Any] | None = None
+        self._turn: _Turn | None = None
+        self._turn_release = threading.Lock()
+        self._checkpointer: _WalCheckpointer | None = None
         self._shared_writes: SharedWrites | None = None
         self._reader: sqlite3.Connection | None = None
         if self.is_sqlite:
@@ -216,6 +354,7 @@ class Database:
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
                 if not database.startswith("file:"):
                     self._lock_path = database + ".writelock"
+                    self._checkpointer = _WalCheckpointer(database, self._lock_path, "FULL" if fsync else "OFF")
         self.engine: AsyncEngine = self._make_engine(inline)
 
     def _make_engine(self, inline: bool) -> AsyncEngine:
@@ -233,7 +372,7 @@ class Database:
             kwargs.update(pool_size=self._pool_size, max_overflow=self._pool_size, pool_pre_ping=True, connect_args=connect_args)
         engine = create_async_engine(self.url, **kwargs)
         if self.is_sqlite:
-            self._configure_sqlite(engine, self._fsync)
+            self._configure_sqlite(engine, self._fsync, self._checkpointer)
         return engine
 
     def run_statements_inline(self) -> None:
@@ -244,7 +383,7 @@ class Database:
             self.engine = self._make_engine(True)
 
     @staticmethod
-    def _configure_sqlite(engine: AsyncEngine, fsync: bool) -> None:
+    def _configure_sqlite(engine: AsyncEngine, fsync: bool, checkpointer: _WalCheckpointer | None) -> None:
         synchronous = "FULL" if fsync else "OFF"
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -258,6 +397,10 @@ class Database:
             cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=10000")
+            if checkpointer is not None:
+                # The checkpointer's thread copies the WAL, outside the writers' turns.
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
+                checkpointer.start()
             cursor.close()
 
         @event.listens_for(engine.sync_engine, "begin")
@@ -279,11 +422,23 @@ class Database:
             async with self.engine.begin() as conn:
                 yield conn
             return
-        async with self.writer_turn():
+        async with self.writer_turn(ends_at_commit=True):
+            turn = self._turn
+            if turn is not None and turn.fd is None and self._lock_path is not None:
+                # An earlier transaction of this turn gave the file lock back.
+                await self._lock_file(turn)
             async with self.engine.connect() as conn:
                 conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-                async with conn.begin():
-                    yield conn
+                driver = None
+                if self.inline and turn is not None and turn.ends_at_commit and turn.fd is not None:
+                    driver = (await conn.get_raw_connection()).driver_connection
+                    driver.after_commit = lambda: self._give_back_file_lock(turn)
+                try:
+                    async with conn.begin():
+                        yield conn
+                finally:
+                    if driver is not None:
+                        driver.after_commit = None
 
     async def write_shared(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` in a write transaction shared with concurrent callers (one
@@ -299,45 +454,65 @@ class Database:
         return await self._shared_writes.run(work)
 
     @asynccontextmanager
-    async def writer_turn(self) -> AsyncIterator[None]:
+    async def writer_turn(self, *, ends_at_commit: bool = False) -> AsyncIterator[None]:
         """Wait until no other writer, of this process or another, is writing, and keep
         the turn: the ``write()`` transactions of the task that holds it start at once.
         A group committer takes its batch only once it can write it, so the batch
-        grows while it waits. Nothing to wait for on PostgreSQL."""
+        grows while it waits. Nothing to wait for on PostgreSQL.
+
+        ``ends_at_commit``: the turn is for one transaction; once its COMMIT returns,
+        other processes may write (with inline statements, the file lock is given
+        back from the committing thread). A further ``write()`` in the same turn takes
+        the file lock again."""
         if self._write_lock is None or self._turn_owner is asyncio.current_task():
             yield
             return
         async with self._write_lock:
-            locked = await self._lock_file()
+            turn = _Turn(ends_at_commit)
+            await self._lock_file(turn)
             self._turn_owner = asyncio.current_task()
+            self._turn = turn
             try:
                 yield
             finally:
                 self._turn_owner = None
-                if locked is not None:
-                    fcntl.flock(locked, fcntl.LOCK_UN)
+                self._turn = None
+                self._give_back_file_lock(turn)
 
-    async def _lock_file(self) -> int | None:
-        """Take the writers' file lock (see the module's doc); its descriptor, or None
-        for a database without a file."""
+    def _give_back_file_lock(self, turn: _Turn) -> None:
+        """Unlock the turn's file lock, once, from any thread."""
+        with self._turn_release:
+            fd, turn.fd = turn.fd, None
+            if fd is None:
+                return
+            if turn.private:
+                os.close(fd)
+            else:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    async def _lock_file(self, turn: _Turn) -> None:
+        """Take the writers' file lock (see the module's doc) for ``turn``; nothing for
+        a database without a file."""
         if self._lock_path is None:
-            return None
+            return
         if self._lock_fd is None:
             self._lock_fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fd = self._lock_fd
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            turn.fd, turn.private = self._lock_fd, False
+            return
         except BlockingIOError:
             pass
+        # Wait on a descriptor of this turn's own: a waiter that is cancelled closes it
+        # once its thread has the lock, which cannot touch a later turn's lock.
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         waiting = asyncio.get_running_loop().run_in_executor(None, fcntl.flock, fd, fcntl.LOCK_EX)
         try:
             await asyncio.shield(waiting)
-        except asyncio.CancelledError:
-            # The thread still takes the lock: give it back as soon as it does.
-            waiting.add_done_callback(lambda f: f.cancelled() or f.exception() is not None or fcntl.flock(fd, fcntl.LOCK_UN))
+        except BaseException:
+            waiting.add_done_callback(lambda _: os.close(fd))
             raise
-        return fd
+        turn.fd, turn.private = fd, True
 
     def loop_reader(self) -> sqlite3.Connection | None:
         """On SQLite with a file, a read-only connection for the event loop's own
@@ -353,6 +528,8 @@ class Database:
         return self._reader
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.stop)
         if self._reader is not None:
             self._reader.close()
             self._reader = None
