@@ -247,6 +247,7 @@ class MailWorkers:
         self.beyond: list[Callable[[list[Any]], None]] = []
         self.limits: dict[str, int | None] = {"smtp": settings.smtp_connections_per_ip, "lmtp": settings.smtp_connections_per_ip}
         self.doors = doors
+        self.follow_events = "imap" in doors
         self.count = count
         self.sockets: dict[str, list[socket.socket]] = {}
         self.dispatcher: Dispatcher | None = None
@@ -276,12 +277,13 @@ class MailWorkers:
 
     def broadcast(self, events: list[Any], skip: WorkerLink | None = None) -> None:
         """Events made elsewhere (this process, another worker, another ``serve``) to
-        every worker's sessions."""
-        if self.dispatcher is not None:
+        every worker's sessions. Only IMAP sessions follow events in a worker: without
+        the IMAP door there, nobody would read them."""
+        if self.dispatcher is not None and self.follow_events:
             self.dispatcher.broadcast(events, skip)
 
     def broadcast_gap(self) -> None:
-        if self.dispatcher is not None:
+        if self.dispatcher is not None and self.follow_events:
             self.dispatcher.broadcast_gap()
 
     def _spawn(self, number: int) -> WorkerLink:
