@@ -424,35 +424,29 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
         if settings.redis_url:
             relay = await _start_event_relay(runtime, workers)
             announce("  change events:  shared with other postern processes through Redis")
+
+        def announce_doors(labels: dict[str, str], listeners: dict[str, asyncio.Server]) -> None:
+            for door, label in labels.items():
+                if door in listeners:
+                    port = bound_port(listeners[door])
+                elif workers is not None and door in worker_doors:
+                    port = workers.port(door)
+                else:
+                    continue
+                announce(f"  {label} {parse_listen(getattr(settings, door + '_listen')).host}:{port}")
+
         listeners = await start_mail_doors(runtime, exclude=set(worker_doors))
         mail_servers = list(listeners.values())
-        labels = {"smtp": "SMTP (MX):     ", "lmtp": "LMTP:          ", "submission": "submission:    "}
-        for door in ("smtp", "lmtp", "submission"):
-            if door in listeners:
-                port = bound_port(listeners[door])
-            elif workers is not None and door in worker_doors:
-                port = workers.port(door)
-            else:
-                continue
-            announce(f"  {labels[door]} {parse_listen(getattr(settings, door + '_listen')).host}:{port}")
+        announce_doors({"smtp": "SMTP (MX):     ", "lmtp": "LMTP:          ", "submission": "submission:    "}, listeners)
         if workers is not None:
             served = [d.upper() for d in ("smtp", "lmtp", "imap") if d in worker_doors]
             announce(f"  mail workers:   {worker_count} processes for {', '.join(served[:-1])}{' and ' if len(served) > 1 else ''}{served[-1]}")
         pop3_listeners = await start_pop3_doors(runtime)
         mail_servers.extend(pop3_listeners.values())
-        for door, label in (("pop3", "POP3:          "), ("pop3s", "POP3 (TLS):    ")):
-            if door in pop3_listeners:
-                announce(f"  {label} {parse_listen(getattr(settings, door + '_listen')).host}:{bound_port(pop3_listeners[door])}")
+        announce_doors({"pop3": "POP3:          ", "pop3s": "POP3 (TLS):    "}, pop3_listeners)
         imap_listeners = await start_imap_doors(runtime) if "imap" not in worker_doors else {}
         mail_servers.extend(imap_listeners.values())
-        for door, label in (("imap", "IMAP:          "), ("imaps", "IMAP (TLS):    ")):
-            if door in imap_listeners:
-                port = bound_port(imap_listeners[door])
-            elif workers is not None and door in worker_doors:
-                port = workers.port(door)
-            else:
-                continue
-            announce(f"  {label} {parse_listen(getattr(settings, door + '_listen')).host}:{port}")
+        announce_doors({"imap": "IMAP:          ", "imaps": "IMAP (TLS):    "}, imap_listeners)
         if "http" in doors:
             address = settings.http_address
             http = _HttpServer(
