@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from postern.storage.database import Database
 from postern.storage.messages import LIST_FIELDS
+from postern.storage.quick_reads import read_rows
 
 FolderHead = namedtuple("FolderHead", ("message_count", "special_use"))
 # What RCPT needs to know of the user an address belongs to.
@@ -26,9 +27,8 @@ AddressOwner = namedtuple("AddressOwner", ("id", "disabled", "storage_used", "qu
 
 _OWNER_SQL = (
     "SELECT u.id, u.disabled, u.storage_used, u.quota_allowed FROM addresses a"
-    " JOIN users u ON u.id = a.user_id WHERE a.address_key = ?"
+    " JOIN users u ON u.id = a.user_id WHERE a.address_key = :key"
 )
-_OWNER_STATEMENT = text(_OWNER_SQL.replace("?", ":key"))
 
 # What RCPT needs to know of an alias, a reverse alias, a catch-all custom domain and
 # the forward activity a VERP bounce address names (see delivery/router.py).
@@ -38,30 +38,16 @@ CatchAllTarget = namedtuple("CatchAllTarget", ("domain_id", "user_id", "user_dis
 ActivityTarget = namedtuple("ActivityTarget", ("alias_id", "user_id", "action"))
 
 _ALIAS_SQL = (
-    "SELECT a.id, a.user_id, a.enabled, u.disabled FROM aliases a JOIN users u ON u.id = a.user_id WHERE a.email_key = ?"
+    "SELECT a.id, a.user_id, a.enabled, u.disabled FROM aliases a JOIN users u ON u.id = a.user_id WHERE a.email_key = :key"
 )
 _REVERSE_ALIAS_SQL = (
-    "SELECT c.id, c.alias_id, c.user_id, u.disabled FROM contacts c JOIN users u ON u.id = c.user_id WHERE c.reverse_alias_key = ?"
+    "SELECT c.id, c.alias_id, c.user_id, u.disabled FROM contacts c JOIN users u ON u.id = c.user_id WHERE c.reverse_alias_key = :key"
 )
 _CATCH_ALL_SQL = (
-    "SELECT d.id, d.user_id, u.disabled, (SELECT COUNT(*) FROM deleted_aliases x WHERE x.email_key = ?)"
-    " FROM custom_domains d JOIN users u ON u.id = d.user_id WHERE d.domain = ? AND d.verified AND d.catch_all"
+    "SELECT d.id, d.user_id, u.disabled, (SELECT COUNT(*) FROM deleted_aliases x WHERE x.email_key = :key)"
+    " FROM custom_domains d JOIN users u ON u.id = d.user_id WHERE d.domain = :domain AND d.verified AND d.catch_all"
 )
-_ACTIVITY_SQL = "SELECT alias_id, user_id, action FROM alias_activities WHERE id = ?"
-
-
-def _named(sql: str, names: tuple[str, ...]) -> Any:
-    for name in names:
-        sql = sql.replace("?", f":{name}", 1)
-    return text(sql)
-
-
-_LOOKUPS = {
-    "alias": (_ALIAS_SQL, _named(_ALIAS_SQL, ("p0",))),
-    "reverse_alias": (_REVERSE_ALIAS_SQL, _named(_REVERSE_ALIAS_SQL, ("p0",))),
-    "catch_all": (_CATCH_ALL_SQL, _named(_CATCH_ALL_SQL, ("p0", "p1"))),
-    "activity": (_ACTIVITY_SQL, _named(_ACTIVITY_SQL, ("p0",))),
-}
+_ACTIVITY_SQL = "SELECT alias_id, user_id, action FROM alias_activities WHERE id = :id"
 
 
 _HEAD_SQL = "SELECT message_count, special_use FROM folders WHERE id = ? AND user_id = ?"
@@ -101,41 +87,32 @@ class HotReads:
             raise RuntimeError("no event-loop reader for this database")
         return conn
 
+    async def _first(self, sql: str, **params: Any) -> Any:
+        """The first row of one of the RCPT lookups above (in the event loop's thread on SQLite)."""
+        rows = (await read_rows(self.db, [(sql, params)]))[0]
+        return rows[0] if rows else None
+
     async def address_owner(self, address_key: str) -> AddressOwner | None:
         """The user that owns the address with this normalised key, if any."""
-        conn = self.db.loop_reader() if self.db.is_sqlite else None
-        if conn is not None:
-            row = conn.execute(_OWNER_SQL, (address_key,)).fetchone()
-            return None if row is None else AddressOwner(row[0], bool(row[1]), row[2], row[3])
-        async with self.db.engine.connect() as engine_conn:
-            found = (await engine_conn.execute(_OWNER_STATEMENT, {"key": address_key})).first()
-        return None if found is None else AddressOwner(found[0], bool(found[1]), found[2], found[3])
-
-    async def _one(self, lookup: str, *args: Any) -> Any:
-        """The first row of one of the RCPT lookups above, in the event loop's thread on SQLite."""
-        sql, statement = _LOOKUPS[lookup]
-        conn = self.db.loop_reader() if self.db.is_sqlite else None
-        if conn is not None:
-            return conn.execute(sql, args).fetchone()
-        async with self.db.engine.connect() as engine_conn:
-            return (await engine_conn.execute(statement, {f"p{i}": a for i, a in enumerate(args)})).first()
+        row = await self._first(_OWNER_SQL, key=address_key)
+        return None if row is None else AddressOwner(row[0], bool(row[1]), row[2], row[3])
 
     async def alias_target(self, email_key: str) -> AliasTarget | None:
-        row = await self._one("alias", email_key)
+        row = await self._first(_ALIAS_SQL, key=email_key)
         return None if row is None else AliasTarget(row[0], row[1], bool(row[2]), bool(row[3]))
 
     async def reverse_alias_target(self, reverse_alias_key: str) -> ReverseAliasTarget | None:
-        row = await self._one("reverse_alias", reverse_alias_key)
+        row = await self._first(_REVERSE_ALIAS_SQL, key=reverse_alias_key)
         return None if row is None else ReverseAliasTarget(row[0], row[1], row[2], bool(row[3]))
 
     async def catch_all_target(self, ascii_domain: str, email_key: str) -> CatchAllTarget | None:
         """The verified custom domain with catch-all on, and whether ``email_key`` is a
         deleted alias (which is never created again)."""
-        row = await self._one("catch_all", email_key, ascii_domain)
+        row = await self._first(_CATCH_ALL_SQL, key=email_key, domain=ascii_domain)
         return None if row is None else CatchAllTarget(row[0], row[1], bool(row[2]), bool(row[3]))
 
     async def activity_target(self, activity_id: int) -> ActivityTarget | None:
-        row = await self._one("activity", activity_id)
+        row = await self._first(_ACTIVITY_SQL, id=activity_id)
         return None if row is None else ActivityTarget(row[0], row[1], row[2])
 
     async def folder_page(
