@@ -134,7 +134,7 @@ async def test_without_ip_or_account(limiter: RateLimiter) -> None:
 
 async def test_concurrent_failures_are_all_counted(limiter: RateLimiter, counters: Any) -> None:
     await asyncio.gather(*(limiter.failed("login", account="busy") for _ in range(20)))
-    count, _ = await counters.current(f"login:account:{account_key('busy')}")
+    [(count, _)] = await counters.current_many([f"login:account:{account_key('busy')}"])
     assert count == 20
 
 

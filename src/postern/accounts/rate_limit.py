@@ -54,10 +54,8 @@ class Counters(Protocol):
     async def increment(self, key: str, window_s: int) -> tuple[int, float]:
         """One more event; returns the window's count and the seconds until it ends."""
 
-    async def current(self, key: str) -> tuple[int, float]: ...
-
     async def current_many(self, keys: list[str]) -> list[tuple[int, float]]:
-        """``current`` of several keys, in one round trip."""
+        """Each key's count and the seconds until its window ends, in one round trip."""
 
     async def reset(self, key: str) -> None: ...
 
@@ -72,12 +70,6 @@ class DatabaseCounters:
         now = int(time.time() * 1000)
         async with self.db.write() as conn:
             count, ends = await store.increment(conn, key, now, window_s * 1000)
-        return count, (ends - now) / 1000
-
-    async def current(self, key: str) -> tuple[int, float]:
-        now = int(time.time() * 1000)
-        async with self.db.read() as conn:
-            count, ends = await store.current(conn, key, now)
         return count, (ends - now) / 1000
 
     async def current_many(self, keys: list[str]) -> list[tuple[int, float]]:
@@ -117,11 +109,6 @@ class RedisCounters:
     async def increment(self, key: str, window_s: int) -> tuple[int, float]:
         count, ttl_ms = await self._increment(keys=[self.prefix + key], args=[window_s * 1000])
         return int(count), max(int(ttl_ms), 0) / 1000
-
-    async def current(self, key: str) -> tuple[int, float]:
-        async with self.client.pipeline(transaction=False) as pipe:
-            count, ttl_ms = await pipe.get(self.prefix + key).pttl(self.prefix + key).execute()
-        return int(count or 0), max(int(ttl_ms or 0), 0) / 1000
 
     async def current_many(self, keys: list[str]) -> list[tuple[int, float]]:
         async with self.client.pipeline(transaction=False) as pipe:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import case, delete, select
+from sqlalchemy import case, delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.storage.database import Database
@@ -28,16 +28,9 @@ async def increment(conn: AsyncConnection, key: str, now_ms: int, window_ms: int
     return int(row.count), int(row.expires_ms)
 
 
-async def current(conn: AsyncConnection, key: str, now_ms: int) -> tuple[int, int]:
-    """The count of ``key``'s live window (0 when there is none) and its end."""
-    row = (await conn.execute(select(rate_limits.c.count, rate_limits.c.expires_ms).where(rate_limits.c.key == key))).first()
-    if row is None or row.expires_ms <= now_ms:
-        return 0, now_ms
-    return int(row.count), int(row.expires_ms)
-
-
 async def current_many(db: Database, keys: list[str], now_ms: int) -> list[tuple[int, int]]:
-    """``current`` of each key, in one statement (``quick_reads``), in order."""
+    """The count of each key's live window (0 when there is none) and its end, in
+    order, read in one statement (``quick_reads``)."""
     if not keys:
         return []
     names, params = in_list("k", keys)
