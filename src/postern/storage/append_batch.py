@@ -33,8 +33,8 @@ from postern.storage import folders as folder_store
 from postern.storage import message_events as event_store
 from postern.storage import messages as message_store
 from postern.storage import users as user_store
-from postern.storage.database import _InlineConnection
 from postern.storage.ids import new_id
+from postern.storage.sqlite_driver import sqlite_driver
 
 T = TypeVar("T")
 
@@ -377,15 +377,13 @@ async def append_rows(conn: AsyncConnection, *, fast: bool = True) -> AppendRows
     connection where there is a fast path (``fast``), else through SQLAlchemy."""
     if not fast:
         return SqlAlchemyRows(conn)
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
     if conn.dialect.name == "sqlite":
-        if isinstance(driver, _InlineConnection):
-            return SqliteRows(driver._conn, None)
-        execute = getattr(driver, "_execute", None)  # aiosqlite: run a function in its thread
-        if execute is not None and isinstance(getattr(driver, "_connection", None), sqlite3.Connection):
-            return SqliteRows(driver._connection, execute)
+        sqlite = await sqlite_driver(conn)
+        if sqlite is not None:
+            return SqliteRows(sqlite.connection, sqlite.hop)
     elif conn.dialect.driver == "asyncpg":
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
         adapted = raw.dbapi_connection
         if getattr(adapted, "_transaction", None) is None:
             # A statement through SQLAlchemy begins the transaction its adapter tracks
