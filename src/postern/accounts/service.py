@@ -87,6 +87,22 @@ class NewUser:
     premium: bool = False
 
 
+def _login_keys(login: str) -> tuple[str | None, str | None]:
+    """What a login may name: a username, and (when it has an ``@``) an address's key;
+    None for a form that cannot be one."""
+    try:
+        username: str | None = normalise_username(login)
+    except InvalidInput:
+        username = None
+    address_key: str | None = None
+    if "@" in login:
+        try:
+            address_key = normalise_address(login).key
+        except InvalidInput:
+            address_key = None
+    return username, address_key
+
+
 @dataclass(frozen=True, slots=True)
 class Authenticated:
     user: Row | UserRow
@@ -291,15 +307,10 @@ class Accounts:
 
     @staticmethod
     async def _find_login(conn: Any, login: str) -> Row | None:
-        try:
-            user = await user_store.get_user_by_username(conn, normalise_username(login))
-        except InvalidInput:
-            user = None
-        if user is None and "@" in login:
-            try:
-                user = await user_store.get_user_by_address_key(conn, normalise_address(login).key)
-            except InvalidInput:
-                user = None
+        username, address_key = _login_keys(login)
+        user = await user_store.get_user_by_username(conn, username) if username is not None else None
+        if user is None and address_key is not None:
+            user = await user_store.get_user_by_address_key(conn, address_key)
         return user
 
     async def authenticate(self, login: str, password: str, scope: str = "master", meta: AuthMeta = NO_META) -> Authenticated:
@@ -360,17 +371,7 @@ class Accounts:
     async def _login_state(self, login: str, password: str) -> tuple[UserRow | None, AspMatch | None, bool]:
         """In one statement: the user of ``login`` (as ``_find_login`` finds it), its ASP
         matching ``password`` (if the password has an ASP's form) and whether TOTP is on."""
-        login = login.strip()
-        try:
-            username: str | None = normalise_username(login)
-        except InvalidInput:
-            username = None
-        address_key: str | None = None
-        if "@" in login:
-            try:
-                address_key = normalise_address(login).key
-            except InvalidInput:
-                address_key = None
+        username, address_key = _login_keys(login.strip())
         normalised = asp_candidate(password)
         digest = self.application_passwords.digest(normalised) if normalised is not None else None
         state = await login_store.login_state(self.db, username, address_key, digest)
