@@ -118,36 +118,84 @@ def lock_is_free(path: Path) -> bool:
         os.close(fd)
 
 
-async def test_an_inline_commit_gives_the_turn_back_from_its_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def fd_path(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to name a descriptor's file")
+async def test_an_inline_commit_gives_the_turn_back_before_it_syncs_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With inline statements the COMMIT only appends to the WAL (synchronous=NORMAL);
+    the turn is given back at once and the WAL synced after it, before the commit
+    returns: other writers do not wait for this one's disk, and a write still
+    returns only once it is durable."""
     db = Database(url(tmp_path))
     db.run_statements_inline()
     lock = tmp_path / "turns.sqlite3.writelock"
-    seen: list[tuple[bool, bool]] = []
-    commit_then = _InlineConnection._commit_then
+    synced: list[tuple[str, bool, bool]] = []
+    real_fdatasync = os.fdatasync
 
-    def observed(self: _InlineConnection, after: Any) -> None:
-        commit_then(self, after)
-        # Still in the committing thread, before the event loop hears of it.
-        seen.append((threading.current_thread() is not threading.main_thread(), lock_is_free(lock)))
+    def observed(fd: int) -> None:
+        synced.append((fd_path(fd), lock_is_free(lock), threading.current_thread() is threading.main_thread()))
+        real_fdatasync(fd)
 
-    monkeypatch.setattr(_InlineConnection, "_commit_then", observed)
+    monkeypatch.setattr(os, "fdatasync", observed)
+    wal = str(tmp_path / "turns.sqlite3-wal")
     try:
         async with db.write() as conn:
             await conn.execute(text("CREATE TABLE t (x INTEGER)"))
-        seen.clear()  # a COMMIT that wrote no row runs in the loop's thread
-        async with db.write() as conn:
-            await conn.execute(text("INSERT INTO t VALUES (0)"))
+            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
+        assert synced == [(wal, True, False)]
+        synced.clear()
+        async with db.read() as conn:  # a read has nothing to sync
+            await conn.execute(text("SELECT count(*) FROM t"))
+        assert synced == []
         async with db.writer_turn(ends_at_commit=True), db.write() as conn:
             await conn.execute(text("INSERT INTO t VALUES (1)"))
-        assert seen == [(True, True), (True, True)]
+        assert synced == [(wal, True, False)]
         # A turn that is not for one transaction keeps the lock to its end.
-        seen.clear()
+        synced.clear()
         async with db.writer_turn():
             async with db.write() as conn:
                 await conn.execute(text("INSERT INTO t VALUES (2)"))
+            assert synced == [(wal, False, False)]
             assert not lock_is_free(lock)
-        assert seen == [(True, False)]
         assert lock_is_free(lock)
+    finally:
+        await db.close()
+
+
+async def test_a_failed_wal_sync_fails_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller of a write whose WAL could not be synced hears it (a mail door
+    answers 451, and the sender tries again), and the turn is free for the next."""
+    db = Database(url(tmp_path))
+    db.run_statements_inline()
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+
+        def failing(fd: int) -> None:
+            raise OSError(5, "Input/output error")
+
+        monkeypatch.setattr(os, "fdatasync", failing)
+        with pytest.raises(OSError, match="Input/output"):
+            async with db.write() as conn:
+                await conn.execute(text("INSERT INTO t VALUES (1)"))
+        monkeypatch.undo()
+        assert lock_is_free(tmp_path / "turns.sqlite3.writelock")
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (2)"))
+    finally:
+        await db.close()
+
+
+@pytest.mark.parametrize(("inline", "fsync", "expected"), [(True, True, 1), (False, True, 2), (True, False, 0), (False, False, 0)])
+async def test_who_syncs_a_commit(tmp_path: Path, inline: bool, fsync: bool, expected: int) -> None:
+    """SQLite syncs in the COMMIT (FULL, 2) unless the connection syncs the WAL itself
+    (inline: NORMAL, 1); with fsync off nothing syncs (OFF, 0)."""
+    db = Database(url(tmp_path), inline=inline, fsync=fsync)
+    try:
+        async with db.write() as conn:
+            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == expected
     finally:
         await db.close()
 

@@ -12,11 +12,12 @@ released, where SQLite's own busy handler would poll for its lock with sleeps of
 to 100 ms. ``busy_timeout`` still covers any writer that does not take the file lock.
 
 What a turn holds is kept short. A turn that ends with its transaction (``write()``
-alone, or ``writer_turn(ends_at_commit=True)``) gives the file lock back from the
-thread that ran the COMMIT as soon as it returns, not when a busy event loop next
-runs the waiting task. And no COMMIT copies the WAL into the database: automatic
-checkpoints are off, and a thread of the database's own (``_WalCheckpointer``) runs
-them beside the writers, outside any turn.
+alone, or ``writer_turn(ends_at_commit=True)``) gives the file lock back as soon as
+its COMMIT returns, not when a busy event loop next runs the waiting task. No COMMIT
+copies the WAL into the database: automatic checkpoints are off, and a thread of the
+database's own (``_WalCheckpointer``) runs them beside the writers, outside any turn.
+And with inline statements (the mail workers) no COMMIT waits for the disk inside a
+turn: see ``_InlineConnection``.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class _InlineCursor:
     async def execute(self, sql: str, parameters: Any = None) -> _InlineCursor:
         if sql[:5].upper() == "BEGIN":
             self._owner._changes_at_begin = self._owner._conn.total_changes
+            # A write transaction (``Database.write``): its COMMIT is synced even if
+            # no row changed, since a schema change is not counted in total_changes.
+            self._owner._began_to_write = "IMMEDIATE" in sql.upper()
         if parameters is None:
             self._cursor.execute(sql)
         else:
@@ -127,19 +131,35 @@ class _InlineCursor:
 
 class _InlineConnection:
     """An aiosqlite look-alike that runs each statement at once in the event loop's
-    thread, and only a COMMIT that wrote something (it syncs the journal) in a worker
     thread. For processes whose statements are all short index lookups and batch
     writes (the mail workers): a statement through aiosqlite costs three or four
     hand-offs between threads, each waiting for the GIL, and a write transaction holds
-    the database's one write lock through all of them."""
+    the database's one write lock through all of them.
 
-    def __init__(self, conn: sqlite3.Connection):
+    A COMMIT that wrote something must be on disk before ``commit`` returns. With
+    ``synchronous=FULL`` SQLite syncs the WAL inside the COMMIT, while the writers'
+    turn (and SQLite's write lock) is held, so every other writer waits for the disk
+    too. In WAL mode this connection runs with ``synchronous=NORMAL`` instead, where
+    the COMMIT only appends its frames to the WAL, and ``commit`` then syncs the WAL
+    itself, after the turn is given back (``wal_path``): one process's sync overlaps
+    the next writer's statements. Once that ``fdatasync`` returns, the frames of this
+    transaction and of every one before it are on disk, which is all that recovery
+    needs to replay it. A checkpoint still syncs the WAL before it copies frames
+    (``_WalCheckpointer``'s connection keeps ``synchronous=FULL``)."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str | None = None):
         self._conn = conn
         self._connection: sqlite3.Connection | None = conn
         self._tx = _Immediately()
         self._changes_at_begin = -1
-        # Called once a COMMIT has returned, in the thread that ran it (see
-        # ``Database.write``); never after a failed one.
+        self._began_to_write = False
+        self._path = path
+        # Set at connect (``Database._configure_sqlite``) when this connection commits
+        # without a sync and syncs this file after each COMMIT that wrote something.
+        self.wal_path: str | None = None
+        self._wal_fd: int | None = None
+        # Called once a COMMIT has returned (see ``Database.write``); never after a
+        # failed one.
         self.after_commit: Callable[[], None] | None = None
 
     @property
@@ -155,15 +175,27 @@ class _InlineConnection:
 
     async def commit(self) -> None:
         after = self.after_commit
-        if self._conn.in_transaction and self._conn.total_changes != self._changes_at_begin:
-            await asyncio.to_thread(self._commit_then, after)
-        else:
-            self._commit_then(after)
+        wrote = self._conn.in_transaction and (self._began_to_write or self._conn.total_changes != self._changes_at_begin)
+        if wrote and self.wal_path is None:
+            await asyncio.to_thread(self._commit_then, after)  # the COMMIT syncs
+            return
+        self._commit_then(after)
+        if wrote:
+            await asyncio.to_thread(self._sync_wal)
 
     def _commit_then(self, after: Callable[[], None] | None) -> None:
         self._conn.commit()
         if after is not None:
             after()
+
+    def _sync_wal(self) -> None:
+        """Put the WAL on disk: every frame appended so far, this COMMIT's included.
+        The descriptor stays open with the connection, whose open handle keeps SQLite
+        from deleting the WAL (it truncates it at most, the same file)."""
+        if self._wal_fd is None:
+            assert self.wal_path is not None
+            self._wal_fd = os.open(self.wal_path, os.O_RDONLY | os.O_CLOEXEC)
+        os.fdatasync(self._wal_fd)
 
     async def rollback(self) -> None:
         self._conn.rollback()
@@ -175,6 +207,9 @@ class _InlineConnection:
         if self._connection is not None:
             self._connection = None
             self._conn.close()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
         self._conn.create_function(*args, **kwargs)
@@ -194,7 +229,8 @@ class _Connecting:
 
     async def _open(self) -> _InlineConnection:
         kwargs = {**self._kwargs, "check_same_thread": False}
-        return _InlineConnection(sqlite3.connect(*self._args, **kwargs))
+        database = self._args[0] if self._args else kwargs.get("database")
+        return _InlineConnection(sqlite3.connect(*self._args, **kwargs), database if isinstance(database, str) else None)
 
 
 def _inline_sqlite_module() -> Any:
@@ -392,9 +428,17 @@ class Database:
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit is on disk when it returns, which the "250 only when durable"
-            # promise of the mail doors relies on.
-            cursor.execute(f"PRAGMA synchronous={synchronous}")
+            wal = str(cursor.fetchone()[0]).lower() == "wal"
+            # A commit is on disk when it returns, which the "250 only when durable"
+            # promise of the mail doors relies on: with FULL, SQLite syncs in the
+            # COMMIT; an inline connection in WAL mode syncs the WAL itself, after
+            # the COMMIT (see _InlineConnection).
+            inline = getattr(dbapi_connection, "driver_connection", None)
+            if fsync and wal and isinstance(inline, _InlineConnection) and inline._path and inline._path != ":memory:":
+                inline.wal_path = inline._path + "-wal"
+                cursor.execute("PRAGMA synchronous=NORMAL")
+            else:
+                cursor.execute(f"PRAGMA synchronous={synchronous}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=10000")
             if checkpointer is not None:
@@ -462,8 +506,8 @@ class Database:
 
         ``ends_at_commit``: the turn is for one transaction; once its COMMIT returns,
         other processes may write (with inline statements, the file lock is given
-        back from the committing thread). A further ``write()`` in the same turn takes
-        the file lock again."""
+        back as the COMMIT returns, before its sync: see ``_InlineConnection``). A
+        further ``write()`` in the same turn takes the file lock again."""
         if self._write_lock is None or self._turn_owner is asyncio.current_task():
             yield
             return
