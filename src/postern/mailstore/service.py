@@ -324,20 +324,31 @@ class MailStore:
         and synced. Nothing is visible before ``commit``; blobs staged but never
         committed are orphans, which the garbage collector removes."""
         results: list[AppendResult | DomainError | None] = [None] * len(requests)
-        prepared: list[tuple[int, _Prepared]] = []
+        fitting: list[tuple[int, AppendRequest]] = []
         for index, request in enumerate(requests):
             if len(request.prefix) + len(request.raw) > self.max_message_size:
                 results[index] = TooLarge(f"Message is larger than the allowed {self.max_message_size} bytes")
-                continue
-            if len(request.raw) > INLINE_PARSE_LIMIT:
-                summary = await asyncio.to_thread(mime.summarise, request.raw)
             else:
-                summary = mime.summarise(request.raw)
-            prepared.append((index, _Prepared(request, summary, columns=_message_columns(request, summary))))
-        if prepared:
-            keys = await self.blobs.put_many([p.request.raw for _, p in prepared])
-            for (_, item), key in zip(prepared, keys):
-                item.key = key
+                fitting.append((index, request))
+        if not fitting:
+            return StagedAppends(results, [])
+        # The blobs are written and synced in a thread while this one parses them:
+        # the disk's wait and the parse overlap.
+        writing = asyncio.ensure_future(self.blobs.put_many([request.raw for _, request in fitting]))
+        prepared: list[tuple[int, _Prepared]] = []
+        try:
+            for index, request in fitting:
+                if len(request.raw) > INLINE_PARSE_LIMIT:
+                    summary = await asyncio.to_thread(mime.summarise, request.raw)
+                else:
+                    summary = mime.summarise(request.raw)
+                prepared.append((index, _Prepared(request, summary, columns=_message_columns(request, summary))))
+        finally:
+            # Whatever happens to the parse, the write is waited for (or its failure
+            # heard): nothing is left running behind the caller's back.
+            keys = await writing
+        for (_, item), key in zip(prepared, keys):
+            item.key = key
         return StagedAppends(results, prepared)
 
     async def commit(self, batches: Sequence[StagedAppends]) -> list[list[AppendResult | DomainError]]:
