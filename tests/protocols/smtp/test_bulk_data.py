@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import SMTP as AioSMTP
 
-from postern.protocols.smtp.session import ConnectionLimiter, DoorLMTP, DoorSMTP
+from postern.protocols.smtp.session import ConnectionLimiter, DoorLMTP, DoorSMTP, _may_have_long_line
 
 LIMIT = 3000  # data_size_limit of the servers under test
 
@@ -231,3 +231,21 @@ async def test_a_connection_lost_during_data_ends_the_session() -> None:
         assert recorder.seen == []
     finally:
         server.close()
+
+
+def test_the_long_line_screen_never_misses_a_long_line() -> None:
+    """``_may_have_long_line`` may say "look closer" for nothing, never "no long
+    line" when there is one: random lines of lengths around the limit, bare CR and LF
+    among them."""
+    rng = random.Random(20261121)
+    for _ in range(20_000):
+        longest = rng.choice([1, 2, 3, 4, 5, 7, 10, 20, 999])
+        parts = []
+        for _ in range(rng.randint(0, 8)):
+            n = rng.choice([0, 1, longest - 1, longest, longest + 1, longest + 2, rng.randint(0, 2 * longest + 3)])
+            parts.append(bytes(rng.choice(b"ab\r\n.") for _ in range(max(0, n))))
+        data = b"\r\n".join(parts) + (b"\r\n" if rng.random() < 0.8 else b"")
+        if max(map(len, data.split(b"\r\n"))) > longest:
+            assert _may_have_long_line(data, longest), (longest, data)
+    # Mail of ordinary short lines passes without a closer look.
+    assert not _may_have_long_line(b"a line of text\r\n" * 2000, 998)

@@ -333,6 +333,22 @@ def _data_state(lines: list[bytes], partial: bytes, limit: int | None, line_limi
     return _NOMINAL
 
 
+def _may_have_long_line(data: bytes, longest: int) -> bool:
+    """False when no line of ``data`` (split at CRLF) is longer than ``longest``
+    bytes, found without splitting it: a CRLF must start within every window of
+    ``step`` positions, taken every ``step`` bytes. A line of ``longest + 1`` bytes or
+    more holds such a window whole (two steps fit in it), so it cannot be missed;
+    True means only "look closer"."""
+    step = (longest + 1) // 2
+    if step < 2:
+        return True
+    find = data.find
+    for start in range(0, len(data) - longest - 1 + step, step):
+        if find(b"\r\n", start, start + step + 1) < 0:
+            return True
+    return False
+
+
 class _DataCollector:
     """The bytes of one DATA section as they arrive, up to the line ".": ``done``
     gets (data with its last CRLF, bytes after the end, state). Past the size limit
@@ -383,15 +399,17 @@ class _DataCollector:
         # The end of the data: while postern stores the message, the client is
         # waiting for us, not idle (smtp_DATA restarts the timer afterwards).
         self.session._timeout_handle.cancel()  # type: ignore[attr-defined]
-        content = bytes(buffer[:end])
         leftover = bytes(buffer[end + 3 :])
+        del buffer[end:]
+        content = bytes(buffer)
         buffer.clear()
         if not self.discarded:
             if self.limit and len(content) > self.limit:
                 self.state = _TOO_MUCH
-            lines = content.split(b"\r\n")
-            if len(max(lines, key=len)) + 2 > self.line_limit or self.state != _NOMINAL:
-                self.state = _data_state(lines[:-1], b"", self.limit, self.line_limit)
+            if self.state != _NOMINAL or _may_have_long_line(content, self.line_limit - 2):
+                lines = content.split(b"\r\n")
+                if len(max(lines, key=len)) + 2 > self.line_limit or self.state != _NOMINAL:
+                    self.state = _data_state(lines[:-1], b"", self.limit, self.line_limit)
         if self.state != _NOMINAL:
             content = b""
         self.done.set_result((content, leftover, self.state))
