@@ -4,6 +4,7 @@ alias (``replies``), and the bounces of forwards (``aliases.bounces``)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -239,8 +240,19 @@ class InboundDelivery:
         helo = header_safe(envelope.helo) or "unknown"
         return (
             f"Received: from {helo} ([{envelope.client_ip}])\r\n\tby {self.hostname} (postern) with {envelope.transtype}"
-            f" id {envelope.queue_id}\r\n\tfor <{recipient.address}>; {format_datetime(now)}\r\n"
+            f" id {envelope.queue_id}\r\n\tfor <{recipient.address}>; {_received_date(now)}\r\n"
         ).encode("utf-8")
+
+
+@functools.lru_cache(maxsize=4)
+def _date_of_second(second: int) -> str:
+    return format_datetime(datetime.fromtimestamp(second, UTC))
+
+
+def _received_date(now: datetime) -> str:
+    """The Received field's date, to the second (RFC 5322 has no finer), made once
+    per second rather than once per message."""
+    return _date_of_second(int(now.timestamp()))
 
 
 _REPORT = re.compile(rb"report-type[ \t]*=[ \t]*\"?delivery-status", re.IGNORECASE)
