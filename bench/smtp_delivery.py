@@ -197,6 +197,7 @@ class Run:
     latency_p50_ms: float = 0.0
     latency_p99_ms: float = 0.0
     server_cpu_ms: float = 0.0  # server CPU time (all processes and threads) per message
+    server_sys_ms: float = 0.0  # the part of it spent in the kernel (syscalls: fsync, sockets, files)
     client_cpu_ms: float = 0.0  # this script's CPU time per message
     load_before: str = ""
     verified: bool = False
@@ -305,20 +306,29 @@ def _proc_stat(pid: int | str) -> list[str]:
     return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
 
 
-def session_cpu_seconds(sid: int) -> float:
-    """CPU time of every process in session ``sid`` (the servers are started in a
-    session of their own), plus what the leader collected from children that ended."""
-    ticks = 0
+def session_cpu_split(sid: int) -> tuple[float, float]:
+    """CPU time, user and system, of every process in session ``sid`` (the servers are
+    started in a session of their own), plus what the leader collected from children
+    that ended."""
+    user = system = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
             fields = _proc_stat(entry.name)
             if int(fields[3]) == sid:
-                ticks += int(fields[11]) + int(fields[12])
+                user += int(fields[11])
+                system += int(fields[12])
                 if int(entry.name) == sid:
-                    ticks += int(fields[13]) + int(fields[14])
-    return ticks / os.sysconf("SC_CLK_TCK")
+                    user += int(fields[13])
+                    system += int(fields[14])
+    tick = os.sysconf("SC_CLK_TCK")
+    return user / tick, system / tick
+
+
+def session_cpu_seconds(sid: int) -> float:
+    """User and system CPU time of session ``sid`` together (see session_cpu_split)."""
+    return sum(session_cpu_split(sid))
 
 
 class Postern(ServeProcess):
@@ -562,9 +572,9 @@ def measure(
     target: str, round_: int, port: int, lmtp: bool, server_sid: int, messages: list[Message], connections: int
 ) -> Run:
     load = load_average()
-    cpu0, client0 = session_cpu_seconds(server_sid), time.process_time()
+    (user0, sys0), client0 = session_cpu_split(server_sid), time.process_time()
     elapsed, bad, examples, latencies = deliver("127.0.0.1", port, lmtp, messages, connections)
-    cpu1, client1 = session_cpu_seconds(server_sid), time.process_time()
+    (user1, sys1), client1 = session_cpu_split(server_sid), time.process_time()
     latencies.sort()
 
     def quantile(q: float) -> float:
@@ -573,7 +583,7 @@ def measure(
     n = len(messages)
     return Run(
         target, round_, n, elapsed, n / elapsed, bad, examples, quantile(0.5), quantile(0.99),
-        (cpu1 - cpu0) / n * 1000, (client1 - client0) / n * 1000, load,
+        (user1 + sys1 - user0 - sys0) / n * 1000, (sys1 - sys0) / n * 1000, (client1 - client0) / n * 1000, load,
     )
 
 
@@ -589,7 +599,7 @@ def report(run: Run) -> None:
     check = "counts ok" if run.verified else f"COUNTS WRONG: {run.verify_note}"
     print(
         f"  round {run.round}  {run.target:<14} {run.rate:>7,.0f} messages/s  ({run.seconds:.1f} s, p50 {run.latency_p50_ms:.0f} ms, "
-        f"p99 {run.latency_p99_ms:.0f} ms, server CPU {run.server_cpu_ms:.2f} ms/message, load {run.load_before}; {check}){flag}",
+        f"p99 {run.latency_p99_ms:.0f} ms, server CPU {run.server_cpu_ms:.2f} ms/message (kernel {run.server_sys_ms:.2f}), load {run.load_before}; {check}){flag}",
         flush=True,
     )
     for example in run.examples[:3]:
