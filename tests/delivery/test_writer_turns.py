@@ -240,3 +240,37 @@ async def test_a_failed_commit_keeps_the_lock_until_the_turn_ends(tmp_path: Path
             await conn.execute(text("INSERT INTO p VALUES (7)"))
     finally:
         await db.close()
+
+
+async def test_an_inline_database_keeps_one_connection_for_its_writes(tmp_path: Path) -> None:
+    """Writes take turns, so an inline database keeps one connection for them instead
+    of a checkout per transaction; a failed write gives it up, and the next write
+    starts on a fresh one."""
+    db = Database(url(tmp_path))
+    db.run_statements_inline()
+
+    async def driver_of_a_write(row: int) -> Any:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (:x)"), {"x": row})
+            return (await conn.get_raw_connection()).driver_connection
+
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
+        first = await driver_of_a_write(1)
+        assert await driver_of_a_write(2) is first
+        kept = db._writer
+        with pytest.raises(Exception, match="UNIQUE"):
+            await driver_of_a_write(2)
+        assert db._writer is None  # back to the pool, which resets it
+        fresh = await driver_of_a_write(3)
+        assert db._writer is not None and db._writer is not kept
+        assert await driver_of_a_write(4) is fresh
+        # Concurrent writers of one process share it by taking turns.
+        drivers = await asyncio.gather(*(driver_of_a_write(n) for n in range(10, 30)))
+        assert all(d is fresh for d in drivers)
+        rows = sqlite3.connect(str(tmp_path / "turns.sqlite3")).execute("SELECT count(*) FROM t").fetchone()
+        assert rows == (24,)
+    finally:
+        await db.close()
+    assert db._writer is None

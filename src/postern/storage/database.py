@@ -96,10 +96,8 @@ class _InlineCursor:
 
     async def execute(self, sql: str, parameters: Any = None) -> _InlineCursor:
         if sql[:5].upper() == "BEGIN":
-            self._owner._changes_at_begin = self._owner._conn.total_changes
-            # A write transaction (``Database.write``): its COMMIT is synced even if
-            # no row changed, since a schema change is not counted in total_changes.
-            self._owner._began_to_write = "IMMEDIATE" in sql.upper()
+            self._owner.begin(sql[5:].strip())
+            return self
         if parameters is None:
             self._cursor.execute(sql)
         else:
@@ -172,6 +170,14 @@ class _InlineConnection:
 
     def cursor(self) -> _InlineCursor:
         return _InlineCursor(self)
+
+    def begin(self, mode: str) -> None:
+        """``BEGIN <mode>``, noting what its COMMIT must sync: a write transaction
+        (IMMEDIATE, as ``Database.write`` begins) is synced even if no row changed,
+        since a schema change is not counted in total_changes."""
+        self._changes_at_begin = self._conn.total_changes
+        self._began_to_write = mode.upper() == "IMMEDIATE"
+        self._conn.execute(f"BEGIN {mode}")
 
     async def commit(self) -> None:
         after = self.after_commit
@@ -384,6 +390,10 @@ class Database:
         self._checkpointer: _WalCheckpointer | None = None
         self._shared_writes: SharedWrites | None = None
         self._reader: sqlite3.Connection | None = None
+        # With inline statements: the connection kept for write transactions, and its
+        # driver connection (see ``write``).
+        self._writer: tuple[AsyncConnection, Any] | None = None
+        self._writer_busy = False
         if self.is_sqlite:
             database = self.url.database or ""
             if database and database != ":memory:":
@@ -450,7 +460,11 @@ class Database:
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
             mode = conn.get_execution_options().get("sqlite_begin", "")
-            conn.exec_driver_sql(f"BEGIN {mode}")
+            driver = conn.connection.driver_connection
+            if isinstance(driver, _InlineConnection):
+                driver.begin(mode)  # the statement alone, without a cursor's round of events
+            else:
+                conn.exec_driver_sql(f"BEGIN {mode}")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -471,18 +485,38 @@ class Database:
             if turn is not None and turn.fd is None and self._lock_path is not None:
                 # An earlier transaction of this turn gave the file lock back.
                 await self._lock_file(turn)
-            async with self.engine.connect() as conn:
-                conn = await conn.execution_options(sqlite_begin="IMMEDIATE")
-                driver = None
-                if self.inline and turn is not None and turn.ends_at_commit and turn.fd is not None:
-                    driver = (await conn.get_raw_connection()).driver_connection
-                    driver.after_commit = lambda: self._give_back_file_lock(turn)
-                try:
-                    async with conn.begin():
-                        yield conn
-                finally:
-                    if driver is not None:
-                        driver.after_commit = None
+            kept = self.inline and self._writer is not None and not self._writer_busy
+            if kept:
+                conn, driver = self._writer  # type: ignore[misc]
+                self._writer_busy = True
+            else:
+                conn = await (await self.engine.connect()).execution_options(sqlite_begin="IMMEDIATE")
+                driver = (await conn.get_raw_connection()).driver_connection
+            gives_back = self.inline and turn is not None and turn.ends_at_commit and turn.fd is not None
+            if gives_back:
+                driver.after_commit = lambda: self._give_back_file_lock(turn)
+            failed = False
+            try:
+                async with conn.begin():
+                    yield conn
+            except BaseException:
+                failed = True
+                raise
+            finally:
+                if gives_back:
+                    driver.after_commit = None
+                if kept:
+                    self._writer_busy = False
+                    if failed:  # whatever state a failure left it in, start afresh
+                        self._writer = None
+                        await conn.close()
+                elif self.inline and not failed and self._writer is None:
+                    # An inline database keeps one connection for its writes, which take
+                    # turns: a checkout from the pool, its options and its return cost
+                    # more than a group commit's statements.
+                    self._writer = (conn, driver)
+                else:
+                    await conn.close()
 
     async def write_shared(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` in a write transaction shared with concurrent callers (one
@@ -577,6 +611,9 @@ class Database:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if self._writer is not None:
+            writer, self._writer = self._writer[0], None
+            await writer.close()
         await self.engine.dispose()
         if self._lock_fd is not None:
             with contextlib.suppress(OSError):
