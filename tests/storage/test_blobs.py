@@ -616,3 +616,53 @@ async def test_ensure_many_writes_only_what_is_missing(tmp_path, kind, monkeypat
         written.clear()
         await store.ensure_many({sha(present): present})
         assert written == []
+
+
+def test_parallel_runs_every_item_side_by_side_and_raises_the_first_error() -> None:
+    started: list[int] = []
+    both_running = threading.Barrier(3, timeout=10)
+
+    def waits_for_the_others(item: int) -> None:
+        started.append(item)
+        both_running.wait()  # only returns once all three run at the same time
+
+    blobs_module._parallel(waits_for_the_others, [1, 2, 3])
+    assert sorted(started) == [1, 2, 3]
+
+    def fails_on_odd(item: int) -> None:
+        if item % 2:
+            raise OSError(item, "no space")
+
+    with pytest.raises(OSError):
+        blobs_module._parallel(fails_on_odd, list(range(10)))
+    # A failure in a lane thread is heard too, and the lane goes on working.
+    with pytest.raises(OSError, match="no space"):
+        blobs_module._parallel(fails_on_odd, [0, 3])
+    blobs_module._parallel(lambda item: None, list(range(100)))
+
+
+def test_a_lane_starts_threads_only_while_none_is_idle_and_at_most_its_limit() -> None:
+    lane = blobs_module._Lane(3, "test-lane")
+    release = threading.Event()
+    finished: list[int] = []
+    lock = threading.Lock()
+
+    def call(n: int) -> None:
+        release.wait(10)
+        with lock:
+            finished.append(n)
+
+    for n in range(10):
+        lane.run(lambda n=n: call(n))
+    assert lane._threads == 3  # the other seven wait for a thread
+    release.set()
+    deadline = time.monotonic() + 10
+    while len(finished) < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(finished) == list(range(10))
+    # Idle threads take the next calls: no new thread.
+    for n in range(10, 13):
+        lane.run(lambda n=n: call(n))
+    while len(finished) < 13 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert lane._threads == 3 and len(finished) == 13

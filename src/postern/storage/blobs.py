@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import hashlib
+import logging
 import os
+import queue
 import re
 import secrets
 import stat
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
@@ -43,6 +45,8 @@ __all__ = [
     "open_blob_store",
     "validate_key",
 ]
+
+log = logging.getLogger(__name__)
 
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
 _FANOUT_RE = re.compile(r"[0-9a-f]{2}")
@@ -138,30 +142,55 @@ def _fsync_dir(path: Path | str) -> None:
         os.close(fd)
 
 
-_SYNC_THREADS = 32
-_sync_pool: ThreadPoolExecutor | None = None
-_sync_pool_lock = threading.Lock()
-# Threads for the write jobs themselves (_run_queued). Not the event loop's default
-# executor: a job waits on fsyncs for milliseconds, and a dozen of them in flight
-# would queue the database's COMMIT behind them, with the write lock held.
-_WRITE_THREADS = 32
-_write_pool: ThreadPoolExecutor | None = None
+class _Lane:
+    """Daemon threads that run calls taken from one queue, for blocking file calls.
+
+    A hand-off is one put on a ``SimpleQueue``: no ``concurrent.futures`` Future (with
+    its Condition), work item or executor bookkeeping per call, which cost more than
+    the ``fsync`` they hand off once a mail worker makes a few thousand a second. A
+    call reports its own outcome (see ``_parallel`` and ``_run_queued``). Threads
+    start while no thread is idle, up to ``limit``, and last as long as the process."""
+
+    def __init__(self, limit: int, name: str) -> None:
+        self._limit = limit
+        self._name = name
+        self._calls: queue.SimpleQueue[Callable[[], object]] = queue.SimpleQueue()
+        self._guard = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def run(self, call: Callable[[], object]) -> None:
+        with self._guard:
+            start = self._idle == 0 and self._threads < self._limit
+            if start:
+                self._threads += 1
+            else:
+                self._idle -= 1  # that thread is spoken for
+        if start:
+            try:
+                threading.Thread(target=self._serve, name=f"{self._name}-{self._threads}", daemon=True).start()
+            except BaseException:
+                with self._guard:
+                    self._threads -= 1
+                raise
+        self._calls.put(call)
+
+    def _serve(self) -> None:
+        while True:
+            call = self._calls.get()
+            try:
+                call()
+            except BaseException:  # a call answers for itself; the thread goes on
+                log.exception("a blob thread's call failed")
+            with self._guard:
+                self._idle += 1
 
 
-def _sync_threads() -> ThreadPoolExecutor:
-    global _sync_pool
-    with _sync_pool_lock:
-        if _sync_pool is None:
-            _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="postern-fsync")
-        return _sync_pool
-
-
-def _write_threads() -> ThreadPoolExecutor:
-    global _write_pool
-    with _sync_pool_lock:
-        if _write_pool is None:
-            _write_pool = ThreadPoolExecutor(_WRITE_THREADS, thread_name_prefix="postern-blob-write")
-        return _write_pool
+# fsyncs run side by side (_parallel); the write jobs (_run_queued) have threads of
+# their own: a job waits on fsyncs for milliseconds, and a dozen of them in flight on
+# the event loop's default executor would queue the database's work behind them.
+_sync_lane = _Lane(32, "postern-fsync")
+_write_lane = _Lane(32, "postern-blob-write")
 
 
 def _parallel(function: Callable[[Any], object], items: Sequence[Any]) -> None:
@@ -171,16 +200,33 @@ def _parallel(function: Callable[[Any], object], items: Sequence[Any]) -> None:
         for item in items:
             function(item)
         return
-    pool = _sync_pool or _sync_threads()
+    errors: list[BaseException] = []
+    left = [len(items) - 1]
+    guard = threading.Lock()
+    done = threading.Lock()
+    done.acquire()
+
+    def one(item: Any) -> None:
+        try:
+            function(item)
+        except BaseException as error:
+            errors.append(error)
+        with guard:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            done.release()
+
+    for item in items[1:]:
+        _sync_lane.run(functools.partial(one, item))
     # The first in this thread, which would only wait otherwise: one hand-off fewer.
-    futures = [pool.submit(function, item) for item in items[1:]]
     first: BaseException | None = None
     try:
         function(items[0])
     except Exception as error:
         first = error
-    errors = [first, *(f.exception() for f in futures)]  # waits for every one
-    for error in errors:
+    done.acquire()  # every other one has finished
+    for error in (first, *errors):
         if error is not None:
             raise error
 
@@ -363,8 +409,8 @@ class LocalBlobStore:
             self._job_queued = True
         if submit:
             try:
-                loop.run_in_executor(_write_pool or _write_threads(), self._run_queued)
-            except BaseException as error:  # no thread to run it (the loop is closing)
+                _write_lane.run(self._run_queued)
+            except BaseException as error:  # no thread to run it
                 with self._queue_lock:
                     stranded, self._queued = self._queued, []
                     self._job_queued = False
