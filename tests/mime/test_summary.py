@@ -909,3 +909,31 @@ def test_summary_is_fast_for_a_typical_message() -> None:
     per_call = (time.perf_counter() - start) / runs
     # ~0.2 ms on a laptop; generous bound for slow CI machines
     assert per_call < 0.01
+
+
+def test_plain_dates_read_as_the_general_date_parser_reads_them() -> None:
+    """The fast path for RFC 5322 dates (``_PLAIN_DATE``) gives what the general
+    parser gives, for valid and invalid fields alike: days, months, years out of
+    range, leap seconds, zones with comments, odd spacing."""
+    import random
+
+    from postern.mime.summary import _PLAIN_DATE, _parse_any_date, _parse_date
+
+    rng = random.Random(20261121)
+    fast = 0
+    for _ in range(20_000):
+        parts = []
+        day_name = rng.choice(["Mon", "Sat", "Sun", "mon", "Foo", ""])
+        if day_name:
+            parts.append(day_name + rng.choice([",", ", ", ""]))
+        parts.append(str(rng.choice([0, 1, 9, 29, 30, 31, 32, rng.randint(1, 31)])).zfill(rng.choice([1, 2])))
+        parts.append(rng.choice(["Jan", "Feb", "Nov", "Dec", "jan", "Foo"]))
+        parts.append(str(rng.choice([1969, 1970, 2024, 2199, 2200, rng.randint(1950, 2250)])))
+        parts.append(f"{rng.choice([0, 23, 24, 99]):02d}:{rng.choice([0, 59, 60]):02d}:{rng.choice([0, 59, 60, 61]):02d}")
+        parts.append(rng.choice("+-") + f"{rng.choice([0, 1, 14, 99]):02d}{rng.choice([0, 30, 60, 99]):02d}")
+        if rng.random() < 0.3:
+            parts.append(rng.choice(["(UTC)", "(a b)", "()"]))
+        value = (rng.choice(["", " ", "\t"]) + rng.choice([" ", "  ", "\t"]).join(parts) + rng.choice(["", " "])).encode()
+        fast += _PLAIN_DATE.fullmatch(value) is not None
+        assert _parse_date(value) == _parse_any_date(value), value
+    assert fast > 5_000  # the fast path was tried, not only the general one
