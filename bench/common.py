@@ -86,6 +86,22 @@ def load_average() -> str:
     return "unknown"
 
 
+def cpu_ticks() -> tuple[int, int]:
+    """(all, stolen) CPU ticks of the machine so far, from /proc/stat: the share
+    stolen over a run is the time the hypervisor gave these vCPUs to other guests,
+    which no target can use and which varies from minute to minute."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields[:8]), fields[7]
+    return 0, 0
+
+
+def steal_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """The share of CPU time stolen between two ``cpu_ticks`` readings (0..1)."""
+    total = after[0] - before[0]
+    return (after[1] - before[1]) / total if total > 0 else 0.0
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 

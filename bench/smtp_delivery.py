@@ -57,7 +57,7 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from common import COMMON_WORDS, ServeProcess, FIRST_NAMES, LAST_NAMES, TOPICS, free_port, load_average, machine_basics, paragraphs, verdict
+from common import COMMON_WORDS, ServeProcess, FIRST_NAMES, LAST_NAMES, TOPICS, cpu_ticks, free_port, load_average, machine_basics, paragraphs, steal_share, verdict
 
 TARGET_RATIO = 1.0  # postern LMTP messages/s divided by Dovecot LMTP messages/s
 DOMAIN = "example.com"
@@ -200,6 +200,7 @@ class Run:
     server_sys_ms: float = 0.0  # the part of it spent in the kernel (syscalls: fsync, sockets, files)
     client_cpu_ms: float = 0.0  # this script's CPU time per message
     load_before: str = ""
+    steal: float = 0.0  # share of the machine's CPU time stolen by the hypervisor during the run
     verified: bool = False
     verify_note: str = ""
 
@@ -572,9 +573,11 @@ def measure(
     target: str, round_: int, port: int, lmtp: bool, server_sid: int, messages: list[Message], connections: int
 ) -> Run:
     load = load_average()
+    ticks0 = cpu_ticks()
     (user0, sys0), client0 = session_cpu_split(server_sid), time.process_time()
     elapsed, bad, examples, latencies = deliver("127.0.0.1", port, lmtp, messages, connections)
     (user1, sys1), client1 = session_cpu_split(server_sid), time.process_time()
+    stolen = steal_share(ticks0, cpu_ticks())
     latencies.sort()
 
     def quantile(q: float) -> float:
@@ -583,7 +586,7 @@ def measure(
     n = len(messages)
     return Run(
         target, round_, n, elapsed, n / elapsed, bad, examples, quantile(0.5), quantile(0.99),
-        (user1 + sys1 - user0 - sys0) / n * 1000, (sys1 - sys0) / n * 1000, (client1 - client0) / n * 1000, load,
+        (user1 + sys1 - user0 - sys0) / n * 1000, (sys1 - sys0) / n * 1000, (client1 - client0) / n * 1000, load, stolen,
     )
 
 
@@ -599,7 +602,8 @@ def report(run: Run) -> None:
     check = "counts ok" if run.verified else f"COUNTS WRONG: {run.verify_note}"
     print(
         f"  round {run.round}  {run.target:<14} {run.rate:>7,.0f} messages/s  ({run.seconds:.1f} s, p50 {run.latency_p50_ms:.0f} ms, "
-        f"p99 {run.latency_p99_ms:.0f} ms, server CPU {run.server_cpu_ms:.2f} ms/message (kernel {run.server_sys_ms:.2f}), load {run.load_before}; {check}){flag}",
+        f"p99 {run.latency_p99_ms:.0f} ms, server CPU {run.server_cpu_ms:.2f} ms/message (kernel {run.server_sys_ms:.2f}), load {run.load_before}, "
+        f"steal {run.steal:.0%}; {check}){flag}",
         flush=True,
     )
     for example in run.examples[:3]:
