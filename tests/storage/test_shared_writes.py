@@ -75,3 +75,56 @@ async def test_a_failed_commit_fails_every_caller(runtime: Runtime, monkeypatch:
     assert all(isinstance(r, OSError) for r in results)
     monkeypatch.setattr(type(runtime.db), "write", real_write)
     assert await stored(runtime) == {}
+
+
+async def test_a_driver_batch_on_an_inline_database_is_on_disk_before_its_callers_hear(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batcher that writes on the driver's own connection (``sqlite_batches``: the
+    authentication log, IMAP STOREs) in a mail worker commits through the inline
+    connection, which syncs the WAL itself (synchronous=NORMAL): every caller hears
+    "written" only after that sync."""
+    import os
+    import sqlite3
+
+    from sqlalchemy import text
+
+    from postern.storage.database import Database
+    from postern.storage.shared_writes import WriteBatcher
+
+    class Rows(WriteBatcher[int]):
+        sqlite_batches = True
+
+        def _write_batch_sqlite(self, conn: sqlite3.Connection, items: Any) -> list[Any]:
+            conn.executemany("INSERT INTO t VALUES (?)", [(item,) for item in items])
+            return list(items)
+
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'batch.sqlite3'}", inline=True)
+    events: list[str] = []
+    real_fdatasync = os.fdatasync
+
+    def observed(fd: int) -> None:
+        real_fdatasync(fd)
+        events.append(os.readlink(f"/proc/self/fd/{fd}").rpartition("/")[2])
+
+    try:
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
+        monkeypatch.setattr(os, "fdatasync", observed)
+        batcher = Rows(db)
+
+        async def submit(n: int) -> None:
+            await batcher.submit(n)
+            events.append(f"heard {n}")
+
+        await asyncio.gather(*(submit(n) for n in range(5)))
+        assert events[0] == "batch.sqlite3-wal", events
+        assert sorted(e for e in events if e.startswith("heard")) == [f"heard {n}" for n in range(5)]
+        # A batch that fails at its statements leaves nothing behind and the next one works.
+        with pytest.raises(sqlite3.IntegrityError):
+            await batcher.submit(3)
+        await batcher.submit(7)
+        rows = sqlite3.connect(str(tmp_path / "batch.sqlite3")).execute("SELECT x FROM t ORDER BY x").fetchall()
+        assert rows == [(0,), (1,), (2,), (3,), (4,), (7,)]
+    finally:
+        await db.close()

@@ -83,14 +83,17 @@ class WriteBatcher(Generic[Item]):
 
     async def _write_on_driver(self, driver: SqliteDriver, items: Sequence[Item]) -> list[Any]:
         if driver.hop is not None:
-            return await driver.run(_in_transaction, self._write_batch_sqlite, items, True)
-        # Inline: the statements at once, the COMMIT (the sync of the journal) in a thread.
-        results = _in_transaction(driver.connection, self._write_batch_sqlite, items, False)
+            return await driver.run(_in_transaction, self._write_batch_sqlite, items)
+        # Inline: the statements at once; begun and committed by the inline connection,
+        # whose commit returns once the batch is on disk (it syncs the WAL itself).
+        conn = driver.connection
+        driver.inline.begin("IMMEDIATE")
         try:
-            await asyncio.to_thread(driver.connection.execute, "COMMIT")
+            results = self._write_batch_sqlite(conn, items)
+            await driver.inline.commit()
         except BaseException:
-            if driver.connection.in_transaction:
-                driver.connection.execute("ROLLBACK")
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
             raise
         return results
 
@@ -119,13 +122,12 @@ class WriteBatcher(Generic[Item]):
 
 
 def _in_transaction(
-    conn: sqlite3.Connection, write: Callable[[sqlite3.Connection, Sequence[Item]], list[Any]], items: Sequence[Item], commit: bool
+    conn: sqlite3.Connection, write: Callable[[sqlite3.Connection, Sequence[Item]], list[Any]], items: Sequence[Item]
 ) -> list[Any]:
     conn.execute("BEGIN IMMEDIATE")
     try:
         results = write(conn, items)
-        if commit:
-            conn.execute("COMMIT")
+        conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")

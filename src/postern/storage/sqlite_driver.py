@@ -21,6 +21,10 @@ class SqliteDriver:
     connection: sqlite3.Connection
     # Runs a function in the thread that owns the connection (aiosqlite); None: inline.
     hop: Callable[..., Any] | None
+    # Inline: the ``database._InlineConnection`` around ``connection``. A transaction
+    # begun here must begin and commit through it (``begin``, ``commit``), which
+    # knows what makes a COMMIT durable on that connection.
+    inline: Any = None
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """``function(connection, *args)``, where the connection may be used; it must
@@ -41,7 +45,7 @@ async def sqlite_driver(conn: AsyncConnection) -> SqliteDriver | None:
 
     driver = (await conn.get_raw_connection()).driver_connection
     if isinstance(driver, _InlineConnection):
-        return SqliteDriver(driver._conn, None)
+        return SqliteDriver(driver._conn, None, driver)
     execute = getattr(driver, "_execute", None)  # aiosqlite: run a function in its thread
     connection = getattr(driver, "_connection", None)
     if execute is not None and isinstance(connection, sqlite3.Connection):
