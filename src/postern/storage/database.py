@@ -391,9 +391,8 @@ class Database:
         self._shared_writes: SharedWrites | None = None
         self._reader: sqlite3.Connection | None = None
         # With inline statements: the connection kept for write transactions, and its
-        # driver connection (see ``write``).
+        # driver connection (see ``write``); None while a write uses it.
         self._writer: tuple[AsyncConnection, Any] | None = None
-        self._writer_busy = False
         if self.is_sqlite:
             database = self.url.database or ""
             if database and database != ":memory:":
@@ -485,10 +484,10 @@ class Database:
             if turn is not None and turn.fd is None and self._lock_path is not None:
                 # An earlier transaction of this turn gave the file lock back.
                 await self._lock_file(turn)
-            kept = self.inline and self._writer is not None and not self._writer_busy
-            if kept:
-                conn, driver = self._writer  # type: ignore[misc]
-                self._writer_busy = True
+            # The kept connection is taken out while in use (a nested write opens another).
+            kept, self._writer = self._writer, None
+            if kept is not None:
+                conn, driver = kept
             else:
                 conn = await (await self.engine.connect()).execution_options(sqlite_begin="IMMEDIATE")
                 driver = (await conn.get_raw_connection()).driver_connection
@@ -505,15 +504,11 @@ class Database:
             finally:
                 if gives_back:
                     driver.after_commit = None
-                if kept:
-                    self._writer_busy = False
-                    if failed:  # whatever state a failure left it in, start afresh
-                        self._writer = None
-                        await conn.close()
-                elif self.inline and not failed and self._writer is None:
+                if self.inline and not failed and self._writer is None:
                     # An inline database keeps one connection for its writes, which take
                     # turns: a checkout from the pool, its options and its return cost
-                    # more than a group commit's statements.
+                    # more than a group commit's statements. After a failure, whatever
+                    # state it was left in, the next write starts afresh.
                     self._writer = (conn, driver)
                 else:
                     await conn.close()
