@@ -13,17 +13,29 @@ import fcntl
 import os
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import text
 
-from postern.storage.database import Database, _InlineConnection
+from postern.storage.database import Database
 
 
 def url(tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{tmp_path / 'turns.sqlite3'}"
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A database whose statements run inline, as in a mail worker."""
+    db = Database(url(tmp_path))
+    db.run_statements_inline()
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 async def test_a_writer_waits_for_the_other_process(tmp_path: Path) -> None:
@@ -74,36 +86,31 @@ async def test_a_cancelled_waiter_leaves_the_lock_free(tmp_path: Path) -> None:
         await second.close()
 
 
-async def test_inline_statements(tmp_path: Path) -> None:
-    db = Database(url(tmp_path))
-    db.run_statements_inline()
+async def test_inline_statements(db: Database, tmp_path: Path) -> None:
+    assert db.inline
+    async with db.write() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY, y TEXT)"))
+        await conn.execute(text("INSERT INTO t (y) VALUES (:y)"), [{"y": "a"}, {"y": "b"}])
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 2
     try:
-        assert db.inline
         async with db.write() as conn:
-            await conn.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY, y TEXT)"))
-            await conn.execute(text("INSERT INTO t (y) VALUES (:y)"), [{"y": "a"}, {"y": "b"}])
-        async with db.read() as conn:
-            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 2
-        try:
-            async with db.write() as conn:
-                await conn.execute(text("INSERT INTO t (y) VALUES ('c')"))
-                raise RuntimeError("roll back")
-        except RuntimeError:
-            pass
-        # Committed rows are on disk for any other connection; the rolled back one is not.
-        other = sqlite3.connect(str(tmp_path / "turns.sqlite3"))
-        assert other.execute("SELECT y FROM t ORDER BY x").fetchall() == [("a",), ("b",)]
-        other.close()
-        # Concurrent transactions of one process take turns on its connections.
-        async def add(n: int) -> None:
-            async with db.write() as conn:
-                await conn.execute(text("INSERT INTO t (y) VALUES (:y)"), {"y": str(n)})
+            await conn.execute(text("INSERT INTO t (y) VALUES ('c')"))
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    # Committed rows are on disk for any other connection; the rolled back one is not.
+    other = sqlite3.connect(str(tmp_path / "turns.sqlite3"))
+    assert other.execute("SELECT y FROM t ORDER BY x").fetchall() == [("a",), ("b",)]
+    other.close()
+    # Concurrent transactions of one process take turns on its connections.
+    async def add(n: int) -> None:
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t (y) VALUES (:y)"), {"y": str(n)})
 
-        await asyncio.gather(*(add(n) for n in range(20)))
-        async with db.read() as conn:
-            assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 22
-    finally:
-        await db.close()
+    await asyncio.gather(*(add(n) for n in range(20)))
+    async with db.read() as conn:
+        assert (await conn.execute(text("SELECT count(*) FROM t"))).scalar() == 22
 
 
 def lock_is_free(path: Path) -> bool:
@@ -123,13 +130,11 @@ def fd_path(fd: int) -> str:
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to name a descriptor's file")
-async def test_an_inline_commit_gives_the_turn_back_before_it_syncs_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_an_inline_commit_gives_the_turn_back_before_it_syncs_the_wal(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With inline statements the COMMIT only appends to the WAL (synchronous=NORMAL);
     the turn is given back at once and the WAL synced after it, before the commit
     returns: other writers do not wait for this one's disk, and a write still
     returns only once it is durable."""
-    db = Database(url(tmp_path))
-    db.run_statements_inline()
     lock = tmp_path / "turns.sqlite3.writelock"
     synced: list[tuple[str, bool, bool]] = []
     real_fdatasync = os.fdatasync
@@ -140,52 +145,44 @@ async def test_an_inline_commit_gives_the_turn_back_before_it_syncs_the_wal(tmp_
 
     monkeypatch.setattr(os, "fdatasync", observed)
     wal = str(tmp_path / "turns.sqlite3-wal")
-    try:
-        async with db.write() as conn:
-            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
-            assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
-        assert synced == [(wal, True, False)]
-        synced.clear()
-        async with db.read() as conn:  # a read has nothing to sync
-            await conn.execute(text("SELECT count(*) FROM t"))
-        assert synced == []
-        async with db.writer_turn(ends_at_commit=True), db.write() as conn:
-            await conn.execute(text("INSERT INTO t VALUES (1)"))
-        assert synced == [(wal, True, False)]
-        # A turn that is not for one transaction keeps the lock to its end.
-        synced.clear()
-        async with db.writer_turn():
-            async with db.write() as conn:
-                await conn.execute(text("INSERT INTO t VALUES (2)"))
-            assert synced == [(wal, False, False)]
-            assert not lock_is_free(lock)
-        assert lock_is_free(lock)
-    finally:
-        await db.close()
-
-
-async def test_a_failed_wal_sync_fails_the_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The caller of a write whose WAL could not be synced hears it (a mail door
-    answers 451, and the sender tries again), and the turn is free for the next."""
-    db = Database(url(tmp_path))
-    db.run_statements_inline()
-    try:
-        async with db.write() as conn:
-            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
-
-        def failing(fd: int) -> None:
-            raise OSError(5, "Input/output error")
-
-        monkeypatch.setattr(os, "fdatasync", failing)
-        with pytest.raises(OSError, match="Input/output"):
-            async with db.write() as conn:
-                await conn.execute(text("INSERT INTO t VALUES (1)"))
-        monkeypatch.undo()
-        assert lock_is_free(tmp_path / "turns.sqlite3.writelock")
+    async with db.write() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
+    assert synced == [(wal, True, False)]
+    synced.clear()
+    async with db.read() as conn:  # a read has nothing to sync
+        await conn.execute(text("SELECT count(*) FROM t"))
+    assert synced == []
+    async with db.writer_turn(ends_at_commit=True), db.write() as conn:
+        await conn.execute(text("INSERT INTO t VALUES (1)"))
+    assert synced == [(wal, True, False)]
+    # A turn that is not for one transaction keeps the lock to its end.
+    synced.clear()
+    async with db.writer_turn():
         async with db.write() as conn:
             await conn.execute(text("INSERT INTO t VALUES (2)"))
-    finally:
-        await db.close()
+        assert synced == [(wal, False, False)]
+        assert not lock_is_free(lock)
+    assert lock_is_free(lock)
+
+
+async def test_a_failed_wal_sync_fails_the_write(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The caller of a write whose WAL could not be synced hears it (a mail door
+    answers 451, and the sender tries again), and the turn is free for the next."""
+    async with db.write() as conn:
+        await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+
+    def failing(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    with pytest.raises(OSError, match="Input/output"):
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+    monkeypatch.undo()
+    assert lock_is_free(tmp_path / "turns.sqlite3.writelock")
+    async with db.write() as conn:
+        await conn.execute(text("INSERT INTO t VALUES (2)"))
 
 
 @pytest.mark.parametrize(("inline", "fsync", "expected"), [(True, True, 1), (False, True, 2), (True, False, 0), (False, False, 0)])
@@ -200,46 +197,36 @@ async def test_who_syncs_a_commit(tmp_path: Path, inline: bool, fsync: bool, exp
         await db.close()
 
 
-async def test_a_second_write_in_a_turn_for_one_commit_locks_again(tmp_path: Path) -> None:
-    db = Database(url(tmp_path))
-    db.run_statements_inline()
+async def test_a_second_write_in_a_turn_for_one_commit_locks_again(db: Database, tmp_path: Path) -> None:
     lock = tmp_path / "turns.sqlite3.writelock"
-    try:
+    async with db.writer_turn(ends_at_commit=True):
+        async with db.write() as conn:
+            await conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        assert lock_is_free(lock)
+        async with db.write() as conn:
+            await conn.execute(text("INSERT INTO t VALUES (1)"))
+            assert not lock_is_free(lock)
+        assert lock_is_free(lock)
+    assert lock_is_free(lock)
+    rows = sqlite3.connect(str(tmp_path / "turns.sqlite3")).execute("SELECT x FROM t").fetchall()
+    assert rows == [(1,)]
+
+
+async def test_a_failed_commit_keeps_the_lock_until_the_turn_ends(db: Database, tmp_path: Path) -> None:
+    lock = tmp_path / "turns.sqlite3.writelock"
+    async with db.write() as conn:
+        await conn.execute(text("CREATE TABLE p (id INTEGER PRIMARY KEY)"))
+        await conn.execute(text("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)"))
+    with pytest.raises(Exception, match="FOREIGN KEY"):
         async with db.writer_turn(ends_at_commit=True):
-            async with db.write() as conn:
-                await conn.execute(text("CREATE TABLE t (x INTEGER)"))
-            assert lock_is_free(lock)
-            async with db.write() as conn:
-                await conn.execute(text("INSERT INTO t VALUES (1)"))
+            try:
+                async with db.write() as conn:
+                    await conn.execute(text("INSERT INTO c VALUES (7)"))  # fails at COMMIT
+            finally:
                 assert not lock_is_free(lock)
-            assert lock_is_free(lock)
-        assert lock_is_free(lock)
-        rows = sqlite3.connect(str(tmp_path / "turns.sqlite3")).execute("SELECT x FROM t").fetchall()
-        assert rows == [(1,)]
-    finally:
-        await db.close()
-
-
-async def test_a_failed_commit_keeps_the_lock_until_the_turn_ends(tmp_path: Path) -> None:
-    db = Database(url(tmp_path))
-    db.run_statements_inline()
-    lock = tmp_path / "turns.sqlite3.writelock"
-    try:
-        async with db.write() as conn:
-            await conn.execute(text("CREATE TABLE p (id INTEGER PRIMARY KEY)"))
-            await conn.execute(text("CREATE TABLE c (p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)"))
-        with pytest.raises(Exception, match="FOREIGN KEY"):
-            async with db.writer_turn(ends_at_commit=True):
-                try:
-                    async with db.write() as conn:
-                        await conn.execute(text("INSERT INTO c VALUES (7)"))  # fails at COMMIT
-                finally:
-                    assert not lock_is_free(lock)
-        assert lock_is_free(lock)
-        async with db.write() as conn:
-            await conn.execute(text("INSERT INTO p VALUES (7)"))
-    finally:
-        await db.close()
+    assert lock_is_free(lock)
+    async with db.write() as conn:
+        await conn.execute(text("INSERT INTO p VALUES (7)"))
 
 
 async def test_an_inline_database_keeps_one_connection_for_its_writes(tmp_path: Path) -> None:
