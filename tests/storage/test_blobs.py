@@ -666,3 +666,35 @@ def test_a_lane_starts_threads_only_while_none_is_idle_and_at_most_its_limit() -
     while len(finished) < 13 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert lane._threads == 3 and len(finished) == 13
+
+
+async def test_local_new_store_syncs_every_directory_it_creates(tmp_path, monkeypatch):
+    """A store whose root does not exist yet: the root, its fan-out directories and
+    the leaf are created, and each parent whose entries changed is synced."""
+    synced: list[str] = []
+    monkeypatch.setattr(blobs_module, "_fsync_dir", lambda path: synced.append(str(path)))
+    store = LocalBlobStore(tmp_path / "deep" / "blobs")
+    key = await store.put(b"first")
+    leaf = store.path_for(key).parent
+    assert set(synced) == {str(tmp_path / "deep"), str(store.root), str(leaf.parent), str(leaf)}
+    synced.clear()
+    # A second leaf under the same top-level directory: only the leaf and its parent.
+    other = next(
+        data
+        for data in (b"second %d" % i for i in range(100_000))
+        if blobs_module.blob_key(data)[:2] == key[:2] and blobs_module.blob_key(data)[2:4] != key[2:4]
+    )
+    other_leaf = store.path_for(await store.put(other)).parent
+    assert set(synced) == {str(other_leaf.parent), str(other_leaf)}
+    assert await store.get(key) == b"first"
+
+
+async def test_local_file_in_place_of_a_fan_out_directory_fails_cleanly(tmp_path):
+    store = LocalBlobStore(tmp_path / "blobs")
+    data = b"blocked"
+    key = blobs_module.blob_key(data)
+    (tmp_path / "blobs" / key[:2]).mkdir(parents=True)
+    (tmp_path / "blobs" / key[:2] / key[2:4]).write_bytes(b"not a directory")
+    with pytest.raises(OSError):
+        await store.put(data)
+    assert sorted(p.name for p in (tmp_path / "blobs" / key[:2]).iterdir()) == [key[2:4]]

@@ -271,24 +271,30 @@ class LocalBlobStore:
         # the system calls they name.
         return f"{self._root}/{key[0:2]}/{key[2:4]}"
 
-    def _ensure_dir(self, directory: Path, to_sync: set[str]) -> None:
-        """Create ``directory`` (inside root) if needed, recording parents to fsync."""
-        if directory.is_dir():
-            return
-        if directory == self.root:
+    def _ensure_dir(self, directory: str, to_sync: set[str]) -> None:
+        """Create ``directory`` (``root`` or a fan-out directory under it) and any
+        missing parent, recording the parents whose entries changed, to fsync.
+
+        The leaf first: until a store holds a few hundred thousand blobs most
+        deliveries land in a new leaf, and its parent almost always exists."""
+        if directory == self._root:
             existed = self.root.exists()
             self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
             if not existed:
                 to_sync.add(str(self.root.parent))
             return
-        self._ensure_dir(directory.parent, to_sync)
+        parent = directory.rpartition("/")[0]
         try:
-            os.mkdir(directory, _DIR_MODE)
+            try:
+                os.mkdir(directory, _DIR_MODE)
+            except FileNotFoundError:  # its parent is new as well
+                self._ensure_dir(parent, to_sync)
+                os.mkdir(directory, _DIR_MODE)
         except FileExistsError:
-            if not directory.is_dir():
+            if not os.path.isdir(directory):
                 raise
         else:
-            to_sync.add(str(directory.parent))
+            to_sync.add(parent)
 
     def _write_batch(self, items: Sequence[bytes], keys: list[str] | None) -> list[str]:
         """Hash (unless ``keys`` given) and store ``items``; return their keys.
@@ -329,7 +335,7 @@ class LocalBlobStore:
                 try:
                     fd = os.open(tmp, flags, _FILE_MODE)
                 except FileNotFoundError:  # a new fan-out directory
-                    self._ensure_dir(Path(directory), dirs_to_sync)
+                    self._ensure_dir(directory, dirs_to_sync)
                     fd = os.open(tmp, flags, _FILE_MODE)
                 open_fds.add(fd)
                 pending.append((fd, tmp, final))
