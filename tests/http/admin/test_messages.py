@@ -296,6 +296,7 @@ async def test_quota_exceeded_stores_nothing(client: httpx.AsyncClient, runtime:
     response = await client.post(url(user, inbox), content=second, headers={"Content-Type": "message/rfc822"})
     assert_error(response, 403, "OverQuotaError")
     after = await mailbox(client, user, inbox)
+    assert after == before
     assert (after["total"], after["uidNext"], after["size"]) == (1, 2, len(first))
     assert await quota_used(client, user) == len(first)
     assert await uids(client, user, inbox) == [1]

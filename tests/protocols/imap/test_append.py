@@ -54,7 +54,7 @@ async def test_append_refusals(imap: ImapDoor, alice: str) -> None:
     await client.send("a9 APPEND INBOX {5000}\r\n")
     line = await client.line()
     assert line.startswith("a9 NO [TOOBIG]")
-    lines = await client.ok("NOOP")  # the session goes on
+    await client.ok("NOOP")  # the session goes on
     await client.close()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import imaplib
 import ssl
 
 from postern.events import UserLoggedOut
@@ -63,7 +62,7 @@ async def test_authenticate_plain_with_and_without_initial_response(imap: ImapDo
     await client.send(token + "\r\n")
     _, tagged = await client.until_tag("x1")
     assert status_of(tagged) == "OK"
-    lines = await client.ok("NOOP")
+    await client.ok("NOOP")
     await client.close()
 
     client = await imap.client(login=None)
