@@ -256,7 +256,7 @@ def _files_under(root: Path) -> list[Path]:
 async def test_local_layout(local, tmp_path):
     data = b"layout"
     key = await local.put(data)
-    path = tmp_path / "blobs" / key[:2] / key[2:4] / key
+    path = tmp_path / "blobs" / key[:2] / key
     assert path.is_file()
     assert path.read_bytes() == data
     assert local.path_for(key) == path
@@ -442,7 +442,7 @@ async def test_local_path_traversal_cannot_escape(local, tmp_path):
 async def test_local_creates_nested_root(tmp_path):
     store = LocalBlobStore(tmp_path / "a" / "b" / "c")
     key = await store.put(b"deep")
-    assert (tmp_path / "a" / "b" / "c" / key[:2] / key[2:4] / key).read_bytes() == b"deep"
+    assert (tmp_path / "a" / "b" / "c" / key[:2] / key).read_bytes() == b"deep"
 
 
 async def test_local_many_blobs_more_than_open_file_group(tmp_path, monkeypatch):
@@ -497,7 +497,7 @@ async def test_open_blob_store_plain_path(tmp_path):
     assert store.root == tmp_path / "plain"
     assert store.fsync is True
     key = await store.put(b"plain")
-    assert (tmp_path / "plain" / key[:2] / key[2:4] / key).read_bytes() == b"plain"
+    assert (tmp_path / "plain" / key[:2] / key).read_bytes() == b"plain"
 
 
 async def test_open_blob_store_file_url(tmp_path):
@@ -507,7 +507,7 @@ async def test_open_blob_store_file_url(tmp_path):
     assert store.fsync is False
     key = await store.put(b"file url")
     assert await store.get(key) == b"file url"
-    assert (tmp_path / "via url" / key[:2] / key[2:4] / key).is_file()
+    assert (tmp_path / "via url" / key[:2] / key).is_file()
 
 
 def test_open_blob_store_file_url_remote_host_rejected():
@@ -669,23 +669,20 @@ def test_a_lane_starts_threads_only_while_none_is_idle_and_at_most_its_limit() -
 
 
 async def test_local_new_store_syncs_every_directory_it_creates(tmp_path, monkeypatch):
-    """A store whose root does not exist yet: the root, its fan-out directories and
-    the leaf are created, and each parent whose entries changed is synced."""
+    """A store whose root does not exist yet: the root and the fan-out directory are
+    created, and each directory whose entries changed is synced."""
     synced: list[str] = []
     monkeypatch.setattr(blobs_module, "_fsync_dir", lambda path: synced.append(str(path)))
     store = LocalBlobStore(tmp_path / "deep" / "blobs")
     key = await store.put(b"first")
-    leaf = store.path_for(key).parent
-    assert set(synced) == {str(tmp_path / "deep"), str(store.root), str(leaf.parent), str(leaf)}
+    fan_out = store.path_for(key).parent
+    assert fan_out.parent == store.root
+    assert set(synced) == {str(tmp_path / "deep"), str(store.root), str(fan_out)}
     synced.clear()
-    # A second leaf under the same top-level directory: only the leaf and its parent.
-    other = next(
-        data
-        for data in (b"second %d" % i for i in range(100_000))
-        if blobs_module.blob_key(data)[:2] == key[:2] and blobs_module.blob_key(data)[2:4] != key[2:4]
-    )
-    other_leaf = store.path_for(await store.put(other)).parent
-    assert set(synced) == {str(other_leaf.parent), str(other_leaf)}
+    # Another blob in the same fan-out directory: that directory alone.
+    other = next(data for data in (b"second %d" % i for i in range(100_000)) if blobs_module.blob_key(data)[:2] == key[:2])
+    await store.put(other)
+    assert synced == [str(fan_out)]
     assert await store.get(key) == b"first"
 
 
@@ -693,8 +690,71 @@ async def test_local_file_in_place_of_a_fan_out_directory_fails_cleanly(tmp_path
     store = LocalBlobStore(tmp_path / "blobs")
     data = b"blocked"
     key = blobs_module.blob_key(data)
-    (tmp_path / "blobs" / key[:2]).mkdir(parents=True)
-    (tmp_path / "blobs" / key[:2] / key[2:4]).write_bytes(b"not a directory")
+    (tmp_path / "blobs").mkdir()
+    (tmp_path / "blobs" / key[:2]).write_bytes(b"not a directory")
     with pytest.raises(OSError):
         await store.put(data)
-    assert sorted(p.name for p in (tmp_path / "blobs" / key[:2]).iterdir()) == [key[2:4]]
+    assert sorted(p.name for p in (tmp_path / "blobs").iterdir()) == [key[:2]]
+
+
+def _legacy_path(store: LocalBlobStore, key: str) -> Path:
+    return store.root / key[:2] / key[2:4] / key
+
+
+async def _put_legacy(store: LocalBlobStore, data: bytes) -> str:
+    """A blob where a store written before 2026-11 kept it: root/ab/cd/<key>."""
+    key = sha(data)
+    path = _legacy_path(store, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return key
+
+
+async def test_local_reads_blobs_of_the_older_layout(local):
+    old = await _put_legacy(local, b"written by an older postern")
+    new = await local.put(b"written now")
+    assert local.path_for(old) == _legacy_path(local, old)
+    assert local.path_for(new) == local.root / new[:2] / new
+    assert await local.get(old) == b"written by an older postern"
+    assert b"".join(await read_stream(local, old, 5)) == b"written by an older postern"
+    assert await local.exists(old)
+    assert local.read_many([old, new, sha(b"missing")], None) == [b"written by an older postern", b"written now", None]
+    assert local.read_many([old, new], 7) == [b"written", b"written"]
+    assert await collect_keys(local) == sorted([old, new])
+
+
+async def test_local_older_layout_same_bytes_not_written_again(local):
+    key = await _put_legacy(local, b"kept where it is")
+    assert await local.put(b"kept where it is") == key
+    await local.ensure_many({key: b"kept where it is"})
+    assert _files_under(local.root) == [_legacy_path(local, key)]
+    # A damaged older copy (wrong size) is written again, at the top level.
+    damaged = await _put_legacy(local, b"damaged older copy")
+    _legacy_path(local, damaged).write_bytes(b"damaged")
+    await local.ensure_many({damaged: b"damaged older copy"})
+    assert (local.root / damaged[:2] / damaged).read_bytes() == b"damaged older copy"
+    assert await local.get(damaged) == b"damaged older copy"
+
+
+async def test_local_delete_and_listing_cover_both_layouts(local):
+    key = await _put_legacy(local, b"twice")
+    (local.root / key[:2] / key).write_bytes(b"twice")  # both copies, as after a rewrite
+    assert await collect_keys(local) == [key]  # listed once
+    await local.delete(key)
+    assert not await local.exists(key)
+    assert await collect_keys(local) == []
+    with pytest.raises(BlobNotFound):
+        await local.get(key)
+    with pytest.raises(BlobNotFound):
+        await read_stream(local, key)
+
+
+async def test_local_cleanup_temp_in_older_leaves(local):
+    key = await _put_legacy(local, b"older leaf")
+    stale = _legacy_path(local, key).parent / ".tmp-deadbeefdeadbeef"
+    stale.write_bytes(b"partial")
+    old = time.time() - 7200
+    os.utime(stale, (old, old))
+    assert await local.cleanup_temp(older_than_seconds=3600) == 1
+    assert not stale.exists()
+    assert await local.get(key) == b"older leaf"

@@ -244,20 +244,8 @@ class ImapView:
         blobs = self.store.blobs
         if not isinstance(blobs, LocalBlobStore) or (len(messages) < 2 and limit is None):
             return [await self.raw(m) for m in messages]
-        paths = [blobs.path_for(m.blob_key) for m in messages]
-        amount = -1 if limit is None else limit
-
-        def read_all() -> list[bytes | None]:
-            out: list[bytes | None] = []
-            for path in paths:
-                try:
-                    with open(path, "rb") as fh:
-                        out.append(fh.read(amount))
-                except (FileNotFoundError, NotADirectoryError):
-                    out.append(None)
-            return out
-
-        contents = await asyncio.to_thread(read_all)
+        keys = [m.blob_key for m in messages]
+        contents = await asyncio.to_thread(blobs.read_many, keys, limit)
         result = []
         for message, data in zip(messages, contents, strict=True):
             if data is None:

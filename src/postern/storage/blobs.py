@@ -4,7 +4,7 @@ A blob's key is the lowercase hex SHA-256 of its bytes.  Two backends share the
 :class:`BlobStore` protocol:
 
 * :class:`LocalBlobStore` keeps blobs on a local filesystem under
-  ``root/ab/cd/abcd...`` and makes every write atomic and durable (temporary
+  ``root/ab/abcd...`` and makes every write atomic and durable (temporary
   file, ``fsync``, ``os.replace``, directory ``fsync``).
 * :class:`ObjectBlobStore` wraps any ``obstore`` store (S3, GCS, Azure, memory,
   ...) using the object path ``ab/cd/<key>``.
@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
 
 import obstore
@@ -232,7 +232,13 @@ def _parallel(function: Callable[[Any], object], items: Sequence[Any]) -> None:
 
 
 class LocalBlobStore:
-    """Blobs as files under ``root/ab/cd/<key>``.
+    """Blobs as files under ``root/ab/<key>``: 256 directories.
+
+    Stores written before the 2026-11 releases put them one level deeper, under
+    ``root/ab/cd/<key>``. Its 65,536 leaves meant that until a store held some
+    hundred thousand blobs nearly every write made a directory of its own: a second
+    inode, a block and a second directory sync for each message. Blobs found there
+    are read, listed and deleted where they are; new ones go to the top level.
 
     Writes are atomic (temporary file in the same directory, then ``os.replace``)
     and, unless ``fsync=False``, durable once ``put``/``put_many`` returns: the
@@ -257,19 +263,59 @@ class LocalBlobStore:
 
     # -- paths
 
-    def _path(self, key: str) -> Path:
-        return self.root / key[0:2] / key[2:4] / key
+    def _paths(self, key: str) -> tuple[str, str]:
+        """Where the blob ``key`` is written, and where an older store kept it."""
+        return f"{self._root}/{key[0:2]}/{key}", f"{self._root}/{key[0:2]}/{key[2:4]}/{key}"
+
+    def _find(self, key: str) -> str | None:
+        """The path of the stored blob ``key`` (a regular file), or None."""
+        for path in self._paths(key):
+            try:
+                if stat.S_ISREG(os.stat(path).st_mode):
+                    return path
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+        return None
 
     def path_for(self, key: str) -> Path:
-        """Filesystem path of the blob ``key`` (validated; may not exist)."""
-        return self._path(validate_key(key))
+        """Filesystem path of the blob ``key`` (validated): where it is stored, or
+        where it would be written."""
+        key = validate_key(key)
+        return Path(self._find(key) or self._paths(key)[0])
+
+    def _read(self, key: str, amount: int = -1) -> bytes | None:
+        """The first ``amount`` bytes (all: -1) of the blob ``key``; None if missing."""
+        for path in self._paths(key):
+            try:
+                with open(path, "rb") as fh:
+                    return fh.read(amount)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return None
+
+    def read_many(self, keys: Sequence[str], limit: int | None = None) -> list[bytes | None]:
+        """Blocking: the bytes (the first ``limit`` bytes) of several blobs, None for
+        a missing one. For callers that read many small blobs in one thread hop."""
+        amount = -1 if limit is None else limit
+        return [self._read(validate_key(key), amount) for key in keys]
 
     # -- writing (runs in a worker thread)
 
     def _dir(self, key: str) -> str:
         # Strings, not Paths, on the write path: pathlib's operators cost more than
         # the system calls they name.
-        return f"{self._root}/{key[0:2]}/{key[2:4]}"
+        return f"{self._root}/{key[0:2]}"
+
+    def _stored(self, key: str, size: int) -> bool:
+        """Whether the blob ``key`` is stored whole (a regular file of ``size`` bytes)."""
+        for path in self._paths(key):
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if stat.S_ISREG(st.st_mode) and st.st_size == size:
+                return True
+        return False
 
     def _ensure_dir(self, directory: str, to_sync: set[str]) -> None:
         """Create ``directory`` (``root`` or a fan-out directory under it) and any
@@ -324,13 +370,8 @@ class LocalBlobStore:
             for key, data in todo:
                 directory = self._dir(key)
                 final = f"{directory}/{key}"
-                try:
-                    st = os.stat(final)
-                except (FileNotFoundError, NotADirectoryError):
-                    pass
-                else:
-                    if stat.S_ISREG(st.st_mode) and st.st_size == len(data):
-                        continue  # already stored (content addressed): no rewrite
+                if self._stored(key, len(data)):
+                    continue  # content addressed: no rewrite
                 tmp = f"{directory}/{_TEMP_PREFIX}{secrets.token_hex(8)}"
                 try:
                     fd = os.open(tmp, flags, _FILE_MODE)
@@ -388,15 +429,7 @@ class LocalBlobStore:
         """Write again whichever of these blobs (by key) is missing; a look at the
         others (cached metadata, in the event loop's thread) and no thread at all
         when none is."""
-        missing: list[bytes] = []
-        for key, data in blobs.items():
-            try:
-                st = os.stat(f"{self._dir(key)}/{key}")
-            except (FileNotFoundError, NotADirectoryError):
-                missing.append(data)
-            else:
-                if not stat.S_ISREG(st.st_mode) or st.st_size != len(data):
-                    missing.append(data)
+        missing = [data for key, data in blobs.items() if not self._stored(key, len(data))]
         if missing:
             await self.put_many(missing)
 
@@ -462,19 +495,26 @@ class LocalBlobStore:
             return error
 
     async def get(self, key: str) -> bytes:
-        path = self.path_for(key)
-        try:
-            return await asyncio.to_thread(path.read_bytes)
-        except (FileNotFoundError, NotADirectoryError):
-            raise BlobNotFound(key) from None
+        key = validate_key(key)
+        data = await asyncio.to_thread(self._read, key)
+        if data is None:
+            raise BlobNotFound(key)
+        return data
+
+    def _open(self, key: str) -> BinaryIO | None:
+        for path in self._paths(key):
+            try:
+                return open(path, "rb")  # noqa: SIM115 - closed by stream()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+        return None
 
     async def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         _check_chunk_size(chunk_size)
-        path = self.path_for(key)
-        try:
-            fh = await asyncio.to_thread(open, path, "rb")
-        except (FileNotFoundError, NotADirectoryError):
-            raise BlobNotFound(key) from None
+        key = validate_key(key)
+        fh = await asyncio.to_thread(self._open, key)
+        if fh is None:
+            raise BlobNotFound(key)
         try:
             while True:
                 chunk = await asyncio.to_thread(fh.read, chunk_size)
@@ -485,17 +525,18 @@ class LocalBlobStore:
             fh.close()
 
     async def exists(self, key: str) -> bool:
-        path = self.path_for(key)
-        return await asyncio.to_thread(path.is_file)
+        key = validate_key(key)
+        return await asyncio.to_thread(self._find, key) is not None
 
     async def delete(self, key: str) -> None:
-        path = self.path_for(key)
+        key = validate_key(key)
 
         def _unlink() -> None:
-            try:
-                os.unlink(path)
-            except (FileNotFoundError, NotADirectoryError):
-                pass
+            for path in self._paths(key):
+                try:
+                    os.unlink(path)
+                except (FileNotFoundError, NotADirectoryError):
+                    pass
 
         await asyncio.to_thread(_unlink)
 
@@ -512,29 +553,31 @@ class LocalBlobStore:
             return []
 
     @staticmethod
-    def _leaf_keys(directory: Path, prefix: str) -> list[str]:
+    def _keys_in(directory: Path, prefix: str) -> list[str]:
         try:
             with os.scandir(directory) as it:
-                return sorted(
+                return [
                     e.name
                     for e in it
                     if e.name.startswith(prefix)
                     and _KEY_RE.fullmatch(e.name)
                     and e.is_file(follow_symlinks=False)
-                )
+                ]
         except (FileNotFoundError, NotADirectoryError):
             return []
 
-    async def _leaf_dirs(self) -> AsyncIterator[tuple[Path, str]]:
-        for first in await asyncio.to_thread(self._subdirs, self.root):
-            level1 = self.root / first
-            for second in await asyncio.to_thread(self._subdirs, level1):
-                yield level1 / second, first + second
+    def _keys_under(self, first: str) -> list[str]:
+        """The keys in the fan-out directory ``first``, and in its older leaves."""
+        level1 = self.root / first
+        found = set(self._keys_in(level1, first))
+        for second in self._subdirs(level1):
+            found.update(self._keys_in(level1 / second, first + second))
+        return sorted(found)
 
     async def keys(self) -> AsyncIterator[str]:
         """Every stored key, in sorted order; temporary and stray files are skipped."""
-        async for directory, prefix in self._leaf_dirs():
-            for key in await asyncio.to_thread(self._leaf_keys, directory, prefix):
+        for first in await asyncio.to_thread(self._subdirs, self.root):
+            for key in await asyncio.to_thread(self._keys_under, first):
                 yield key
 
     async def cleanup_temp(self, older_than_seconds: float = 3600.0) -> int:
@@ -564,9 +607,10 @@ class LocalBlobStore:
 
         total = await asyncio.to_thread(_clean, self.root)
         for first in await asyncio.to_thread(self._subdirs, self.root):
-            total += await asyncio.to_thread(_clean, self.root / first)
-        async for directory, _prefix in self._leaf_dirs():
-            total += await asyncio.to_thread(_clean, directory)
+            level1 = self.root / first
+            total += await asyncio.to_thread(_clean, level1)
+            for second in await asyncio.to_thread(self._subdirs, level1):  # older leaves
+                total += await asyncio.to_thread(_clean, level1 / second)
         return total
 
     async def close(self) -> None:
