@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from postern import __version__
+from postern import __version__, run_marks
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.config import Settings, parse_listen
@@ -396,6 +396,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     runtime = Runtime.build(settings)
     await runtime.start(create_token=False)
     doors = settings.enabled_doors
+    mark = run_marks.acquire(settings.data_dir)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -406,6 +407,11 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     announce(f"  data directory: {settings.data_dir.resolve()}")
     announce(f"  database:       {runtime.db.url.render_as_string(hide_password=True)}")
     announce(f"  blob store:     {settings.resolved_blob_store}")
+    if mark.previous_run_unclean and runtime.db.is_sqlite:
+        # Before any door opens: see run_marks. (PostgreSQL shows a commit to other
+        # sessions only once it is on disk.)
+        gap = await runtime.mailstore.advance_counters_after_unclean_stop()
+        announce(f"  unclean stop:   the last run did not stop cleanly; every folder's next UID and MODSEQ moved on by {gap:,}")
 
     tasks: list[asyncio.Task[None]] = []
     mail_servers: list[asyncio.Server] = []
@@ -509,6 +515,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=5)
         await runtime.close()
+        mark.release()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
         announce("stopped")

@@ -26,6 +26,7 @@ from postern.events import (
 from postern.mailstore.service import AppendRequest, AppendResult, MailStore
 from postern.runtime import Runtime
 from postern.storage import messages as message_store
+from postern.storage.folders import UNCLEAN_STOP_MARGIN
 from postern.storage.ids import now_ms
 from postern.storage.schema import blobs, folders, messages, users
 from tests.helpers import make_message
@@ -682,3 +683,24 @@ async def test_counters_match_recount_after_random_operations(runtime: Runtime, 
             row = await store.get_message(user, folder_id, uid)
             assert await store.message_bytes(row) in bodies
     await assert_consistent(runtime, user)
+
+
+async def test_counters_move_on_after_an_unclean_stop(runtime: Runtime) -> None:
+    """Every folder of every user moves on by the margin and the largest folder's
+    message count; the next append takes the next UID and MODSEQ after the gap."""
+    alice, bob = await new_user(runtime, "alice"), await new_user(runtime, "bob")
+    alice_inbox, bob_inbox = await folder(runtime, alice), await folder(runtime, bob)
+    for n in range(3):
+        await runtime.mailstore.append(alice, alice_inbox, make_message(f"alice {n}"))
+    before = {f.id: (f.uid_next, f.modseq) for user in (alice, bob) for f in await runtime.mailstore.list_folders(user)}
+    assert len(before) > 2  # every special-use folder of both users too
+
+    gap = await runtime.mailstore.advance_counters_after_unclean_stop()
+    assert gap == UNCLEAN_STOP_MARGIN + 3
+    after = {f.id: (f.uid_next, f.modseq) for user in (alice, bob) for f in await runtime.mailstore.list_folders(user)}
+    assert after == {id_: (uid_next + gap, modseq + gap) for id_, (uid_next, modseq) in before.items()}
+
+    result = await runtime.mailstore.append(bob, bob_inbox, make_message("bob after the gap"))
+    assert (result.uid, result.modseq) == (after[bob_inbox][0], after[bob_inbox][1] + 1)
+    assert await folder_uids(runtime, alice_inbox) == [1, 2, 3]  # the messages themselves stay
+    await assert_consistent(runtime, alice)

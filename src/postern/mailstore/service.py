@@ -196,6 +196,13 @@ class MailStore:
 
     # Folders -------------------------------------------------------------------------
 
+    async def advance_counters_after_unclean_stop(self) -> int:
+        """Move every folder's next UID and MODSEQ on, past any that a transaction
+        lost in a crash can have shown to a client; return by how much. For the start
+        after an unclean stop, before any door is open (``postern.run_marks``)."""
+        async with self.db.write() as conn:
+            return await folder_store.advance_counters(conn)
+
     async def list_folders(self, user_id: str) -> list[Row]:
         async with self.db.read() as conn:
             await self._user(conn, user_id)

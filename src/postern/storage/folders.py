@@ -64,6 +64,21 @@ async def update_folder(conn: AsyncConnection, folder_id: str, values: dict[str,
         await conn.execute(update(folders).where(folders.c.id == folder_id).values(**values))
 
 
+# How far every folder's counters move on after an unclean stop, beyond the largest
+# folder's message count (the most UIDs or MODSEQs one transaction can take in a folder:
+# a COPY of a whole folder; a delivery batch takes at most a few hundred).
+UNCLEAN_STOP_MARGIN = 100_000
+
+
+async def advance_counters(conn: AsyncConnection) -> int:
+    """Move every folder's next UID and MODSEQ past any that a transaction lost in a
+    crash can have taken; return by how much (see ``postern.run_marks``)."""
+    largest = (await conn.execute(select(func.coalesce(func.max(folders.c.message_count), 0)))).scalar_one()
+    gap = UNCLEAN_STOP_MARGIN + int(largest)
+    await conn.execute(update(folders).values(uid_next=folders.c.uid_next + gap, modseq=folders.c.modseq + gap))
+    return gap
+
+
 async def allocate(conn: AsyncConnection, folder_id: str, uids: int) -> tuple[int, int]:
     """Take ``uids`` consecutive UIDs and one new MODSEQ: (first UID, MODSEQ).
 
