@@ -27,7 +27,7 @@ import secrets
 import stat
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 from urllib.parse import unquote, urlparse
@@ -234,7 +234,7 @@ def _parallel(function: Callable[[Any], object], items: Sequence[Any]) -> None:
 class LocalBlobStore:
     """Blobs as files under ``root/ab/<key>``: 256 directories.
 
-    Stores written before the 2026-11 releases put them one level deeper, under
+    Stores written before 2026-11 put them one level deeper, under
     ``root/ab/cd/<key>``. Its 65,536 leaves meant that until a store held some
     hundred thousand blobs nearly every write made a directory of its own: a second
     inode, a block and a second directory sync for each message. Blobs found there
@@ -267,15 +267,23 @@ class LocalBlobStore:
         """Where the blob ``key`` is written, and where an older store kept it."""
         return f"{self._root}/{key[0:2]}/{key}", f"{self._root}/{key[0:2]}/{key[2:4]}/{key}"
 
-    def _find(self, key: str) -> str | None:
-        """The path of the stored blob ``key`` (a regular file), or None."""
+    def _located(self, key: str) -> Iterator[tuple[str, os.stat_result]]:
+        """Each stored copy of the blob ``key`` (a regular file), with its metadata."""
         for path in self._paths(key):
             try:
-                if stat.S_ISREG(os.stat(path).st_mode):
-                    return path
+                st = os.stat(path)
             except (FileNotFoundError, NotADirectoryError):
-                pass
-        return None
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield path, st
+
+    def _find(self, key: str) -> str | None:
+        """The path of the stored blob ``key``, or None."""
+        return next((path for path, _ in self._located(key)), None)
+
+    def _stored(self, key: str, size: int) -> bool:
+        """Whether the blob ``key`` is stored whole (a copy of ``size`` bytes)."""
+        return any(st.st_size == size for _, st in self._located(key))
 
     def path_for(self, key: str) -> Path:
         """Filesystem path of the blob ``key`` (validated): where it is stored, or
@@ -283,15 +291,21 @@ class LocalBlobStore:
         key = validate_key(key)
         return Path(self._find(key) or self._paths(key)[0])
 
-    def _read(self, key: str, amount: int = -1) -> bytes | None:
-        """The first ``amount`` bytes (all: -1) of the blob ``key``; None if missing."""
+    def _open(self, key: str) -> BinaryIO | None:
         for path in self._paths(key):
             try:
-                with open(path, "rb") as fh:
-                    return fh.read(amount)
+                return open(path, "rb")  # noqa: SIM115 - the caller closes it
             except (FileNotFoundError, NotADirectoryError):
                 continue
         return None
+
+    def _read(self, key: str, amount: int = -1) -> bytes | None:
+        """The first ``amount`` bytes (all: -1) of the blob ``key``; None if missing."""
+        fh = self._open(key)
+        if fh is None:
+            return None
+        with fh:
+            return fh.read(amount)
 
     def read_many(self, keys: Sequence[str], limit: int | None = None) -> list[bytes | None]:
         """Blocking: the bytes (the first ``limit`` bytes) of several blobs, None for
@@ -306,23 +320,10 @@ class LocalBlobStore:
         # the system calls they name.
         return f"{self._root}/{key[0:2]}"
 
-    def _stored(self, key: str, size: int) -> bool:
-        """Whether the blob ``key`` is stored whole (a regular file of ``size`` bytes)."""
-        for path in self._paths(key):
-            try:
-                st = os.stat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            if stat.S_ISREG(st.st_mode) and st.st_size == size:
-                return True
-        return False
-
     def _ensure_dir(self, directory: str, to_sync: set[str]) -> None:
         """Create ``directory`` (``root`` or a fan-out directory under it) and any
         missing parent, recording the parents whose entries changed, to fsync.
-
-        The leaf first: until a store holds a few hundred thousand blobs most
-        deliveries land in a new leaf, and its parent almost always exists."""
+        The directory itself first: its parent (the root) almost always exists."""
         if directory == self._root:
             existed = self.root.exists()
             self.root.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
@@ -500,14 +501,6 @@ class LocalBlobStore:
         if data is None:
             raise BlobNotFound(key)
         return data
-
-    def _open(self, key: str) -> BinaryIO | None:
-        for path in self._paths(key):
-            try:
-                return open(path, "rb")  # noqa: SIM115 - closed by stream()
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-        return None
 
     async def stream(self, key: str, chunk_size: int = 65536) -> AsyncIterator[bytes]:
         _check_chunk_size(chunk_size)
