@@ -66,3 +66,19 @@ def test_marks_are_not_inherited(tmp_path: Path) -> None:
     mark = run_marks.acquire(tmp_path)
     assert mark._fd is not None and not os.get_inheritable(mark._fd)
     mark.release()
+
+
+def test_a_data_directory_without_room_for_marks_does_not_stop_the_start(tmp_path: Path) -> None:
+    (tmp_path / run_marks.DIRECTORY).write_bytes(b"a file where the directory should be")
+    mark = run_marks.acquire(tmp_path)
+    assert not mark.previous_run_unclean
+    mark.release()
+
+
+def test_something_else_among_the_marks_is_left_alone(tmp_path: Path) -> None:
+    directory = tmp_path / run_marks.DIRECTORY
+    (directory / "not-a-mark").mkdir(parents=True)
+    mark = run_marks.acquire(tmp_path)
+    assert not mark.previous_run_unclean
+    assert (directory / "not-a-mark").is_dir()
+    mark.release()

@@ -68,17 +68,33 @@ def _locked_file(path: Path, create: bool = False) -> int:
 
 def acquire(data_dir: Path) -> RunMark:
     """Take this process's mark in ``data_dir``, after removing the marks of runs that
-    ended without removing their own."""
+    ended without removing their own. A data directory where no mark can be kept is
+    logged, and the start goes on."""
     if fcntl is None:
         return RunMark(previous_run_unclean=False)
     directory = data_dir / DIRECTORY
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    unclean = False
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        unclean = _remove_stale_marks(directory)
+        path, fd = _make_mark(directory)
+    except OSError as error:
+        log.warning("cannot keep a run mark in %s (%s): an unclean stop of this run will not be noticed", directory, error)
+        return RunMark(previous_run_unclean=unclean)
+    return RunMark(previous_run_unclean=unclean, _path=path, _fd=fd)
+
+
+def _remove_stale_marks(directory: Path) -> bool:
+    """Remove the marks no live process holds; True if one was a run's mark."""
     unclean = False
     for entry in directory.iterdir():
         try:
             fd = _locked_file(entry)
         except (BlockingIOError, FileNotFoundError):
             continue  # the mark of a live process, or one another start took first
+        except OSError as error:
+            log.warning("ignoring %s in %s: %s", entry.name, directory, error)
+            continue
         try:
             if not entry.name.startswith("."):  # not a mark left half made (below)
                 log.warning("the run of postern that held %s did not stop cleanly", entry.name)
@@ -86,6 +102,10 @@ def acquire(data_dir: Path) -> RunMark:
             entry.unlink(missing_ok=True)
         finally:
             os.close(fd)
+    return unclean
+
+
+def _make_mark(directory: Path) -> tuple[Path, int]:
     # Locked before it is visible under its name: a process starting at the same time
     # can never take a live mark for a stale one.
     name = new_id()
@@ -97,4 +117,4 @@ def acquire(data_dir: Path) -> RunMark:
         os.close(fd)
         making.unlink(missing_ok=True)
         raise
-    return RunMark(previous_run_unclean=unclean, _path=directory / name, _fd=fd)
+    return directory / name, fd
