@@ -38,7 +38,11 @@ from postern.events import EventBus
 from postern.mailstore.service import MailStore
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
+from postern.verification.homeserver import Homeservers
+from postern.verification.identity_accounts import IdentityAccounts
+from postern.verification.mail import ValidationMailer
 from postern.verification.ownership import Ownership
+from postern.verification.sessions import ValidationSessions
 
 
 def resolver_from(settings: Settings) -> Resolver:
@@ -95,6 +99,8 @@ class Runtime:
     alias_replies: Replies = field(init=False)
     # Proof of address ownership (verification/).
     ownership: Ownership = field(init=False)
+    validation: ValidationSessions = field(init=False)
+    identity_accounts: IdentityAccounts = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -134,6 +140,18 @@ class Runtime:
         self.submission.replies = self.alias_replies
         self._wire_alias_mail()
         self.ownership = Ownership(self.db)
+        self.validation = ValidationSessions(
+            db=self.db,
+            server_key=self.server_key,
+            limiter=self.rate_limiter,
+            mailer=ValidationMailer(self.system_mail, settings.identity_templates_dir),
+            public_url=settings.resolved_public_url,
+            server_name=settings.hostname,
+            next_link_domains=settings.identity_next_link_domains,
+        )
+        self.identity_accounts = IdentityAccounts(
+            db=self.db, homeservers=Homeservers(ca_file=settings.identity_ca_file), terms_file=settings.identity_terms_file
+        )
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this
