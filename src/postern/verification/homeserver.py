@@ -35,10 +35,14 @@ log = logging.getLogger("postern.verification.homeserver")
 
 DEFAULT_PORT = 8448
 MAX_ANSWER = 64 * 1024
-_HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*\.?$")
+_HOSTNAME = re.compile(
+    r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*\.?$"
+)
 _USER_ID = re.compile(r"^@[^:\s]{1,255}:(.{1,255})$")
 
-SrvLookup = Callable[[str], Awaitable[list[tuple[int, int, int, str]]]]  # (priority, weight, port, target)
+SrvLookup = Callable[
+    [str], Awaitable[list[tuple[int, int, int, str]]]
+]  # (priority, weight, port, target)
 ConnectMap = Callable[[str, int], tuple[str, int]]
 
 
@@ -101,7 +105,10 @@ async def dns_srv(name: str) -> list[tuple[int, int, int, str]]:
         answer = await dns.asyncresolver.resolve(name, "SRV", lifetime=5)
     except (dns.exception.DNSException, OSError):
         return []
-    return [(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True)) for r in answer]
+    return [
+        (r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True))
+        for r in answer
+    ]
 
 
 def _bracket(host: str) -> str:
@@ -109,33 +116,55 @@ def _bracket(host: str) -> str:
 
 
 class Homeservers:
-    def __init__(self, *, ca_file: Path | None = None, srv: SrvLookup = dns_srv, connect_map: ConnectMap | None = None, timeout: float = 10.0):
+    def __init__(
+        self,
+        *,
+        ca_file: Path | None = None,
+        srv: SrvLookup = dns_srv,
+        connect_map: ConnectMap | None = None,
+        timeout: float = 10.0,
+    ):
         self.ca_file = ca_file
         self.srv = srv
         self.connect_map: ConnectMap = connect_map or (lambda host, port: (host, port))
         self.timeout = timeout
 
     def _ssl(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+        context = ssl.create_default_context(
+            cafile=str(self.ca_file) if self.ca_file else None
+        )
         return context
 
-    async def _get(self, host: str, port: int, path: str, *, host_header: str, tls_name: str) -> httpx.Response:
+    async def _get(
+        self, host: str, port: int, path: str, *, host_header: str, tls_name: str
+    ) -> httpx.Response:
         connect_host, connect_port = self.connect_map(host, port)
         url = f"https://{_bracket(connect_host)}:{connect_port}{path}"
-        async with httpx.AsyncClient(verify=self._ssl(), timeout=self.timeout, follow_redirects=False, trust_env=False) as client:
-            return await client.get(url, headers={"Host": host_header}, extensions={"sni_hostname": tls_name})
+        async with httpx.AsyncClient(
+            verify=self._ssl(),
+            timeout=self.timeout,
+            follow_redirects=False,
+            trust_env=False,
+        ) as client:
+            return await client.get(
+                url,
+                headers={"Host": host_header},
+                extensions={"sni_hostname": tls_name},
+            )
 
     async def _srv_target(self, host: str) -> tuple[str, int] | None:
         for prefix in ("_matrix-fed._tcp.", "_matrix._tcp."):
             records = await self.srv(prefix + host)
             if records:
-                _priority, _weight, port, target = sorted(records, key=lambda r: (r[0], -r[1]))[0]
+                _priority, _weight, port, target = min(records, key=lambda r: (r[0], -r[1]))
                 return target.rstrip("."), port
         return None
 
     async def _well_known(self, host: str) -> str | None:
         try:
-            response = await self._get(host, 443, "/.well-known/matrix/server", host_header=host, tls_name=host)
+            response = await self._get(
+                host, 443, "/.well-known/matrix/server", host_header=host, tls_name=host
+            )
         except (httpx.HTTPError, ssl.SSLError, OSError, ValueError):
             return None
         if response.status_code != 200 or len(response.content) > MAX_ANSWER:
@@ -173,7 +202,9 @@ class Homeservers:
             if delegated is not None:
                 header = delegated_text.strip()
                 target = await self._by_name(delegated, host_header=header)
-                return target or Target(delegated.host, DEFAULT_PORT, header, delegated.host)
+                return target or Target(
+                    delegated.host, DEFAULT_PORT, header, delegated.host
+                )
         target = await self._by_name(name, host_header=header)
         return target or Target(name.host, DEFAULT_PORT, header, name.host)
 
@@ -190,7 +221,8 @@ class Homeservers:
             response = await self._get(
                 target.connect_host,
                 target.port,
-                "/_matrix/federation/v1/openid/userinfo?" + urlencode({"access_token": access_token}),
+                "/_matrix/federation/v1/openid/userinfo?"
+                + urlencode({"access_token": access_token}),
                 host_header=target.host_header,
                 tls_name=target.tls_name,
             )
@@ -200,14 +232,20 @@ class Homeservers:
         if response.status_code != 200:
             raise HomeserverError("the homeserver refused the token")
         try:
-            sub = json.loads(response.content).get("sub") if len(response.content) <= MAX_ANSWER else None
+            sub = (
+                json.loads(response.content).get("sub")
+                if len(response.content) <= MAX_ANSWER
+                else None
+            )
         except (ValueError, AttributeError):
             sub = None
         match = _USER_ID.match(sub) if isinstance(sub, str) else None
         if match is None:
             raise HomeserverError("the homeserver's answer has no user id")
         server_part = match.group(1).lower()
-        expected = (f"[{name.host}]" if ":" in name.host else name.host) + (f":{name.port}" if name.port else "")
+        expected = (f"[{name.host}]" if ":" in name.host else name.host) + (
+            f":{name.port}" if name.port else ""
+        )
         if server_part != expected and server_part != server_name.strip().lower():
             raise HomeserverError("the user id is not of that homeserver")
         return sub

@@ -87,13 +87,26 @@ class Templates:
                 log.warning("the template %s cannot be read; using the default", path)
                 return default
 
-        return cls(read("validation.subject", DEFAULT_SUBJECT), read("validation.txt", DEFAULT_TEXT), read("validation.html", DEFAULT_HTML))
+        return cls(
+            read("validation.subject", DEFAULT_SUBJECT),
+            read("validation.txt", DEFAULT_TEXT),
+            read("validation.html", DEFAULT_HTML),
+        )
 
 
-def compose(*, templates: Templates, sender: str, to: str, values: dict[str, str], message_id_domain: str) -> bytes:
+def compose(
+    *,
+    templates: Templates,
+    sender: str,
+    to: str,
+    values: dict[str, str],
+    message_id_domain: str,
+) -> bytes:
     subject = " ".join(Template(templates.subject).safe_substitute(values).split())
     text = Template(templates.text).safe_substitute(values)
-    body_html = Template(templates.html).safe_substitute({k: html.escape(v) for k, v in values.items()})
+    body_html = Template(templates.html).safe_substitute(
+        {k: html.escape(v) for k, v in values.items()}
+    )
     utf8 = not (sender + to).isascii()
     message = EmailMessage(policy=SMTP.clone(utf8=True) if utf8 else SMTP)
     # Both are addresses checked before (the operator's sender, a normalised
@@ -117,12 +130,20 @@ class ValidationMailer:
         self.system_mail = system_mail
         self.templates_dir = templates_dir
 
-    async def send(self, *, to: str, values: dict[str, str], user_id: str | None = None) -> None:
+    async def send(
+        self, *, to: str, values: dict[str, str], user_id: str | None = None
+    ) -> None:
         """Deliver to a hosted address, or queue; SendFailed when neither worked."""
         mail = self.system_mail
         templates = Templates.load(self.templates_dir)
         try:
-            raw = compose(templates=templates, sender=mail.sender, to=to, values=values, message_id_domain=mail.hostname)
+            raw = compose(
+                templates=templates,
+                sender=mail.sender,
+                to=to,
+                values=values,
+                message_id_domain=mail.hostname,
+            )
         except (ValueError, TypeError, IndexError) as error:
             log.warning("the validation mail cannot be written: %s", error)
             raise SendFailed("the validation mail cannot be written") from None
@@ -133,15 +154,30 @@ class ValidationMailer:
                 local = None
             if local is not None:
                 outcomes = await mail.inbound.deliver(
-                    Envelope(mail.envelope_sender, [local], raw, source="LOCAL", client_ip="127.0.0.1", helo=mail.hostname, transtype="LOCAL")
+                    Envelope(
+                        mail.envelope_sender,
+                        [local],
+                        raw,
+                        source="LOCAL",
+                        client_ip="127.0.0.1",
+                        helo=mail.hostname,
+                        transtype="LOCAL",
+                    )
                 )
                 if not all(o.stored for o in outcomes):
                     raise SendFailed(outcomes[0].reply if outcomes else "not stored")
                 return
             blob_key = await mail.outbound.blobs.put(raw)
-            await mail.outbound.enqueue(user_id=user_id, mail_from=mail.envelope_sender, recipients=[to], blob_key=blob_key, size=len(raw), message_mid=None)
+            await mail.outbound.enqueue(
+                user_id=user_id,
+                mail_from=mail.envelope_sender,
+                recipients=[to],
+                blob_key=blob_key,
+                size=len(raw),
+                message_mid=None,
+            )
         except SendFailed:
             raise
-        except Exception as error:  # noqa: BLE001 - any failure is the client's M_EMAIL_SEND_ERROR
+        except Exception as error:
             log.exception("the validation mail could not be sent")
             raise SendFailed(str(error)) from None

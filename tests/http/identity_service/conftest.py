@@ -25,15 +25,22 @@ V2 = "/_matrix/identity/v2"
 @pytest.fixture
 async def identity(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(runtime))
-    async with httpx.AsyncClient(transport=transport, base_url="http://postern.test") as client:
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://postern.test"
+    ) as client:
         yield client
 
 
 @pytest.fixture
-async def internet(sink: SmtpSink, mail_doors: MailDoors) -> SmtpSink:
-    """Mail to example.net arrives at the sink through the outbound queue."""
+async def internet(sink: SmtpSink, mail_doors: MailDoors) -> AsyncIterator[SmtpSink]:
+    """Mail to example.net arrives at the sink through the outbound queue. At the end,
+    connections still open (a delivery under way, a kept connection) are cut, so that
+    the sink stops at once."""
     sink.serve_domain("example.net")
-    return sink
+    yield sink
+    for connection in sink.connections:
+        if connection.transport is not None:
+            connection.transport.close()
 
 
 @dataclass

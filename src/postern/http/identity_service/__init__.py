@@ -17,18 +17,35 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postern import __version__
-from postern.http.identity_service import account, status, terms, three_pid, validate_email
+from postern.http.identity_service import (
+    account,
+    status,
+    terms,
+    three_pid,
+    validate_email,
+)
 
 PREFIX = "/_matrix/identity"
 
 router = APIRouter()
-for module_router in (status.router, validate_email.v1, validate_email.v2, three_pid.v1, three_pid.v2, account.router, terms.router):
+for module_router in (
+    status.router,
+    validate_email.v1,
+    validate_email.v2,
+    three_pid.v1,
+    three_pid.v2,
+    account.router,
+    terms.router,
+):
     router.include_router(module_router)
 
 CORS_HEADERS = [
     (b"access-control-allow-origin", b"*"),
     (b"access-control-allow-methods", b"GET, POST, PUT, DELETE, OPTIONS"),
-    (b"access-control-allow-headers", b"Origin, X-Requested-With, Content-Type, Accept, Authorization"),
+    (
+        b"access-control-allow-headers",
+        b"Origin, X-Requested-With, Content-Type, Accept, Authorization",
+    ),
 ]
 
 
@@ -43,7 +60,17 @@ class IdentityCors:
             await self.app(scope, receive, send)
             return
         if scope["method"] == "OPTIONS":
-            await send({"type": "http.response.start", "status": 200, "headers": [*CORS_HEADERS, (b"content-length", b"2"), (b"content-type", b"application/json")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        *CORS_HEADERS,
+                        (b"content-length", b"2"),
+                        (b"content-type", b"application/json"),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": b"{}"})
             return
 
@@ -64,7 +91,12 @@ def install(app: FastAPI) -> None:
 
     def identity_document() -> dict[str, Any]:
         if not document:
-            routes = [r for r in app.routes if getattr(r, "path", "").startswith(PREFIX + "/") and r.path != PREFIX + "/openapi.json"]
+            routes = [
+                r
+                for r in app.routes
+                if getattr(r, "path", "").startswith(PREFIX + "/")
+                and r.path != PREFIX + "/openapi.json"
+            ]
             document.update(
                 get_openapi(
                     title="postern identity service",
@@ -75,7 +107,10 @@ def install(app: FastAPI) -> None:
             )
             for operations in document.get("paths", {}).values():
                 for operation in operations.values():
-                    if operation.get("responses", {}).get("422", {}).get("description") == "Validation Error":
+                    if (
+                        operation.get("responses", {}).get("422", {}).get("description")
+                        == "Validation Error"
+                    ):
                         operation["responses"].pop("422")
         return document
 

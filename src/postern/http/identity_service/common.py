@@ -36,7 +36,12 @@ def matrix_error(status: int, errcode: str, message: str, **extra: Any) -> JSONB
 
 
 def rate_limited(error: RateLimited) -> JSONBody:
-    response = matrix_error(429, errors.LIMIT_EXCEEDED, "Too many requests", retry_after_ms=error.retry_after * 1000)
+    response = matrix_error(
+        429,
+        errors.LIMIT_EXCEEDED,
+        "Too many requests",
+        retry_after_ms=error.retry_after * 1000,
+    )
     response.headers["Retry-After"] = str(error.retry_after)
     return response
 
@@ -58,8 +63,12 @@ class MatrixRoute(APIRoute):
                 first = (error.errors() or [{}])[0]
                 where = ".".join(str(p) for p in first.get("loc", ())[1:])
                 if first.get("type") == "missing":
-                    return matrix_error(400, errors.MISSING_PARAMS, f"Missing parameter: {where}")
-                return matrix_error(400, errors.INVALID_PARAM, f"Invalid parameter: {where}")
+                    return matrix_error(
+                        400, errors.MISSING_PARAMS, f"Missing parameter: {where}"
+                    )
+                return matrix_error(
+                    400, errors.INVALID_PARAM, f"Invalid parameter: {where}"
+                )
 
         return answer
 
@@ -80,15 +89,21 @@ async def parameters(request: Request, required: tuple[str, ...]) -> dict[str, A
         raise MatrixError("M_TOO_LARGE", "The request body is too large", status=413)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     params: dict[str, Any]
-    if content_type == FORM or (not body.strip() and content_type != "application/json"):
+    if content_type == FORM or (
+        not body.strip() and content_type != "application/json"
+    ):
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise MatrixError(errors.INVALID_PARAM, "The form body is not UTF-8") from None
+            raise MatrixError(
+                errors.INVALID_PARAM, "The form body is not UTF-8"
+            ) from None
         params = {}
         for key, value in [*parse_qsl(request.url.query), *parse_qsl(text)]:
             params.setdefault(key, value)
-        params = {k: v for k, v in params.items() if not isinstance(v, str) or "\x00" not in v}
+        params = {
+            k: v for k, v in params.items() if not isinstance(v, str) or "\x00" not in v
+        }
     else:
         try:
             params = json.loads(body)
@@ -98,7 +113,9 @@ async def parameters(request: Request, required: tuple[str, ...]) -> dict[str, A
             raise MatrixError(errors.BAD_JSON, "The request body must be a JSON object")
     missing = [name for name in required if params.get(name) in (None, "")]
     if missing:
-        raise MatrixError(errors.MISSING_PARAMS, "Missing parameters: " + ", ".join(missing))
+        raise MatrixError(
+            errors.MISSING_PARAMS, "Missing parameters: " + ", ".join(missing)
+        )
     return params
 
 
@@ -106,7 +123,9 @@ def query_parameters(request: Request, required: tuple[str, ...]) -> dict[str, s
     params = dict(request.query_params)
     missing = [name for name in required if not params.get(name)]
     if missing:
-        raise MatrixError(errors.MISSING_PARAMS, "Missing parameters: " + ", ".join(missing))
+        raise MatrixError(
+            errors.MISSING_PARAMS, "Missing parameters: " + ", ".join(missing)
+        )
     return params
 
 
@@ -124,14 +143,20 @@ def access_token_of(request: Request) -> str | None:
 async def v2_account(request: Request) -> str:
     """The Matrix user id of the v2 access token (M_UNAUTHORIZED without one)."""
     token = access_token_of(request)
-    account = await runtime_of(request).identity_accounts.authenticate(token) if token else None
+    account = (
+        await runtime_of(request).identity_accounts.authenticate(token)
+        if token
+        else None
+    )
     if account is None:
         raise MatrixError(errors.UNAUTHORIZED, "Unrecognised access token", status=401)
     request.state.identity_token = token
     return account.matrix_user_id
 
 
-async def v2_account_with_terms(request: Request, user_id: Annotated[str, Depends(v2_account)]) -> str:
+async def v2_account_with_terms(
+    request: Request, user_id: Annotated[str, Depends(v2_account)]
+) -> str:
     """As ``v2_account``, and the operator's terms accepted (M_TERMS_NOT_SIGNED)."""
     if not await runtime_of(request).identity_accounts.terms_signed(user_id):
         raise MatrixError(errors.TERMS_NOT_SIGNED, "Terms not signed", status=403)
@@ -139,11 +164,27 @@ async def v2_account_with_terms(request: Request, user_id: Annotated[str, Depend
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    described = {400: "Invalid request (see errcode)", 401: "Access token missing or unknown", 403: "Terms not signed", 429: "Rate limited"}
-    return {status: {"model": MatrixErrorBody, "description": described.get(status, "Error")} for status in (400, *statuses)}
+    described = {
+        400: "Invalid request (see errcode)",
+        401: "Access token missing or unknown",
+        403: "Terms not signed",
+        429: "Rate limited",
+    }
+    return {
+        status: {
+            "model": MatrixErrorBody,
+            "description": described.get(status, "Error"),
+        }
+        for status in (400, *statuses)
+    }
 
 
 def json_body(schema: dict[str, Any], required: list[str]) -> dict[str, Any]:
     """The documented request body: JSON, or the deprecated form encoding."""
     body = {"type": "object", "properties": schema, "required": required}
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": body}, FORM: {"schema": body}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": body}, FORM: {"schema": body}},
+        }
+    }

@@ -24,23 +24,41 @@ from postern.http.identity_service.common import (
 )
 from postern.verification.errors import MatrixError
 
-v1 = APIRouter(prefix="/_matrix/identity/api/v1", route_class=MatrixRoute, tags=["Identity service v1"])
-v2 = APIRouter(prefix="/_matrix/identity/v2", route_class=MatrixRoute, tags=["Identity service v2"])
+v1 = APIRouter(
+    prefix="/_matrix/identity/api/v1",
+    route_class=MatrixRoute,
+    tags=["Identity service v1"],
+)
+v2 = APIRouter(
+    prefix="/_matrix/identity/v2", route_class=MatrixRoute, tags=["Identity service v2"]
+)
 v2_authenticated = [Depends(v2_account_with_terms)]
 
 REQUEST_BODY = json_body(
     {
-        "client_secret": {"type": "string", "description": "A unique string used to identify the validation attempt"},
+        "client_secret": {
+            "type": "string",
+            "description": "A unique string used to identify the validation attempt",
+        },
         "email": {"type": "string", "description": "The email address to validate"},
-        "send_attempt": {"type": "integer", "description": "Mail again only when higher than the last one seen"},
-        "next_link": {"type": "string", "description": "Where to send the browser after a successful GET submitToken"},
+        "send_attempt": {
+            "type": "integer",
+            "description": "Mail again only when higher than the last one seen",
+        },
+        "next_link": {
+            "type": "string",
+            "description": "Where to send the browser after a successful GET submitToken",
+        },
     },
     ["client_secret", "email"],
 )
 SUBMIT_BODY = json_body(
     {
         "sid": {"type": "string", "description": "The session ID, from requestToken"},
-        "client_secret": {"type": "string", "description": "The client secret given to requestToken"},
+        "client_secret": {
+            "type": "string",
+            "description": "The client secret given to requestToken",
+        },
         "token": {"type": "string", "description": "The token mailed"},
     },
     ["sid", "client_secret", "token"],
@@ -72,7 +90,10 @@ async def submit_token(request: Request) -> Success:
     """Prove the address: the three values of one requestToken."""
     params = await parameters(request, ("sid", "client_secret", "token"))
     await runtime_of(request).validation.submit_token(
-        sid=params.get("sid"), client_secret=params.get("client_secret"), token=params.get("token"), ip=client_ip(request)
+        sid=params.get("sid"),
+        client_secret=params.get("client_secret"),
+        token=params.get("token"),
+        ip=client_ip(request),
     )
     return Success(success=True)
 
@@ -86,49 +107,98 @@ PAGE = """<!DOCTYPE html>
 
 def page(status: int, title: str, text: str) -> HTMLResponse:
     body = PAGE.format(title=html.escape(title), text=html.escape(text))
-    return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    return HTMLResponse(
+        body,
+        status_code=status,
+        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+    )
 
 
 async def submit_token_page(
     request: Request,
-    sid: Annotated[str | None, Query(description="The session ID, from requestToken")] = None,
-    client_secret: Annotated[str | None, Query(description="The client secret given to requestToken")] = None,
+    sid: Annotated[
+        str | None, Query(description="The session ID, from requestToken")
+    ] = None,
+    client_secret: Annotated[
+        str | None, Query(description="The client secret given to requestToken")
+    ] = None,
     token: Annotated[str | None, Query(description="The token mailed")] = None,
 ) -> Response:
     """The link in the mail: a page for a person (or a redirect to the next_link
     stored with the session), never JSON."""
     if not sid or not client_secret or not token:
-        return page(400, "Invalid link", "This link is incomplete. Open the link from the email again.")
+        return page(
+            400,
+            "Invalid link",
+            "This link is incomplete. Open the link from the email again.",
+        )
     try:
-        validated = await runtime_of(request).validation.submit_token(sid=sid, client_secret=client_secret, token=token, ip=client_ip(request))
+        validated = await runtime_of(request).validation.submit_token(
+            sid=sid, client_secret=client_secret, token=token, ip=client_ip(request)
+        )
     except RateLimited as error:
-        return page(429, "Too many attempts", f"Please try again in {error.retry_after} seconds.")
+        return page(
+            429,
+            "Too many attempts",
+            f"Please try again in {error.retry_after} seconds.",
+        )
     except MatrixError as error:
         return page(400, "Verification failed", error.message)
     if validated.next_link:
-        return RedirectResponse(validated.next_link, status_code=302, headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-    return page(200, "Email address verified", "Your email address has been verified. You may now return to the application.")
+        return RedirectResponse(
+            validated.next_link,
+            status_code=302,
+            headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"},
+        )
+    return page(
+        200,
+        "Email address verified",
+        "Your email address has been verified. You may now return to the application.",
+    )
 
 
 GET_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "Validated: a page for a person", "content": {"text/html": {}}},
+    200: {
+        "description": "Validated: a page for a person",
+        "content": {"text/html": {}},
+    },
     302: {"description": "Validated: redirected to the session's next_link"},
-    400: {"description": "Validation failed: a page for a person", "content": {"text/html": {}}},
-    429: {"description": "Too many attempts: a page for a person", "content": {"text/html": {}}},
+    400: {
+        "description": "Validation failed: a page for a person",
+        "content": {"text/html": {}},
+    },
+    429: {
+        "description": "Too many attempts: a page for a person",
+        "content": {"text/html": {}},
+    },
 }
 
 for router, dependencies in ((v1, []), (v2, v2_authenticated)):
     router.add_api_route(
-        "/validate/email/requestToken", request_token, methods=["POST"], summary="Request a token for validating an email address",
-        response_model=Session, responses=error_responses(*((401, 403) if dependencies else ()), 429), openapi_extra=REQUEST_BODY,
+        "/validate/email/requestToken",
+        request_token,
+        methods=["POST"],
+        summary="Request a token for validating an email address",
+        response_model=Session,
+        responses=error_responses(*((401, 403) if dependencies else ()), 429),
+        openapi_extra=REQUEST_BODY,
         dependencies=dependencies,
     )
     router.add_api_route(
-        "/validate/email/submitToken", submit_token, methods=["POST"], summary="Validate ownership of an email address",
-        response_model=Success, responses=error_responses(*((401, 403) if dependencies else ()), 429), openapi_extra=SUBMIT_BODY,
+        "/validate/email/submitToken",
+        submit_token,
+        methods=["POST"],
+        summary="Validate ownership of an email address",
+        response_model=Success,
+        responses=error_responses(*((401, 403) if dependencies else ()), 429),
+        openapi_extra=SUBMIT_BODY,
         dependencies=dependencies,
     )
     router.add_api_route(
-        "/validate/email/submitToken", submit_token_page, methods=["GET"], summary="Validate ownership of an email address (the mailed link)",
-        response_class=HTMLResponse, responses=GET_RESPONSES,
+        "/validate/email/submitToken",
+        submit_token_page,
+        methods=["GET"],
+        summary="Validate ownership of an email address (the mailed link)",
+        response_class=HTMLResponse,
+        responses=GET_RESPONSES,
     )
