@@ -23,7 +23,7 @@ from postern.rules.service import MAX_AUTOREPLY
 
 router = APIRouter(tags=["Autoreplies"])
 
-DateOrFalse = str | int | Literal[False] | None
+DateOrFalse = Any  # a date (ISO 8601 or milliseconds), false, or "" (checked by _time_ms)
 
 
 class AutoreplyBody(BaseModel):
@@ -72,9 +72,9 @@ class AutoreplyDetails(BaseModel):
     created: str | Literal[False]
 
 
-def _time_ms(value: str | int, field: str) -> int:
+def _time_ms(value: Any, field: str) -> int:
     """A date as WildDuck's Joi.date() reads one: ISO 8601, or milliseconds."""
-    if isinstance(value, bool):
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or len(str(value)) > 64:
         raise InvalidInput(f'"{field}" must be a valid date', field=field)
     if isinstance(value, int):
         return _in_range(value, field)
