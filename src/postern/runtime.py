@@ -40,6 +40,7 @@ from postern.mailstore.service import MailStore
 from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
+from postern.verification.ownership import Ownership
 
 
 def resolver_from(settings: Settings) -> Resolver:
@@ -96,6 +97,8 @@ class Runtime:
     alias_replies: Replies = field(init=False)
     # Filters and autoreplies, applied by local delivery.
     rules: Rules = field(init=False)
+    # Proof of address ownership (verification/).
+    ownership: Ownership = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -142,6 +145,7 @@ class Runtime:
         )
         self.inbound.filtering = LocalRules(self.rules, self.outbound, self.blobs, self.db, self.rate_limiter.counters, settings.hostname)
         self._wire_alias_mail()
+        self.ownership = Ownership(self.db)
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this

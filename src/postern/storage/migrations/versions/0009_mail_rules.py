@@ -2,14 +2,14 @@
 outbound queue's non-address forward targets
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
