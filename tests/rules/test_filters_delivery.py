@@ -9,7 +9,7 @@ import asyncio
 import smtplib
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from sqlalchemy import func, select
@@ -152,10 +152,10 @@ async def test_filters_do_not_apply_to_uploads(client: httpx.AsyncClient) -> Non
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, str], bytes]] = []
-    arrived = threading.Event()
+    received: ClassVar[list[tuple[str, dict[str, str], bytes]]] = []
+    arrived: ClassVar[threading.Event] = threading.Event()
 
-    def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).received.append((self.path, dict(self.headers), body))
         self.send_response(200)
