@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from postern.delivery.inbound import Envelope, InboundDelivery
 from postern.delivery.outbound import OutboundQueue
 from postern.delivery.router import RecipientRefused, Router
+from postern.mime import header_writing
 
 log = logging.getLogger("postern.system_mail")
 
@@ -26,9 +27,11 @@ def compose(*, sender: str, to: str, subject: str, text: str, message_id_domain:
     """A plain-text message with the headers every receiver expects."""
     # Internationalised addresses need SMTPUTF8 headers (RFC 6532).
     message = EmailMessage(policy=SMTP if (sender + to).isascii() else SMTP.clone(utf8=True))
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = subject
+    # Each value goes through header_writing.clean: no line break reaches a header
+    # (the stdlib's policy would raise on one; we never want that for a user value).
+    message["From"] = header_writing.clean(sender)
+    message["To"] = header_writing.clean(to)
+    message["Subject"] = header_writing.clean(subject)
     message["Date"] = format_datetime(datetime.now(UTC))
     message["Message-ID"] = f"<{secrets.token_hex(16)}@{message_id_domain}>"
     # RFC 3834: an automatic message; vacation responders must not answer it.
