@@ -25,6 +25,7 @@ from postern.mailstore.service import FLAG_COLUMNS, MailStore
 from postern.storage import flag_writes as flag_store
 from postern.storage import folders as folder_store
 from postern.storage import imap as imap_store
+from postern.storage import imap_state
 from postern.storage import mailbox_state as mailbox_store
 from postern.storage import messages as message_store
 from postern.storage import users as user_store
@@ -389,6 +390,46 @@ class ImapView:
                 events.append(event)
         self.store.bus.publish(events)
         return sorted(int(r.uid) for r in deleted)
+
+    # Shared session state ---------------------------------------------------------
+
+    async def folder_state(self, folder_id: str) -> tuple[int, int] | None:
+        """(UIDNEXT, HIGHESTMODSEQ) as committed now; None when the folder is gone."""
+        return await imap_state.folder_state(self.db, folder_id)
+
+    async def claim_recent(self, folder_id: str, uids: Sequence[int]) -> set[int]:
+        """The UIDs among ``uids`` no read-write session claimed before: they are now
+        this caller's \\Recent, and no other session's, in any process."""
+        if not uids:
+            return set()
+        up_to = max(uids)
+        if await imap_state.claimed_uid(self.db, folder_id) >= up_to:
+            return set()  # the common case, read without a write
+        async with self.db.write() as conn:
+            before = await imap_state.claim_recent(conn, folder_id, up_to)
+        return {u for u in uids if before < u <= up_to}
+
+    async def unclaimed_recent(self, folder_id: str, uids: Sequence[int]) -> set[int]:
+        """The UIDs among ``uids`` that no session has claimed as \\Recent (EXAMINE)."""
+        claimed = await imap_state.claimed_uid(self.db, folder_id)
+        return {u for u in uids if u > claimed}
+
+    async def count_recent(self, folder_id: str) -> int:
+        async with self.db.read() as conn:
+            return await imap_state.count_recent(conn, folder_id)
+
+    async def orphan_subscriptions(self, user_id: str) -> list[str]:
+        """Subscribed names that are no folder now."""
+        async with self.db.read() as conn:
+            return await imap_state.orphan_subscriptions(conn, user_id)
+
+    async def subscribe_name(self, user_id: str, path: str, subscribed: bool) -> None:
+        """(Un)subscribe a name that is no folder."""
+        async with self.db.write() as conn:
+            if subscribed:
+                await imap_state.add_orphan_subscription(conn, user_id, normalise_path(path))
+            else:
+                await imap_state.remove_orphan_subscription(conn, user_id, normalise_path(path))
 
     async def quota(self, user_id: str) -> tuple[int, int]:
         """(storage used, quota) in bytes."""

@@ -31,6 +31,8 @@ from postern.events import (
     UserLoggedOut,
 )
 
+from postern.mailstore.imap_view import SYSTEM_FLAGS
+
 from . import commands as c
 from . import encode as enc
 
@@ -95,6 +97,9 @@ class SelectedMailbox:
         "resync",
         "deleted",
         "saved",
+        "uid_next",
+        "modseq",
+        "keywords",
     )
 
     def __init__(self, folder_id: str, path: str, uidvalidity: int, read_only: bool, uids: Iterable[int]) -> None:
@@ -112,6 +117,11 @@ class SelectedMailbox:
         self.resync = False
         self.deleted = False
         self.saved: frozenset[int] = frozenset()  # SEARCHRES $
+        # What the session last read of the folder in storage: UIDNEXT and
+        # HIGHESTMODSEQ; after each command it compares them with the folder's now.
+        self.uid_next = 0
+        self.modseq = 0
+        self.keywords: set[str] = set()  # announced in FLAGS (RFC 3501 §7.2.6)
 
     @property
     def exists(self) -> int:
@@ -330,9 +340,32 @@ class Session:
         return b"* " + str(seq).encode() + b" FETCH (" + b" ".join(items) + b")\r\n"
 
     def flags_of(self, message: ImapMessage) -> tuple[str, ...]:
-        if self.selected is not None and message.uid in self.selected.recent:
+        selected = self.selected
+        if selected is None:
+            return message.flags
+        for flag in message.flags:
+            if flag[0] != "\\" and flag not in selected.keywords:
+                self.announce_keywords(message.flags)
+                break
+        if message.uid in selected.recent:
             return (*message.flags, "\\Recent")
         return message.flags
+
+    def announce_keywords(self, flags: Iterable[str]) -> None:
+        """An untagged FLAGS (and PERMANENTFLAGS) before a keyword the client has not
+        been told of is used in a FETCH (RFC 3501 §7.2.6)."""
+        selected = self.selected
+        if selected is None:
+            return
+        new = [f for f in flags if f[0] != "\\" and f not in selected.keywords]
+        if not new:
+            return
+        selected.keywords.update(new)
+        keywords = sorted(selected.keywords)
+        self.untagged(b"FLAGS " + enc.flag_list((*SYSTEM_FLAGS, *keywords)))
+        if not selected.read_only:
+            permanent = enc.flag_list((*SYSTEM_FLAGS, *keywords, "\\*"))
+            self.untagged(b"OK [PERMANENTFLAGS " + permanent + b"] Flags permitted")
 
     def announce_expunged(self, uids: Iterable[int]) -> None:
         """Remove UIDs from the map and say so: EXPUNGE, or VANISHED with QRESYNC."""
@@ -362,6 +395,10 @@ class Session:
         if selected.deleted:
             self.closing = "Selected mailbox was deleted"
             return
+        await self.sync_from_storage(selected)
+        if selected.deleted:
+            self.closing = "Selected mailbox was deleted"
+            return
         if selected.resync:
             selected.resync = False
             current = set(await view.uids_after(selected.folder_id, 0))
@@ -380,7 +417,7 @@ class Session:
             if new:
                 selected.uids.extend(new)
                 if not selected.read_only:
-                    selected.recent.update(self.services.claim_recent(selected.folder_id, new))
+                    selected.recent.update(await view.claim_recent(selected.folder_id, new))
                 self.write(b"* " + str(selected.exists).encode() + b" EXISTS\r\n")
                 self.write(b"* " + str(len(selected.recent)).encode() + b" RECENT\r\n")
         if selected.pending_changed:
@@ -392,6 +429,37 @@ class Session:
                     if seq is not None:
                         self.write(self.fetch_flags_line(seq, message))
         selected.own_modseqs.clear()
+
+    async def sync_from_storage(self, selected: SelectedMailbox) -> None:
+        """Compare the view with the folder as committed now (UIDNEXT, HIGHESTMODSEQ),
+        and take what changed into the pending updates.
+
+        Events wake IDLE at once, but an event published by another process (or
+        one still queued) may arrive after the command that follows the change; this
+        read makes a change that completed before a command began visible at that
+        command's end, every time, whatever the events do."""
+        state = await self.services.view.folder_state(selected.folder_id)
+        if state is None:
+            selected.deleted = True
+            return
+        uid_next, modseq = state
+        if uid_next > selected.uid_next:
+            if uid_next - 1 > selected.largest_uid:
+                selected.pending_added = True
+                selected.added_uid = max(selected.added_uid, uid_next - 1)
+            selected.uid_next = uid_next
+        if modseq > selected.modseq:
+            since = selected.modseq
+            selected.modseq = modseq
+            if since:
+                view = self.services.view
+                largest = selected.largest_uid
+                own = selected.own_modseqs
+                for message in await view.changed_since(selected.folder_id, since):
+                    if message.uid <= largest and message.modseq not in own and selected.seq_of(message.uid) is not None:
+                        selected.pending_changed.add(message.uid)
+                gone = [u for u in await view.vanished_since(selected.folder_id, since) if selected.seq_of(u) is not None]
+                selected.pending_expunged.update(gone)
 
     # -- helpers for the commands ------------------------------------------------
 
