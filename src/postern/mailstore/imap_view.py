@@ -324,39 +324,58 @@ class ImapView:
         """Copy messages; (the target's UIDVALIDITY, (source UID, new UID) pairs)."""
         events: list[Event] = []
         async with self.db.write() as conn:
-            await self.store._folder(conn, user_id, folder_id)
-            target = await self.store._folder(conn, user_id, target_id)
-            usage = await user_store.lock_usage(conn, [user_id])
-            rows = await message_store.select_messages(conn, folder_id, [(u, u) for u in sorted(set(uids))]) if uids else []
-            if not rows:
-                return int(target.uidvalidity), []
-            size = sum(int(r.size) for r in rows)
-            used, quota = usage.get(user_id, (0, 0))
-            if used + size > quota:
-                raise OverQuota("Mailbox is over quota")
-            first_uid, modseq = await folder_store.allocate(conn, target.id, len(rows))
-            created = now_ms()
-            copies: list[dict[str, Any]] = []
-            pairs: list[tuple[int, int]] = []
-            refs: dict[str, tuple[int, int]] = {}
-            for offset, row in enumerate(rows):
-                values = dict(row._mapping)
-                new_uid = first_uid + offset
-                values.update(folder_id=target.id, uid=new_uid, modseq=modseq, mid=new_id())
-                values["expires_ms"] = created + target.retention_ms if target.retention_ms else None
-                copies.append(values)
-                pairs.append((int(row.uid), new_uid))
-                blob_size, count = refs.get(row.blob_key, (0, 0))
-                refs[row.blob_key] = (blob_size, count + 1)
-            # The source messages hold references to these blobs: none can be collected.
-            await message_store.add_blob_refs(conn, refs, created)
-            await message_store.insert_messages(conn, copies)
-            await user_store.add_storage_used(conn, user_id, size)
-            unseen = sum(1 for r in rows if not r.seen)
-            await folder_store.adjust_counters(conn, target.id, messages=len(rows), unseen=unseen, size=size)
-            events.extend(MessageAdded(user_id, target.id, new, modseq) for _, new in pairs)
+            uidvalidity, pairs = await self._copy(conn, user_id, folder_id, uids, target_id, events)
         self.store.bus.publish(events)
+        return uidvalidity, pairs
+
+    async def _copy(
+        self, conn: Any, user_id: str, folder_id: str, uids: Sequence[int], target_id: str, events: list[Event]
+    ) -> tuple[int, list[tuple[int, int]]]:
+        await self.store._folder(conn, user_id, folder_id)
+        target = await self.store._folder(conn, user_id, target_id)
+        usage = await user_store.lock_usage(conn, [user_id])
+        rows = await message_store.select_messages(conn, folder_id, [(u, u) for u in sorted(set(uids))]) if uids else []
+        if not rows:
+            return int(target.uidvalidity), []
+        size = sum(int(r.size) for r in rows)
+        used, quota = usage.get(user_id, (0, 0))
+        if used + size > quota:
+            raise OverQuota("Mailbox is over quota")
+        first_uid, modseq = await folder_store.allocate(conn, target.id, len(rows))
+        created = now_ms()
+        copies: list[dict[str, Any]] = []
+        pairs: list[tuple[int, int]] = []
+        refs: dict[str, tuple[int, int]] = {}
+        for offset, row in enumerate(rows):
+            values = dict(row._mapping)
+            new_uid = first_uid + offset
+            values.update(folder_id=target.id, uid=new_uid, modseq=modseq, mid=new_id())
+            values["expires_ms"] = created + target.retention_ms if target.retention_ms else None
+            copies.append(values)
+            pairs.append((int(row.uid), new_uid))
+            blob_size, count = refs.get(row.blob_key, (0, 0))
+            refs[row.blob_key] = (blob_size, count + 1)
+        # The source messages hold references to these blobs: none can be collected.
+        await message_store.add_blob_refs(conn, refs, created)
+        await message_store.insert_messages(conn, copies)
+        await user_store.add_storage_used(conn, user_id, size)
+        unseen = sum(1 for r in rows if not r.seen)
+        await folder_store.adjust_counters(conn, target.id, messages=len(rows), unseen=unseen, size=size)
+        events.extend(MessageAdded(user_id, target.id, new, modseq) for _, new in pairs)
         return int(target.uidvalidity), pairs
+
+    async def move_within(self, user_id: str, folder_id: str, uids: Sequence[int]) -> tuple[int, list[tuple[int, int]]]:
+        """MOVE into the folder itself (RFC 6851 allows it): each message gets a new UID,
+        the old ones are expunged, in one transaction."""
+        events: list[Event] = []
+        async with self.db.write() as conn:
+            uidvalidity, pairs = await self._copy(conn, user_id, folder_id, uids, folder_id, events)
+            if pairs:
+                _, event = await self.store._expunge(conn, user_id, folder_id, [old for old, _ in pairs])
+                if event is not None:
+                    events.append(event)
+        self.store.bus.publish(events)
+        return uidvalidity, pairs
 
     async def move(self, user_id: str, folder_id: str, uids: Sequence[int], target_id: str) -> tuple[int, list[tuple[int, int]]]:
         """Move messages; (the target's UIDVALIDITY, (source UID, new UID) pairs)."""

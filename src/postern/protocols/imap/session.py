@@ -30,11 +30,11 @@ from postern.events import (
     UserDeleted,
     UserLoggedOut,
 )
-
 from postern.mailstore.imap_view import SYSTEM_FLAGS
 
 from . import commands as c
 from . import encode as enc
+from . import esearch
 
 if TYPE_CHECKING:
     from postern.mailstore.imap_view import ImapMessage
@@ -78,6 +78,16 @@ class Done:
     send: bool = True  # False: the handler wrote the tagged answer itself (STARTTLS)
 
 
+@dataclass(slots=True)
+class UpdateSearch:
+    """A search kept up to date (RFC 5267 §4): its program and the UIDs it matches."""
+
+    tag: str
+    uid: bool
+    criteria: Any
+    uids: set[int]
+
+
 class SelectedMailbox:
     """The view of the selected mailbox: UIDs by sequence number, and what changed
     that the client has not been told yet."""
@@ -100,6 +110,7 @@ class SelectedMailbox:
         "uid_next",
         "modseq",
         "keywords",
+        "updates",
     )
 
     def __init__(self, folder_id: str, path: str, uidvalidity: int, read_only: bool, uids: Iterable[int]) -> None:
@@ -122,6 +133,7 @@ class SelectedMailbox:
         self.uid_next = 0
         self.modseq = 0
         self.keywords: set[str] = set()  # announced in FLAGS (RFC 3501 §7.2.6)
+        self.updates: dict[str, UpdateSearch] = {}  # SEARCH RETURN (UPDATE), by tag
 
     @property
     def exists(self) -> int:
@@ -253,6 +265,11 @@ class Session:
             "ESEARCH",
             "SEARCHRES",
             "SORT",
+            "SORT=DISPLAY",
+            "ESORT",
+            "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
+            "PARTIAL",
             "THREAD=REFERENCES",
             "THREAD=ORDEREDSUBJECT",
             "QUOTA",
@@ -373,7 +390,14 @@ class Session:
         if selected is None:
             return
         gone: list[int] = []
-        for uid in sorted(set(uids)):
+        expunged = set(uids)
+        for update in selected.updates.values():
+            lost = update.uids & expunged
+            if lost:  # before the EXPUNGEs, while the sequence numbers are valid
+                update.uids -= lost
+                ids = sorted(lost) if update.uid else sorted(s for s in map(selected.seq_of, lost) if s is not None)
+                self.untagged(esearch.update_line(update.tag, update.uid, "REMOVEFROM", ids))
+        for uid in sorted(expunged):
             seq = selected.remove(uid)
             if seq is None:
                 continue
@@ -460,6 +484,18 @@ class Session:
                         selected.pending_changed.add(message.uid)
                 gone = [u for u in await view.vanished_since(selected.folder_id, since) if selected.seq_of(u) is not None]
                 selected.pending_expunged.update(gone)
+
+    async def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command (RFC 7162 §3.1): the first one while a mailbox
+        is selected is answered with its HIGHESTMODSEQ."""
+        if self.condstore:
+            return
+        self.condstore = True
+        selected = self.selected
+        if selected is not None:
+            state = await self.services.view.folder_state(selected.folder_id)
+            highest = state[1] if state is not None else selected.modseq
+            self.untagged(f"OK [HIGHESTMODSEQ {highest}] Highest")
 
     # -- helpers for the commands ------------------------------------------------
 
