@@ -234,6 +234,9 @@ outbound = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
+    # A filter's forward target that is not an address (rules/): an smtp(s):// relay
+    # URL to deliver through, or an http(s):// URL that receives the message by POST.
+    Column("target", Text),
     Index(None, "state", "next_attempt_ms"),
     Index(None, "user_id", "created_ms"),
     Index(None, "queue_id"),
@@ -517,6 +520,49 @@ notifications = Table(
     Column("read", Boolean, nullable=False, server_default=text("false")),
     Column("created_ms", BigInteger, nullable=False),
     Index(None, "user_id", "id"),
+)
+
+# Mail rules (rules/): filters and autoreplies ----------------------------------------
+
+# A user's message filters (WildDuck filters), applied in creation order at delivery.
+# `query` and `action` hold the filter's own JSON object ({"from": ..., "size": ...},
+# {"seen": true, "mailbox": id, "targets": [...]}); the id is 24-hex like WildDuck's.
+filters = Table(
+    "filters",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("query", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "id"),
+)
+
+# A user's autoreply (at most one). `start_ms`/`end_ms` NULL: no bound.
+autoreplies = Table(
+    "autoreplies",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("status", Boolean, nullable=False, server_default=text("false")),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("text", Text, nullable=False, server_default=""),
+    Column("html", Text, nullable=False, server_default=""),
+    Column("start_ms", BigInteger),
+    Column("end_ms", BigInteger),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+# When a user last auto-replied to a sender: at most one reply per sender per interval,
+# whichever process delivers (claimed with one conditional upsert).
+autoreply_sent = Table(
+    "autoreply_sent",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("sender", Text, primary_key=True),  # lowercased envelope sender
+    Column("sent_ms", BigInteger, nullable=False),
 )
 
 
