@@ -1,14 +1,14 @@
 """IMAP: the \\Recent claim of each folder, subscriptions to names that are no folder
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
