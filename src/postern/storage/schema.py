@@ -624,3 +624,24 @@ identity_tokens = Table(
     Column("created_ms", BigInteger, nullable=False),
     Index(None, "matrix_user_id"),
 )
+
+# --- IMAP session state shared by every process (imap-c) ----------------------------
+# \Recent (RFC 3501 §2.3.2) belongs to exactly one session: the highest UID of each
+# folder some read-write session has claimed as recent, moved on by a conditional
+# UPDATE, so that two sessions in two processes (or nodes) never both claim a UID.
+imap_recent = Table(
+    "imap_recent",
+    metadata,
+    Column("folder_id", ID, ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True),
+    Column("claimed_uid", BigInteger, nullable=False, server_default=text("0")),
+)
+
+# Subscriptions to names that are no folder now (RFC 3501 §6.3.6: SUBSCRIBE need not
+# name an existing mailbox, and DELETE does not unsubscribe). The subscriptions of
+# existing folders stay in folders.subscribed, which the HTTP API shows too.
+imap_subscriptions = Table(
+    "imap_subscriptions",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", Text, primary_key=True),
+)
