@@ -85,6 +85,8 @@ class LocalRules:
             if decision.flags:
                 request.flags = tuple(dict.fromkeys((*request.flags, *decision.flags)))
             copy.dropped = decision.drop
+            if message.summary is not None:
+                request.summary = message.summary  # parsed once: the mailstore needs it too
             if decision.targets:
                 copy.queued.extend(
                     await self._forwards(
