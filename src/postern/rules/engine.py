@@ -32,7 +32,17 @@ _LIST_ID = re.compile(r"<([^>]+)")
 MAX_HEAD = 256 * 1024
 # What makes a message's plain text differ from its raw bytes: transfer encodings,
 # HTML, charsets that are not ASCII-compatible, flowed text that joins words.
-_NOT_AS_IS = (b"base64", b"quoted-printable", b"text/html", b"utf-16", b"utf-32", b"utf-7", b"ucs-", b"delsp", b"=?")
+_NOT_AS_IS = (
+    b"base64",
+    b"quoted-printable",
+    b"text/html",
+    b"utf-16",
+    b"utf-32",
+    b"utf-7",
+    b"ucs-",
+    b"delsp",
+    b"=?",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +54,14 @@ class Filter:
     # and its text as a pattern (any whitespace between its words).
     headers: tuple[tuple[str, str], ...] = ()
     text: re.Pattern[str] | None = None
-    ascii_word: bytes | None = None  # the text's longest word, when ASCII (a quick test)
+    ascii_word: bytes | None = (
+        None  # the text's longest word, when ASCII (a quick test)
+    )
 
     @classmethod
-    def of(cls, filter_id: str, query: dict[str, Any], action: dict[str, Any]) -> Filter:
+    def of(
+        cls, filter_id: str, query: dict[str, Any], action: dict[str, Any]
+    ) -> Filter:
         headers = []
         for key in ("from", "to", "subject", "listId"):
             wanted = query.get(key)
