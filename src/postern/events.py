@@ -75,6 +75,16 @@ class UserLoggedOut(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class CredentialsChanged(Event):
+    """What opens the user's account changed without its sessions being ended: the
+    account was disabled or enabled, a second factor turned on or off, an application
+    password deleted. Every process forgets the user's remembered logins
+    (``accounts.login_cache``)."""
+
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class EventsLost(Event):
     """Events for this user may have been lost on the way from another process (a
     Redis connection broke, a worker's channel overflowed): the subscriber is marked
@@ -119,10 +129,17 @@ class EventBus:
         self._queue_size = queue_size
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._forwarders: list[Callable[[list[Event]], None]] = []
+        self._listeners: list[Callable[[Event], None]] = []
 
     def forward_to(self, forwarder: Callable[[list[Event]], None]) -> None:
         """Also give every event published here to ``forwarder`` (after local delivery)."""
         self._forwarders.append(forwarder)
+
+    def listen(self, listener: Callable[[Event], None]) -> None:
+        """Also call ``listener`` with every event this process sees, of every user,
+        published here or come from elsewhere (before the subscribers get it). It must
+        be quick and must not raise."""
+        self._listeners.append(listener)
 
     def subscribe(self, user_id: str) -> Subscription:
         subscription = Subscription(self, user_id, self._queue_size)
@@ -150,8 +167,12 @@ class EventBus:
             for subscription in tuple(subscriptions):
                 subscription.overflowed = True
                 subscription.deliver(EventsLost(subscription.user_id))
+        for listener in self._listeners:
+            listener(EventsLost(""))
 
     def deliver(self, events: Iterable[Event]) -> None:
         for event in events:
+            for listener in self._listeners:
+                listener(event)
             for subscription in tuple(self._subscribers.get(event.user_id, ())):
                 subscription.deliver(event)
