@@ -43,6 +43,7 @@ from postern.events import (
     MessageAdded,
     MessagesChanged,
     MessagesExpunged,
+    RulesChanged,
     UserDeleted,
     UserLoggedOut,
 )
@@ -64,6 +65,7 @@ SAMPLES: list[Event] = [
     UserLoggedOut("u1", "Password changed"),
     CredentialsChanged("u1", "2FA enabled"),
     EventsLost("u1"),
+    RulesChanged("u1"),
 ]
 
 

@@ -85,6 +85,11 @@ class CredentialsChanged(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class RulesChanged(Event):
+    """The user's filters or autoreply changed: delivery reloads them."""
+
+
+@dataclass(frozen=True, slots=True)
 class EventsLost(Event):
     """Events for this user may have been lost on the way from another process (a
     Redis connection broke, a worker's channel overflowed): the subscriber is marked
@@ -129,17 +134,16 @@ class EventBus:
         self._queue_size = queue_size
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._forwarders: list[Callable[[list[Event]], None]] = []
-        self._listeners: list[Callable[[Event], None]] = []
+        self._watchers: list[Callable[[list[Event] | None], None]] = []
+
+    def watch(self, watcher: Callable[[list[Event] | None], None]) -> None:
+        """Also give ``watcher`` every event this process's subscribers get, whatever
+        the user (a cache that follows changes); None when events may have been lost."""
+        self._watchers.append(watcher)
 
     def forward_to(self, forwarder: Callable[[list[Event]], None]) -> None:
         """Also give every event published here to ``forwarder`` (after local delivery)."""
         self._forwarders.append(forwarder)
-
-    def listen(self, listener: Callable[[Event], None]) -> None:
-        """Also call ``listener`` with every event this process sees, of every user,
-        published here or come from elsewhere (before the subscribers get it). It must
-        be quick and must not raise."""
-        self._listeners.append(listener)
 
     def subscribe(self, user_id: str) -> Subscription:
         subscription = Subscription(self, user_id, self._queue_size)
@@ -163,16 +167,18 @@ class EventBus:
 
     def mark_all_overflowed(self) -> None:
         """Every subscriber resynchronises from the store: events may have been lost."""
+        for watcher in self._watchers:
+            watcher(None)
         for subscriptions in tuple(self._subscribers.values()):
             for subscription in tuple(subscriptions):
                 subscription.overflowed = True
                 subscription.deliver(EventsLost(subscription.user_id))
-        for listener in self._listeners:
-            listener(EventsLost(""))
 
     def deliver(self, events: Iterable[Event]) -> None:
+        if self._watchers:
+            events = list(events)
+            for watcher in self._watchers:
+                watcher(events)
         for event in events:
-            for listener in self._listeners:
-                listener(event)
             for subscription in tuple(self._subscribers.get(event.user_id, ())):
                 subscription.deliver(event)

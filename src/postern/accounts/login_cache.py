@@ -121,9 +121,13 @@ class LoginCache:
         self._users.clear()
         self._count = 0
 
-    def on_event(self, event: Event) -> None:
-        """The event bus's listener (``EventBus.listen``)."""
-        if isinstance(event, _FORGETTING):
-            self.forget(event.user_id)
-        elif isinstance(event, EventsLost):
+    def on_events(self, events: list[Event] | None) -> None:
+        """The event bus's watcher (``EventBus.watch``); None: events may have been lost."""
+        if events is None:
             self.clear()
+            return
+        for event in events:
+            if isinstance(event, _FORGETTING):
+                self.forget(event.user_id)
+            elif isinstance(event, EventsLost):
+                self.clear()

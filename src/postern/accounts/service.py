@@ -154,7 +154,7 @@ class Accounts:
         self.application_passwords = ApplicationPasswords(db, settings, server_key, self.authlog, bus=bus)
         # Remembered logins, forgotten on the events of credential changes (any process's).
         self.login_cache = LoginCache(settings.login_cache_seconds)
-        bus.listen(self.login_cache.on_event)
+        bus.watch(self.login_cache.on_events)
 
     # Users ---------------------------------------------------------------------------
 
