@@ -22,7 +22,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["FIELD_NAME", "HeaderField", "field_name", "fields", "scan", "unfold", "values"]
+__all__ = [
+    "FIELD_NAME",
+    "HeaderField",
+    "field_name",
+    "fields",
+    "scan",
+    "unfold",
+    "values",
+]
 
 #: A field name and its colon at the start of a line (obsolete WSP before the colon).
 FIELD_NAME = re.compile(rb"[!-9;-~]+[ \t]*:")
@@ -45,7 +53,9 @@ def field_name(line: bytes) -> bytes | None:
     return line[: match.end() - 1].rstrip(b" \t").lower()
 
 
-def scan(raw: bytes, start: int = 0, end: int | None = None, limit: int | None = None) -> tuple[list[HeaderField], int]:
+def scan(
+    raw: bytes, start: int = 0, end: int | None = None, limit: int | None = None
+) -> tuple[list[HeaderField], int]:
     """The fields of the header section at ``raw[start:end]`` (at most ``limit`` of
     them) and the offset where the body starts (after the empty line, or ``end``)."""
     end = len(raw) if end is None else end
@@ -69,7 +79,12 @@ def scan(raw: bytes, start: int = 0, end: int | None = None, limit: int | None =
             if match is None:
                 current = None
             else:
-                current = HeaderField(raw[pos : match.end() - 1].rstrip(b" \t").lower(), pos, match.end(), line_end)
+                current = HeaderField(
+                    raw[pos : match.end() - 1].rstrip(b" \t").lower(),
+                    pos,
+                    match.end(),
+                    line_end,
+                )
                 if limit is None or len(found) < limit:
                     found.append(current)
         pos = line_end
@@ -85,7 +100,9 @@ def unfold(value: bytes) -> bytes:
 def fields(raw: bytes) -> list[tuple[str, bytes]]:
     """(lower-cased name, unfolded value) of every field of the message's header."""
     found, _ = scan(raw)
-    return [(f.name.decode("latin-1"), unfold(raw[f.value_start : f.end])) for f in found]
+    return [
+        (f.name.decode("latin-1"), unfold(raw[f.value_start : f.end])) for f in found
+    ]
 
 
 def values(raw: bytes, name: str) -> list[bytes]:

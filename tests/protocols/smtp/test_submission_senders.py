@@ -15,7 +15,14 @@ import pytest
 from postern.mime.imap_envelope import envelope
 from postern.runtime import Runtime
 from tests.helpers import create_user
-from tests.protocols.smtp.test_submission import PASSWORD, connect, in_thread, listing, queue_rows, source
+from tests.protocols.smtp.test_submission import (
+    PASSWORD,
+    connect,
+    in_thread,
+    listing,
+    queue_rows,
+    source,
+)
 
 HEAD = b"To: carol@remote.org\r\nSubject: hello\r\nDate: Wed, 02 Nov 2011 19:19:08 +0000\r\nMessage-ID: <m1@example.com>\r\n"
 BODY = b"\r\nHi.\r\n"
@@ -62,9 +69,15 @@ def _send_all(port: int, messages: list[bytes]) -> list[tuple[int, bytes]]:
         smtp.quit()
 
 
-async def test_forged_author_fields_are_refused(mail_doors: Any, sink: Any, client: httpx.AsyncClient, runtime: Runtime, alice: str) -> None:
+async def test_forged_author_fields_are_refused(
+    mail_doors: Any, sink: Any, client: httpx.AsyncClient, runtime: Runtime, alice: str
+) -> None:
     sink.serve_domain("remote.org")
-    replies = await in_thread(lambda: _send_all(mail_doors.submission, [fields + HEAD + BODY for fields in FORGED]))
+    replies = await in_thread(
+        lambda: _send_all(
+            mail_doors.submission, [fields + HEAD + BODY for fields in FORGED]
+        )
+    )
     for fields, (code, message) in zip(FORGED, replies, strict=True):
         assert code == 550 and b"5.7.1" in message, (fields, code, message)
     assert await queue_rows(runtime) == []
@@ -85,4 +98,8 @@ async def test_one_obsolete_from_of_ones_own_is_accepted_and_read_alike(
     # The IMAP ENVELOPE of the stored copy names the same single sender.
     stored = await source(client, alice, "Sent Mail", sent["id"])
     [author] = envelope(stored).from_ or ()
-    assert (author.name, author.mailbox, author.host) == (b"Alice A.", b"alice", b"example.com")
+    assert (author.name, author.mailbox, author.host) == (
+        b"Alice A.",
+        b"alice",
+        b"example.com",
+    )
