@@ -10,10 +10,21 @@ from typing import Any
 
 from postern.accounts.server_key import ServerKey
 from postern.config import Settings
-from postern.remote.credentials import OAuthProvider, providers_from, refresh, seal, unseal
+from postern.remote.credentials import (
+    OAuthProvider,
+    providers_from,
+    refresh,
+    seal,
+    unseal,
+)
 from postern.remote.imap_client import ImapClient
 from postern.remote.pop3_client import Pop3Client
-from postern.remote.wire import AuthenticationFailed, Endpoint, RemoteError, client_context
+from postern.remote.wire import (
+    AuthenticationFailed,
+    Endpoint,
+    RemoteError,
+    client_context,
+)
 from postern.storage import remote_identities as store
 from postern.storage.database import Database
 from postern.storage.ids import now_ms
@@ -31,7 +42,9 @@ def is_loopback(host: str) -> bool:
 class Connector:
     def __init__(self, db: Database, settings: Settings, server_key: ServerKey):
         self.db, self.settings, self.server_key = db, settings, server_key
-        self.providers: dict[str, OAuthProvider] = providers_from(settings.remote_oauth2_providers)
+        self.providers: dict[str, OAuthProvider] = providers_from(
+            settings.remote_oauth2_providers
+        )
         self._context: ssl.SSLContext | None = None
 
     @property
@@ -41,7 +54,9 @@ class Connector:
         return self._context
 
     def endpoint(self, host: str, port: int, tls: str) -> Endpoint:
-        if tls == "plain" and not (self.settings.remote_allow_plain_loopback and is_loopback(host)):
+        if tls == "plain" and not (
+            self.settings.remote_allow_plain_loopback and is_loopback(host)
+        ):
             raise RemoteError("a connection without TLS is not allowed")
         return Endpoint(host, port, tls, self.settings.remote_timeout)
 
@@ -51,7 +66,9 @@ class Connector:
     async def access_token(self, row: Any) -> str:
         provider = self.providers.get(row.oauth_provider or "")
         if provider is None:
-            raise AuthenticationFailed(f"the OAuth2 provider {row.oauth_provider!r} is not configured")
+            raise AuthenticationFailed(
+                f"the OAuth2 provider {row.oauth_provider!r} is not configured"
+            )
         if row.access_token and (row.access_expires_ms or 0) > now_ms() + 60_000:
             cached = unseal(self.server_key, row.id, "access_token", row.access_token)
             if cached:
@@ -64,13 +81,20 @@ class Connector:
             await store.update_row(
                 conn,
                 row.id,
-                {"access_token": seal(self.server_key, row.id, "access_token", fresh.token), "access_expires_ms": now_ms() + fresh.expires_in * 1000},
+                {
+                    "access_token": seal(
+                        self.server_key, row.id, "access_token", fresh.token
+                    ),
+                    "access_expires_ms": now_ms() + fresh.expires_in * 1000,
+                },
             )
         return fresh.token
 
     async def forget_access_token(self, row: Any) -> None:
         async with self.db.write() as conn:
-            await store.update_row(conn, row.id, {"access_token": None, "access_expires_ms": None})
+            await store.update_row(
+                conn, row.id, {"access_token": None, "access_expires_ms": None}
+            )
 
     async def open(self, row: Any) -> ImapClient | Pop3Client:
         """A connected, authenticated client for the identity's incoming server."""
@@ -87,7 +111,9 @@ class Connector:
                 token = await self.access_token(row)
                 provider = self.providers[row.oauth_provider]
                 try:
-                    await client.login_oauth(provider.mechanism, row.login, token, row.host, row.port)
+                    await client.login_oauth(
+                        provider.mechanism, row.login, token, row.host, row.port
+                    )
                 except AuthenticationFailed:
                     # The token may have been revoked before its time: once more, fresh.
                     await self.forget_access_token(row)

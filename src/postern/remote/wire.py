@@ -50,11 +50,18 @@ def client_context(ca_file: Path | None = None) -> ssl.SSLContext:
 
 
 class Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, endpoint: Endpoint):
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        endpoint: Endpoint,
+    ):
         self.reader, self.writer, self.endpoint = reader, writer, endpoint
 
     @classmethod
-    async def open(cls, endpoint: Endpoint, context: ssl.SSLContext | None) -> Connection:
+    async def open(
+        cls, endpoint: Endpoint, context: ssl.SSLContext | None
+    ) -> Connection:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
@@ -67,28 +74,41 @@ class Connection:
                 endpoint.timeout,
             )
         except ssl.SSLCertVerificationError as error:
-            raise ConnectFailed(f"TLS certificate of {endpoint.host} not trusted: {error.verify_message}") from None
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as error:
-            raise ConnectFailed(f"cannot connect to {endpoint.host}:{endpoint.port}: {_reason(error)}") from None
+            raise ConnectFailed(
+                f"TLS certificate of {endpoint.host} not trusted: {error.verify_message}"
+            ) from None
+        except (TimeoutError, OSError, ssl.SSLError) as error:
+            raise ConnectFailed(
+                f"cannot connect to {endpoint.host}:{endpoint.port}: {_reason(error)}"
+            ) from None
         return cls(reader, writer, endpoint)
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         try:
-            await asyncio.wait_for(self.writer.start_tls(context, server_hostname=self.endpoint.host), self.endpoint.timeout)
+            await asyncio.wait_for(
+                self.writer.start_tls(context, server_hostname=self.endpoint.host),
+                self.endpoint.timeout,
+            )
         except ssl.SSLCertVerificationError as error:
-            raise ConnectFailed(f"TLS certificate of {self.endpoint.host} not trusted: {error.verify_message}") from None
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as error:
-            raise ConnectFailed(f"TLS with {self.endpoint.host} failed: {_reason(error)}") from None
+            raise ConnectFailed(
+                f"TLS certificate of {self.endpoint.host} not trusted: {error.verify_message}"
+            ) from None
+        except (TimeoutError, OSError, ssl.SSLError) as error:
+            raise ConnectFailed(
+                f"TLS with {self.endpoint.host} failed: {_reason(error)}"
+            ) from None
 
     async def line(self, timeout: float | None = None) -> bytes:
         """One line, CRLF (or LF) removed."""
         try:
-            data = await asyncio.wait_for(self.reader.readuntil(b"\n"), timeout or self.endpoint.timeout)
+            data = await asyncio.wait_for(
+                self.reader.readuntil(b"\n"), timeout or self.endpoint.timeout
+            )
         except asyncio.LimitOverrunError:
             raise ProtocolError("the server sent a line too long") from None
         except asyncio.IncompleteReadError:
             raise RemoteError("the server closed the connection") from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise TimedOut("the server did not answer in time") from None
         except (OSError, ssl.SSLError) as error:
             raise RemoteError(f"connection lost: {_reason(error)}") from None
@@ -98,10 +118,15 @@ class Connection:
 
     async def exactly(self, size: int) -> bytes:
         try:
-            return await asyncio.wait_for(self.reader.readexactly(size), max(self.endpoint.timeout, size / 100_000))
+            return await asyncio.wait_for(
+                self.reader.readexactly(size),
+                max(self.endpoint.timeout, size / 100_000),
+            )
         except asyncio.IncompleteReadError:
-            raise RemoteError("the server closed the connection in the middle of a message") from None
-        except asyncio.TimeoutError:
+            raise RemoteError(
+                "the server closed the connection in the middle of a message"
+            ) from None
+        except TimeoutError:
             raise RemoteError("the server did not answer in time") from None
         except (OSError, ssl.SSLError) as error:
             raise RemoteError(f"connection lost: {_reason(error)}") from None
@@ -115,7 +140,7 @@ class Connection:
         try:
             self.writer.write(data)
             await asyncio.wait_for(self.writer.drain(), self.endpoint.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise RemoteError("the server did not read in time") from None
         except (OSError, ssl.SSLError) as error:
             raise RemoteError(f"connection lost: {_reason(error)}") from None
@@ -124,7 +149,7 @@ class Connection:
         try:
             self.writer.close()
             await asyncio.wait_for(self.writer.wait_closed(), 5)
-        except (OSError, ssl.SSLError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, ssl.SSLError):
             pass
 
 

@@ -34,36 +34,87 @@ def upgrade() -> None:
         sa.Column("access_expires_ms", sa.BigInteger(), nullable=True),
         sa.Column("fetch_method", sa.String(length=16), nullable=False),
         sa.Column("folders", sa.Text(), nullable=False),
-        sa.Column("keep_on_server", sa.Boolean(), server_default=sa.text("true"), nullable=False),
+        sa.Column(
+            "keep_on_server",
+            sa.Boolean(),
+            server_default=sa.text("true"),
+            nullable=False,
+        ),
         sa.Column("poll_interval_s", sa.Integer(), nullable=False),
         sa.Column("smtp_host", sa.Text(), nullable=True),
         sa.Column("smtp_port", sa.Integer(), nullable=True),
         sa.Column("smtp_tls", sa.String(length=8), nullable=True),
         sa.Column("smtp_login", sa.Text(), nullable=True),
         sa.Column("smtp_secret", sa.Text(), nullable=True),
-        sa.Column("connection_required", sa.Boolean(), server_default=sa.text("true"), nullable=False),
-        sa.Column("cancel_fetch_required", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("is_fetching", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("connected", sa.Boolean(), server_default=sa.text("false"), nullable=False),
+        sa.Column(
+            "connection_required",
+            sa.Boolean(),
+            server_default=sa.text("true"),
+            nullable=False,
+        ),
+        sa.Column(
+            "cancel_fetch_required",
+            sa.Boolean(),
+            server_default=sa.text("false"),
+            nullable=False,
+        ),
+        sa.Column(
+            "is_fetching", sa.Boolean(), server_default=sa.text("false"), nullable=False
+        ),
+        sa.Column(
+            "connected", sa.Boolean(), server_default=sa.text("false"), nullable=False
+        ),
         sa.Column("last_connection_ms", sa.BigInteger(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("failing_since_ms", sa.BigInteger(), nullable=True),
-        sa.Column("failures", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("stopped", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("fetched_count", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
-        sa.Column("history_total", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
-        sa.Column("history_fetched", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
+        sa.Column(
+            "failures", sa.Integer(), server_default=sa.text("0"), nullable=False
+        ),
+        sa.Column(
+            "stopped", sa.Boolean(), server_default=sa.text("false"), nullable=False
+        ),
+        sa.Column(
+            "fetched_count",
+            sa.BigInteger(),
+            server_default=sa.text("0"),
+            nullable=False,
+        ),
+        sa.Column(
+            "history_total",
+            sa.BigInteger(),
+            server_default=sa.text("0"),
+            nullable=False,
+        ),
+        sa.Column(
+            "history_fetched",
+            sa.BigInteger(),
+            server_default=sa.text("0"),
+            nullable=False,
+        ),
         sa.Column("next_fetch_ms", sa.BigInteger(), nullable=False),
         sa.Column("lease_owner", sa.String(length=24), nullable=True),
         sa.Column("lease_until_ms", sa.BigInteger(), nullable=True),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.Column("updated_ms", sa.BigInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_remote_identities_user_id_users"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_remote_identities_user_id_users"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_remote_identities")),
     )
     with op.batch_alter_table("remote_identities", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_remote_identities_user_id_created_ms"), ["user_id", "created_ms"], unique=False)
-        batch_op.create_index(batch_op.f("ix_remote_identities_next_fetch_ms"), ["next_fetch_ms"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_remote_identities_user_id_created_ms"),
+            ["user_id", "created_ms"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_remote_identities_next_fetch_ms"),
+            ["next_fetch_ms"],
+            unique=False,
+        )
 
     op.create_table(
         "remote_folders",
@@ -73,9 +124,17 @@ def upgrade() -> None:
         sa.Column("uidvalidity", sa.BigInteger(), nullable=False),
         sa.Column("first_uid", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["identity_id"], ["remote_identities.id"], name=op.f("fk_remote_folders_identity_id_remote_identities"), ondelete="CASCADE"
+            ["identity_id"],
+            ["remote_identities.id"],
+            name=op.f("fk_remote_folders_identity_id_remote_identities"),
+            ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_remote_folders_user_id_users"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_remote_folders_user_id_users"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("identity_id", "path", name=op.f("pk_remote_folders")),
     )
 
@@ -93,17 +152,35 @@ def upgrade() -> None:
         sa.Column("local_mid", sa.String(length=24), nullable=True),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.ForeignKeyConstraint(
-            ["identity_id"], ["remote_identities.id"], name=op.f("fk_remote_messages_identity_id_remote_identities"), ondelete="CASCADE"
+            ["identity_id"],
+            ["remote_identities.id"],
+            name=op.f("fk_remote_messages_identity_id_remote_identities"),
+            ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(["user_id"], ["users.id"], name=op.f("fk_remote_messages_user_id_users"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_remote_messages_user_id_users"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_remote_messages")),
     )
     with op.batch_alter_table("remote_messages", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_remote_messages_identity_id_folder_uidvalidity_uid_uidl"), ["identity_id", "folder", "uidvalidity", "uid", "uidl"], unique=True
+            batch_op.f("ix_remote_messages_identity_id_folder_uidvalidity_uid_uidl"),
+            ["identity_id", "folder", "uidvalidity", "uid", "uidl"],
+            unique=True,
         )
-        batch_op.create_index(batch_op.f("ix_remote_messages_identity_id_content_hash"), ["identity_id", "content_hash"], unique=False)
-        batch_op.create_index(batch_op.f("ix_remote_messages_identity_id_message_id"), ["identity_id", "message_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_remote_messages_identity_id_content_hash"),
+            ["identity_id", "content_hash"],
+            unique=False,
+        )
+        batch_op.create_index(
+            batch_op.f("ix_remote_messages_identity_id_message_id"),
+            ["identity_id", "message_id"],
+            unique=False,
+        )
 
 
 def downgrade() -> None:
