@@ -171,6 +171,9 @@ class Settings(BaseSettings):
     # argon2id cost of password hashes (RFC 9106's second recommended profile).
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
+    # Seconds a successful login is remembered (a keyed digest, in memory), so that the
+    # same password again skips argon2id (accounts/login_cache.py); 0: never.
+    login_cache_seconds: float = Field(default=300.0, ge=0)
 
     # Seconds between garbage collection sweeps (expired messages, unreferenced blobs).
     gc_interval: float = Field(default=300.0, gt=0)

@@ -183,7 +183,7 @@ class Runtime:
         server_key = ServerKey.load(settings)
         rate_limiter = RateLimiter.for_settings(db, settings.redis_url)
         authlog = AuthLog(db)
-        two_factor = TwoFactor(db, server_key, rate_limiter, authlog)
+        two_factor = TwoFactor(db, server_key, rate_limiter, authlog, bus)
         router = Router(db, server_key=server_key, reverse_alias_domain=settings.resolved_reverse_alias_domain)
         committer = GroupCommitter(mailstore)
         inbound = InboundDelivery(committer, resolver, settings.hostname, settings.check_authentication)
