@@ -28,7 +28,7 @@ def test_header_fields() -> None:
 
 
 def test_text_through_encodings() -> None:
-    body = "Please pay the\r\n  Invoice today".encode()
+    body = b"Please pay the\r\n  Invoice today"
     plain = b"From: a@example.org\r\nSubject: x\r\n\r\n" + body
     assert one({"text": "pay the invoice"}, plain)
     assert not one({"text": "receipt"}, plain)
