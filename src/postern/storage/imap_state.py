@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from postern.storage.database import Database
 from postern.storage.dialect import insert_for
 from postern.storage.quick_reads import read_rows
-from postern.storage.schema import imap_recent, imap_subscriptions, messages
+from postern.storage.schema import folders, imap_recent, imap_subscriptions, messages
 
 _FOLDER_STATE_SQL = "SELECT uid_next, modseq FROM folders WHERE id = :folder"
 _CLAIMED_SQL = "SELECT claimed_uid FROM imap_recent WHERE folder_id = :folder"
@@ -73,3 +73,11 @@ async def remove_orphan_subscription(conn: AsyncConnection, user_id: str, path: 
         delete(imap_subscriptions).where(imap_subscriptions.c.user_id == user_id, imap_subscriptions.c.path == path)
     )
     return bool(result.rowcount)
+
+
+async def set_subscribed(conn: AsyncConnection, user_id: str, paths: list[str], subscribed: bool) -> None:
+    """Set the subscription of the user's folders at these paths."""
+    if paths:
+        await conn.execute(
+            update(folders).where(folders.c.user_id == user_id, folders.c.path.in_(paths)).values(subscribed=subscribed)
+        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from postern.errors import DomainError, NotFound
 from postern.mailstore.imap_view import canonical_flag
 from postern.mailstore.service import AppendRequest
+from postern.mime.binary_parts import encode_binary_parts
 from postern.mime.imap_structure import to_crlf
 
 from .. import commands as c
@@ -26,7 +27,8 @@ async def handle(session: Session, command: c.Append) -> Done:
             raise no("Empty messages can not be stored", "CANNOT")
         flags = [f for f in (canonical_flag(flag) for flag in message.flags) if f is not None]
         internal_ms = int(message.internaldate.timestamp() * 1000) if message.internaldate else None
-        raw = to_crlf(message.message)
+        # literal8 (RFC 3516): binary parts are stored base64-encoded, the rest as sent
+        raw = encode_binary_parts(message.message) if message.binary else to_crlf(message.message)
         if len(raw) > session.services.max_message_size:
             raise no("Message is too large", "TOOBIG")
         requests.append(AppendRequest(user_id, folder.id, raw, flags, internal_ms, event={"source": "IMAP", "origin": session.peer, "transtype": "APPEND"}))
