@@ -52,7 +52,9 @@ def encode_binary_parts(raw: bytes) -> bytes:
                 edits.append((end, end, header))
             else:
                 edits.append((part.header_start, part.header_start, header))
-            edits.append((part.body_start, part.body_end, b"\x00BODY%d\x00" % len(edits)))
+            edits.append(
+                (part.body_start, part.body_end, b"\x00BODY%d\x00" % len(edits))
+            )
         if not edits:
             return to_crlf(raw)
         bodies: dict[bytes, bytes] = {}
@@ -65,5 +67,5 @@ def encode_binary_parts(raw: bytes) -> bytes:
         for marker, encoded in bodies.items():
             out = out.replace(marker, encoded, 1)
         return out
-    except Exception:  # pragma: no cover - last-resort net: store as sent
+    except Exception:  # noqa: BLE001  # pragma: no cover - last-resort net: store as sent
         return to_crlf(raw)

@@ -35,11 +35,12 @@ def _number(text: str) -> int:
 def parse_message_url(url: str) -> MessageUrl:
     """An absolute-path IMAP URL naming one message (or a part of one)."""
     if not url.startswith("/") or url.startswith("//"):
-        raise BadUrl("only URLs of this server and user (starting with one /) are supported")
+        raise BadUrl(
+            "only URLs of this server and user (starting with one /) are supported"
+        )
     segments = url[1:].split("/;")
     head, rest = segments[0], segments[1:]
-    if head.endswith("/"):
-        head = head[:-1]
+    head = head.removesuffix("/")
     mailbox_part, _, params = head.partition(";")
     uidvalidity = None
     if params:
@@ -72,7 +73,9 @@ def parse_message_url(url: str) -> MessageUrl:
             raise BadUrl(segment)
     if uid is None:
         raise BadUrl("no UID")
-    return MessageUrl(mailbox.rstrip("/") or mailbox, uid, uidvalidity, section, partial)
+    return MessageUrl(
+        mailbox.rstrip("/") or mailbox, uid, uidvalidity, section, partial
+    )
 
 
 def _section(text: bytes) -> SectionSpec:
