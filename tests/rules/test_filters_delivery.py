@@ -9,7 +9,7 @@ import asyncio
 import smtplib
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from sqlalchemy import func, select
@@ -23,19 +23,35 @@ HOST = "127.0.0.1"
 
 
 def _send(port: int, lmtp: bool, mail_from: str, rcpts: list[str], data: bytes) -> Any:
-    client = smtplib.LMTP(HOST, port, timeout=15) if lmtp else smtplib.SMTP(HOST, port, timeout=15)
+    client = (
+        smtplib.LMTP(HOST, port, timeout=15)
+        if lmtp
+        else smtplib.SMTP(HOST, port, timeout=15)
+    )
     try:
-        client.ehlo_or_helo_if_needed() if not lmtp else client.ehlo("client.example.org")
+        client.ehlo_or_helo_if_needed() if not lmtp else client.ehlo(
+            "client.example.org"
+        )
         return client.sendmail(mail_from, rcpts, data)
     finally:
         client.quit()
 
 
-async def deliver(port: int, data: bytes, rcpts: list[str] | None = None, mail_from: str = "sender@example.org", lmtp: bool = True) -> Any:
-    return await asyncio.to_thread(_send, port, lmtp, mail_from, rcpts or ["alice@example.com"], data)
+async def deliver(
+    port: int,
+    data: bytes,
+    rcpts: list[str] | None = None,
+    mail_from: str = "sender@example.org",
+    lmtp: bool = True,
+) -> Any:
+    return await asyncio.to_thread(
+        _send, port, lmtp, mail_from, rcpts or ["alice@example.com"], data
+    )
 
 
-async def messages(client: httpx.AsyncClient, user: str, path: str) -> list[dict[str, Any]]:
+async def messages(
+    client: httpx.AsyncClient, user: str, path: str
+) -> list[dict[str, Any]]:
     folder = await folder_id(client, user, path)
     response = await client.get(f"/users/{user}/mailboxes/{folder}/messages")
     assert response.status_code == 200, response.text
@@ -47,8 +63,16 @@ async def counts(client: httpx.AsyncClient, user: str) -> dict[str, int]:
     return {m["path"]: m["total"] for m in response.json()["results"]}
 
 
-async def add_filter(client: httpx.AsyncClient, user: str, query: dict[str, Any], action: dict[str, Any], **more: Any) -> str:
-    response = await client.post(f"/users/{user}/filters", json={"query": query, "action": action, **more})
+async def add_filter(
+    client: httpx.AsyncClient,
+    user: str,
+    query: dict[str, Any],
+    action: dict[str, Any],
+    **more: Any,
+) -> str:
+    response = await client.post(
+        f"/users/{user}/filters", json={"query": query, "action": action, **more}
+    )
     assert response.status_code == 200, response.text
     return response.json()["id"]
 
@@ -64,18 +88,29 @@ async def queued_rows(runtime: Runtime) -> int:
         return int(await conn.scalar(select(func.count()).select_from(outbound)) or 0)
 
 
-async def test_each_action_over_lmtp(client: httpx.AsyncClient, mail_doors: Any) -> None:
+async def test_each_action_over_lmtp(
+    client: httpx.AsyncClient, mail_doors: Any
+) -> None:
     alice = await create_user(client, "alice", address="alice@example.com")
     work = await make_folder(client, alice, "Work")
-    await add_filter(client, alice, {"subject": "report"}, {"mailbox": work, "seen": True})
+    await add_filter(
+        client, alice, {"subject": "report"}, {"mailbox": work, "seen": True}
+    )
     await add_filter(client, alice, {"from": "BOSS@"}, {"flag": True})
     await add_filter(client, alice, {"listId": "<news.example.net>"}, {"spam": True})
     await add_filter(client, alice, {"to": "bin@"}, {"delete": True})
 
     await deliver(mail_doors.lmtp, make_message(subject="Weekly Report"))
-    await deliver(mail_doors.lmtp, make_message(subject="hi", From="The Boss <boss@example.org>"))
-    await deliver(mail_doors.lmtp, make_message(subject="news", List_Id="Newsletter <news.example.net>"))
-    refused = await deliver(mail_doors.lmtp, make_message(subject="gone", Cc="Bin <bin@example.net>"))
+    await deliver(
+        mail_doors.lmtp, make_message(subject="hi", From="The Boss <boss@example.org>")
+    )
+    await deliver(
+        mail_doors.lmtp,
+        make_message(subject="news", List_Id="Newsletter <news.example.net>"),
+    )
+    refused = await deliver(
+        mail_doors.lmtp, make_message(subject="gone", Cc="Bin <bin@example.net>")
+    )
     assert refused == {}  # every recipient took the message (250), the dropped one too
     await deliver(mail_doors.lmtp, make_message(subject="plain"))
 
@@ -87,10 +122,14 @@ async def test_each_action_over_lmtp(client: httpx.AsyncClient, mail_doors: Any)
     assert inbox["plain"]["flagged"] is False
     [junk] = await messages(client, alice, "Junk")
     assert junk["subject"] == "news"
-    assert sum((await counts(client, alice)).values()) == 4  # the dropped one is nowhere
+    assert (
+        sum((await counts(client, alice)).values()) == 4
+    )  # the dropped one is nowhere
 
 
-async def test_text_attachment_and_size_queries_over_smtp(client: httpx.AsyncClient, mail_doors: Any) -> None:
+async def test_text_attachment_and_size_queries_over_smtp(
+    client: httpx.AsyncClient, mail_doors: Any
+) -> None:
     alice = await create_user(client, "alice", address="alice@example.com")
     texts = await make_folder(client, alice, "Texts")
     big = await make_folder(client, alice, "Big")
@@ -100,8 +139,16 @@ async def test_text_attachment_and_size_queries_over_smtp(client: httpx.AsyncCli
     await add_filter(client, alice, {"size": 5000}, {"mailbox": big})
     await add_filter(client, alice, {"size": -5000, "subject": "small"}, {"flag": True})
 
-    await deliver(mail_doors.smtp, make_message(subject="bill", body="Please pay\r\n the invoice today.\r\n"), lmtp=False)
-    await deliver(mail_doors.smtp, make_message(subject="large", body=("x" * 70 + "\r\n") * 100), lmtp=False)
+    await deliver(
+        mail_doors.smtp,
+        make_message(subject="bill", body="Please pay\r\n the invoice today.\r\n"),
+        lmtp=False,
+    )
+    await deliver(
+        mail_doors.smtp,
+        make_message(subject="large", body=("x" * 70 + "\r\n") * 100),
+        lmtp=False,
+    )
     await deliver(mail_doors.smtp, make_message(subject="small one"), lmtp=False)
     attached = (
         b"From: sender@example.org\r\nTo: alice@example.com\r\nSubject: with file\r\nMIME-Version: 1.0\r\n"
@@ -113,22 +160,38 @@ async def test_text_attachment_and_size_queries_over_smtp(client: httpx.AsyncCli
 
     assert [m["subject"] for m in await messages(client, alice, "Texts")] == ["bill"]
     assert [m["subject"] for m in await messages(client, alice, "Big")] == ["large"]
-    assert [m["subject"] for m in await messages(client, alice, "Files")] == ["with file"]
+    assert [m["subject"] for m in await messages(client, alice, "Files")] == [
+        "with file"
+    ]
     [small] = await messages(client, alice, "INBOX")
     assert small["subject"] == "small one" and small["flagged"] is True
 
 
-async def test_order_combination_disabled_and_deleted_folder(client: httpx.AsyncClient, mail_doors: Any) -> None:
+async def test_order_combination_disabled_and_deleted_folder(
+    client: httpx.AsyncClient, mail_doors: Any
+) -> None:
     alice = await create_user(client, "alice", address="alice@example.com")
     bob = await create_user(client, "bob", address="bob@example.com")
     first = await make_folder(client, alice, "First")
     second = await make_folder(client, alice, "Second")
-    await add_filter(client, alice, {"subject": "x"}, {"mailbox": second, "seen": True}, disabled=True)
+    await add_filter(
+        client,
+        alice,
+        {"subject": "x"},
+        {"mailbox": second, "seen": True},
+        disabled=True,
+    )
     await add_filter(client, alice, {"subject": "x"}, {"mailbox": first})
-    await add_filter(client, alice, {"subject": "x"}, {"mailbox": second, "seen": True, "flag": True})
+    await add_filter(
+        client, alice, {"subject": "x"}, {"mailbox": second, "seen": True, "flag": True}
+    )
     await add_filter(client, alice, {"subject": "x"}, {"seen": False})
     # Bob, in the same transaction, has no filters: his copy stays in his INBOX.
-    await deliver(mail_doors.lmtp, make_message(subject="x marks"), rcpts=["alice@example.com", "bob@example.com"])
+    await deliver(
+        mail_doors.lmtp,
+        make_message(subject="x marks"),
+        rcpts=["alice@example.com", "bob@example.com"],
+    )
     [filed] = await messages(client, alice, "First")
     assert filed["seen"] is True and filed["flagged"] is True
     assert await messages(client, alice, "Second") == []
@@ -148,14 +211,16 @@ async def test_filters_do_not_apply_to_uploads(client: httpx.AsyncClient) -> Non
     await add_filter(client, alice, {"subject": "x"}, {"delete": True})
     inbox = await folder_id(client, alice)
     await upload(client, alice, inbox, make_message(subject="x uploaded"))
-    assert [m["subject"] for m in await messages(client, alice, "INBOX")] == ["x uploaded"]
+    assert [m["subject"] for m in await messages(client, alice, "INBOX")] == [
+        "x uploaded"
+    ]
 
 
 class _Hook(BaseHTTPRequestHandler):
-    received: list[tuple[str, dict[str, str], bytes]] = []
-    arrived = threading.Event()
+    received: ClassVar[list[tuple[str, dict[str, str], bytes]]] = []
+    arrived: ClassVar[threading.Event] = threading.Event()
 
-    def do_POST(self) -> None:  # noqa: N802 (the http.server name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         type(self).received.append((self.path, dict(self.headers), body))
         self.send_response(200)
@@ -166,7 +231,9 @@ class _Hook(BaseHTTPRequestHandler):
         pass
 
 
-async def test_forward_targets(client: httpx.AsyncClient, mail_doors: Any, sink: SmtpSink, runtime: Runtime) -> None:
+async def test_forward_targets(
+    client: httpx.AsyncClient, mail_doors: Any, sink: SmtpSink, runtime: Runtime
+) -> None:
     sink.serve_domain("example.org")
     alice = await create_user(client, "alice", address="alice@example.com")
     hook = HTTPServer((HOST, 0), _Hook)
@@ -175,16 +242,39 @@ async def test_forward_targets(client: httpx.AsyncClient, mail_doors: Any, sink:
     thread.start()
     try:
         url = f"http://{HOST}:{hook.server_address[1]}/incoming?k=1"
-        await add_filter(client, alice, {"subject": "fw"}, {"targets": ["carol@example.org", url]})
-        await add_filter(client, alice, {"subject": "fw"}, {"targets": [f"smtp://{HOST}:{sink.port}", "carol@example.org"], "seen": True})
-        await add_filter(client, alice, {"subject": "spam"}, {"spam": True, "targets": ["carol@example.org"]})
-        await add_filter(client, alice, {"subject": "drop"}, {"delete": True, "targets": ["dave@example.org"]})
+        await add_filter(
+            client, alice, {"subject": "fw"}, {"targets": ["carol@example.org", url]}
+        )
+        await add_filter(
+            client,
+            alice,
+            {"subject": "fw"},
+            {
+                "targets": [f"smtp://{HOST}:{sink.port}", "carol@example.org"],
+                "seen": True,
+            },
+        )
+        await add_filter(
+            client,
+            alice,
+            {"subject": "spam"},
+            {"spam": True, "targets": ["carol@example.org"]},
+        )
+        await add_filter(
+            client,
+            alice,
+            {"subject": "drop"},
+            {"delete": True, "targets": ["dave@example.org"]},
+        )
 
         data = make_message(subject="fw: the plan")
         await deliver(mail_doors.lmtp, data)
         received = await sink.wait_for(2)
         by_rcpt = {tuple(r.rcpt_tos): r for r in received}
-        assert set(by_rcpt) == {("carol@example.org",), ("alice@example.com",)}  # the relay gets the user's address
+        assert set(by_rcpt) == {
+            ("carol@example.org",),
+            ("alice@example.com",),
+        }  # the relay gets the user's address
         for item in received:
             assert item.mail_from == "alice@example.com"
             assert item.data.endswith(data)
@@ -207,7 +297,10 @@ async def test_forward_targets(client: httpx.AsyncClient, mail_doors: Any, sink:
 
         # A copy that comes back carrying our loop mark is stored, not forwarded again.
         before = await queued_rows(runtime)
-        await deliver(mail_doors.lmtp, b"X-Postern-Loop: alice@example.com\r\n" + make_message(subject="fw loop"))
+        await deliver(
+            mail_doors.lmtp,
+            b"X-Postern-Loop: alice@example.com\r\n" + make_message(subject="fw loop"),
+        )
         assert await queued_rows(runtime) == before
         assert sum((await counts(client, alice)).values()) == 3
     finally:
@@ -215,9 +308,13 @@ async def test_forward_targets(client: httpx.AsyncClient, mail_doors: Any, sink:
         hook.server_close()
 
 
-async def test_forward_limit(client: httpx.AsyncClient, mail_doors: Any, runtime: Runtime) -> None:
+async def test_forward_limit(
+    client: httpx.AsyncClient, mail_doors: Any, runtime: Runtime
+) -> None:
     alice = await create_user(client, "alice", address="alice@example.com", forwards=2)
-    await add_filter(client, alice, {"subject": "fw"}, {"targets": ["carol@example.org"]})
+    await add_filter(
+        client, alice, {"subject": "fw"}, {"targets": ["carol@example.org"]}
+    )
     for n in range(4):
         await deliver(mail_doors.lmtp, make_message(subject=f"fw {n}"))
     assert await queued_rows(runtime) == 2
@@ -230,7 +327,12 @@ async def test_rules_follow_changes(client: httpx.AsyncClient, mail_doors: Any) 
     await deliver(mail_doors.lmtp, make_message(subject="x one"))  # cached: no filters
     made = await add_filter(client, alice, {"subject": "x"}, {"spam": True})
     await deliver(mail_doors.lmtp, make_message(subject="x two"))
-    assert (await client.put(f"/users/{alice}/filters/{made}", json={"disabled": True})).status_code == 200
+    assert (
+        await client.put(f"/users/{alice}/filters/{made}", json={"disabled": True})
+    ).status_code == 200
     await deliver(mail_doors.lmtp, make_message(subject="x three"))
     assert [m["subject"] for m in await messages(client, alice, "Junk")] == ["x two"]
-    assert sorted(m["subject"] for m in await messages(client, alice, "INBOX")) == ["x one", "x three"]
+    assert sorted(m["subject"] for m in await messages(client, alice, "INBOX")) == [
+        "x one",
+        "x three",
+    ]

@@ -26,6 +26,7 @@ from postern.delivery.router import (
 )
 from postern.errors import DomainError, OverQuota, TooLarge
 from postern.mailstore.service import AppendRequest, AppendResult
+from postern.mime import header_writing
 from postern.storage.ids import new_id
 
 log = logging.getLogger("postern.delivery")
@@ -245,7 +246,7 @@ class InboundDelivery:
     def _trace_headers(self, envelope: Envelope, recipient: LocalRecipient, now: datetime) -> bytes:
         lines = [
             f"Return-Path: <{header_safe(envelope.mail_from, 512)}>",
-            f"Delivered-To: {recipient.address}",
+            f"Delivered-To: {header_writing.clean_address(recipient.address)}",
         ]
         return ("\r\n".join(lines) + "\r\n").encode("utf-8") + self._received(envelope, recipient, now)
 

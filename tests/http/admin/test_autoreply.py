@@ -14,21 +14,53 @@ async def test_set_get_update_delete(client: httpx.AsyncClient) -> None:
     alice = await create_user(client, "alice", address="alice@example.com")
     url = f"/users/{alice}/autoreply"
     empty = (await client.get(url)).json()
-    assert empty == {"success": True, "status": False, "name": "", "subject": "", "text": "", "html": "", "start": False, "end": False, "created": False}
+    assert empty == {
+        "success": True,
+        "status": False,
+        "name": "",
+        "subject": "",
+        "text": "",
+        "html": "",
+        "start": False,
+        "end": False,
+        "created": False,
+    }
 
-    body = {"status": True, "name": "Alice Away", "subject": "Out of office", "text": "Back on Monday.", "start": "2017-11-15T00:00:00.000Z", "end": "2017-11-19T00:00:00Z"}
+    body = {
+        "status": True,
+        "name": "Alice Away",
+        "subject": "Out of office",
+        "text": "Back on Monday.",
+        "start": "2017-11-15T00:00:00.000Z",
+        "end": "2017-11-19T00:00:00Z",
+    }
     response = await client.put(url, json=body)
     assert response.status_code == 200, response.text
     assert response.json()["success"] is True
     got = (await client.get(url)).json()
-    assert got["status"] is True and got["name"] == "Alice Away" and got["subject"] == "Out of office" and got["text"] == "Back on Monday."
-    assert got["start"] == "2017-11-15T00:00:00.000Z" and got["end"] == "2017-11-19T00:00:00.000Z"
+    assert (
+        got["status"] is True
+        and got["name"] == "Alice Away"
+        and got["subject"] == "Out of office"
+        and got["text"] == "Back on Monday."
+    )
+    assert (
+        got["start"] == "2017-11-15T00:00:00.000Z"
+        and got["end"] == "2017-11-19T00:00:00.000Z"
+    )
     assert got["created"].endswith("Z")
 
     # Partial: only the status; false clears a date.
-    assert (await client.put(url, json={"status": False, "end": False})).status_code == 200
+    assert (
+        await client.put(url, json={"status": False, "end": False})
+    ).status_code == 200
     got = (await client.get(url)).json()
-    assert got["status"] is False and got["subject"] == "Out of office" and got["end"] is False and got["start"] == "2017-11-15T00:00:00.000Z"
+    assert (
+        got["status"] is False
+        and got["subject"] == "Out of office"
+        and got["end"] is False
+        and got["start"] == "2017-11-15T00:00:00.000Z"
+    )
 
     assert (await client.delete(url)).json() == {"success": True}
     assert (await client.get(url)).json()["status"] is False
