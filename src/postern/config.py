@@ -178,6 +178,24 @@ class Settings(BaseSettings):
     # Seconds between garbage collection sweeps (expired messages, unreferenced blobs).
     gc_interval: float = Field(default=300.0, gt=0)
 
+    # Remote identities (third-party accounts fetched over IMAP/POP3, sent through by SMTP).
+    # A CA file (PEM) trusted besides the system's CAs' place, for servers with a private CA.
+    remote_ca_file: Path | None = None
+    # Allow TLS mode "plain" (no TLS) for servers on loopback only (tests, a local bridge).
+    remote_allow_plain_loopback: bool = False
+    # Fetches running at once in one process; the poll interval when the user sets none,
+    # and the shortest one a user may set (seconds).
+    remote_concurrency: int = Field(default=4, ge=1, le=256)
+    remote_poll_interval: int = Field(default=300, ge=1)
+    remote_min_poll_interval: int = Field(default=60, ge=1)
+    # Seconds a remote server may stay silent; failing this long stops an identity (and
+    # tells its user).
+    remote_timeout: float = Field(default=60.0, gt=0)
+    remote_stop_after: float = Field(default=3 * 86400.0, gt=0)
+    # OAuth2 providers as JSON: {"gmail": {"client_id": ..., "client_secret": ...,
+    # "token_url": ..., "mechanism": "XOAUTH2" | "OAUTHBEARER"}}.
+    remote_oauth2_providers: str | None = None
+
     log_level: str = "info"
 
     # Set by load_settings(); not an environment variable of its own.
