@@ -28,6 +28,7 @@ from postern.accounts.addressing import normalise_domain
 from postern.config import Settings, parse_listen
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import DnsPythonResolver, Resolver
+from postern.delivery.filtering import LocalRules
 from postern.delivery.inbound import InboundDelivery
 from postern.delivery.mx import parse_relay
 from postern.delivery.outbound import OutboundQueue, OutboundSettings
@@ -36,6 +37,7 @@ from postern.delivery.submission import Submission
 from postern.delivery.system_mail import SystemMail
 from postern.events import EventBus
 from postern.mailstore.service import MailStore
+from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
 from postern.verification.homeserver import Homeservers
@@ -43,6 +45,7 @@ from postern.verification.identity_accounts import IdentityAccounts
 from postern.verification.mail import ValidationMailer
 from postern.verification.ownership import Ownership
 from postern.verification.sessions import ValidationSessions
+from postern.remote.service import RemoteIdentities
 
 
 def resolver_from(settings: Settings) -> Resolver:
@@ -97,10 +100,14 @@ class Runtime:
     alias_bounces: Bounces = field(init=False)
     # Replies through reverse aliases (MX and submission).
     alias_replies: Replies = field(init=False)
+    # Filters and autoreplies, applied by local delivery.
+    rules: Rules = field(init=False)
     # Proof of address ownership (verification/).
     ownership: Ownership = field(init=False)
     validation: ValidationSessions = field(init=False)
     identity_accounts: IdentityAccounts = field(init=False)
+    # Remote identities (remote/): third-party accounts fetched and sent through.
+    remote_identities: RemoteIdentities = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -138,6 +145,14 @@ class Runtime:
             hostname=settings.hostname,
         )
         self.submission.replies = self.alias_replies
+        self.rules = Rules(
+            self.db,
+            self.bus,
+            max_filters=settings.max_filters,
+            autoreply_interval_s=settings.autoreply_interval,
+            redis_url=settings.redis_url,
+        )
+        self.inbound.filtering = LocalRules(self.rules, self.outbound, self.blobs, self.db, self.rate_limiter.counters, settings.hostname)
         self._wire_alias_mail()
         self.ownership = Ownership(self.db)
         self.validation = ValidationSessions(
@@ -152,6 +167,7 @@ class Runtime:
         self.identity_accounts = IdentityAccounts(
             db=self.db, homeservers=Homeservers(ca_file=settings.identity_ca_file), terms_file=settings.identity_terms_file
         )
+        self.remote_identities = RemoteIdentities(self.db, settings, self.server_key)
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this
@@ -169,6 +185,7 @@ class Runtime:
             reverse_alias_domain=reverse_domain,
         )
         self.inbound.forwarder = self.alias_forwarder
+        self.alias_forwarder.filtering = self.inbound.filtering
         self.inbound.bounces = self.alias_bounces
         self.inbound.replies = getattr(self, "alias_replies", None)
         self.outbound.forward_failures = self.alias_bounces.queue_failure
@@ -185,7 +202,7 @@ class Runtime:
         server_key = ServerKey.load(settings)
         rate_limiter = RateLimiter.for_settings(db, settings.redis_url)
         authlog = AuthLog(db)
-        two_factor = TwoFactor(db, server_key, rate_limiter, authlog)
+        two_factor = TwoFactor(db, server_key, rate_limiter, authlog, bus)
         router = Router(db, server_key=server_key, reverse_alias_domain=settings.resolved_reverse_alias_domain)
         committer = GroupCommitter(mailstore)
         inbound = InboundDelivery(committer, resolver, settings.hostname, settings.check_authentication)
@@ -233,6 +250,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.registration.settle()
+        await self.rules.close()
         self.mailstore.hot.close()
         await self.rate_limiter.close()
         await self.blobs.close()

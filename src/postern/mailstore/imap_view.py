@@ -20,11 +20,12 @@ from sqlalchemy.engine import Row
 
 from postern.errors import NotFound, OverQuota
 from postern.events import Event, MessageAdded, MessagesChanged
-from postern.mailstore.folders import normalise_path
+from postern.mailstore.folders import normalise_path, parents
 from postern.mailstore.service import FLAG_COLUMNS, MailStore
 from postern.storage import flag_writes as flag_store
 from postern.storage import folders as folder_store
 from postern.storage import imap as imap_store
+from postern.storage import imap_state
 from postern.storage import mailbox_state as mailbox_store
 from postern.storage import messages as message_store
 from postern.storage import users as user_store
@@ -197,11 +198,31 @@ class ImapView:
             return await imap_store.count_deleted(conn, folder_id)
 
     async def create_folder(self, user_id: str, path: str, special_use: str | None = None) -> str:
+        """CREATE: the folder (and any missing parents), not subscribed (RFC 3501
+        §6.3.3) unless its name was subscribed before it existed."""
+        path = normalise_path(path)
+        wanted = [*parents(path), path]
+        async with self.db.read() as conn:
+            before = await folder_store.existing_paths(conn, user_id, wanted) if is_id(user_id) else set()
         folder_id = await self.store.create_folder(user_id, path)
-        if special_use:
-            async with self.db.write() as conn:
+        created = [p for p in wanted if p not in before]
+        async with self.db.write() as conn:
+            if special_use:
                 await imap_store.set_special_use(conn, folder_id, special_use)
+            orphans = set(await imap_state.orphan_subscriptions(conn, user_id))
+            await imap_state.set_subscribed(conn, user_id, [p for p in created if p not in orphans], False)
+            for p in created:
+                if p in orphans:
+                    await imap_state.remove_orphan_subscription(conn, user_id, p)
         return folder_id
+
+    async def delete_folder(self, user_id: str, folder_id: str) -> None:
+        """DELETE: the folder goes, its subscription stays (RFC 3501 §6.3.4)."""
+        folder = await self.store.get_folder(user_id, folder_id)
+        await self.store.delete_folder(user_id, folder_id)
+        if folder.subscribed:
+            async with self.db.write() as conn:
+                await imap_state.add_orphan_subscription(conn, user_id, folder.path)
 
     # Reading -------------------------------------------------------------------------
 
@@ -323,39 +344,58 @@ class ImapView:
         """Copy messages; (the target's UIDVALIDITY, (source UID, new UID) pairs)."""
         events: list[Event] = []
         async with self.db.write() as conn:
-            await self.store._folder(conn, user_id, folder_id)
-            target = await self.store._folder(conn, user_id, target_id)
-            usage = await user_store.lock_usage(conn, [user_id])
-            rows = await message_store.select_messages(conn, folder_id, [(u, u) for u in sorted(set(uids))]) if uids else []
-            if not rows:
-                return int(target.uidvalidity), []
-            size = sum(int(r.size) for r in rows)
-            used, quota = usage.get(user_id, (0, 0))
-            if used + size > quota:
-                raise OverQuota("Mailbox is over quota")
-            first_uid, modseq = await folder_store.allocate(conn, target.id, len(rows))
-            created = now_ms()
-            copies: list[dict[str, Any]] = []
-            pairs: list[tuple[int, int]] = []
-            refs: dict[str, tuple[int, int]] = {}
-            for offset, row in enumerate(rows):
-                values = dict(row._mapping)
-                new_uid = first_uid + offset
-                values.update(folder_id=target.id, uid=new_uid, modseq=modseq, mid=new_id())
-                values["expires_ms"] = created + target.retention_ms if target.retention_ms else None
-                copies.append(values)
-                pairs.append((int(row.uid), new_uid))
-                blob_size, count = refs.get(row.blob_key, (0, 0))
-                refs[row.blob_key] = (blob_size, count + 1)
-            # The source messages hold references to these blobs: none can be collected.
-            await message_store.add_blob_refs(conn, refs, created)
-            await message_store.insert_messages(conn, copies)
-            await user_store.add_storage_used(conn, user_id, size)
-            unseen = sum(1 for r in rows if not r.seen)
-            await folder_store.adjust_counters(conn, target.id, messages=len(rows), unseen=unseen, size=size)
-            events.extend(MessageAdded(user_id, target.id, new, modseq) for _, new in pairs)
+            uidvalidity, pairs = await self._copy(conn, user_id, folder_id, uids, target_id, events)
         self.store.bus.publish(events)
+        return uidvalidity, pairs
+
+    async def _copy(
+        self, conn: Any, user_id: str, folder_id: str, uids: Sequence[int], target_id: str, events: list[Event]
+    ) -> tuple[int, list[tuple[int, int]]]:
+        await self.store._folder(conn, user_id, folder_id)
+        target = await self.store._folder(conn, user_id, target_id)
+        usage = await user_store.lock_usage(conn, [user_id])
+        rows = await message_store.select_messages(conn, folder_id, [(u, u) for u in sorted(set(uids))]) if uids else []
+        if not rows:
+            return int(target.uidvalidity), []
+        size = sum(int(r.size) for r in rows)
+        used, quota = usage.get(user_id, (0, 0))
+        if used + size > quota:
+            raise OverQuota("Mailbox is over quota")
+        first_uid, modseq = await folder_store.allocate(conn, target.id, len(rows))
+        created = now_ms()
+        copies: list[dict[str, Any]] = []
+        pairs: list[tuple[int, int]] = []
+        refs: dict[str, tuple[int, int]] = {}
+        for offset, row in enumerate(rows):
+            values = dict(row._mapping)
+            new_uid = first_uid + offset
+            values.update(folder_id=target.id, uid=new_uid, modseq=modseq, mid=new_id())
+            values["expires_ms"] = created + target.retention_ms if target.retention_ms else None
+            copies.append(values)
+            pairs.append((int(row.uid), new_uid))
+            blob_size, count = refs.get(row.blob_key, (0, 0))
+            refs[row.blob_key] = (blob_size, count + 1)
+        # The source messages hold references to these blobs: none can be collected.
+        await message_store.add_blob_refs(conn, refs, created)
+        await message_store.insert_messages(conn, copies)
+        await user_store.add_storage_used(conn, user_id, size)
+        unseen = sum(1 for r in rows if not r.seen)
+        await folder_store.adjust_counters(conn, target.id, messages=len(rows), unseen=unseen, size=size)
+        events.extend(MessageAdded(user_id, target.id, new, modseq) for _, new in pairs)
         return int(target.uidvalidity), pairs
+
+    async def move_within(self, user_id: str, folder_id: str, uids: Sequence[int]) -> tuple[int, list[tuple[int, int]]]:
+        """MOVE into the folder itself (RFC 6851 allows it): each message gets a new UID,
+        the old ones are expunged, in one transaction."""
+        events: list[Event] = []
+        async with self.db.write() as conn:
+            uidvalidity, pairs = await self._copy(conn, user_id, folder_id, uids, folder_id, events)
+            if pairs:
+                _, event = await self.store._expunge(conn, user_id, folder_id, [old for old, _ in pairs])
+                if event is not None:
+                    events.append(event)
+        self.store.bus.publish(events)
+        return uidvalidity, pairs
 
     async def move(self, user_id: str, folder_id: str, uids: Sequence[int], target_id: str) -> tuple[int, list[tuple[int, int]]]:
         """Move messages; (the target's UIDVALIDITY, (source UID, new UID) pairs)."""
@@ -375,6 +415,12 @@ class ImapView:
     async def expunge_deleted(self, user_id: str, folder_id: str, uids: Sequence[int] | None = None) -> list[int]:
         """Remove the folder's ``\\Deleted`` messages (those among ``uids`` when given);
         returns the UIDs removed."""
+        # Most EXPUNGEs find nothing to remove: they are answered from a read, without
+        # waiting for the writers' turn (a message marked \Deleted after this read
+        # was marked after this EXPUNGE).
+        found = await mailbox_store.deleted_uids(self.db, user_id, folder_id) if is_id(folder_id) and is_id(user_id) else None
+        if found is not None and not (set(found) & set(uids) if uids is not None else found):
+            return []
         events: list[Event] = []
         async with self.db.write() as conn:
             await self.store._folder(conn, user_id, folder_id)
@@ -389,6 +435,52 @@ class ImapView:
                 events.append(event)
         self.store.bus.publish(events)
         return sorted(int(r.uid) for r in deleted)
+
+    # Shared session state ---------------------------------------------------------
+
+    async def folder_state(self, folder_id: str) -> tuple[int, int] | None:
+        """(UIDNEXT, HIGHESTMODSEQ) as committed now; None when the folder is gone."""
+        return await imap_state.folder_state(self.db, folder_id)
+
+    async def claim_recent(self, folder_id: str, uids: Sequence[int]) -> set[int]:
+        """The UIDs among ``uids`` no read-write session claimed before: they are now
+        this caller's \\Recent, and no other session's, in any process."""
+        if not uids:
+            return set()
+        up_to = max(uids)
+        if await imap_state.claimed_uid(self.db, folder_id) >= up_to:
+            return set()  # the common case, read without a write
+        async with self.db.write() as conn:
+            before = await imap_state.claim_recent(conn, folder_id, up_to)
+        return {u for u in uids if before < u <= up_to}
+
+    async def unclaimed_recent(self, folder_id: str, uids: Sequence[int]) -> set[int]:
+        """The UIDs among ``uids`` that no session has claimed as \\Recent (EXAMINE)."""
+        claimed = await imap_state.claimed_uid(self.db, folder_id)
+        return {u for u in uids if u > claimed}
+
+    async def count_recent(self, folder_id: str) -> int:
+        async with self.db.read() as conn:
+            return await imap_state.count_recent(conn, folder_id)
+
+    async def orphan_subscriptions(self, user_id: str) -> list[str]:
+        """Subscribed names that are no folder now."""
+        async with self.db.read() as conn:
+            return await imap_state.orphan_subscriptions(conn, user_id)
+
+    async def subscribe(self, user_id: str, path: str, subscribed: bool) -> None:
+        """SUBSCRIBE / UNSUBSCRIBE a name: a folder's flag, or for a name that is no
+        folder, a row of its own (RFC 3501 §6.3.6 lets any name be subscribed)."""
+        path = normalise_path(path)
+        async with self.db.write() as conn:
+            found = await folder_store.existing_paths(conn, user_id, [path])
+            if found:
+                await imap_state.set_subscribed(conn, user_id, [path], subscribed)
+                await imap_state.remove_orphan_subscription(conn, user_id, path)
+            elif subscribed:
+                await imap_state.add_orphan_subscription(conn, user_id, path)
+            else:
+                await imap_state.remove_orphan_subscription(conn, user_id, path)
 
     async def quota(self, user_id: str) -> tuple[int, int]:
         """(storage used, quota) in bytes."""

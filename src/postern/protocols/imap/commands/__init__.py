@@ -62,6 +62,7 @@ __all__ = [
     "Thread",
     "Unselect",
     "Unsubscribe",
+    "CancelUpdate",
     # search keys
     "SearchKey",
     "SearchAll",
@@ -500,6 +501,9 @@ class AppendMessage:
     flags: tuple[str, ...] = ()
     internaldate: datetime | None = None
     binary: bool = False  # sent as literal8 ``~{n}`` (RFC 3516)
+    # CATENATE (RFC 4469): ("TEXT" | "TEXT8", bytes) and ("URL", url) parts, in order;
+    # ``message`` is then empty until the APPEND puts the parts together.
+    catenate: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,6 +534,14 @@ class Unselect(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class CancelUpdate(Command):
+    """CANCELUPDATE "tag" ... (RFC 5267 §4.2): stop keeping those searches up to date."""
+
+    tags: tuple[str, ...] = ()
+    name: ClassVar[str] = "CANCELUPDATE"
+
+
+@dataclass(frozen=True, slots=True)
 class Expunge(Command):
     """EXPUNGE, or UID EXPUNGE set (UIDPLUS) when ``uids`` is given."""
 
@@ -553,6 +565,7 @@ class Search(Command):
     charset: str | None = None
     criteria: SearchKey = field(default_factory=SearchAll)
     return_options: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL low:high)
     name: ClassVar[str] = "SEARCH"
 
 
@@ -615,6 +628,7 @@ class Sort(Command):
     charset: str = "UTF-8"
     search: SearchKey = field(default_factory=SearchAll)
     return_options: tuple[str, ...] | None = None  # ESORT
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL low:high), CONTEXT=SORT
     name: ClassVar[str] = "SORT"
 
 
