@@ -28,6 +28,7 @@ from postern.config import Settings
 from postern.errors import Conflict, Forbidden, InvalidInput, NotFound
 from postern.mime import header_writing
 from postern.storage import aliases as store
+from postern.storage.address_claims import AddressClaimed
 from postern.storage import contacts as contact_store
 from postern.storage.database import Database
 from postern.storage.ids import now_ms
@@ -346,7 +347,7 @@ class Aliases:
                 hostname=hostname,
                 enabled=enabled,
             )
-        except IntegrityError:
+        except (IntegrityError, AddressClaimed):
             raise Conflict(f"{address.display} already exists or was deleted: please choose another one") from None
 
     async def create_custom(
