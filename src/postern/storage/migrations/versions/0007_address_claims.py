@@ -42,7 +42,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("address_key", name=op.f("pk_address_claims")),
     )
     with op.batch_alter_table("address_claims", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_address_claims_user_id"), ["user_id"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_address_claims_user_id"), ["user_id"], unique=False
+        )
 
     bind = op.get_bind()
     now = "CAST(0 AS BIGINT)"
@@ -56,11 +58,21 @@ def upgrade() -> None:
             )
         )
     for kind, table, key, _user in _SOURCES:
-        shared = bind.execute(
-            sa.text(f"SELECT s.{key} FROM {table} s JOIN address_claims c ON c.address_key = s.{key} WHERE c.kind <> '{kind}'")
-        ).scalars().all()
+        shared = (
+            bind.execute(
+                sa.text(
+                    f"SELECT s.{key} FROM {table} s JOIN address_claims c ON c.address_key = s.{key} WHERE c.kind <> '{kind}'"
+                )
+            )
+            .scalars()
+            .all()
+        )
         for address in shared:
-            log.warning("address_claims: %s is both a %s and held by another kind; the claim went to the other", address, kind)
+            log.warning(
+                "address_claims: %s is both a %s and held by another kind; the claim went to the other",
+                address,
+                kind,
+            )
 
 
 def downgrade() -> None:
