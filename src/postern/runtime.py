@@ -177,6 +177,7 @@ class Runtime:
             reverse_alias_domain=reverse_domain,
         )
         self.inbound.forwarder = self.alias_forwarder
+        self.alias_forwarder.filtering = self.inbound.filtering
         self.inbound.bounces = self.alias_bounces
         self.inbound.replies = getattr(self, "alias_replies", None)
         self.outbound.forward_failures = self.alias_bounces.queue_failure

@@ -395,6 +395,12 @@ class ImapView:
     async def expunge_deleted(self, user_id: str, folder_id: str, uids: Sequence[int] | None = None) -> list[int]:
         """Remove the folder's ``\\Deleted`` messages (those among ``uids`` when given);
         returns the UIDs removed."""
+        # Most EXPUNGEs find nothing to remove: they are answered from a read, without
+        # waiting for the writers' turn (a message marked \Deleted after this read
+        # was marked after this EXPUNGE).
+        found = await mailbox_store.deleted_uids(self.db, user_id, folder_id) if is_id(folder_id) and is_id(user_id) else None
+        if found is not None and not (set(found) & set(uids) if uids is not None else found):
+            return []
         events: list[Event] = []
         async with self.db.write() as conn:
             await self.store._folder(conn, user_id, folder_id)
