@@ -73,8 +73,9 @@ class Settings(BaseSettings):
     imaps_listen: str | None = None  # IMAP over implicit TLS: 0.0.0.0:993 in production
     # Seconds an IMAP session may stay silent (IDLE included) before it is logged out.
     imap_timeout: float = Field(default=1800.0, gt=0)
-    # Which parts this process runs: any of http, smtp, lmtp, submission, pop3, imap, queue, gc.
-    doors: str = "http,smtp,lmtp,submission,pop3,imap,queue,gc"
+    # Which parts this process runs: any of http, smtp, lmtp, submission, pop3, imap, queue, gc,
+    # remote (the remote identity fetch scheduler).
+    doors: str = "http,smtp,lmtp,submission,pop3,imap,queue,gc,remote"
 
     # TLS certificate and key (PEM) for STARTTLS; a self-signed pair is made when unset.
     tls_cert: Path | None = None
@@ -319,7 +320,7 @@ class Settings(BaseSettings):
         return self.blob_store or str((self.data_dir / "blobs").resolve())
 
 
-DOORS = {"http", "smtp", "lmtp", "submission", "pop3", "imap", "queue", "gc"}
+DOORS = {"http", "smtp", "lmtp", "submission", "pop3", "imap", "queue", "gc", "remote"}
 
 
 def split_doors(value: str) -> list[str]:

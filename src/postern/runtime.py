@@ -41,6 +41,8 @@ from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
 from postern.verification.ownership import Ownership
+from postern.remote.deliver import FetchedDelivery
+from postern.remote.scheduler import RemoteScheduler
 from postern.remote.service import RemoteIdentities
 
 
@@ -102,6 +104,7 @@ class Runtime:
     ownership: Ownership = field(init=False)
     # Remote identities (remote/): third-party accounts fetched and sent through.
     remote_identities: RemoteIdentities = field(init=False)
+    remote_scheduler: RemoteScheduler = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -150,6 +153,13 @@ class Runtime:
         self._wire_alias_mail()
         self.ownership = Ownership(self.db)
         self.remote_identities = RemoteIdentities(self.db, settings, self.server_key)
+        self.remote_scheduler = RemoteScheduler(
+            self.db,
+            settings,
+            self.remote_identities,
+            FetchedDelivery(self.db, self.committer, self.inbound.filtering, settings.hostname),
+            self.notifications,
+        )
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this
@@ -167,6 +177,7 @@ class Runtime:
             reverse_alias_domain=reverse_domain,
         )
         self.inbound.forwarder = self.alias_forwarder
+        self.alias_forwarder.filtering = self.inbound.filtering
         self.inbound.bounces = self.alias_bounces
         self.inbound.replies = getattr(self, "alias_replies", None)
         self.outbound.forward_failures = self.alias_bounces.queue_failure
