@@ -45,6 +45,8 @@ from postern.verification.identity_accounts import IdentityAccounts
 from postern.verification.mail import ValidationMailer
 from postern.verification.ownership import Ownership
 from postern.verification.sessions import ValidationSessions
+from postern.remote.deliver import FetchedDelivery
+from postern.remote.scheduler import RemoteScheduler
 from postern.remote.service import RemoteIdentities
 
 
@@ -108,6 +110,7 @@ class Runtime:
     identity_accounts: IdentityAccounts = field(init=False)
     # Remote identities (remote/): third-party accounts fetched and sent through.
     remote_identities: RemoteIdentities = field(init=False)
+    remote_scheduler: RemoteScheduler = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -168,6 +171,13 @@ class Runtime:
             db=self.db, homeservers=Homeservers(ca_file=settings.identity_ca_file), terms_file=settings.identity_terms_file
         )
         self.remote_identities = RemoteIdentities(self.db, settings, self.server_key)
+        self.remote_scheduler = RemoteScheduler(
+            self.db,
+            settings,
+            self.remote_identities,
+            FetchedDelivery(self.db, self.committer, self.inbound.filtering, settings.hostname),
+            self.notifications,
+        )
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this
