@@ -32,26 +32,59 @@ async def user_count(runtime: Runtime) -> int:
         return int(await conn.scalar(select(func.count()).select_from(users)) or 0)
 
 
-async def test_register_refuses_forwarded_addresses(api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox, ann: Person) -> None:
+async def test_register_refuses_forwarded_addresses(
+    api: httpx.AsyncClient, runtime: Runtime, outbox: Outbox, ann: Person
+) -> None:
     alias = await new_alias(api, ann, "shop")
     gone = await new_alias(api, ann, "gone")
-    assert (await api.delete(f"/api/aliases/{gone['id']}", headers=ann.headers)).status_code == 200
+    assert (
+        await api.delete(f"/api/aliases/{gone['id']}", headers=ann.headers)
+    ).status_code == 200
     async with runtime.db.write() as conn:
-        contact, _ = await find_or_create(conn, user_id=ann.user_id, alias_id=alias["id"], email="john@wick.test", name=None, reverse_alias_domain="example.com")
+        contact, _ = await find_or_create(
+            conn,
+            user_id=ann.user_id,
+            alias_id=alias["id"],
+            email="john@wick.test",
+            name=None,
+            reverse_alias_domain="example.com",
+        )
         await conn.execute(
-            custom_domains.insert().values(user_id=ann.user_id, domain=normalise_domain("ann.example")[0], ownership_token="t", verified=True, created_ms=now_ms())
+            custom_domains.insert().values(
+                user_id=ann.user_id,
+                domain=normalise_domain("ann.example")[0],
+                ownership_token="t",
+                verified=True,
+                created_ms=now_ms(),
+            )
         )
     users_before = await user_count(runtime)
     mailed_before = len(await outbox.all())
-    for email in (alias["alias"], alias["alias"].upper(), gone["alias"], contact.reverse_alias, "nobody.yet@sl.example", "anyone@ann.example"):
-        response = await api.post("/api/auth/register", json={"email": email, "password": PASSWORD})
+    for email in (
+        alias["alias"],
+        alias["alias"].upper(),
+        gone["alias"],
+        contact.reverse_alias,
+        "nobody.yet@sl.example",
+        "anyone@ann.example",
+    ):
+        response = await api.post(
+            "/api/auth/register", json={"email": email, "password": PASSWORD}
+        )
         assert response.status_code == 400, (email, response.text)
-        assert "email" in response.json()["error"] or email.lower() in response.json()["error"].lower()
+        assert (
+            "email" in response.json()["error"]
+            or email.lower() in response.json()["error"].lower()
+        )
     assert await user_count(runtime) == users_before
     assert len(await outbox.all()) == mailed_before
 
 
-async def test_register_still_takes_an_outside_address(api: httpx.AsyncClient, outbox: Outbox) -> None:
-    response = await api.post("/api/auth/register", json={"email": "dave@example.org", "password": PASSWORD})
+async def test_register_still_takes_an_outside_address(
+    api: httpx.AsyncClient, outbox: Outbox
+) -> None:
+    response = await api.post(
+        "/api/auth/register", json={"email": "dave@example.org", "password": PASSWORD}
+    )
     assert response.status_code == 200, response.text
     assert [m.to for m in await outbox.all()] == ["dave@example.org"]
