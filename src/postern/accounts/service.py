@@ -24,7 +24,7 @@ from postern.accounts.application_passwords import (
 from postern.accounts.application_passwords import candidate as asp_candidate
 from postern.accounts.authlog import NO_META, AuthLog, AuthMeta
 from postern.accounts.passwords import Passwords
-from postern.accounts.rate_limit import RateLimiter
+from postern.accounts.rate_limit import RateLimiter, canonical_login, is_plain_login, login_account
 from postern.accounts.server_key import ServerKey
 from postern.config import Settings
 from postern.errors import AuthFailed, Conflict, Forbidden, InvalidInput, NotFound
@@ -330,9 +330,14 @@ class Accounts:
         if scope not in SCOPES:
             raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}", field="scope")
         # The limiter's counters may live in this database: none of its calls may sit
-        # inside a transaction of ours.
-        failures = await self.limiter.check("login", ip=meta.ip, account=login)
-        user, asp, totp = await self._login_state(login, password)
+        # inside a transaction of ours. The attempt counts against the account the login
+        # names (whatever its spelling), checked before any password is looked at.
+        # A login is taken in one spelling only (``is_plain_login``): another spelling
+        # (``<alice@example.com>``, ``alice@example.com.``, a fullwidth ``ａlice``) counts
+        # against the account it names, and never opens it.
+        plain = is_plain_login(login)
+        user, asp, totp = await self._login_state(login if plain else canonical_login(login), password)
+        ticket = await self.limiter.check_login(login_account(user.id if user else None, login), ip=meta.ip, asp_id=asp.id if asp else None)
         reason: str | None = None
         if asp is not None:
             # An ASP never opens "master", only the mail scopes it was made for.
@@ -342,8 +347,10 @@ class Accounts:
             # Verify even when the user does not exist (against a decoy hash), so that
             # the answer's timing does not tell which accounts exist.
             ok = await self.passwords.verify(user.password_hash if user else None, password)
+        if not plain:
+            ok, reason = False, "spelling"
         if user is None or not ok:
-            await self.limiter.failed("login", ip=meta.ip, account=login)
+            await self.limiter.login_failed(ticket)
             if user is not None:
                 await self.authlog.record(user.id, "authentication", "fail", meta, scope=scope, asp=asp.id if asp else None, reason=reason)
             raise AuthFailed("Authentication failed")
@@ -360,8 +367,7 @@ class Accounts:
             raise ApplicationPasswordRequired(
                 "Authentication failed. Two-factor authentication is enabled: use an application specific password"
             )
-        if failures:
-            await self.limiter.succeeded("login", account=login)
+        await self.limiter.login_succeeded(ticket, asp.id if asp else None)
         require_2fa = ["totp"] if totp and scope == "master" and asp is None else []
 
         # Written with concurrent logins' entries: a burst of logins costs a few commits.
