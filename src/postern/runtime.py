@@ -38,6 +38,7 @@ from postern.events import EventBus
 from postern.mailstore.service import MailStore
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
+from postern.verification.ownership import Ownership
 
 
 def resolver_from(settings: Settings) -> Resolver:
@@ -92,6 +93,8 @@ class Runtime:
     alias_bounces: Bounces = field(init=False)
     # Replies through reverse aliases (MX and submission).
     alias_replies: Replies = field(init=False)
+    # Proof of address ownership (verification/).
+    ownership: Ownership = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -130,6 +133,7 @@ class Runtime:
         )
         self.submission.replies = self.alias_replies
         self._wire_alias_mail()
+        self.ownership = Ownership(self.db)
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this

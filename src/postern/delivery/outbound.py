@@ -99,9 +99,10 @@ def _unverified_tls() -> ssl.SSLContext:
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """A message to queue: its envelope, its stored bytes and its Sent copy, if any."""
+    """A message to queue: its envelope, its stored bytes and its Sent copy, if any.
+    ``user_id`` None: mail of no user (the identity service's), never bounced."""
 
-    user_id: str
+    user_id: str | None
     mail_from: str
     recipients: Sequence[str]
     blob_key: str
@@ -160,7 +161,7 @@ class OutboundQueue:
     # Queueing ------------------------------------------------------------------------
 
     async def enqueue(
-        self, *, user_id: str, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None
+        self, *, user_id: str | None, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None
     ) -> str:
         async with self.db.write() as conn:
             queue_id = await self.enqueue_in(conn, user_id=user_id, mail_from=mail_from, recipients=recipients, blob_key=blob_key, size=size, message_mid=message_mid)
@@ -171,7 +172,7 @@ class OutboundQueue:
         return queue_id
 
     async def enqueue_in(
-        self, conn: AsyncConnection, *, user_id: str, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None = None
+        self, conn: AsyncConnection, *, user_id: str | None, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None = None
     ) -> str:
         """``enqueue`` in the caller's transaction (e.g. with the activity of an alias
         forward); call ``wake`` once it is committed."""
@@ -557,6 +558,8 @@ class OutboundQueue:
 
     async def _bounce(self, first, failed: list[tuple[object, Attempt]]) -> None:
         """A delivery status notification into the sender's INBOX."""
+        if first.user_id is None:  # mail of no user (validation mail): nobody to tell
+            return
         try:
             original = await self.blobs.get(first.blob_key)
         except BlobNotFound:
