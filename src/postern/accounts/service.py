@@ -68,6 +68,8 @@ class NewUser:
     username: str
     password: str | None
     address: str | None = None
+    # The password is a hash made elsewhere (see passwords.Passwords.imported).
+    password_hashed: bool = False
     empty_address: bool = False
     name: str | None = None
     quota: int | None = None
@@ -163,7 +165,7 @@ class Accounts:
             else:
                 address = normalise_address(f"{username}@{self.settings.domain}", "address")
         email = normalise_address(new.email, "email") if new.email else None
-        password_hash = await self.passwords.hash(new.password) if new.password is not None else None
+        password_hash = await self._password_hash(new.password, new.password_hashed)
         user_id = new_id()
         created = now_ms()
         values = {
@@ -249,8 +251,7 @@ class Accounts:
         if "forwards" in changes:
             values["forwards_limit"] = changes["forwards"]
         if "password" in changes:
-            password = changes["password"]
-            values["password_hash"] = await self.passwords.hash(password) if password is not None else None
+            values["password_hash"] = await self._password_hash(changes["password"], changes.get("password_hashed", False))
             values["require_password_change"] = False
         if existing_password is not None:
             # Verified before the write transaction: argon2 takes tens of milliseconds
@@ -270,6 +271,20 @@ class Accounts:
         if "password" in changes:
             # Sessions opened with the old password end (their clients log in again).
             self.bus.publish([UserLoggedOut(user_id, "Password changed")])
+
+    async def _password_hash(self, password: str | None, hashed: bool) -> str | None:
+        if password is None:
+            return None
+        return self.passwords.imported(password) if hashed else await self.passwords.hash(password)
+
+    async def rehash_if_needed(self, user: Any, password: str) -> None:
+        """After a successful login with the password: an imported (or outdated) hash
+        becomes an argon2id one. Only if the stored hash is still the one checked."""
+        if not self.passwords.needs_rehash(user.password_hash):
+            return
+        new_hash = await self.passwords.hash(password)
+        async with self.db.write() as conn:
+            await user_store.replace_password_hash(conn, user.id, user.password_hash, new_hash)
 
     async def delete_user(self, user_id: str) -> None:
         async with self.db.write() as conn:
@@ -368,6 +383,8 @@ class Accounts:
                 "Authentication failed. Two-factor authentication is enabled: use an application specific password"
             )
         await self.limiter.login_succeeded(ticket, asp.id if asp else None)
+        if asp is None:
+            await self.rehash_if_needed(user, password)
         require_2fa = ["totp"] if totp and scope == "master" and asp is None else []
 
         # Written with concurrent logins' entries: a burst of logins costs a few commits.

@@ -78,6 +78,7 @@ class UserLogin:
                 await self.authlog.record(user.id, "authentication", "fail", meta)
             raise InvalidInput(WRONG_LOGIN, code="AuthFailed")
         await self.limiter.login_succeeded(ticket)
+        await self.registration.accounts.rehash_if_needed(user, password)
         self._check_usable(user)
         return await self._signed_in(user, device, meta)
 

@@ -25,6 +25,7 @@ from postern.errors import DomainError
 from postern.events import EventBus
 from postern.mailstore.imap_view import ImapView
 from postern.mailstore.service import AppendRequest, AppendResult, MailStore
+from postern.protocols import streams
 
 from . import encode as enc
 from .dispatch import dispatch
@@ -169,7 +170,7 @@ class Connection:
             data = self._output[0] if len(self._output) == 1 else b"".join(self._output)
             self._output = []
             self._output_size = 0
-            self.writer.write(data)
+            streams.write(self.writer, data)
 
     async def drain(self, timeout: float) -> None:
         """Flush, and wait (up to ``timeout``) until the transport's buffer is below its

@@ -1,0 +1,136 @@
+"""Clients that misbehave, against ``postern serve`` as a real process (issue 14): a
+POP3 client that goes away in the middle of RETR (item 14), and an IMAP client in the
+middle of a FETCH. Each test reads the
+server's log at the end: a client going away is normal, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.serve_process import TEST_DATABASE_URL, ServeProcess, drop_schema, free_port
+
+TOKEN = "hostile-clients-admin-token"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def server_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTERN_")}
+    env.update(
+        POSTERN_DATA_DIR=str(tmp_path / "data"),
+        POSTERN_HTTP_LISTEN=f"127.0.0.1:{free_port()}",
+        POSTERN_SMTP_LISTEN="127.0.0.1:0",
+        POSTERN_LMTP_LISTEN="127.0.0.1:0",
+        POSTERN_SUBMISSION_LISTEN="127.0.0.1:0",
+        POSTERN_IMAP_LISTEN="127.0.0.1:0",
+        POSTERN_POP3_LISTEN="127.0.0.1:0",
+        POSTERN_ARGON2_TIME_COST="1",
+        POSTERN_ARGON2_MEMORY_KIB="8",
+        POSTERN_DOMAIN="example.com",
+        POSTERN_ADMIN_TOKEN=TOKEN,
+        COLUMNS="60",
+    )
+    schema = None
+    if TEST_DATABASE_URL:
+        schema = f"t_{secrets.token_hex(6)}"
+        env.update(POSTERN_DATABASE_URL=TEST_DATABASE_URL, POSTERN_DATABASE_SCHEMA=schema)
+    try:
+        yield env
+    finally:
+        if TEST_DATABASE_URL and schema:
+            drop_schema(schema)
+
+
+@pytest.fixture
+def serve(server_env: dict[str, str]) -> Iterator[Callable[..., ServeProcess]]:
+    started: list[ServeProcess] = []
+
+    def _start(**extra: str) -> ServeProcess:
+        server = ServeProcess({**server_env, **extra})
+        started.append(server)
+        assert server.wait_ready(), server.errors
+        return server
+
+    yield _start
+    for server in started:
+        if server.proc.poll() is None:
+            server.kill9()
+
+
+def door_port(server: ServeProcess, label: str) -> int:
+    match = re.search(rf"^\s*{re.escape(label)}:\s+\S+:(\d+)\s*$", server.output, re.MULTILINE)
+    assert match, server.output
+    return int(match.group(1))
+
+
+def http_client(env: dict[str, str]) -> httpx.Client:
+    return httpx.Client(base_url=f"http://{env['POSTERN_HTTP_LISTEN']}", headers={"X-Access-Token": TOKEN}, timeout=30)
+
+
+def big_message(size: int) -> bytes:
+    head = b"From: a@example.org\r\nTo: alice@example.com\r\nSubject: big\r\n\r\n"
+    line = b"x" * 76 + b"\r\n"
+    return head + line * (size // len(line))
+
+
+def abort(sock: socket.socket) -> None:
+    """Close with a reset (SO_LINGER 0), as a client that crashed or lost its network."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_pop3_client_gone_in_the_middle_of_retr(serve: Callable[..., ServeProcess], server_env: dict[str, str]) -> None:
+    server = serve()
+    with http_client(server_env) as client:
+        user = client.post("/users", json={"username": "alice", "password": PASSWORD}).json()["id"]
+        inbox = next(f["id"] for f in client.get(f"/users/{user}/mailboxes").json()["results"] if f["path"] == "INBOX")
+        uploaded = client.post(f"/users/{user}/mailboxes/{inbox}/messages", params={"unseen": "true"}, content=big_message(8 * 1024 * 1024), headers={"Content-Type": "message/rfc822"})
+        assert uploaded.status_code == 200, uploaded.text
+        port = door_port(server, "POP3")
+        for _ in range(5):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"+OK")
+            for command in (b"USER alice\r\n", f"PASS {PASSWORD}\r\n".encode(), b"RETR 1\r\n"):
+                sock.sendall(command)
+                assert reader.readline().startswith(b"+OK"), command
+            reader.read(64 * 1024)  # a little of the message, then gone
+            abort(sock)
+        # The same over IMAP: a FETCH of the whole message (BODY.PEEK: nothing changes).
+        imap_port = door_port(server, "IMAP")
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", imap_port), timeout=30)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            reader = sock.makefile("rb")
+            assert reader.readline().startswith(b"* OK")
+            for tag, command in ((b"a", f'LOGIN alice "{PASSWORD}"'.encode()), (b"b", b"SELECT INBOX")):
+                sock.sendall(tag + b" " + command + b"\r\n")
+                while not (line := reader.readline()).startswith(tag + b" "):
+                    pass
+                assert line.startswith(tag + b" OK"), line
+            sock.sendall(b"c FETCH 1 BODY.PEEK[]\r\n")
+            reader.read(64 * 1024)
+            abort(sock)
+        # Nothing half done: without QUIT there is no UPDATE, so the message stays unseen.
+        message = client.get(f"/users/{user}/mailboxes/{inbox}/messages").json()["results"][0]
+        assert message["seen"] is False
+        # And the door still serves.
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        with sock, sock.makefile("rb") as reader:
+            assert reader.readline().startswith(b"+OK")
+            sock.sendall(b"QUIT\r\n")
+            assert reader.readline().startswith(b"+OK")
+    server.stop()
+    assert "Traceback" not in server.errors, server.errors
+    assert "unable to perform operation" not in server.errors, server.errors
