@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     imaps_listen: str | None = None  # IMAP over implicit TLS: 0.0.0.0:993 in production
     # Seconds an IMAP session may stay silent (IDLE included) before it is logged out.
     imap_timeout: float = Field(default=1800.0, gt=0)
+    imap_preauth_timeout: float = Field(default=60.0, gt=0)
+    imap_connections_per_ip: int = Field(default=20, ge=1)
     # Which parts this process runs: any of http, smtp, lmtp, submission, pop3, imap, queue, gc.
     doors: str = "http,smtp,lmtp,submission,pop3,imap,queue,gc"
 

@@ -245,7 +245,12 @@ class MailWorkers:
         self.publish = _worker_events(runtime, self)
         # Where the workers' events go beyond this process (Redis), besides its bus.
         self.beyond: list[Callable[[list[Any]], None]] = []
-        self.limits: dict[str, int | None] = {"smtp": settings.smtp_connections_per_ip, "lmtp": settings.smtp_connections_per_ip}
+        self.limits: dict[str, int | None] = {
+            "smtp": settings.smtp_connections_per_ip,
+            "lmtp": settings.smtp_connections_per_ip,
+            "imap": settings.imap_connections_per_ip,
+            "imaps": settings.imap_connections_per_ip,
+        }
         self.doors = doors
         self.follow_events = "imap" in doors
         self.count = count

@@ -11,6 +11,7 @@ import re
 import secrets
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -134,3 +135,42 @@ def test_pop3_client_gone_in_the_middle_of_retr(serve: Callable[..., ServeProces
     server.stop()
     assert "Traceback" not in server.errors, server.errors
     assert "unable to perform operation" not in server.errors, server.errors
+
+
+def _imap_greeting(port: int) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    return sock, sock.makefile("rb").readline()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_imap_connections_per_ip_and_login_deadline(serve: Callable[..., ServeProcess], workers: str) -> None:
+    """The cap holds whether the serving process or mail workers serve IMAP; NOOPs do
+    not keep a connection that never logs in."""
+    server = serve(POSTERN_MAIL_WORKERS=workers, POSTERN_IMAP_CONNECTIONS_PER_IP="3", POSTERN_IMAP_PREAUTH_TIMEOUT="2")
+    port = door_port(server, "IMAP")
+    opened = [_imap_greeting(port) for _ in range(3)]
+    assert all(line.startswith(b"* OK") for _, line in opened), opened
+    refused, line = _imap_greeting(port)
+    assert line.startswith(b"* BYE") and b"Too many connections" in line, line
+    refused.close()
+    # A session that only says NOOP is closed at the login deadline all the same.
+    sock, _ = opened[0]
+    reader = sock.makefile("rb")
+    said_bye = False
+    for _ in range(300):  # a bound, not a measure: the server ends it long before
+        try:
+            sock.sendall(b"a NOOP\r\n")
+            answer = reader.readline()
+            while answer and not answer.startswith((b"a ", b"* BYE")):
+                answer = reader.readline()
+        except OSError:
+            answer = b""
+        if not answer or answer.startswith(b"* BYE"):
+            said_bye = True
+            break
+        time.sleep(0.1)
+    assert said_bye, "NOOPs kept an unauthenticated IMAP session open"
+    for other, _ in opened:
+        other.close()
+    server.stop()
+    assert "Traceback" not in server.errors, server.errors
