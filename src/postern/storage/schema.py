@@ -234,6 +234,9 @@ outbound = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
+    # A filter's forward target that is not an address (rules/): an smtp(s):// relay
+    # URL to deliver through, or an http(s):// URL that receives the message by POST.
+    Column("target", Text),
     Index(None, "state", "next_attempt_ms"),
     Index(None, "user_id", "created_ms"),
     Index(None, "queue_id"),
@@ -519,6 +522,49 @@ notifications = Table(
     Index(None, "user_id", "id"),
 )
 
+# Mail rules (rules/): filters and autoreplies ----------------------------------------
+
+# A user's message filters (WildDuck filters), applied in creation order at delivery.
+# `query` and `action` hold the filter's own JSON object ({"from": ..., "size": ...},
+# {"seen": true, "mailbox": id, "targets": [...]}); the id is 24-hex like WildDuck's.
+filters = Table(
+    "filters",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("query", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "id"),
+)
+
+# A user's autoreply (at most one). `start_ms`/`end_ms` NULL: no bound.
+autoreplies = Table(
+    "autoreplies",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("status", Boolean, nullable=False, server_default=text("false")),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("text", Text, nullable=False, server_default=""),
+    Column("html", Text, nullable=False, server_default=""),
+    Column("start_ms", BigInteger),
+    Column("end_ms", BigInteger),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+# When a user last auto-replied to a sender: at most one reply per sender per interval,
+# whichever process delivers (claimed with one conditional upsert).
+autoreply_sent = Table(
+    "autoreply_sent",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("sender", Text, primary_key=True),  # lowercased envelope sender
+    Column("sent_ms", BigInteger, nullable=False),
+)
+
 
 # Proof of address ownership (verification/) ----------------------------------------------
 
@@ -577,4 +623,25 @@ identity_tokens = Table(
     Column("matrix_user_id", String(255), ForeignKey("identity_accounts.matrix_user_id", ondelete="CASCADE"), nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Index(None, "matrix_user_id"),
+)
+
+# --- IMAP session state shared by every process (imap-c) ----------------------------
+# \Recent (RFC 3501 §2.3.2) belongs to exactly one session: the highest UID of each
+# folder some read-write session has claimed as recent, moved on by a conditional
+# UPDATE, so that two sessions in two processes (or nodes) never both claim a UID.
+imap_recent = Table(
+    "imap_recent",
+    metadata,
+    Column("folder_id", ID, ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True),
+    Column("claimed_uid", BigInteger, nullable=False, server_default=text("0")),
+)
+
+# Subscriptions to names that are no folder now (RFC 3501 §6.3.6: SUBSCRIBE need not
+# name an existing mailbox, and DELETE does not unsubscribe). The subscriptions of
+# existing folders stay in folders.subscribed, which the HTTP API shows too.
+imap_subscriptions = Table(
+    "imap_subscriptions",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", Text, primary_key=True),
 )

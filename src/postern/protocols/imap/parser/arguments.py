@@ -310,22 +310,23 @@ def _parse_expunge(p: Parse, uid: bool) -> c.Command:
     return c.Expunge(p.tag, read_sequence_set(p.cur))
 
 
-def _search_prefix(p: Parse, esearch_ok: bool = True) -> tuple[str, ...] | None:
-    """``RETURN (...)`` after SEARCH / SORT, if present (the SP after it is consumed)."""
+def _search_prefix(p: Parse, esearch_ok: bool = True) -> tuple[tuple[str, ...] | None, tuple[int, int] | None]:
+    """``RETURN (...)`` after SEARCH / SORT, if present (the SP after it is consumed):
+    the options, None without RETURN, and PARTIAL's range."""
     cur = p.cur
     if esearch_ok and cur.peek_word(b"RETURN"):
         cur.atom()
         cur.sp()
-        options = p.search_return()
+        options, partial = p.search_return()
         cur.sp()
-        return options
-    return None
+        return options, partial
+    return None, None
 
 
 def _parse_search(p: Parse, uid: bool) -> c.Command:
     cur = p.cur
     cur.sp()
-    returns = _search_prefix(p)
+    returns, partial = _search_prefix(p)
     charset = None
     if cur.peek_word(b"CHARSET"):
         cur.atom()
@@ -333,7 +334,7 @@ def _parse_search(p: Parse, uid: bool) -> c.Command:
         charset = cur.astring("a charset").decode("latin-1")
         p.set_charset(charset)
         cur.sp()
-    return c.Search(p.tag, uid, charset, p.search_program(), returns)
+    return c.Search(p.tag, uid, charset, p.search_program(), returns, partial)
 
 
 def _parse_fetch(p: Parse, uid: bool) -> c.Command:
@@ -431,7 +432,7 @@ _SORT_KEYS = (
 def _parse_sort(p: Parse, uid: bool) -> c.Command:
     cur = p.cur
     cur.sp()
-    returns = _search_prefix(p)
+    returns, partial = _search_prefix(p)
     words = atom_list(cur, allow_empty=False)
     criteria: list[c.SortCriterion] = []
     reverse = False
@@ -449,7 +450,7 @@ def _parse_sort(p: Parse, uid: bool) -> c.Command:
     charset = cur.astring("a charset").decode("latin-1")
     p.set_charset(charset)
     cur.sp()
-    return c.Sort(p.tag, uid, tuple(criteria), charset, p.search_program(), returns)
+    return c.Sort(p.tag, uid, tuple(criteria), charset, p.search_program(), returns, partial)
 
 
 def _parse_thread(p: Parse, uid: bool) -> c.Command:
@@ -488,7 +489,18 @@ def _parse_setquota(p: Parse, uid: bool) -> c.Command:
     return c.SetQuota(p.tag, root, tuple(limits))
 
 
+def _parse_cancelupdate(p: Parse, uid: bool) -> c.Command:
+    tags: list[str] = []
+    while not p.cur.at_end():
+        p.cur.sp()
+        tags.append(p.cur.string().decode("utf-8", "replace"))
+    if not tags:
+        raise ImapSyntaxError("CANCELUPDATE names at least one tag")
+    return c.CancelUpdate(p.tag, tuple(tags))
+
+
 _COMMANDS: dict[str, Callable[[Parse, bool], c.Command]] = {
+    "CANCELUPDATE": _parse_cancelupdate,
     "CAPABILITY": _no_arguments(c.Capability),
     "NOOP": _no_arguments(c.Noop),
     "LOGOUT": _no_arguments(c.Logout),

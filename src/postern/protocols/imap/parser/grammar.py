@@ -58,7 +58,9 @@ def mailbox_name(raw: bytes, utf8: bool) -> str:
         try:
             name = decode_modified_utf7(raw)
         except Utf7Error as exc:
-            raise ImapSyntaxError(f"mailbox name is not valid mUTF-7: {exc}") from exc
+            # A valid astring that names no mailbox there can be: NO, as for any
+            # mailbox that does not exist (RFC 3501 §6.3.1), not BAD.
+            raise ImapSyntaxError(f"mailbox name is not valid mUTF-7: {exc}", "NONEXISTENT", "NO") from exc
     # INBOX is case-insensitive (RFC 3501 §5.1), its children are not.
     return "INBOX" if name.upper() == "INBOX" else name
 

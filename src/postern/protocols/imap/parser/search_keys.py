@@ -9,7 +9,7 @@ from typing import Literal
 
 from .. import commands as c
 from ..lexer import MAX_NUMBER64, Cursor, ImapSyntaxError
-from .grammar import MAX_NESTING, atom_list, flag, mailbox_name, read_sequence_set
+from .grammar import MAX_NESTING, flag, mailbox_name, read_sequence_set
 
 # ---------------------------------------------------------------------------
 # the parse context (per command)
@@ -79,12 +79,39 @@ class Parse:
         finally:
             self.depth -= 1
 
-    def search_return(self) -> tuple[str, ...]:
-        options = atom_list(self.cur)
-        for option in options:
-            if option not in ("MIN", "MAX", "ALL", "COUNT", "SAVE"):
-                raise ImapSyntaxError(f"unknown SEARCH RETURN option {option}")
-        return tuple(dict.fromkeys(options))
+    def search_return(self) -> tuple[tuple[str, ...], tuple[int, int] | None]:
+        """``(MIN MAX ALL COUNT SAVE UPDATE CONTEXT PARTIAL n:m)``: the options, and
+        PARTIAL's range (RFC 5267 §4.4, RFC 9394), low first."""
+        cur = self.cur
+        cur.expect(b"(")
+        options: list[str] = []
+        partial = None
+        if not cur.skip(b")"):
+            while True:
+                option = cur.keyword("a RETURN option")
+                if option not in _RETURN_OPTIONS:
+                    raise ImapSyntaxError(f"unknown SEARCH RETURN option {option}")
+                if option == "PARTIAL":
+                    cur.sp()
+                    partial = _partial_range(cur.atom("a PARTIAL range"))
+                options.append(option)
+                if cur.skip(b")"):
+                    break
+                cur.sp()
+        return tuple(dict.fromkeys(options)), partial
+
+
+_RETURN_OPTIONS = frozenset({"MIN", "MAX", "ALL", "COUNT", "SAVE", "UPDATE", "CONTEXT", "PARTIAL"})
+
+
+def _partial_range(text: bytes) -> tuple[int, int]:
+    low, colon, high = text.partition(b":")
+    if not colon or not low.isdigit() or not high.isdigit() or len(low) > 10 or len(high) > 10:
+        raise ImapSyntaxError("PARTIAL takes a range of positions, such as 1:100")
+    first, last = int(low), int(high)
+    if not 1 <= first <= 2**32 - 1 or not 1 <= last <= 2**32 - 1:
+        raise ImapSyntaxError("PARTIAL positions start at 1")
+    return min(first, last), max(first, last)
 
 
 def _flag_key(flag: str, present: bool) -> Callable[[Parse], c.SearchKey]:
