@@ -174,3 +174,95 @@ def test_imap_connections_per_ip_and_login_deadline(serve: Callable[..., ServePr
         other.close()
     server.stop()
     assert "Traceback" not in server.errors, server.errors
+
+
+def _closed_by_server(sock: socket.socket, trickle: bytes, rounds: int = 300) -> bytes:
+    """Send ``trickle`` again and again, a little at a time, until the server closes
+    the connection; returns what it said. ``rounds`` bounds the wait (never measured)."""
+    said = b""
+    sock.settimeout(0.2)
+    for _ in range(rounds):
+        try:
+            sock.sendall(trickle)
+        except OSError:
+            return said
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except OSError:
+            return said
+        if not data:
+            return said
+        said += data
+    raise AssertionError(f"the server kept a slow client open; it said {said!r}")
+
+
+def test_http_slow_and_greedy_clients(serve: Callable[..., ServeProcess], server_env: dict[str, str]) -> None:
+    """Item 7: a request head sent a byte at a time, a body that stops, and a pile of
+    connections from one address; the open files limit is raised at start."""
+    server = serve(POSTERN_HTTP_HEADER_TIMEOUT="1", POSTERN_HTTP_BODY_TIMEOUT="1", POSTERN_HTTP_CONNECTIONS_PER_IP="5")
+    host, port = server_env["POSTERN_HTTP_LISTEN"].split(":")
+    address = (host, int(port))
+    # Slowloris: a header line every so often, never the blank line that ends the head.
+    sock = socket.create_connection(address, timeout=30)
+    sock.sendall(b"GET /health HTTP/1.1\r\nHost: postern\r\n")
+    said = _closed_by_server(sock, b"X-Slow: 1\r\n")
+    assert said == b"" or said.startswith(b"HTTP/1.1 408"), said
+    sock.close()
+    # A body that stops halfway (the admin token is right: the request is otherwise fine).
+    sock = socket.create_connection(address, timeout=30)
+    sock.sendall(
+        b"POST /users HTTP/1.1\r\nHost: postern\r\nContent-Type: application/json\r\n"
+        + f"X-Access-Token: {TOKEN}\r\n".encode()
+        + b"Content-Length: 1000\r\n\r\n{\"username\": "
+    )
+    _closed_by_server(sock, b"")
+    sock.close()
+    # Five connections from one address hold their place; the sixth is refused at once,
+    # while another address is served.
+    held = []
+    for _ in range(5):
+        one = socket.create_connection(address, timeout=30)
+        one.sendall(b"GET /health HTTP/1.1\r\nHost: postern\r\n\r\n")  # kept alive after
+        assert one.recv(4096).startswith(b"HTTP/1.1 200")
+        held.append(one)
+    extra = socket.create_connection(address, timeout=30)
+    extra.sendall(b"GET /health HTTP/1.1\r\nHost: postern\r\n\r\n")
+    answer = extra.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 503") and b"Too many connections" in answer, answer
+    extra.close()
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=30) as elsewhere:
+        assert elsewhere.get(f"http://{host}:{port}/health").status_code == 200
+    for one in held:
+        one.close()
+    limits = Path(f"/proc/{server.proc.pid}/limits").read_text()
+    soft, hard = re.search(r"Max open files\s+(\S+)\s+(\S+)", limits).groups()  # type: ignore[union-attr]
+    assert soft == hard or int(soft) >= 1 << 20, limits
+    server.stop()
+    assert "Traceback" not in server.errors, server.errors
+
+
+def _login_ip(env: dict[str, str], forwarded_for: str) -> str:
+    """The address the server takes a client for: a failed user API login from here,
+    claiming ``forwarded_for``, as the authentication log records it."""
+    base = f"http://{env['POSTERN_HTTP_LISTEN']}"
+    with http_client(env) as admin:
+        found = admin.get("/users", params={"query": "fwd"}).json()["results"]
+        user = found[0]["id"] if found else admin.post("/users", json={"username": "fwd", "password": PASSWORD}).json()["id"]
+        response = httpx.post(
+            f"{base}/api/auth/login", json={"email": "fwd", "password": "wrong", "device": "d"}, headers={"X-Forwarded-For": forwarded_for}, timeout=30
+        )
+        assert response.status_code == 400, response.text
+        return admin.get(f"/users/{user}/authlog").json()["results"][0]["ip"]
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies(serve: Callable[..., ServeProcess], server_env: dict[str, str]) -> None:
+    """Item 9: a local proxy passing the client's header through used to let anyone
+    choose the address that rate limits and the authentication log see."""
+    server = serve()
+    assert _login_ip(server_env, "203.0.113.7") == "127.0.0.1"
+    server.stop()
+    server = serve(POSTERN_TRUSTED_PROXIES="127.0.0.1, ::1")
+    assert _login_ip(server_env, "203.0.113.8") == "203.0.113.8"
+    server.stop()
