@@ -41,6 +41,7 @@ from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
 from postern.verification.ownership import Ownership
+from postern.remote.service import RemoteIdentities
 
 
 def resolver_from(settings: Settings) -> Resolver:
@@ -99,6 +100,8 @@ class Runtime:
     rules: Rules = field(init=False)
     # Proof of address ownership (verification/).
     ownership: Ownership = field(init=False)
+    # Remote identities (remote/): third-party accounts fetched and sent through.
+    remote_identities: RemoteIdentities = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -146,6 +149,7 @@ class Runtime:
         self.inbound.filtering = LocalRules(self.rules, self.outbound, self.blobs, self.db, self.rate_limiter.counters, settings.hostname)
         self._wire_alias_mail()
         self.ownership = Ownership(self.db)
+        self.remote_identities = RemoteIdentities(self.db, settings, self.server_key)
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this
@@ -179,7 +183,7 @@ class Runtime:
         server_key = ServerKey.load(settings)
         rate_limiter = RateLimiter.for_settings(db, settings.redis_url)
         authlog = AuthLog(db)
-        two_factor = TwoFactor(db, server_key, rate_limiter, authlog)
+        two_factor = TwoFactor(db, server_key, rate_limiter, authlog, bus)
         router = Router(db, server_key=server_key, reverse_alias_domain=settings.resolved_reverse_alias_domain)
         committer = GroupCommitter(mailstore)
         inbound = InboundDelivery(committer, resolver, settings.hostname, settings.check_authentication)
