@@ -22,6 +22,7 @@ from postern.accounts.service import ApplicationPasswordRequired
 from postern.config import Settings, parse_listen
 from postern.delivery import queue_owner
 from postern.delivery.outbound import QueueWakeup
+from postern.rules.service import FOLLOWED_EVENTS
 from postern.errors import DomainError, RateLimited
 from postern.http.app import create_app
 from postern.mailstore.pop3_view import Pop3View
@@ -70,6 +71,7 @@ async def _collect_garbage(runtime: Runtime, interval: float) -> None:
             # Authentication log entries older than 30 days, ended rate-limit windows.
             await runtime.authlog.expire()
             await runtime.rate_limiter.sweep()
+            await runtime.rules.sweep()  # autoreplies sent longer ago than the interval
             await runtime.registration.expire_codes()  # the user API's mailed codes
         except Exception:
             log.exception("garbage collection failed; retrying next round")
@@ -277,13 +279,18 @@ class MailWorkers:
 
     def broadcast(self, events: list[Any], skip: WorkerLink | None = None) -> None:
         """Events made elsewhere (this process, another worker, another ``serve``) to
-        every worker's sessions. Only IMAP sessions follow events in a worker: without
-        the IMAP door there, nobody would read them."""
-        if self.dispatcher is not None and self.follow_events:
+        every worker's sessions. Only IMAP sessions follow every event in a worker;
+        without the IMAP door there, the workers hear only of changes to the mail
+        rules that their deliveries apply (rules.service.FOLLOWED_EVENTS)."""
+        if self.dispatcher is None:
+            return
+        if not self.follow_events:
+            events = [e for e in events if isinstance(e, FOLLOWED_EVENTS)]
+        if events:
             self.dispatcher.broadcast(events, skip)
 
     def broadcast_gap(self) -> None:
-        if self.dispatcher is not None and self.follow_events:
+        if self.dispatcher is not None:
             self.dispatcher.broadcast_gap()
 
     def _spawn(self, number: int) -> WorkerLink:
