@@ -241,7 +241,7 @@ class InboundDelivery:
         return (
             f"Received: from {helo} ([{envelope.client_ip}])\r\n\tby {self.hostname} (postern) with {envelope.transtype}"
             f" id {envelope.queue_id}\r\n\tfor <{recipient.address}>; {_received_date(now)}\r\n"
-        ).encode("utf-8")
+        ).encode()
 
 
 @functools.lru_cache(maxsize=4)

@@ -294,7 +294,7 @@ class LocalBlobStore:
     def _open(self, key: str) -> BinaryIO | None:
         for path in self._paths(key):
             try:
-                return open(path, "rb")  # noqa: SIM115 - the caller closes it
+                return open(path, "rb")
             except (FileNotFoundError, NotADirectoryError):
                 continue
         return None

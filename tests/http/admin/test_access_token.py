@@ -13,7 +13,7 @@ import pytest
 from postern.accounts import admin_token as admin_token_module
 from postern.config import Settings
 from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.conftest import ADMIN_TOKEN, FAST_PASSWORDS
 from tests.helpers import create_user
 

@@ -17,7 +17,7 @@ import pytest
 
 from postern.config import Settings
 from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import blobs
 from tests.conftest import ADMIN_TOKEN, FAST_PASSWORDS
 from tests.helpers import create_user, folder_id, make_message, upload

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 
 PASSWORD = "correct horse battery"
 

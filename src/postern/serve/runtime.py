@@ -4,27 +4,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from postern.accounts.addressing import normalise_domain
 from postern.accounts.admin_token import AdminToken
 from postern.accounts.api_keys import ApiKeys
 from postern.accounts.authlog import AuthLog
 from postern.accounts.passwords import Passwords
 from postern.accounts.rate_limit import RateLimiter
+from postern.accounts.registration import Registration
 from postern.accounts.server_key import ServerKey
 from postern.accounts.service import Accounts
-from postern.accounts.two_factor import TwoFactor
-from postern.accounts.registration import Registration
 from postern.accounts.social_login import verifiers_from
+from postern.accounts.two_factor import TwoFactor
 from postern.accounts.user_login import UserLogin
 from postern.accounts.user_profile import UserProfiles
 from postern.aliases.bounces import Bounces
 from postern.aliases.domains import CustomDomains
 from postern.aliases.forwarding import Forwarder
+from postern.aliases.mailboxes import ForwardMailboxes
 from postern.aliases.notifications import Notifications
 from postern.aliases.replies import Replies
 from postern.aliases.service import Aliases
-from postern.aliases.mailboxes import ForwardMailboxes
 from postern.aliases.settings import AliasSettings
-from postern.accounts.addressing import normalise_domain
 from postern.config import Settings, parse_listen
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import DnsPythonResolver, Resolver

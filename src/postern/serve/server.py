@@ -16,7 +16,7 @@ from typing import Any
 
 import uvicorn
 
-from postern import __version__, run_marks
+from postern import __version__
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.config import Settings, parse_listen
@@ -30,9 +30,10 @@ from postern.protocols.imap.server import start_listener as start_imap_listener
 from postern.protocols.pop3.server import Pop3Server, authenticator
 from postern.protocols.smtp.handlers import InboundHandler, SubmissionHandler
 from postern.protocols.smtp.server import start_listener
-from postern.runtime import Runtime
-from postern.tls import ensure_self_signed, server_context
-from postern.workers import Dispatcher, WorkerLink, channel_pair
+from postern.serve import run_marks
+from postern.serve.runtime import Runtime
+from postern.serve.tls import ensure_self_signed, server_context
+from postern.serve.workers import Dispatcher, WorkerLink, channel_pair
 
 log = logging.getLogger("postern")
 
@@ -291,7 +292,7 @@ class MailWorkers:
         parent, child = channel_pair()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-c", "from postern.mail_worker import main; main()", str(child.fileno()), str(os.getpid())],
+                [sys.executable, "-c", "from postern.serve.mail_worker import main; main()", str(child.fileno()), str(os.getpid())],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -370,7 +371,7 @@ async def _start_event_relay(runtime: Runtime, workers: MailWorkers | None) -> A
             workers.broadcast_gap()
 
     # Imported here: only a process configured for Redis needs it.
-    from postern.event_relay import RedisEventRelay
+    from postern.serve.event_relay import RedisEventRelay
 
     relay = RedisEventRelay(runtime.settings.redis_url or "", deliver, on_gap, channel=runtime.settings.event_channel)
     await relay.start()
