@@ -166,7 +166,7 @@ class Accounts:
         password_hash = await self.passwords.hash(new.password) if new.password is not None else None
         user_id = new_id()
         created = now_ms()
-        values = {
+        values: dict[str, Any] = {
             "id": user_id,
             "username": username,
             "name": new.name,

@@ -138,8 +138,8 @@ class InboundDelivery:
         local = [r for r in envelope.recipients if isinstance(r, LocalRecipient)]
         replies: dict[int, str] = {}
         if local:
-            for recipient, reply in zip(local, await self._store_local(envelope, local, data, auth_header, auth_json, now)):
-                replies[id(recipient)] = reply
+            for stored, reply in zip(local, await self._store_local(envelope, local, data, auth_header, auth_json, now)):
+                replies[id(stored)] = reply
         for recipient in envelope.recipients:
             if not isinstance(recipient, LocalRecipient):
                 replies[id(recipient)] = await self._deliver_other(envelope, recipient, data, auth_header, results, now)

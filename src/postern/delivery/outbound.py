@@ -181,7 +181,9 @@ class OutboundQueue:
     async def enqueue_many_in(self, conn: AsyncConnection, messages: Sequence[Queued]) -> list[str]:
         """``enqueue_in`` for many messages, in bulk statements; their queue ids."""
         created = now_ms()
-        queue_ids, rows, refs = [], [], {}
+        queue_ids: list[str] = []
+        rows: list[dict[str, Any]] = []
+        refs: dict[str, tuple[int, int]] = {}
         for message in messages:
             queue_id = new_id()
             queue_ids.append(queue_id)
@@ -291,7 +293,8 @@ class OutboundQueue:
                 await parallel.acquire()
                 task = asyncio.create_task(self._deliver_group(group))
                 running.add(task)
-                task.add_done_callback(lambda t: (running.discard(t), parallel.release()))
+                task.add_done_callback(running.discard)
+                task.add_done_callback(lambda _t: parallel.release())
             if len(rows) == CLAIM_BATCH:
                 continue
             await self._sleep_until_due()
@@ -509,7 +512,7 @@ class OutboundQueue:
 
     async def _record(self, rows: list, attempts: dict[str, Attempt]) -> None:
         now = now_ms()
-        outcomes: list[tuple[object, Attempt, str]] = []
+        outcomes: list[tuple[Any, Attempt, str]] = []
         for row in rows:
             attempt = attempts[row.rcpt]
             kind = attempt.kind if attempt.code else "temporary"
@@ -555,7 +558,7 @@ class OutboundQueue:
                 events.append((row.user_id, row.message_mid, action, event, now))
         await self._outcome_writer.submit(_Outcomes(updates, events, finished_blobs))
 
-    async def _bounce(self, first, failed: list[tuple[object, Attempt]]) -> None:
+    async def _bounce(self, first: Any, failed: list[tuple[Any, Attempt]]) -> None:
         """A delivery status notification into the sender's INBOX."""
         try:
             original = await self.blobs.get(first.blob_key)

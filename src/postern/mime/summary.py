@@ -402,7 +402,7 @@ def decode_words(value: str) -> str:
 # text clean-up helpers
 # ---------------------------------------------------------------------------
 
-_CTRL_TABLE = {c: None for c in range(32) if c != 9}
+_CTRL_TABLE: dict[int, str | None] = {c: None for c in range(32) if c != 9}
 _CTRL_TABLE[9] = " "
 _CTRL_TABLE[127] = None
 _WS_RE = re.compile(r"\s+")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from postern.accounts.addressing import normalise_domain
 from postern.accounts.admin_token import AdminToken
@@ -99,7 +100,7 @@ class Runtime:
         self.system_mail = SystemMail(
             sender=settings.resolved_system_mail_from, hostname=settings.hostname, router=self.router, inbound=self.inbound, outbound=self.outbound
         )
-        common = {"db": self.db, "limiter": self.rate_limiter, "authlog": self.authlog}
+        common: dict[str, Any] = {"db": self.db, "limiter": self.rate_limiter, "authlog": self.authlog}
         self.registration = Registration(
             settings=settings, accounts=self.accounts, server_key=self.server_key, api_keys=self.api_keys, mail=self.system_mail, **common
         )

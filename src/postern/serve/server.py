@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -91,11 +92,10 @@ def _smtp_authenticator(runtime: Runtime) -> Callable[[str, str, str], Awaitable
     return authenticate
 
 
-async def _tls_files(settings: Settings) -> tuple[os.PathLike[str], os.PathLike[str]]:
-    cert, key = (settings.tls_cert, settings.tls_key)
-    if cert is None or key is None:
-        cert, key = await asyncio.to_thread(ensure_self_signed, settings.data_dir / "tls", settings.hostname)
-    return cert, key
+async def _tls_files(settings: Settings) -> tuple[Path, Path]:
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        return settings.tls_cert, settings.tls_key
+    return await asyncio.to_thread(ensure_self_signed, settings.data_dir / "tls", settings.hostname)
 
 
 async def start_mail_doors(runtime: Runtime, exclude: set[str] | frozenset[str] = frozenset()) -> dict[str, asyncio.Server]:
@@ -383,7 +383,7 @@ async def _start_event_relay(runtime: Runtime, workers: MailWorkers | None) -> A
 
 def _worker_doors(settings: Settings) -> list[str]:
     """The doors the mail workers serve: MX, LMTP and IMAP (IMAPS when it listens)."""
-    doors = [d for d in ("smtp", "lmtp", "imap") if d in settings.enabled_doors]
+    doors: list[str] = [d for d in ("smtp", "lmtp", "imap") if d in settings.enabled_doors]
     if "imap" in doors and settings.imaps_listen:
         doors.append("imaps")
     return doors

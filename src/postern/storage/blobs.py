@@ -226,9 +226,9 @@ def _parallel(function: Callable[[Any], object], items: Sequence[Any]) -> None:
     except Exception as error:
         first = error
     done.acquire()  # every other one has finished
-    for error in (first, *errors):
-        if error is not None:
-            raise error
+    for failure in (first, *errors):
+        if failure is not None:
+            raise failure
 
 
 class LocalBlobStore:

@@ -141,7 +141,7 @@ async def add_appends(conn: AsyncConnection, appends: dict[str, tuple[int, int, 
     would) and adds to the counters; one statement for the batch."""
     if not appends:
         return
-    n = bindparam("b_messages")
+    n: Any = bindparam("b_messages")
     stmt = (
         update(folders)
         .where(folders.c.id == bindparam("b_id"))
