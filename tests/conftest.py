@@ -25,11 +25,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from postern.accounts.passwords import Passwords
 from postern.config import Settings
 from postern.delivery.dns import StaticResolver
-from postern.http.app import create_app
 from postern.serve.runtime import Runtime
 from postern.serve.server import bound_port, start_mail_doors
 from postern.storage.database import Database, migrate
 from postern.storage.schema import metadata
+from tests.apps import app_for
 from tests.sink import SmtpSink
 
 ADMIN_TOKEN = "test-admin-token"
@@ -169,7 +169,7 @@ async def runtime(settings: Settings, resolver: StaticResolver) -> AsyncIterator
 @pytest.fixture
 async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the admin API, holding the access token."""
-    transport = httpx.ASGITransport(app=create_app(runtime))
+    transport = httpx.ASGITransport(app=app_for(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://postern.test", headers={"X-Access-Token": ADMIN_TOKEN}) as client:
         yield client
 
@@ -177,7 +177,7 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def anonymous(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client without the access token."""
-    transport = httpx.ASGITransport(app=create_app(runtime))
+    transport = httpx.ASGITransport(app=app_for(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://postern.test") as client:
         yield client
 

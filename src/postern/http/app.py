@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
-from starlette.routing import BaseRoute
+from starlette.datastructures import State
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
@@ -42,63 +44,78 @@ class LegacyUserPaths:
 HEALTH_BODY = b'{"success":true,"version":"' + __version__.encode() + b'"}'
 
 
+def create_app(runtime: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="postern admin API",
+        version=__version__,
+        description="The operator's API of postern, compatible with the WildDuck HTTP API.",
+        default_response_class=JSONBody,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+
+    @app.exception_handler(AccessDenied)
+    async def _denied(_request: Request, error: AccessDenied) -> JSONBody:
+        return error_response(error.status, error.message, error.code)
+
+    @app.get("/health", tags=["Health"], summary="Liveness check", responses={200: {"model": Health}})
+    async def health() -> Response:
+        return Response(HEALTH_BODY, media_type="application/json")
+
+    admin = APIRouter(dependencies=[Depends(require_admin), Depends(plain_text_query)])
+    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages):
+        admin.include_router(module.router)
+    app.include_router(admin)
+    # The user API (SimpleLogin), under /api: its own key and error shape.
+    app.include_router(user_api_router)
+    # Outermost last: legacy paths are rewritten before the fast listing looks at them.
+    app.add_middleware(messages.FastMessageListing, runtime=runtime)
+    app.add_middleware(LegacyUserPaths)
+    app.openapi = _without_422(app)  # type: ignore[method-assign]
+    return app
+
+
+class _NoRuntime:
+    """Where the runtime goes while ``AppFactory`` builds its one app: create_app may
+    keep it, never read it (the routes reach theirs per request)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"create_app read runtime.{name} while building: the routes must reach it per request")
+
+
 class AppFactory:
-    """Builds the HTTP app in two steps: the route table once (FastAPI and pydantic
-    take 0.3 s or more to build it), and then, as often as asked, a cheap app for one
-    runtime that shares it. The routes reach their runtime per request through
-    ``request.app.state.runtime``, so one table serves every app: ``postern serve``
-    builds one app, the tests one per runtime. (The shared routes are built on a
-    router of their own, so ``app.dependency_overrides`` does not reach them.)"""
+    """Apps for many runtimes at the cost of one: ``create_app`` runs once (its
+    routes take FastAPI and pydantic 0.3 s or more to build), and each app after is a
+    shallow copy that shares those routes, with its own state, middleware and
+    exception handlers, holding its own runtime. This works because create_app keeps
+    its runtime only in ``app.state`` and in its middleware's arguments, and the
+    routes reach it through the request (``request.app.state.runtime``).
+
+    ``postern serve`` builds one app and calls create_app; the tests, which build an
+    app per runtime, share one factory."""
 
     def __init__(self) -> None:
-        self._routes: list[BaseRoute] | None = None
-
-    def routes(self) -> list[BaseRoute]:
-        if self._routes is None:
-            router = APIRouter()
-            router.add_api_route(
-                "/health", health, methods=["GET"], tags=["Health"], summary="Liveness check", responses={200: {"model": Health}}
-            )
-            admin = APIRouter(dependencies=[Depends(require_admin), Depends(plain_text_query)])
-            for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages):
-                admin.include_router(module.router)
-            router.include_router(admin, default_response_class=JSONBody)
-            # The user API (SimpleLogin), under /api: its own key and error shape.
-            router.include_router(user_api_router, default_response_class=JSONBody)
-            self._routes = list(router.routes)
-        return self._routes
+        self._template: FastAPI | None = None
+        self._placeholder = _NoRuntime()
 
     def __call__(self, runtime: Runtime) -> FastAPI:
-        app = FastAPI(
-            title="postern admin API",
-            version=__version__,
-            description="The operator's API of postern, compatible with the WildDuck HTTP API.",
-            default_response_class=JSONBody,
-            docs_url=None,
-            redoc_url=None,
-            routes=list(self.routes()),
-        )
-        app.state.runtime = runtime
-        install_error_handlers(app)
-        app.add_exception_handler(AccessDenied, _denied)  # type: ignore[arg-type]
-        # Outermost last: legacy paths are rewritten before the fast listing looks at them.
-        app.add_middleware(messages.FastMessageListing, runtime=runtime)
-        app.add_middleware(LegacyUserPaths)
-        app.openapi = _without_422(app)  # type: ignore[method-assign]
+        if self._template is None:
+            self._template = create_app(self._placeholder)  # type: ignore[arg-type]
+        template = self._template
+
+        def bind(value: Any) -> Any:
+            return runtime if value is self._placeholder else value
+
+        app = copy.copy(template)
+        app.state = State({key: bind(value) for key, value in template.state._state.items()})
+        app.user_middleware = [
+            Middleware(m.cls, *map(bind, m.args), **{key: bind(value) for key, value in m.kwargs.items()}) for m in template.user_middleware
+        ]
+        app.middleware_stack = None
+        app.exception_handlers = dict(template.exception_handlers)
         return app
-
-
-async def health() -> Response:
-    return Response(HEALTH_BODY, media_type="application/json")
-
-
-async def _denied(_request: Request, error: AccessDenied) -> JSONBody:
-    return error_response(error.status, error.message, error.code)
-
-
-create_app = AppFactory()
-"""The app for a runtime: ``create_app(runtime)``. The route table is built at the
-first call and shared by every later one."""
 
 
 def _without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
