@@ -42,6 +42,7 @@ from postern.events import (
     MessageAdded,
     MessagesChanged,
     MessagesExpunged,
+    RulesChanged,
     UserDeleted,
     UserLoggedOut,
 )
@@ -62,6 +63,7 @@ SAMPLES: list[Event] = [
     UserLoggedOut("u1"),
     UserLoggedOut("u1", "Password changed"),
     EventsLost("u1"),
+    RulesChanged("u1"),
 ]
 
 

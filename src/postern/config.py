@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     default_recipients: int = Field(default=2000, ge=0)
     default_forwards: int = Field(default=2000, ge=0)
     max_message_size: int = Field(default=50 * 1024 * 1024, gt=0)
+    # Mail rules: filters per user, and seconds between two autoreplies to one sender.
+    max_filters: int = Field(default=400, ge=0)
+    autoreply_interval: float = Field(default=4 * 3600.0, gt=0)
 
     # argon2id cost of password hashes (RFC 9106's second recommended profile).
     argon2_time_cost: int = Field(default=3, ge=1)

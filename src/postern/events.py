@@ -75,6 +75,11 @@ class UserLoggedOut(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class RulesChanged(Event):
+    """The user's filters or autoreply changed: delivery reloads them."""
+
+
+@dataclass(frozen=True, slots=True)
 class EventsLost(Event):
     """Events for this user may have been lost on the way from another process (a
     Redis connection broke, a worker's channel overflowed): the subscriber is marked
@@ -119,6 +124,12 @@ class EventBus:
         self._queue_size = queue_size
         self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
         self._forwarders: list[Callable[[list[Event]], None]] = []
+        self._watchers: list[Callable[[list[Event] | None], None]] = []
+
+    def watch(self, watcher: Callable[[list[Event] | None], None]) -> None:
+        """Also give ``watcher`` every event this process's subscribers get, whatever
+        the user (a cache that follows changes); None when events may have been lost."""
+        self._watchers.append(watcher)
 
     def forward_to(self, forwarder: Callable[[list[Event]], None]) -> None:
         """Also give every event published here to ``forwarder`` (after local delivery)."""
@@ -146,12 +157,18 @@ class EventBus:
 
     def mark_all_overflowed(self) -> None:
         """Every subscriber resynchronises from the store: events may have been lost."""
+        for watcher in self._watchers:
+            watcher(None)
         for subscriptions in tuple(self._subscribers.values()):
             for subscription in tuple(subscriptions):
                 subscription.overflowed = True
                 subscription.deliver(EventsLost(subscription.user_id))
 
     def deliver(self, events: Iterable[Event]) -> None:
+        if self._watchers:
+            events = list(events)
+            for watcher in self._watchers:
+                watcher(events)
         for event in events:
             for subscription in tuple(self._subscribers.get(event.user_id, ())):
                 subscription.deliver(event)

@@ -16,6 +16,7 @@ from postern.accounts.rate_limit import RateLimiter
 from postern.accounts.service import Accounts
 from postern.config import Settings
 from postern.errors import DomainError, Forbidden, InvalidInput, NotFound
+from postern.mime import header_writing
 from postern.storage import profile_pictures as picture_store
 from postern.storage import users as user_store
 from postern.storage.database import Database
@@ -105,6 +106,8 @@ class UserProfiles:
     async def update(self, user_id: str, changes: dict[str, Any], meta: AuthMeta = NO_META) -> None:
         """``name`` (None clears it) and ``profile_picture`` (base64; None removes it)."""
         picture: tuple[bytes, str] | None = None
+        if changes.get("name") and header_writing.has_control(changes["name"]):
+            raise InvalidInput("name must not contain line breaks or control characters", field="name")
         if changes.get("profile_picture") is not None:
             picture = decode_picture(changes["profile_picture"])
         async with self.db.write() as conn:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.accounts.addressing import normalise_address
 from postern.errors import InvalidInput
+from postern.mime import header_writing
 from postern.storage import contacts as store
 from postern.storage.ids import now_ms
 
@@ -48,6 +49,8 @@ def reverse_alias_display(contact: Row) -> str:
 def parse_contact(value: str, field: str = "contact") -> tuple[str, str | None]:
     """(address, display name or None) of ``First Last <first@example.com>`` or a
     bare address; InvalidInput for anything else."""
+    if header_writing.has_control(value):
+        raise InvalidInput(f"{field} must not contain line breaks or control characters", field=field)
     name, address = parseaddr(value.strip())
     if not address or "@" not in address:
         raise InvalidInput(f"{field} must be an email address", field=field)

@@ -41,7 +41,7 @@ from postern.delivery.outbound import OutboundQueue, Queued
 from postern.delivery.router import AliasRecipient, normalised
 from postern.errors import Conflict, DomainError, InvalidInput, OverQuota, TooLarge
 from postern.mailstore.service import AppendRequest, AppendResult
-from postern.mime import rewrite
+from postern.mime import header_writing, rewrite
 from postern.storage import alias_activities as activity_store
 from postern.storage import alias_routing as routing_store
 from postern.storage import contacts as contact_store
@@ -339,7 +339,7 @@ class Forwarder:
                     owner,
                     None,
                     message,
-                    prefix=f"Delivered-To: {mailbox.email}\r\n".encode(),
+                    prefix=header_writing.field("Delivered-To", header_writing.clean_address(mailbox.email)),
                     event={"source": "ALIAS", "origin": "", "from": mail_from, "to": [mailbox.email], "queueId": queue_id, "alias": plan.alias.email},
                     quota_grace=len(plan.mailboxes) > 1,
                 )

@@ -26,6 +26,7 @@ from postern.aliases.suffixes import SuffixSigner
 from postern.aliases.usable_domains import UsableDomain, usable_domains
 from postern.config import Settings
 from postern.errors import Conflict, Forbidden, InvalidInput, NotFound
+from postern.mime import header_writing
 from postern.storage import aliases as store
 from postern.storage import contacts as contact_store
 from postern.storage.database import Database
@@ -177,6 +178,15 @@ def _check_text(value: str | None, field: str, limit: int) -> str | None:
         raise InvalidInput(f"{field} must be at most {limit} characters", field=field)
     if "\x00" in value:
         raise InvalidInput(f"{field} must not contain NUL characters", field=field)
+    return value
+
+
+def _check_name(value: str | None, field: str = "name") -> str | None:
+    """A display name that goes into mail headers: no line breaks or other control
+    characters (a header injection otherwise), at most MAX_NAME characters."""
+    value = _check_text(value, field, MAX_NAME)
+    if value is not None and header_writing.has_control(value):
+        raise InvalidInput(f"{field} must not contain line breaks or control characters", field=field)
     return value
 
 
@@ -354,7 +364,7 @@ class Aliases:
         suffix = self.signer.unsign(signed_suffix, user.id)
         prefix = check_prefix(prefix)
         note = _check_text(note, "note", MAX_NOTE)
-        name = _check_text(name, "name", MAX_NAME)
+        name = _check_name(name)
         host = check_hostname(hostname)
         address = normalise_address(prefix + suffix, "alias")
         domain_ascii = suffix.rpartition("@")[2]
@@ -479,7 +489,7 @@ class Aliases:
         if "note" in changes:
             values["note"] = _check_text(changes["note"], "note", MAX_NOTE)
         if "name" in changes:
-            values["name"] = _check_text(changes["name"], "name", MAX_NAME)
+            values["name"] = _check_name(changes["name"])
         for flag in ("disable_pgp", "pinned"):
             if changes.get(flag) is not None:
                 values[flag] = bool(changes[flag])

@@ -16,6 +16,7 @@ from typing import Any
 from postern.delivery.authentication import AuthenticationResults, authenticate
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import Resolver
+from postern.delivery.filtering import Copy
 from postern.delivery.router import (
     AliasRecipient,
     BounceRecipient,
@@ -25,6 +26,7 @@ from postern.delivery.router import (
 )
 from postern.errors import DomainError, OverQuota, TooLarge
 from postern.mailstore.service import AppendRequest, AppendResult
+from postern.mime import header_writing
 from postern.storage.ids import new_id
 
 log = logging.getLogger("postern.delivery")
@@ -119,6 +121,8 @@ class InboundDelivery:
         self.forwarder: Any = None
         self.bounces: Any = None
         self.replies: Any = None
+        # Set by the runtime: filters and autoreplies (delivery.filtering.LocalRules).
+        self.filtering: Any = None
 
     async def deliver(self, envelope: Envelope) -> list[Outcome]:
         """Store one copy per recipient; each recipient gets its own reply. A reply of
@@ -187,7 +191,7 @@ class InboundDelivery:
     async def _store_local(
         self, envelope: Envelope, recipients: list[LocalRecipient], data: bytes, auth_header: bytes, auth_json: Any, now: datetime
     ) -> list[str]:
-        requests = []
+        copies = []
         for recipient in recipients:
             prefix = self._trace_headers(envelope, recipient, now) + auth_header
             event = {
@@ -201,22 +205,32 @@ class InboundDelivery:
             }
             if auth_json is not None:
                 event["authentication"] = auth_json
-            requests.append(
-                AppendRequest(
-                    recipient.user_id,
-                    None,
-                    data,
-                    prefix=prefix,
-                    event=event,
-                    quota_grace=envelope.source == "MX" and len(envelope.recipients) > 1,
-                )
+            request = AppendRequest(
+                recipient.user_id,
+                None,
+                data,
+                prefix=prefix,
+                event=event,
+                quota_grace=envelope.source == "MX" and len(envelope.recipients) > 1,
             )
+            copies.append(Copy(recipient.user_id, recipient.address, request))
         try:
-            results_ = await self.committer.append(requests)
+            if self.filtering is not None:
+                trace = self._received(envelope, recipients[0], now) + auth_header
+                await self.filtering.apply(copies, mail_from=envelope.mail_from, data=data, trace=trace)
+            kept = [c for c in copies if not c.dropped]
+            results_ = await self.committer.append([c.request for c in kept])
+            if self.filtering is not None:
+                await self.filtering.queue_dropped(copies)
+                self.filtering.wake_if(copies)
         except Exception:
             log.exception("delivery of %s failed", envelope.queue_id)
             return ["451 4.3.0 Temporary failure storing the message, try again later" for _ in recipients]
-        return [_reply(result, envelope.queue_id) for result in results_]
+        outcome = {id(c): r for c, r in zip(kept, results_)}
+        return [
+            f"250 2.0.0 Ok: {envelope.queue_id} dropped by a filter" if c.dropped else _reply(outcome[id(c)], envelope.queue_id)
+            for c in copies
+        ]
 
     async def _authenticate(self, envelope: Envelope) -> AuthenticationResults | None:
         try:
@@ -232,7 +246,7 @@ class InboundDelivery:
     def _trace_headers(self, envelope: Envelope, recipient: LocalRecipient, now: datetime) -> bytes:
         lines = [
             f"Return-Path: <{header_safe(envelope.mail_from, 512)}>",
-            f"Delivered-To: {recipient.address}",
+            f"Delivered-To: {header_writing.clean_address(recipient.address)}",
         ]
         return ("\r\n".join(lines) + "\r\n").encode("utf-8") + self._received(envelope, recipient, now)
 

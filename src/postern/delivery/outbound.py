@@ -15,11 +15,14 @@ import logging
 import random
 import ssl
 import time
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiosmtplib
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -99,14 +102,18 @@ def _unverified_tls() -> ssl.SSLContext:
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """A message to queue: its envelope, its stored bytes and its Sent copy, if any."""
+    """A message to queue: its envelope, its stored bytes and its Sent copy, if any.
+    ``user_id`` None: mail of no user (the identity service's), never bounced."""
 
-    user_id: str
+    user_id: str | None
     mail_from: str
     recipients: Sequence[str]
     blob_key: str
     size: int
     message_mid: str | None = None
+    # Not to the recipients' MX: through this smtp(s):// relay, or by POST to this
+    # http(s):// URL (a filter's forward target; see rules/).
+    target: str | None = None
 
 
 @dataclass
@@ -160,7 +167,7 @@ class OutboundQueue:
     # Queueing ------------------------------------------------------------------------
 
     async def enqueue(
-        self, *, user_id: str, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None
+        self, *, user_id: str | None, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None
     ) -> str:
         async with self.db.write() as conn:
             queue_id = await self.enqueue_in(conn, user_id=user_id, mail_from=mail_from, recipients=recipients, blob_key=blob_key, size=size, message_mid=message_mid)
@@ -171,7 +178,7 @@ class OutboundQueue:
         return queue_id
 
     async def enqueue_in(
-        self, conn: AsyncConnection, *, user_id: str, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None = None
+        self, conn: AsyncConnection, *, user_id: str | None, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None = None
     ) -> str:
         """``enqueue`` in the caller's transaction (e.g. with the activity of an alias
         forward); call ``wake`` once it is committed."""
@@ -194,6 +201,7 @@ class OutboundQueue:
                     "rcpt": rcpt, "domain": _ascii_domain(rcpt), "state": "queued", "attempts": 0, "next_attempt_ms": created,
                     "message_mid": message.message_mid, "created_ms": created, "updated_ms": created,
                     "expires_ms": created + int(self.settings.lifetime_seconds * 1000),
+                    "target": message.target,
                 }
                 for rcpt in recipients
             )
@@ -220,7 +228,7 @@ class OutboundQueue:
                 "id": new_id(), "user_id": user_id, "queue_id": queue_id, "blob_key": blob_key, "mail_from": mail_from,
                 "rcpt": rcpt, "domain": _ascii_domain(rcpt), "state": "delivered", "attempts": 1, "next_attempt_ms": now,
                 "last_response": "250 2.0.0 Delivered locally", "message_mid": message_mid,
-                "created_ms": now, "updated_ms": now, "expires_ms": now,
+                "created_ms": now, "updated_ms": now, "expires_ms": now, "target": None,
             }
             for rcpt in dict.fromkeys(recipients)
         ]
@@ -286,9 +294,9 @@ class OutboundQueue:
                 log.exception("outbound queue: claiming rows failed")
                 rows = []
                 await asyncio.sleep(5)
-            groups: dict[tuple[str, str], list] = defaultdict(list)
+            groups: dict[tuple[str, str, str | None], list] = defaultdict(list)
             for row in rows:
-                groups[(row.queue_id, row.domain)].append(row)
+                groups[(row.queue_id, row.domain, row.target)].append(row)
             for group in groups.values():
                 await parallel.acquire()
                 task = asyncio.create_task(self._deliver_group(group))
@@ -332,6 +340,8 @@ class OutboundQueue:
             return {row.rcpt: Attempt(554, "554 5.3.0 The message contents are missing", None) for row in rows}
         message = await self._signed(raw, first.mail_from)
         recipients = [row.rcpt for row in rows]
+        if first.target:
+            return await self._to_target(first.target, first.mail_from, recipients, message)
         if self.settings.relay is not None:
             host, port = self.settings.relay
             return await self._send(host, port, first.mail_from, recipients, message, relay=True)
@@ -353,6 +363,54 @@ class OutboundQueue:
         if not last:
             return {r: Attempt(451, f"451 4.4.4 No mail exchanger found for {first.domain}", None) for r in recipients}
         return {r: Attempt(451, a.response or "451 4.4.1 Connection failed", a.host) for r, a in last.items()}
+
+    async def _to_target(self, target: str, mail_from: str, recipients: list[str], message: bytes) -> dict[str, Attempt]:
+        """A filter's forward target: an smtp(s):// relay, or an http(s):// URL that
+        receives the message by POST (any 2xx answer delivers it)."""
+        parts = urlsplit(target)
+        scheme = parts.scheme.lower()
+        host = parts.hostname or ""
+        if scheme in ("http", "https"):
+            try:
+                status = await asyncio.to_thread(_post_message, target, message, mail_from, recipients, self.settings.connect_timeout)
+            except (OSError, ValueError) as error:
+                return {r: Attempt(451, f"451 4.4.1 POST to {host} failed: {error}", host) for r in recipients}
+            if 200 <= status < 300:
+                return {r: Attempt(250, f"250 2.0.0 {host} answered HTTP {status}", host) for r in recipients}
+            code = 451 if status >= 500 or status in (408, 429) else 550
+            return {r: Attempt(code, f"{code} {'4.4.0' if code == 451 else '5.0.0'} {host} answered HTTP {status}", host) for r in recipients}
+        port = parts.port or (465 if scheme == "smtps" else 25)
+        return await self._send_via(host, port, scheme == "smtps", mail_from, recipients, message)
+
+    async def _send_via(self, host: str, port: int, use_tls: bool, mail_from: str, recipients: list[str], message: bytes) -> dict[str, Attempt]:
+        """One SMTP transaction with a filter's relay (opportunistic STARTTLS)."""
+        client = aiosmtplib.SMTP(
+            hostname=host, port=port, local_hostname=self.settings.hostname, timeout=self.settings.connect_timeout,
+            use_tls=use_tls, start_tls=False, validate_certs=False,
+        )  # fmt: skip
+        try:
+            await client.connect()
+            await client.ehlo()
+            if not use_tls and client.supports_extension("starttls"):
+                await client.starttls(tls_context=_unverified_tls())
+            errors, response = await client.sendmail(mail_from, recipients, message)
+            results = {r: Attempt(250, response, host) for r in recipients}
+            for rcpt, (code, text) in errors.items():
+                results[rcpt] = Attempt(code, f"{code} {text}", host)
+            return results
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            return {r.recipient: Attempt(r.code, f"{r.code} {r.message}", host) for r in error.recipients} | {
+                r: Attempt(550, "550 5.1.1 Refused", host) for r in recipients if r not in {x.recipient for x in error.recipients}
+            }
+        except aiosmtplib.SMTPResponseException as error:
+            return {r: Attempt(error.code, f"{error.code} {error.message}", host) for r in recipients}
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+            return {r: Attempt(451, f"451 4.4.1 Connection to {host} failed: {error}", host) for r in recipients}
+        finally:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                client.close()
 
     async def _addresses(self, host: str) -> list[str]:
         """The host's IPv4 then IPv6 addresses, through our resolver (never the system's)."""
@@ -560,6 +618,8 @@ class OutboundQueue:
 
     async def _bounce(self, first: Any, failed: list[tuple[Any, Attempt]]) -> None:
         """A delivery status notification into the sender's INBOX."""
+        if first.user_id is None:  # mail of no user (validation mail): nobody to tell
+            return
         try:
             original = await self.blobs.get(first.blob_key)
         except BlobNotFound:
@@ -590,6 +650,25 @@ class OutboundQueue:
         )
         event = {"source": "BOUNCE", "origin": self.settings.hostname, "transtype": "LOCAL", "from": "", "to": [first.mail_from], "queueId": first.queue_id}
         await self.committer.append([AppendRequest(first.user_id, None, report, prefix=b"Return-Path: <>\r\n", event=event, quota_grace=True)])
+
+
+def _post_message(url: str, message: bytes, mail_from: str, recipients: list[str], timeout: float) -> int:
+    """POST the message to a web hook; its HTTP status (blocking: run in a thread)."""
+    request = urllib.request.Request(
+        url,
+        data=message,
+        method="POST",
+        headers={
+            "Content-Type": "message/rfc822",
+            "X-Envelope-From": mail_from.encode("ascii", "replace").decode(),
+            "X-Envelope-To": ",".join(recipients).encode("ascii", "replace").decode(),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
 
 
 def _ascii_domain(address: str) -> str:

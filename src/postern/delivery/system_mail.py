@@ -18,23 +18,30 @@ from email.utils import format_datetime, parseaddr
 from postern.delivery.inbound import Envelope, InboundDelivery
 from postern.delivery.outbound import OutboundQueue
 from postern.delivery.router import RecipientRefused, Router
+from postern.mime import header_writing
 
 log = logging.getLogger("postern.system_mail")
 
 
 def compose(*, sender: str, to: str, subject: str, text: str, message_id_domain: str) -> bytes:
-    """A plain-text message with the headers every receiver expects."""
-    # Internationalised addresses need SMTPUTF8 headers (RFC 6532).
-    message = EmailMessage(policy=SMTP if (sender + to).isascii() else SMTP.clone(utf8=True))
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = f"<{secrets.token_hex(16)}@{message_id_domain}>"
-    # RFC 3834: an automatic message; vacation responders must not answer it.
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text, charset="utf-8")
-    return message.as_bytes()
+    """A plain-text message with the headers every receiver expects. The header
+    fields are written by ``mime.header_writing`` (the stdlib's folding of encoded
+    words loses spaces, and no value must ever carry a line break); the body part by
+    the stdlib."""
+    sender_name, sender_address = parseaddr(header_writing.clean(sender))
+    to_name, to_address = parseaddr(header_writing.clean(to))
+    fields = [
+        header_writing.field("From", header_writing.mailbox(sender_name, sender_address or header_writing.clean(sender))),
+        header_writing.field("To", header_writing.mailbox(to_name, to_address or header_writing.clean(to))),
+        header_writing.field("Subject", header_writing.unstructured(subject)),
+        header_writing.field("Date", format_datetime(datetime.now(UTC))),
+        header_writing.field("Message-ID", f"<{secrets.token_hex(16)}@{header_writing.clean_address(message_id_domain)}>"),
+        # RFC 3834: an automatic message; vacation responders must not answer it.
+        header_writing.field("Auto-Submitted", "auto-generated"),
+    ]
+    body = EmailMessage(policy=SMTP)
+    body.set_content(text, charset="utf-8")
+    return b"".join(fields) + body.as_bytes()
 
 
 class SystemMail:

@@ -25,6 +25,7 @@ from postern.mailstore.service import FLAG_COLUMNS, MailStore
 from postern.storage import flag_writes as flag_store
 from postern.storage import folders as folder_store
 from postern.storage import imap as imap_store
+from postern.storage import imap_state
 from postern.storage import mailbox_state as mailbox_store
 from postern.storage import messages as message_store
 from postern.storage import users as user_store
@@ -323,39 +324,58 @@ class ImapView:
         """Copy messages; (the target's UIDVALIDITY, (source UID, new UID) pairs)."""
         events: list[Event] = []
         async with self.db.write() as conn:
-            await self.store._folder(conn, user_id, folder_id)
-            target = await self.store._folder(conn, user_id, target_id)
-            usage = await user_store.lock_usage(conn, [user_id])
-            rows = await message_store.select_messages(conn, folder_id, [(u, u) for u in sorted(set(uids))]) if uids else []
-            if not rows:
-                return int(target.uidvalidity), []
-            size = sum(int(r.size) for r in rows)
-            used, quota = usage.get(user_id, (0, 0))
-            if used + size > quota:
-                raise OverQuota("Mailbox is over quota")
-            first_uid, modseq = await folder_store.allocate(conn, target.id, len(rows))
-            created = now_ms()
-            copies: list[dict[str, Any]] = []
-            pairs: list[tuple[int, int]] = []
-            refs: dict[str, tuple[int, int]] = {}
-            for offset, row in enumerate(rows):
-                values = dict(row._mapping)
-                new_uid = first_uid + offset
-                values.update(folder_id=target.id, uid=new_uid, modseq=modseq, mid=new_id())
-                values["expires_ms"] = created + target.retention_ms if target.retention_ms else None
-                copies.append(values)
-                pairs.append((int(row.uid), new_uid))
-                blob_size, count = refs.get(row.blob_key, (0, 0))
-                refs[row.blob_key] = (blob_size, count + 1)
-            # The source messages hold references to these blobs: none can be collected.
-            await message_store.add_blob_refs(conn, refs, created)
-            await message_store.insert_messages(conn, copies)
-            await user_store.add_storage_used(conn, user_id, size)
-            unseen = sum(1 for r in rows if not r.seen)
-            await folder_store.adjust_counters(conn, target.id, messages=len(rows), unseen=unseen, size=size)
-            events.extend(MessageAdded(user_id, target.id, new, modseq) for _, new in pairs)
+            uidvalidity, pairs = await self._copy(conn, user_id, folder_id, uids, target_id, events)
         self.store.bus.publish(events)
+        return uidvalidity, pairs
+
+    async def _copy(
+        self, conn: Any, user_id: str, folder_id: str, uids: Sequence[int], target_id: str, events: list[Event]
+    ) -> tuple[int, list[tuple[int, int]]]:
+        await self.store._folder(conn, user_id, folder_id)
+        target = await self.store._folder(conn, user_id, target_id)
+        usage = await user_store.lock_usage(conn, [user_id])
+        rows = await message_store.select_messages(conn, folder_id, [(u, u) for u in sorted(set(uids))]) if uids else []
+        if not rows:
+            return int(target.uidvalidity), []
+        size = sum(int(r.size) for r in rows)
+        used, quota = usage.get(user_id, (0, 0))
+        if used + size > quota:
+            raise OverQuota("Mailbox is over quota")
+        first_uid, modseq = await folder_store.allocate(conn, target.id, len(rows))
+        created = now_ms()
+        copies: list[dict[str, Any]] = []
+        pairs: list[tuple[int, int]] = []
+        refs: dict[str, tuple[int, int]] = {}
+        for offset, row in enumerate(rows):
+            values = dict(row._mapping)
+            new_uid = first_uid + offset
+            values.update(folder_id=target.id, uid=new_uid, modseq=modseq, mid=new_id())
+            values["expires_ms"] = created + target.retention_ms if target.retention_ms else None
+            copies.append(values)
+            pairs.append((int(row.uid), new_uid))
+            blob_size, count = refs.get(row.blob_key, (0, 0))
+            refs[row.blob_key] = (blob_size, count + 1)
+        # The source messages hold references to these blobs: none can be collected.
+        await message_store.add_blob_refs(conn, refs, created)
+        await message_store.insert_messages(conn, copies)
+        await user_store.add_storage_used(conn, user_id, size)
+        unseen = sum(1 for r in rows if not r.seen)
+        await folder_store.adjust_counters(conn, target.id, messages=len(rows), unseen=unseen, size=size)
+        events.extend(MessageAdded(user_id, target.id, new, modseq) for _, new in pairs)
         return int(target.uidvalidity), pairs
+
+    async def move_within(self, user_id: str, folder_id: str, uids: Sequence[int]) -> tuple[int, list[tuple[int, int]]]:
+        """MOVE into the folder itself (RFC 6851 allows it): each message gets a new UID,
+        the old ones are expunged, in one transaction."""
+        events: list[Event] = []
+        async with self.db.write() as conn:
+            uidvalidity, pairs = await self._copy(conn, user_id, folder_id, uids, folder_id, events)
+            if pairs:
+                _, event = await self.store._expunge(conn, user_id, folder_id, [old for old, _ in pairs])
+                if event is not None:
+                    events.append(event)
+        self.store.bus.publish(events)
+        return uidvalidity, pairs
 
     async def move(self, user_id: str, folder_id: str, uids: Sequence[int], target_id: str) -> tuple[int, list[tuple[int, int]]]:
         """Move messages; (the target's UIDVALIDITY, (source UID, new UID) pairs)."""
@@ -389,6 +409,46 @@ class ImapView:
                 events.append(event)
         self.store.bus.publish(events)
         return sorted(int(r.uid) for r in deleted)
+
+    # Shared session state ---------------------------------------------------------
+
+    async def folder_state(self, folder_id: str) -> tuple[int, int] | None:
+        """(UIDNEXT, HIGHESTMODSEQ) as committed now; None when the folder is gone."""
+        return await imap_state.folder_state(self.db, folder_id)
+
+    async def claim_recent(self, folder_id: str, uids: Sequence[int]) -> set[int]:
+        """The UIDs among ``uids`` no read-write session claimed before: they are now
+        this caller's \\Recent, and no other session's, in any process."""
+        if not uids:
+            return set()
+        up_to = max(uids)
+        if await imap_state.claimed_uid(self.db, folder_id) >= up_to:
+            return set()  # the common case, read without a write
+        async with self.db.write() as conn:
+            before = await imap_state.claim_recent(conn, folder_id, up_to)
+        return {u for u in uids if before < u <= up_to}
+
+    async def unclaimed_recent(self, folder_id: str, uids: Sequence[int]) -> set[int]:
+        """The UIDs among ``uids`` that no session has claimed as \\Recent (EXAMINE)."""
+        claimed = await imap_state.claimed_uid(self.db, folder_id)
+        return {u for u in uids if u > claimed}
+
+    async def count_recent(self, folder_id: str) -> int:
+        async with self.db.read() as conn:
+            return await imap_state.count_recent(conn, folder_id)
+
+    async def orphan_subscriptions(self, user_id: str) -> list[str]:
+        """Subscribed names that are no folder now."""
+        async with self.db.read() as conn:
+            return await imap_state.orphan_subscriptions(conn, user_id)
+
+    async def subscribe_name(self, user_id: str, path: str, subscribed: bool) -> None:
+        """(Un)subscribe a name that is no folder."""
+        async with self.db.write() as conn:
+            if subscribed:
+                await imap_state.add_orphan_subscription(conn, user_id, normalise_path(path))
+            else:
+                await imap_state.remove_orphan_subscription(conn, user_id, normalise_path(path))
 
     async def quota(self, user_id: str) -> tuple[int, int]:
         """(storage used, quota) in bytes."""

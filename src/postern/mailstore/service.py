@@ -75,6 +75,12 @@ class AppendRequest:
     # recipients, where the quota was checked at RCPT and one reply covers all copies:
     # refusing one copy at DATA would mean losing it or duplicating the others.
     quota_grace: bool = False
+    # When the folder ``folder_id`` no longer exists, deliver into ``folder_path``
+    # instead (a filter's folder deleted meanwhile) rather than refuse the message.
+    fallback_to_path: bool = False
+    # Rows that go with this copy (a filter's forwards, an autoreply), written in the
+    # same transaction once the copy is stored: ``along(conn, result)``.
+    along: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +376,9 @@ class MailStore:
         if merged:
             async with self.db.write() as conn:
                 outcomes = await self._store_batch(conn, merged)
+                for number, item in merged:
+                    if item.request.along is not None and isinstance(outcomes.get(number), AppendResult):
+                        await item.request.along(conn, outcomes[number])
             events: list[Event] = []
             for number, (batch, index) in enumerate(origin):
                 outcome = outcomes[number]
@@ -505,7 +514,12 @@ class MailStore:
             if row is None:
                 try:
                     if request.folder_id is not None:
-                        row = await self._folder(conn, request.user_id, request.folder_id)
+                        try:
+                            row = await self._folder(conn, request.user_id, request.folder_id)
+                        except NotFound:
+                            if not request.fallback_to_path:
+                                raise
+                            row = await self._folder_at(conn, request.user_id, request.folder_path)
                     else:
                         row = await self._folder_at(conn, request.user_id, request.folder_path)
                 except NotFound as error:

@@ -32,7 +32,9 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from email.utils import formataddr, getaddresses
+from email.utils import getaddresses
+
+from . import header_writing
 
 __all__ = ["ReplyIdentity", "addresses_in", "mentions", "rewrite_reply"]
 
@@ -189,10 +191,7 @@ def _eol(whole: bytes) -> bytes:
 
 
 def _render_address(name: str | None, address: str) -> str:
-    name = _decoded_words(name or "").strip()
-    if not name:
-        return address
-    return formataddr((name, address), charset="utf-8")
+    return header_writing.mailbox(_decoded_words(name or ""), address)
 
 
 def _decoded_words(text: str) -> str:
@@ -221,7 +220,7 @@ def _rewrite_head(head: bytes, identity: ReplyIdentity, replacements: list[tuple
             continue
         if name == "from":
             if not wrote_from:
-                out.append(b"From: " + _render_address(identity.alias_name, identity.alias).encode("utf-8") + eol)
+                out.append(header_writing.field("From", _render_address(identity.alias_name, identity.alias), eol))
                 wrote_from = True
             continue
         if name in ("to", "cc", "reply-to"):
@@ -233,7 +232,7 @@ def _rewrite_head(head: bytes, identity: ReplyIdentity, replacements: list[tuple
             continue
         out.append(_rewrite_words(whole, replacements))
     if not wrote_from:
-        out.insert(0, b"From: " + _render_address(identity.alias_name, identity.alias).encode("utf-8") + eol)
+        out.insert(0, header_writing.field("From", _render_address(identity.alias_name, identity.alias), eol))
     if not had_message_id:
         digest = hashlib.sha256(head).hexdigest()[:32]
         out.append(b"Message-ID: <" + digest.encode() + b"@" + alias_domain.encode("utf-8", "replace") + b">" + eol)
@@ -260,7 +259,7 @@ def _rewrite_addresses(whole: bytes, value: bytes, identity: ReplyIdentity, hidd
         return whole
     if not rendered:
         return b""
-    return name + b": " + ("," + eol.decode() + " ").join(rendered).encode("utf-8") + eol
+    return header_writing.field(name.decode("ascii", "replace"), ", ".join(rendered), eol)
 
 
 def _rewrite_message_id(whole: bytes, hidden_domains: set[str], alias_domain: str) -> bytes:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from email.utils import formataddr
-
+from . import header_writing
 from .summary import _parse_addresses, decode_words
 
 # Fields that name the path a message took to us or that forwarding breaks: an
@@ -119,13 +118,9 @@ def _clean_name(name: str) -> str:
 
 
 def mailbox(name: str, address: str) -> str:
-    """``"Name" <address>``: an ASCII name quoted, any other RFC 2047-encoded."""
-    if not name:
-        return address
-    if name.isascii():
-        escaped = name.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}" <{address}>'
-    return formataddr((name, address), charset="utf-8")
+    """``"Name" <address>``: an ASCII name quoted, any other RFC 2047-encoded
+    (``header_writing.mailbox``)."""
+    return header_writing.mailbox(name, address, always_quote=True)
 
 
 def sender_label(sender_format: str, name: str, email: str) -> str | None:
@@ -145,18 +140,16 @@ def sender_label(sender_format: str, name: str, email: str) -> str | None:
 
 def sender_value(sender_format: str, name: str, email: str, reverse_alias: str) -> str:
     """The From (or Reply-To) value a forward shows: the reverse alias, labelled."""
-    name = " ".join("".join(c if c.isprintable() else " " for c in name).split())[:MAX_NAME]
+    name = header_writing.clean(name)[:MAX_NAME]
+    email = header_writing.clean(email)
     label = sender_label(sender_format, name, email)
     return mailbox(label, reverse_alias) if label else reverse_alias
 
 
 def header_line(name: str, value: str) -> bytes:
-    """One field, CRLF-terminated, folded at commas when long; ASCII by construction
-    of its callers (RFC 2047 names), else UTF-8."""
-    line = f"{name}: {value}"
-    if len(line) > 900 and ", " in value:
-        line = f"{name}: " + ",\r\n\t".join(value.split(", "))
-    return (line + "\r\n").encode("utf-8", "replace")
+    """One field, CRLF-terminated and folded (``header_writing.field``): no line
+    break in ``value`` gets through."""
+    return header_writing.field(name, value)
 
 
 def rewrite(

@@ -29,6 +29,7 @@ from postern.aliases.settings import AliasSettings
 from postern.config import Settings, parse_listen
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import DnsPythonResolver, Resolver
+from postern.delivery.filtering import LocalRules
 from postern.delivery.inbound import InboundDelivery
 from postern.delivery.mx import parse_relay
 from postern.delivery.outbound import OutboundQueue, OutboundSettings
@@ -37,8 +38,10 @@ from postern.delivery.submission import Submission
 from postern.delivery.system_mail import SystemMail
 from postern.events import EventBus
 from postern.mailstore.service import MailStore
+from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
+from postern.verification.ownership import Ownership
 
 
 def resolver_from(settings: Settings) -> Resolver:
@@ -93,6 +96,10 @@ class Runtime:
     alias_bounces: Bounces = field(init=False)
     # Replies through reverse aliases (MX and submission).
     alias_replies: Replies = field(init=False)
+    # Filters and autoreplies, applied by local delivery.
+    rules: Rules = field(init=False)
+    # Proof of address ownership (verification/).
+    ownership: Ownership = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -130,7 +137,16 @@ class Runtime:
             hostname=settings.hostname,
         )
         self.submission.replies = self.alias_replies
+        self.rules = Rules(
+            self.db,
+            self.bus,
+            max_filters=settings.max_filters,
+            autoreply_interval_s=settings.autoreply_interval,
+            redis_url=settings.redis_url,
+        )
+        self.inbound.filtering = LocalRules(self.rules, self.outbound, self.blobs, self.db, self.rate_limiter.counters, settings.hostname)
         self._wire_alias_mail()
+        self.ownership = Ownership(self.db)
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this
@@ -212,6 +228,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.registration.settle()
+        await self.rules.close()
         self.mailstore.hot.close()
         await self.rate_limiter.close()
         await self.blobs.close()

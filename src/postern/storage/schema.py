@@ -217,7 +217,8 @@ outbound = Table(
     "outbound",
     metadata,
     Column("id", ID, primary_key=True),
-    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # NULL: mail of no user (the identity service's validation mail), never bounced.
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE")),
     Column("queue_id", ID, nullable=False),  # the rows of one message share it
     Column("blob_key", String(64), nullable=False),  # holds one reference until final
     Column("mail_from", Text, nullable=False),
@@ -233,6 +234,9 @@ outbound = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("updated_ms", BigInteger, nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
+    # A filter's forward target that is not an address (rules/): an smtp(s):// relay
+    # URL to deliver through, or an http(s):// URL that receives the message by POST.
+    Column("target", Text),
     Index(None, "state", "next_attempt_ms"),
     Index(None, "user_id", "created_ms"),
     Index(None, "queue_id"),
@@ -516,4 +520,128 @@ notifications = Table(
     Column("read", Boolean, nullable=False, server_default=text("false")),
     Column("created_ms", BigInteger, nullable=False),
     Index(None, "user_id", "id"),
+)
+
+# Mail rules (rules/): filters and autoreplies ----------------------------------------
+
+# A user's message filters (WildDuck filters), applied in creation order at delivery.
+# `query` and `action` hold the filter's own JSON object ({"from": ..., "size": ...},
+# {"seen": true, "mailbox": id, "targets": [...]}); the id is 24-hex like WildDuck's.
+filters = Table(
+    "filters",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("query", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "id"),
+)
+
+# A user's autoreply (at most one). `start_ms`/`end_ms` NULL: no bound.
+autoreplies = Table(
+    "autoreplies",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("status", Boolean, nullable=False, server_default=text("false")),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("text", Text, nullable=False, server_default=""),
+    Column("html", Text, nullable=False, server_default=""),
+    Column("start_ms", BigInteger),
+    Column("end_ms", BigInteger),
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+# When a user last auto-replied to a sender: at most one reply per sender per interval,
+# whichever process delivers (claimed with one conditional upsert).
+autoreply_sent = Table(
+    "autoreply_sent",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("sender", Text, primary_key=True),  # lowercased envelope sender
+    Column("sent_ms", BigInteger, nullable=False),
+)
+
+
+# Proof of address ownership (verification/) ----------------------------------------------
+
+# Email validation sessions: the identity service's requestToken/submitToken, and the
+# proof of an external address inside postern. One per (address, client secret).
+validation_sessions = Table(
+    "validation_sessions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),  # the sid
+    Column("address", Text, nullable=False),  # as displayed (Unicode domain)
+    Column("address_key", Text, nullable=False),  # normalised
+    Column("client_secret", String(255), nullable=False),
+    # The token is derived from this salt with the server key: the table alone never
+    # tells a token, and a resend mails the same one.
+    Column("token_salt", String(32), nullable=False),
+    Column("send_attempt", BigInteger),  # the highest seen; NULL: none given yet
+    Column("next_link", Text),  # checked when stored; the only one a redirect uses
+    # A postern user proving an address for themselves (/api/v1/identities); NULL for
+    # the identity service's own clients.
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE")),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("mtime_ms", BigInteger, nullable=False),  # the last change: expiry counts from it
+    Column("validated_ms", BigInteger),
+    Index(None, "address_key", "client_secret", unique=True),
+    Index(None, "mtime_ms"),
+    Index(None, "user_id"),
+)
+
+# Addresses a user proved to be theirs (besides their hosted addresses and aliases).
+proven_addresses = Table(
+    "proven_addresses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("address", Text, nullable=False),
+    Column("address_key", Text, nullable=False),
+    Column("method", String(16), nullable=False),  # "email_token"
+    Column("proven_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "address_key", unique=True),
+)
+
+# The identity service's v2 accounts (Matrix users, proven by an OpenID token from
+# their homeserver), the terms each accepted, and their access tokens (digests).
+identity_accounts = Table(
+    "identity_accounts",
+    metadata,
+    Column("matrix_user_id", String(255), primary_key=True),
+    Column("accepted_terms", Text, nullable=False, server_default=""),  # URLs, one a line
+    Column("created_ms", BigInteger, nullable=False),
+)
+
+identity_tokens = Table(
+    "identity_tokens",
+    metadata,
+    Column("token_digest", String(64), primary_key=True),
+    Column("matrix_user_id", String(255), ForeignKey("identity_accounts.matrix_user_id", ondelete="CASCADE"), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "matrix_user_id"),
+)
+
+# --- IMAP session state shared by every process (imap-c) ----------------------------
+# \Recent (RFC 3501 §2.3.2) belongs to exactly one session: the highest UID of each
+# folder some read-write session has claimed as recent, moved on by a conditional
+# UPDATE, so that two sessions in two processes (or nodes) never both claim a UID.
+imap_recent = Table(
+    "imap_recent",
+    metadata,
+    Column("folder_id", ID, ForeignKey("folders.id", ondelete="CASCADE"), primary_key=True),
+    Column("claimed_uid", BigInteger, nullable=False, server_default=text("0")),
+)
+
+# Subscriptions to names that are no folder now (RFC 3501 §6.3.6: SUBSCRIBE need not
+# name an existing mailbox, and DELETE does not unsubscribe). The subscriptions of
+# existing folders stay in folders.subscribed, which the HTTP API shows too.
+imap_subscriptions = Table(
+    "imap_subscriptions",
+    metadata,
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", Text, primary_key=True),
 )

@@ -80,7 +80,7 @@ async def test_status(imap: ImapDoor, alice: str) -> None:
     client = await imap.client()
     lines = await client.ok("STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE DELETED APPENDLIMIT)")
     line = lines[0]
-    assert line.startswith("* STATUS \"INBOX\" (MESSAGES 2 RECENT 0 UIDNEXT 3 UIDVALIDITY ")
+    assert line.startswith("* STATUS \"INBOX\" (MESSAGES 2 RECENT 2 UIDNEXT 3 UIDVALIDITY ")
     assert "UNSEEN 1" in line and "DELETED 1" in line and "HIGHESTMODSEQ" in line and "SIZE " in line
     _, tagged = await client.command("STATUS Nope (MESSAGES)")
     assert tagged.split()[1:3] == ["NO", "[NONEXISTENT]"]

@@ -18,6 +18,9 @@ async def test_store_modes(imap: ImapDoor, alice: str) -> None:
     await client.ok("SELECT INBOX")
     lines = await client.ok("STORE 1:2 +FLAGS (\\Seen \\Flagged $Label1)")
     assert lines == [
+        # a new keyword is announced before a FETCH uses it (RFC 3501 §7.2.6)
+        "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)",
+        "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1 \\*)] Flags permitted",
         "* 1 FETCH (FLAGS (\\Flagged \\Seen $Label1 \\Recent))",
         "* 2 FETCH (FLAGS (\\Flagged \\Seen $Label1 \\Recent))",
     ]

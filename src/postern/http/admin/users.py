@@ -29,6 +29,7 @@ from postern.http.admin.common import (
     responses,
     split_list,
 )
+from postern.mime import header_writing
 from postern.storage.pagination import page_from_rows
 
 router = APIRouter(tags=["Users"])
@@ -48,6 +49,13 @@ def _no_nul(value: Any) -> Any:
     # PostgreSQL text cannot hold NUL: a 400 here rather than a 500 from the database.
     if any(isinstance(text, str) and "\x00" in text for text in (value if isinstance(value, list) else [value])):
         raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _no_control(value: Any) -> Any:
+    # A name goes into mail headers: a line break there would be a header injection.
+    if isinstance(value, str) and header_writing.has_control(value):
+        raise ValueError("must not contain line breaks or control characters")
     return value
 
 
@@ -88,6 +96,11 @@ class UserCreate(BaseModel):
     @classmethod
     def _text(cls, value: Any) -> Any:
         return _no_nul(value)
+
+    @field_validator("name")
+    @classmethod
+    def _header_safe(cls, value: Any) -> Any:
+        return _no_control(value)
 
 
 def _no_null(schema: dict[str, Any]) -> None:
@@ -132,6 +145,11 @@ class UserUpdate(BaseModel):
     @classmethod
     def _text(cls, value: Any) -> Any:
         return _no_nul(value)
+
+    @field_validator("name")
+    @classmethod
+    def _header_safe(cls, value: Any) -> Any:
+        return _no_control(value)
 
 
 class Quota(BaseModel):

@@ -29,6 +29,7 @@ from . import encode as enc
 from .commands import (
     append,
     authenticate,
+    cancelupdate,
     capability,
     close,
     copy,
@@ -103,6 +104,7 @@ HANDLERS: dict[type[c.Command], tuple[frozenset[str], Handler]] = {
     c.Move: (SELECTED, copy.handle),
     c.Sort: (SELECTED, sort.handle),
     c.Thread: (SELECTED, thread.handle),
+    c.CancelUpdate: (SELECTED, cancelupdate.handle),
 }
 
 # RFC 3501 §7.4.1: no EXPUNGE while answering FETCH, STORE or SEARCH (nor SORT and
@@ -189,5 +191,6 @@ async def dispatch(session: Session, command: c.Command) -> None:
 async def _updates(session: Session, command: c.Command) -> None:
     try:
         await session.flush_updates(allow_expunge=expunges_allowed(command))
+        await search.refresh_updates(session)
     except Exception:
         log.exception("IMAP updates after %s failed", command.name)

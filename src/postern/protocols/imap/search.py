@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
 from postern.mime import extract_content, summarise
-from postern.mime.imap_structure import decode_value, decoded_headers
+from postern.mime.imap_structure import address_list, decode_value, decoded_headers
 from postern.mime.summary import MessageSummary
 
 from . import commands as c
@@ -160,6 +160,8 @@ def _compile(key: c.SearchKey, ctx: SearchContext, depth: int) -> Predicate:
         if not value:
             return lambda m: bool(m.header_values(name))
         needle = value.casefold()
+        if name.lower() in _ADDRESS_FIELDS:
+            return lambda m: any(needle in v.casefold() or needle in _addresses_text(v) for v in m.header_values(name))
         return lambda m: any(needle in v.casefold() for v in m.header_values(name))
     if isinstance(key, c.SearchBody):
         needle = key.value.casefold()
@@ -217,18 +219,46 @@ def search(
 # ---------------------------------------------------------------------------
 
 
+_ADDRESS_FIELDS = frozenset({"from", "to", "cc", "bcc", "sender", "reply-to"})
+
+
+def _addresses_text(value: str) -> str:
+    """An address field as its parsed addresses ("name <local@domain>", comments and
+    folding dropped): FROM user@domain.org finds ``<user (c)@ (c) domain.org>``, as in
+    Dovecot."""
+    parts = []
+    for address in address_list(value.encode("utf-8", "replace")):
+        name = (address.name or b"").decode("utf-8", "replace")
+        if address.host is None:  # a group's start (its name) or end
+            parts.append(name if address.mailbox is None else address.mailbox.decode("utf-8", "replace"))
+            continue
+        spec = (address.mailbox or b"").decode("utf-8", "replace") + "@" + address.host.decode("utf-8", "replace")
+        parts.append(f"{name} <{spec}>" if name else spec)
+    return ", ".join(parts).casefold()
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _address_key(m: SearchableMessage, field_name: str, display: bool) -> str:
-    first = m.first_address(field_name)
-    if first is None:
-        return ""
-    name, address = first
+    """RFC 5256's key: the addr-mailbox of the first address (a group's name when the
+    field starts with a group, as its ENVELOPE does); RFC 5957's display key: the
+    first address's display name, else its addr-spec. Compared as i;ascii-casemap."""
     if display:
-        return (name or address).casefold()
-    return address.rpartition("@")[0].casefold() if "@" in address else address.casefold()
+        first = m.first_address(field_name)
+        if first is None:
+            return ""
+        name, address = first
+        return (name or address).upper()
+    values = m.header_values(field_name)
+    if not values:
+        return ""
+    addresses = address_list(values[0].encode("utf-8", "replace"))
+    if not addresses:
+        return ""
+    mailbox = addresses[0].mailbox
+    return mailbox.decode("utf-8", "replace").upper() if mailbox else ""
 
 
 def _sort_key(m: SearchableMessage, key: str) -> object:
@@ -241,7 +271,8 @@ def _sort_key(m: SearchableMessage, key: str) -> object:
         return m.size
     if key == "SUBJECT":
         subjects = m.header_values("Subject")
-        return base_subject(subjects[0] if subjects else "")[0].casefold()
+        # i;ascii-casemap compares upper-cased: "[" and "_" sort after letters.
+        return base_subject(subjects[0] if subjects else "")[0].upper()
     if key in ("FROM", "TO", "CC"):
         return _address_key(m, key.capitalize(), display=False)
     if key in ("DISPLAYFROM", "DISPLAYTO"):
@@ -282,7 +313,7 @@ def sent_date_of(values: Sequence[str]) -> datetime | None:
 def _decoded_values(raw: bytes, wanted: str) -> list[str]:
     """``[v for k, v in decoded_headers(raw) if k == wanted]`` without decoding the
     other fields."""
-    from postern.mime.imap_structure import _field_value, _scan_header
+    from postern.mime.imap_header import _field_value, _scan_header
     from postern.mime.summary import _header_text
 
     if not wanted.isascii():

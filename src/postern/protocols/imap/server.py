@@ -72,8 +72,6 @@ class ImapServices:
     view: ImapView = field(init=False)
     # What FETCH ENVELOPE, SEARCH and SORT parse from message headers (see header_cache).
     header_cache: HeaderCache = field(default_factory=HeaderCache)
-    # The highest UID per folder some read-write session has seen (\Recent).
-    _recent_marks: dict[str, int] = field(default_factory=dict, init=False)
     # uids_after queries running, by (folder, after UID): shared by the sessions
     # that one delivery wakes at once.
     _uids_queries: dict[tuple[str, int], asyncio.Future[list[int]]] = field(default_factory=dict, init=False)
@@ -116,14 +114,6 @@ class ImapServices:
         if at_least > uid and (not found or found[-1] < at_least):
             found = await self.view.uids_after(folder_id, uid)
         return found
-
-    def claim_recent(self, folder_id: str, uids: list[int] | Any) -> set[int]:
-        """The UIDs among ``uids`` no read-write session saw before; they are now seen."""
-        mark = self._recent_marks.get(folder_id, 0)
-        recent = {u for u in uids if u > mark}
-        if recent:
-            self._recent_marks[folder_id] = max(recent)
-        return recent
 
 
 def _is_loopback(host: str) -> bool:

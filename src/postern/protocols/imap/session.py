@@ -30,9 +30,11 @@ from postern.events import (
     UserDeleted,
     UserLoggedOut,
 )
+from postern.mailstore.imap_view import SYSTEM_FLAGS
 
 from . import commands as c
 from . import encode as enc
+from . import esearch
 
 if TYPE_CHECKING:
     from postern.mailstore.imap_view import ImapMessage
@@ -76,6 +78,16 @@ class Done:
     send: bool = True  # False: the handler wrote the tagged answer itself (STARTTLS)
 
 
+@dataclass(slots=True)
+class UpdateSearch:
+    """A search kept up to date (RFC 5267 §4): its program and the UIDs it matches."""
+
+    tag: str
+    uid: bool
+    criteria: Any
+    uids: set[int]
+
+
 class SelectedMailbox:
     """The view of the selected mailbox: UIDs by sequence number, and what changed
     that the client has not been told yet."""
@@ -95,6 +107,10 @@ class SelectedMailbox:
         "resync",
         "deleted",
         "saved",
+        "uid_next",
+        "modseq",
+        "keywords",
+        "updates",
     )
 
     def __init__(self, folder_id: str, path: str, uidvalidity: int, read_only: bool, uids: Iterable[int]) -> None:
@@ -112,6 +128,12 @@ class SelectedMailbox:
         self.resync = False
         self.deleted = False
         self.saved: frozenset[int] = frozenset()  # SEARCHRES $
+        # What the session last read of the folder in storage: UIDNEXT and
+        # HIGHESTMODSEQ; after each command it compares them with the folder's now.
+        self.uid_next = 0
+        self.modseq = 0
+        self.keywords: set[str] = set()  # announced in FLAGS (RFC 3501 §7.2.6)
+        self.updates: dict[str, UpdateSearch] = {}  # SEARCH RETURN (UPDATE), by tag
 
     @property
     def exists(self) -> int:
@@ -243,6 +265,11 @@ class Session:
             "ESEARCH",
             "SEARCHRES",
             "SORT",
+            "SORT=DISPLAY",
+            "ESORT",
+            "CONTEXT=SEARCH",
+            "CONTEXT=SORT",
+            "PARTIAL",
             "THREAD=REFERENCES",
             "THREAD=ORDEREDSUBJECT",
             "QUOTA",
@@ -330,9 +357,32 @@ class Session:
         return b"* " + str(seq).encode() + b" FETCH (" + b" ".join(items) + b")\r\n"
 
     def flags_of(self, message: ImapMessage) -> tuple[str, ...]:
-        if self.selected is not None and message.uid in self.selected.recent:
+        selected = self.selected
+        if selected is None:
+            return message.flags
+        for flag in message.flags:
+            if flag[0] != "\\" and flag not in selected.keywords:
+                self.announce_keywords(message.flags)
+                break
+        if message.uid in selected.recent:
             return (*message.flags, "\\Recent")
         return message.flags
+
+    def announce_keywords(self, flags: Iterable[str]) -> None:
+        """An untagged FLAGS (and PERMANENTFLAGS) before a keyword the client has not
+        been told of is used in a FETCH (RFC 3501 §7.2.6)."""
+        selected = self.selected
+        if selected is None:
+            return
+        new = [f for f in flags if f[0] != "\\" and f not in selected.keywords]
+        if not new:
+            return
+        selected.keywords.update(new)
+        keywords = sorted(selected.keywords)
+        self.untagged(b"FLAGS " + enc.flag_list((*SYSTEM_FLAGS, *keywords)))
+        if not selected.read_only:
+            permanent = enc.flag_list((*SYSTEM_FLAGS, *keywords, "\\*"))
+            self.untagged(b"OK [PERMANENTFLAGS " + permanent + b"] Flags permitted")
 
     def announce_expunged(self, uids: Iterable[int]) -> None:
         """Remove UIDs from the map and say so: EXPUNGE, or VANISHED with QRESYNC."""
@@ -340,7 +390,14 @@ class Session:
         if selected is None:
             return
         gone: list[int] = []
-        for uid in sorted(set(uids)):
+        expunged = set(uids)
+        for update in selected.updates.values():
+            lost = update.uids & expunged
+            if lost:  # before the EXPUNGEs, while the sequence numbers are valid
+                update.uids -= lost
+                ids = sorted(lost) if update.uid else sorted(s for s in map(selected.seq_of, lost) if s is not None)
+                self.untagged(esearch.update_line(update.tag, update.uid, "REMOVEFROM", ids))
+        for uid in sorted(expunged):
             seq = selected.remove(uid)
             if seq is None:
                 continue
@@ -362,6 +419,10 @@ class Session:
         if selected.deleted:
             self.closing = "Selected mailbox was deleted"
             return
+        await self.sync_from_storage(selected)
+        if selected.deleted:
+            self.closing = "Selected mailbox was deleted"
+            return
         if selected.resync:
             selected.resync = False
             current = set(await view.uids_after(selected.folder_id, 0))
@@ -380,7 +441,7 @@ class Session:
             if new:
                 selected.uids.extend(new)
                 if not selected.read_only:
-                    selected.recent.update(self.services.claim_recent(selected.folder_id, new))
+                    selected.recent.update(await view.claim_recent(selected.folder_id, new))
                 self.write(b"* " + str(selected.exists).encode() + b" EXISTS\r\n")
                 self.write(b"* " + str(len(selected.recent)).encode() + b" RECENT\r\n")
         if selected.pending_changed:
@@ -392,6 +453,49 @@ class Session:
                     if seq is not None:
                         self.write(self.fetch_flags_line(seq, message))
         selected.own_modseqs.clear()
+
+    async def sync_from_storage(self, selected: SelectedMailbox) -> None:
+        """Compare the view with the folder as committed now (UIDNEXT, HIGHESTMODSEQ),
+        and take what changed into the pending updates.
+
+        Events wake IDLE at once, but an event published by another process (or
+        one still queued) may arrive after the command that follows the change; this
+        read makes a change that completed before a command began visible at that
+        command's end, every time, whatever the events do."""
+        state = await self.services.view.folder_state(selected.folder_id)
+        if state is None:
+            selected.deleted = True
+            return
+        uid_next, modseq = state
+        if uid_next > selected.uid_next:
+            if uid_next - 1 > selected.largest_uid:
+                selected.pending_added = True
+                selected.added_uid = max(selected.added_uid, uid_next - 1)
+            selected.uid_next = uid_next
+        if modseq > selected.modseq:
+            since = selected.modseq
+            selected.modseq = modseq
+            if since:
+                view = self.services.view
+                largest = selected.largest_uid
+                own = selected.own_modseqs
+                for message in await view.changed_since(selected.folder_id, since):
+                    if message.uid <= largest and message.modseq not in own and selected.seq_of(message.uid) is not None:
+                        selected.pending_changed.add(message.uid)
+                gone = [u for u in await view.vanished_since(selected.folder_id, since) if selected.seq_of(u) is not None]
+                selected.pending_expunged.update(gone)
+
+    async def enable_condstore(self) -> None:
+        """A CONDSTORE-enabling command (RFC 7162 §3.1): the first one while a mailbox
+        is selected is answered with its HIGHESTMODSEQ."""
+        if self.condstore:
+            return
+        self.condstore = True
+        selected = self.selected
+        if selected is not None:
+            state = await self.services.view.folder_state(selected.folder_id)
+            highest = state[1] if state is not None else selected.modseq
+            self.untagged(f"OK [HIGHESTMODSEQ {highest}] Highest")
 
     # -- helpers for the commands ------------------------------------------------
 

@@ -62,6 +62,7 @@ __all__ = [
     "Thread",
     "Unselect",
     "Unsubscribe",
+    "CancelUpdate",
     # search keys
     "SearchKey",
     "SearchAll",
@@ -530,6 +531,14 @@ class Unselect(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class CancelUpdate(Command):
+    """CANCELUPDATE "tag" ... (RFC 5267 §4.2): stop keeping those searches up to date."""
+
+    tags: tuple[str, ...] = ()
+    name: ClassVar[str] = "CANCELUPDATE"
+
+
+@dataclass(frozen=True, slots=True)
 class Expunge(Command):
     """EXPUNGE, or UID EXPUNGE set (UIDPLUS) when ``uids`` is given."""
 
@@ -553,6 +562,7 @@ class Search(Command):
     charset: str | None = None
     criteria: SearchKey = field(default_factory=SearchAll)
     return_options: tuple[str, ...] | None = None
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL low:high)
     name: ClassVar[str] = "SEARCH"
 
 
@@ -615,6 +625,7 @@ class Sort(Command):
     charset: str = "UTF-8"
     search: SearchKey = field(default_factory=SearchAll)
     return_options: tuple[str, ...] | None = None  # ESORT
+    partial: tuple[int, int] | None = None  # RETURN (PARTIAL low:high), CONTEXT=SORT
     name: ClassVar[str] = "SORT"
 
 

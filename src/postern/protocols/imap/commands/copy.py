@@ -27,8 +27,9 @@ async def handle(session: Session, command: c.Copy | c.Move) -> Done:
         return Done()
     if move:
         if target.id == selected.folder_id:
-            raise no("Can not move into the same mailbox", "CANNOT")
-        uidvalidity, pairs = await view.move(user_id, selected.folder_id, uids, target.id)
+            uidvalidity, pairs = await view.move_within(user_id, selected.folder_id, uids)
+        else:
+            uidvalidity, pairs = await view.move(user_id, selected.folder_id, uids, target.id)
     else:
         uidvalidity, pairs = await view.copy(user_id, selected.folder_id, uids, target.id)
     if not pairs:

@@ -35,7 +35,7 @@ async def handle(session: Session, command: c.Fetch) -> Done:
     view = session.services.view
     attributes = list(command.attributes)
     if command.changed_since is not None or any(a.name == "MODSEQ" for a in attributes):
-        session.condstore = True
+        await session.enable_condstore()
         if not any(a.name == "MODSEQ" for a in attributes):
             attributes.append(c.FetchAttribute("MODSEQ"))
     if command.vanished and not session.qresync:

@@ -1,5 +1,6 @@
 """SEARCH and UID SEARCH (RFC 3501 §6.4.4), with ESEARCH (RFC 4731), SEARCHRES
-(RFC 5182) and CONDSTORE's MODSEQ key (RFC 7162 §3.1.5).
+(RFC 5182), CONDSTORE's MODSEQ key (RFC 7162 §3.1.5), and CONTEXT=SEARCH's
+PARTIAL results and searches kept up to date (RFC 5267 §4).
 
 The messages are walked in chunks. A program that looks at headers reads them
 from the header cache (message bytes only for its misses); a message's bytes are
@@ -14,9 +15,15 @@ from typing import Any
 from postern.mailstore.imap_view import ImapMessage, ImapView
 
 from .. import commands as c
-from .. import encode as enc
-from ..search import HeaderView, MetaMessage, RawMessageView, SearchContext, compile_search
-from ..session import Done, SelectedMailbox, Session
+from .. import esearch
+from ..search import (
+    HeaderView,
+    MetaMessage,
+    RawMessageView,
+    SearchContext,
+    compile_search,
+)
+from ..session import Done, SelectedMailbox, Session, UpdateSearch
 
 CHUNK = 500
 #: Messages read together while their sizes add up to at most this.
@@ -119,22 +126,22 @@ async def handle(session: Session, command: c.Search) -> Done:
     selected = session.require_selected()
     modseq_key = uses_modseq(command.criteria)
     if modseq_key:
-        session.condstore = True
+        await session.enable_condstore()
     found = await run_search(session, selected, command.criteria)
     numbers = [m.uid if command.uid else m.seq for m in found]
-    highest = max((m.modseq for m in found), default=0)
     options = command.return_options
     if options is None:
         line = b"SEARCH"
         if numbers:
             line += b" " + b" ".join(str(n).encode() for n in numbers)
             if modseq_key:
-                line += b" (MODSEQ " + str(highest).encode() + b")"
+                line += b" (MODSEQ " + str(max(m.modseq for m in found)).encode() + b")"
         session.untagged(line)
         return Done()
     wanted = set(options) or {"ALL"}
+    wanted.discard("CONTEXT")  # a hint that updates or partial results may follow
     if "SAVE" in wanted:
-        if wanted & {"MIN", "MAX"} and not wanted & {"ALL", "COUNT"}:
+        if wanted & {"MIN", "MAX"} and not wanted & {"ALL", "COUNT", "PARTIAL"}:
             keep = set()
             if found and "MIN" in wanted:
                 keep.add(found[0].uid)
@@ -146,19 +153,27 @@ async def handle(session: Session, command: c.Search) -> Done:
         wanted.discard("SAVE")
         if not wanted:
             return Done()
-    parts = [b"(TAG " + enc.string(command.tag) + b")"]
-    if command.uid:
-        parts.append(b"UID")
-    if numbers:
-        if "MIN" in wanted:
-            parts.append(b"MIN " + str(min(numbers)).encode())
-        if "MAX" in wanted:
-            parts.append(b"MAX " + str(max(numbers)).encode())
-        if "ALL" in wanted:
-            parts.append(b"ALL " + enc.sequence_set(numbers))
-    if "COUNT" in wanted:
-        parts.append(b"COUNT " + str(len(numbers)).encode())
-    if modseq_key and numbers:
-        parts.append(b"MODSEQ " + str(highest).encode())
-    session.untagged(b"ESEARCH " + b" ".join(parts))
+    if "UPDATE" in wanted:
+        selected.updates[command.tag] = UpdateSearch(command.tag, command.uid, command.criteria, {m.uid for m in found})
+    modseq = esearch.highest_modseq(numbers, [m.modseq for m in found], wanted) if modseq_key else 0
+    session.untagged(esearch.esearch_line(command.tag, command.uid, numbers, wanted, partial=command.partial, modseq=modseq))
     return Done()
+
+
+async def refresh_updates(session: Session) -> None:
+    """Run each search kept up to date again and say what joined or left its result
+    (ADDTO, REMOVEFROM: RFC 5267 §4.3), after the command's other updates."""
+    selected = session.selected
+    if selected is None or not selected.updates:
+        return
+    for update in list(selected.updates.values()):
+        found = {m.uid for m in await run_search(session, selected, update.criteria)}
+        removed = update.uids - found
+        added = found - update.uids
+        update.uids = found
+        for kind, uids in (("REMOVEFROM", removed), ("ADDTO", added)):
+            if not uids:
+                continue
+            ids = sorted(uids) if update.uid else sorted(s for s in map(selected.seq_of, uids) if s is not None)
+            if ids:
+                session.untagged(esearch.update_line(update.tag, update.uid, kind, ids))

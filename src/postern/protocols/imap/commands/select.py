@@ -33,9 +33,15 @@ async def handle(session: Session, command: c.Select) -> Done:
     opened = await view.open(user_id, command.mailbox)
     folder = opened.folder
     selected = SelectedMailbox(folder.id, folder.path, int(folder.uidvalidity), command.read_only, opened.uids)
-    if not command.read_only:
-        selected.recent = session.services.claim_recent(folder.id, opened.uids)
+    if command.read_only:
+        # EXAMINE shows what is recent without taking it (RFC 3501 §6.3.2).
+        selected.recent = await view.unclaimed_recent(folder.id, opened.uids)
+    else:
+        selected.recent = await view.claim_recent(folder.id, opened.uids)
+    selected.uid_next = int(folder.uid_next)
+    selected.modseq = int(folder.modseq)
     keywords = opened.keywords
+    selected.keywords = set(keywords)
     session.untagged(b"FLAGS " + enc.flag_list((*SYSTEM_FLAGS, *keywords)))
     permanent = () if command.read_only else (*SYSTEM_FLAGS, *keywords, "\\*")
     session.untagged(b"OK [PERMANENTFLAGS " + enc.flag_list(permanent) + b"] Flags permitted")

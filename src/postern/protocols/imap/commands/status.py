@@ -18,10 +18,11 @@ async def status_values(session: Session, folder: Any, items: Sequence[str]) -> 
         if item == "MESSAGES":
             value: bytes = enc.number(folder.message_count)
         elif item == "RECENT":
-            value = b"0"
             selected = session.selected
             if selected is not None and selected.folder_id == folder.id:
                 value = enc.number(len(selected.recent))
+            else:  # what no session has claimed yet (the next SELECT's \Recent)
+                value = enc.number(await session.services.view.count_recent(folder.id))
         elif item == "UIDNEXT":
             value = enc.number(folder.uid_next)
         elif item == "UIDVALIDITY":

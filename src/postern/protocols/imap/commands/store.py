@@ -13,7 +13,7 @@ async def handle(session: Session, command: c.Store) -> Done:
     if selected.read_only:
         raise no("Mailbox is read-only", "READ-ONLY")
     if command.unchanged_since is not None:
-        session.condstore = True
+        await session.enable_condstore()
     indexes = selected.resolve(command.sequence_set, uid=command.uid)
     if not indexes:
         return Done()
