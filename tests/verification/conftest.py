@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.aliases import Person, person
 from tests.http.api.helpers import Outbox
 

@@ -171,7 +171,7 @@ class OutboundQueue:
     ) -> str:
         async with self.db.write() as conn:
             queue_id = await self.enqueue_in(conn, user_id=user_id, mail_from=mail_from, recipients=recipients, blob_key=blob_key, size=size, message_mid=message_mid)
-            if message_mid:
+            if message_mid and user_id is not None:  # a message of a user's (system mail has none)
                 event = {"queueId": queue_id, "from": mail_from, "to": list(dict.fromkeys(recipients))}
                 await add_events(conn, [(user_id, message_mid, "QUEUED", event, now_ms())])
         self._wakeup.set()
@@ -654,7 +654,7 @@ class OutboundQueue:
 
 def _post_message(url: str, message: bytes, mail_from: str, recipients: list[str], timeout: float) -> int:
     """POST the message to a web hook; its HTTP status (blocking: run in a thread)."""
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 (http(s) only: _to_target checks the scheme)
         url,
         data=message,
         method="POST",
@@ -665,7 +665,7 @@ def _post_message(url: str, message: bytes, mail_from: str, recipients: list[str
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) only: _to_target checks the scheme)
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
