@@ -171,9 +171,30 @@ class Settings(BaseSettings):
     # argon2id cost of password hashes (RFC 9106's second recommended profile).
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
+    # Seconds a successful login is remembered (a keyed digest, in memory), so that the
+    # same password again skips argon2id (accounts/login_cache.py); 0: never.
+    login_cache_seconds: float = Field(default=300.0, ge=0)
 
     # Seconds between garbage collection sweeps (expired messages, unreferenced blobs).
     gc_interval: float = Field(default=300.0, gt=0)
+
+    # Remote identities (third-party accounts fetched over IMAP/POP3, sent through by SMTP).
+    # A CA file (PEM) trusted besides the system's CAs' place, for servers with a private CA.
+    remote_ca_file: Path | None = None
+    # Allow TLS mode "plain" (no TLS) for servers on loopback only (tests, a local bridge).
+    remote_allow_plain_loopback: bool = False
+    # Fetches running at once in one process; the poll interval when the user sets none,
+    # and the shortest one a user may set (seconds).
+    remote_concurrency: int = Field(default=4, ge=1, le=256)
+    remote_poll_interval: int = Field(default=300, ge=1)
+    remote_min_poll_interval: int = Field(default=60, ge=1)
+    # Seconds a remote server may stay silent; failing this long stops an identity (and
+    # tells its user).
+    remote_timeout: float = Field(default=60.0, gt=0)
+    remote_stop_after: float = Field(default=3 * 86400.0, gt=0)
+    # OAuth2 providers as JSON: {"gmail": {"client_id": ..., "client_secret": ...,
+    # "token_url": ..., "mechanism": "XOAUTH2" | "OAUTHBEARER"}}.
+    remote_oauth2_providers: str | None = None
 
     log_level: str = "info"
 

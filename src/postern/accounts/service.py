@@ -23,12 +23,13 @@ from postern.accounts.application_passwords import (
 )
 from postern.accounts.application_passwords import candidate as asp_candidate
 from postern.accounts.authlog import NO_META, AuthLog, AuthMeta
+from postern.accounts.login_cache import LoginCache
 from postern.accounts.passwords import Passwords
 from postern.accounts.rate_limit import RateLimiter
 from postern.accounts.server_key import ServerKey
 from postern.config import Settings
 from postern.errors import AuthFailed, Conflict, Forbidden, InvalidInput, NotFound
-from postern.events import EventBus, UserDeleted, UserLoggedOut
+from postern.events import CredentialsChanged, EventBus, UserDeleted, UserLoggedOut
 from postern.mailstore.folders import default_folder_rows
 from postern.storage import folders as folder_store
 from postern.storage import logins as login_store
@@ -148,7 +149,12 @@ class Accounts:
 
             two_factor = TwoFactor(db, server_key, limiter, self.authlog)
         self.two_factor = two_factor
-        self.application_passwords = ApplicationPasswords(db, settings, server_key, self.authlog)
+        if two_factor.bus is None:
+            two_factor.bus = bus
+        self.application_passwords = ApplicationPasswords(db, settings, server_key, self.authlog, bus=bus)
+        # Remembered logins, forgotten on the events of credential changes (any process's).
+        self.login_cache = LoginCache(settings.login_cache_seconds)
+        bus.watch(self.login_cache.on_events)
 
     # Users ---------------------------------------------------------------------------
 
@@ -270,6 +276,8 @@ class Accounts:
         if "password" in changes:
             # Sessions opened with the old password end (their clients log in again).
             self.bus.publish([UserLoggedOut(user_id, "Password changed")])
+        elif "disabled" in changes:
+            self.bus.publish([CredentialsChanged(user_id, "Account disabled" if changes["disabled"] else "Account enabled")])
 
     async def delete_user(self, user_id: str) -> None:
         async with self.db.write() as conn:
@@ -334,10 +342,14 @@ class Accounts:
         failures = await self.limiter.check("login", ip=meta.ip, account=login)
         user, asp, totp = await self._login_state(login, password)
         reason: str | None = None
+        remembered = False
         if asp is not None:
             # An ASP never opens "master", only the mail scopes it was made for.
             ok = covers(scopes_of(asp), scope)
             reason = None if ok else "scope"
+        elif user is not None and user.password_hash is not None and self.login_cache.verified(user.id, user.password_hash, password):
+            # This password opened this account lately, and its hash has not changed since.
+            ok = remembered = True
         else:
             # Verify even when the user does not exist (against a decoy hash), so that
             # the answer's timing does not tell which accounts exist.
@@ -364,6 +376,8 @@ class Accounts:
             await self.limiter.succeeded("login", account=login)
         require_2fa = ["totp"] if totp and scope == "master" and asp is None else []
 
+        if asp is None and not remembered and user.password_hash is not None:
+            self.login_cache.remember(user.id, user.password_hash, password)
         # Written with concurrent logins' entries: a burst of logins costs a few commits.
         await self.authlog.record_login(user.id, meta, scope, asp.id if asp else None)
         return Authenticated(user, scope, require_2fa, bool(user.require_password_change), asp.id if asp else None)

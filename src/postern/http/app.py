@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
 from postern.http.admin import addresses, asps, authenticate, authlog, autoreply, filters, mailboxes, messages, two_factor, users
+from postern.http.admin import remote_identities
 from postern.http.admin.common import AccessDenied, plain_text_query, require_admin
 from postern.http.api import router as user_api_router
 from postern.http.errors import JSONBody, error_response, install_error_handlers
@@ -65,7 +66,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(HEALTH_BODY, media_type="application/json")
 
     admin = APIRouter(dependencies=[Depends(require_admin), Depends(plain_text_query)])
-    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply):
+    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply, remote_identities):
         admin.include_router(module.router)
     app.include_router(admin)
     # The user API (SimpleLogin), under /api: its own key and error shape.

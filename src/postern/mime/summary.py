@@ -24,6 +24,8 @@ import pkgutil
 import re
 import unicodedata
 from dataclasses import dataclass
+
+from .header_fields import FIELD_NAME
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_tz
 from functools import lru_cache
@@ -445,7 +447,8 @@ def _header_text(value: bytes) -> str:
 # header block parsing
 # ---------------------------------------------------------------------------
 
-_HEADER_NAME_RE = re.compile(rb"[!-9;-~]+[ \t]*:")
+# The program's one rule for a field name (``header_fields``), obsolete "From :" included.
+_HEADER_NAME_RE = FIELD_NAME
 _PART_HEADERS = frozenset(
     {
         b"content-type",

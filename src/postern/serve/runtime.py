@@ -42,6 +42,7 @@ from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
 from postern.verification.ownership import Ownership
+from postern.remote.service import RemoteIdentities
 
 
 def resolver_from(settings: Settings) -> Resolver:
@@ -100,6 +101,8 @@ class Runtime:
     rules: Rules = field(init=False)
     # Proof of address ownership (verification/).
     ownership: Ownership = field(init=False)
+    # Remote identities (remote/): third-party accounts fetched and sent through.
+    remote_identities: RemoteIdentities = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -147,6 +150,7 @@ class Runtime:
         self.inbound.filtering = LocalRules(self.rules, self.outbound, self.blobs, self.db, self.rate_limiter.counters, settings.hostname)
         self._wire_alias_mail()
         self.ownership = Ownership(self.db)
+        self.remote_identities = RemoteIdentities(self.db, settings, self.server_key)
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this
@@ -164,6 +168,7 @@ class Runtime:
             reverse_alias_domain=reverse_domain,
         )
         self.inbound.forwarder = self.alias_forwarder
+        self.alias_forwarder.filtering = self.inbound.filtering
         self.inbound.bounces = self.alias_bounces
         self.inbound.replies = getattr(self, "alias_replies", None)
         self.outbound.forward_failures = self.alias_bounces.queue_failure
@@ -180,7 +185,7 @@ class Runtime:
         server_key = ServerKey.load(settings)
         rate_limiter = RateLimiter.for_settings(db, settings.redis_url)
         authlog = AuthLog(db)
-        two_factor = TwoFactor(db, server_key, rate_limiter, authlog)
+        two_factor = TwoFactor(db, server_key, rate_limiter, authlog, bus)
         router = Router(db, server_key=server_key, reverse_alias_domain=settings.resolved_reverse_alias_domain)
         committer = GroupCommitter(mailstore)
         inbound = InboundDelivery(committer, resolver, settings.hostname, settings.check_authentication)

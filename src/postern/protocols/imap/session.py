@@ -275,6 +275,7 @@ class Session:
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "MULTIAPPEND",
+            "CATENATE",
             "BINARY",
             f"APPENDLIMIT={self.services.max_message_size}",
         ]
