@@ -24,12 +24,12 @@ import pkgutil
 import re
 import unicodedata
 from dataclasses import dataclass
-
-from .header_fields import FIELD_NAME
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_tz
 from functools import lru_cache
 from urllib.parse import unquote_to_bytes
+
+from .header_fields import FIELD_NAME
 
 __all__ = [
     "AddressInfo",

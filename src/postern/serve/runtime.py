@@ -38,11 +38,11 @@ from postern.delivery.submission import Submission
 from postern.delivery.system_mail import SystemMail
 from postern.events import EventBus
 from postern.mailstore.service import MailStore
+from postern.remote.service import RemoteIdentities
 from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
 from postern.verification.ownership import Ownership
-from postern.remote.service import RemoteIdentities
 
 
 def resolver_from(settings: Settings) -> Resolver:
