@@ -73,8 +73,9 @@ class Settings(BaseSettings):
     imaps_listen: str | None = None  # IMAP over implicit TLS: 0.0.0.0:993 in production
     # Seconds an IMAP session may stay silent (IDLE included) before it is logged out.
     imap_timeout: float = Field(default=1800.0, gt=0)
-    # Which parts this process runs: any of http, smtp, lmtp, submission, pop3, imap, queue, gc.
-    doors: str = "http,smtp,lmtp,submission,pop3,imap,queue,gc"
+    # Which parts this process runs: any of http, smtp, lmtp, submission, pop3, imap, queue, gc,
+    # remote (the remote identity fetch scheduler).
+    doors: str = "http,smtp,lmtp,submission,pop3,imap,queue,gc,remote"
 
     # TLS certificate and key (PEM) for STARTTLS; a self-signed pair is made when unset.
     tls_cert: Path | None = None
@@ -149,6 +150,15 @@ class Settings(BaseSettings):
     # The domain of reverse aliases and of the bounce (VERP) addresses of forwarded
     # mail; the first alias domain when unset.
     reverse_alias_domain: str | None = None
+    # Local parts no user may take as an alias on the operator's shared alias domains,
+    # beside the built-in list (RFC 2142 role names, postern's own system senders):
+    # comma-separated in the environment.
+    reserved_local_parts: Annotated[list[str], NoDecode] = []
+    # The operator's policy for POST /api/import/aliases on shared alias domains:
+    # false (the default) takes only the forms alias/options and alias/random offer
+    # (a prefix and a random suffix, or a random alias); true takes any local part
+    # that hand creation takes (never a reserved one).
+    alias_import_any_local_part: bool = False
     # Bounces within 7 days after which an alias is disabled (and its user told).
     alias_bounces_to_disable: int = Field(default=5, ge=1)
     # App store receipts (POST /api/apple/process_payment) are checked only with the
@@ -206,6 +216,12 @@ class Settings(BaseSettings):
     def _check_listen(cls, value: str) -> str:
         parse_listen(value)
         return value
+
+    @field_validator("reserved_local_parts", mode="before")
+    @classmethod
+    def _split_local_parts(cls, value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        return [str(item).strip().lower() for item in items if str(item).strip()]
 
     @field_validator("alias_domains", "premium_alias_domains", mode="before")
     @classmethod
@@ -304,7 +320,7 @@ class Settings(BaseSettings):
         return self.blob_store or str((self.data_dir / "blobs").resolve())
 
 
-DOORS = {"http", "smtp", "lmtp", "submission", "pop3", "imap", "queue", "gc"}
+DOORS = {"http", "smtp", "lmtp", "submission", "pop3", "imap", "queue", "gc", "remote"}
 
 
 def split_doors(value: str) -> list[str]:

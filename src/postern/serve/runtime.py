@@ -38,6 +38,8 @@ from postern.delivery.submission import Submission
 from postern.delivery.system_mail import SystemMail
 from postern.events import EventBus
 from postern.mailstore.service import MailStore
+from postern.remote.deliver import FetchedDelivery
+from postern.remote.scheduler import RemoteScheduler
 from postern.remote.service import RemoteIdentities
 from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
@@ -103,6 +105,7 @@ class Runtime:
     ownership: Ownership = field(init=False)
     # Remote identities (remote/): third-party accounts fetched and sent through.
     remote_identities: RemoteIdentities = field(init=False)
+    remote_scheduler: RemoteScheduler = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -151,6 +154,13 @@ class Runtime:
         self._wire_alias_mail()
         self.ownership = Ownership(self.db)
         self.remote_identities = RemoteIdentities(self.db, settings, self.server_key)
+        self.remote_scheduler = RemoteScheduler(
+            self.db,
+            settings,
+            self.remote_identities,
+            FetchedDelivery(self.db, self.committer, self.inbound.filtering, settings.hostname),
+            self.notifications,
+        )
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this
