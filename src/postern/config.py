@@ -170,6 +170,18 @@ class Settings(BaseSettings):
     facebook_app_id: str | None = None
     facebook_app_secret: SecretStr | None = None
 
+    # The identity service (Matrix email validation, /_matrix/identity/...): a folder
+    # of mail templates (validation.subject, validation.txt, validation.html; the
+    # built-in ones when unset or missing); the domains a next_link may lead to
+    # (comma-separated; empty: any http(s) URL); a JSON file of the terms users must
+    # accept ({"policies": {...}} as GET /_matrix/identity/v2/terms answers; unset: no
+    # terms); the CA bundle that homeservers' certificates are checked against when
+    # a v2 account registers (unset: the system's).
+    identity_templates_dir: Path | None = None
+    identity_next_link_domains: Annotated[list[str], NoDecode] = []
+    identity_terms_file: Path | None = None
+    identity_ca_file: Path | None = None
+
     default_quota: int = Field(default=1 << 30, ge=0)
     default_recipients: int = Field(default=2000, ge=0)
     default_forwards: int = Field(default=2000, ge=0)
@@ -223,7 +235,7 @@ class Settings(BaseSettings):
         items = value.split(",") if isinstance(value, str) else list(value or [])
         return [str(item).strip().lower() for item in items if str(item).strip()]
 
-    @field_validator("alias_domains", "premium_alias_domains", mode="before")
+    @field_validator("alias_domains", "premium_alias_domains", "identity_next_link_domains", mode="before")
     @classmethod
     def _split_domains(cls, value: Any) -> list[str]:
         items = value.split(",") if isinstance(value, str) else list(value or [])

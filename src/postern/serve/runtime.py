@@ -44,7 +44,11 @@ from postern.remote.service import RemoteIdentities
 from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
+from postern.verification.homeserver import Homeservers
+from postern.verification.identity_accounts import IdentityAccounts
+from postern.verification.mail import ValidationMailer
 from postern.verification.ownership import Ownership
+from postern.verification.sessions import ValidationSessions
 
 
 def resolver_from(settings: Settings) -> Resolver:
@@ -103,6 +107,8 @@ class Runtime:
     rules: Rules = field(init=False)
     # Proof of address ownership (verification/).
     ownership: Ownership = field(init=False)
+    validation: ValidationSessions = field(init=False)
+    identity_accounts: IdentityAccounts = field(init=False)
     # Remote identities (remote/): third-party accounts fetched and sent through.
     remote_identities: RemoteIdentities = field(init=False)
     remote_scheduler: RemoteScheduler = field(init=False)
@@ -153,6 +159,18 @@ class Runtime:
         self.inbound.filtering = LocalRules(self.rules, self.outbound, self.blobs, self.db, self.rate_limiter.counters, settings.hostname)
         self._wire_alias_mail()
         self.ownership = Ownership(self.db)
+        self.validation = ValidationSessions(
+            db=self.db,
+            server_key=self.server_key,
+            limiter=self.rate_limiter,
+            mailer=ValidationMailer(self.system_mail, settings.identity_templates_dir),
+            public_url=settings.resolved_public_url,
+            server_name=settings.hostname,
+            next_link_domains=settings.identity_next_link_domains,
+        )
+        self.identity_accounts = IdentityAccounts(
+            db=self.db, homeservers=Homeservers(ca_file=settings.identity_ca_file), terms_file=settings.identity_terms_file
+        )
         self.remote_identities = RemoteIdentities(self.db, settings, self.server_key)
         self.remote_scheduler = RemoteScheduler(
             self.db,

@@ -73,6 +73,7 @@ async def _collect_garbage(runtime: Runtime, interval: float) -> None:
             await runtime.authlog.expire()
             await runtime.rate_limiter.sweep()
             await runtime.registration.expire_codes()  # the user API's mailed codes
+            await runtime.validation.expire()  # email validation sessions past their 24 hours
         except Exception:
             log.exception("garbage collection failed; retrying next round")
 

@@ -676,6 +676,7 @@ validation_sessions = Table(
     Index(None, "address_key", "client_secret", unique=True),
     Index(None, "mtime_ms"),
     Index(None, "user_id"),
+    sqlite_autoincrement=True,  # a sid is never given twice
 )
 
 # Addresses a user proved to be theirs (besides their hosted addresses and aliases).
