@@ -25,6 +25,7 @@ from postern.delivery import queue_owner
 from postern.delivery.outbound import QueueWakeup
 from postern.errors import DomainError, RateLimited
 from postern.http.app import create_app
+from postern.http.serving import raise_file_limit, uvicorn_config
 from postern.mailstore.pop3_view import Pop3View
 from postern.protocols.imap.server import ImapServices
 from postern.protocols.imap.server import start_listener as start_imap_listener
@@ -247,7 +248,12 @@ class MailWorkers:
         self.publish = _worker_events(runtime, self)
         # Where the workers' events go beyond this process (Redis), besides its bus.
         self.beyond: list[Callable[[list[Any]], None]] = []
-        self.limits: dict[str, int | None] = {"smtp": settings.smtp_connections_per_ip, "lmtp": settings.smtp_connections_per_ip}
+        self.limits: dict[str, int | None] = {
+            "smtp": settings.smtp_connections_per_ip,
+            "lmtp": settings.smtp_connections_per_ip,
+            "imap": settings.imap_connections_per_ip,
+            "imaps": settings.imap_connections_per_ip,
+        }
         self.doors = doors
         self.follow_events = "imap" in doors
         self.count = count
@@ -395,6 +401,9 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     # its own deprecated attribute on every login.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Before anything opens: a flood of connections meets the doors' limits, not EMFILE
+    # (the mail workers inherit it).
+    raise_file_limit()
     runtime = Runtime.build(settings)
     await runtime.start(create_token=False)
     doors = settings.enabled_doors
@@ -458,17 +467,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
         announce_doors({"imap": "IMAP:          ", "imaps": "IMAP (TLS):    "}, imap_listeners)
         if "http" in doors:
             address = settings.http_address
-            http = _HttpServer(
-                uvicorn.Config(
-                    create_app(runtime),
-                    host=address.host,
-                    port=address.port,
-                    log_level=settings.log_level.lower(),
-                    access_log=False,
-                    lifespan="off",
-                    server_header=False,
-                )
-            )
+            # Guarded against slow and greedy clients; forwarded headers from trusted proxies only.
+            http = _HttpServer(uvicorn_config(create_app(runtime), settings))
             tasks.append(asyncio.create_task(http.run_until_stopped(address), name="http"))
             while not http.started:
                 if tasks[0].done():
