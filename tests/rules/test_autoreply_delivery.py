@@ -12,7 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import outbound
 from tests.helpers import create_user, make_message
 from tests.rules.test_filters_delivery import add_filter, deliver, messages
