@@ -160,7 +160,7 @@ async def add_storage_used_many(conn: AsyncConnection, deltas: dict[str, int]) -
     """``add_storage_used`` for several users in one statement."""
     params = [{"b_id": u, "b_delta": d} for u, d in sorted(deltas.items()) if d]
     if params:
-        delta = bindparam("b_delta")
+        delta: Any = bindparam("b_delta")
         await conn.execute(
             update(users)
             .where(users.c.id == bindparam("b_id"))

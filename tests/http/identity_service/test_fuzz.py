@@ -23,7 +23,7 @@ from schemathesis.python import asgi as schemathesis_asgi
 
 from postern.config import Settings
 from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import validation_sessions as store
 from postern.verification.homeserver import Homeservers
 from tests.conftest import FAST_PASSWORDS, TEST_DATABASE_URL

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.verification.homeserver import Homeservers
 from postern.verification.identity_accounts import load_terms
 from tests.http.identity_service.conftest import V2, mail_number
