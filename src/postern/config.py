@@ -73,8 +73,9 @@ class Settings(BaseSettings):
     imaps_listen: str | None = None  # IMAP over implicit TLS: 0.0.0.0:993 in production
     # Seconds an IMAP session may stay silent (IDLE included) before it is logged out.
     imap_timeout: float = Field(default=1800.0, gt=0)
-    # Which parts this process runs: any of http, smtp, lmtp, submission, pop3, imap, queue, gc.
-    doors: str = "http,smtp,lmtp,submission,pop3,imap,queue,gc"
+    # Which parts this process runs: any of http, smtp, lmtp, submission, pop3, imap, queue, gc,
+    # remote (the remote identity fetch scheduler).
+    doors: str = "http,smtp,lmtp,submission,pop3,imap,queue,gc,remote"
 
     # TLS certificate and key (PEM) for STARTTLS; a self-signed pair is made when unset.
     tls_cert: Path | None = None
@@ -149,6 +150,15 @@ class Settings(BaseSettings):
     # The domain of reverse aliases and of the bounce (VERP) addresses of forwarded
     # mail; the first alias domain when unset.
     reverse_alias_domain: str | None = None
+    # Local parts no user may take as an alias on the operator's shared alias domains,
+    # beside the built-in list (RFC 2142 role names, postern's own system senders):
+    # comma-separated in the environment.
+    reserved_local_parts: Annotated[list[str], NoDecode] = []
+    # The operator's policy for POST /api/import/aliases on shared alias domains:
+    # false (the default) takes only the forms alias/options and alias/random offer
+    # (a prefix and a random suffix, or a random alias); true takes any local part
+    # that hand creation takes (never a reserved one).
+    alias_import_any_local_part: bool = False
     # Bounces within 7 days after which an alias is disabled (and its user told).
     alias_bounces_to_disable: int = Field(default=5, ge=1)
     # App store receipts (POST /api/apple/process_payment) are checked only with the
@@ -159,6 +169,18 @@ class Settings(BaseSettings):
     google_client_id: str | None = None
     facebook_app_id: str | None = None
     facebook_app_secret: SecretStr | None = None
+
+    # The identity service (Matrix email validation, /_matrix/identity/...): a folder
+    # of mail templates (validation.subject, validation.txt, validation.html; the
+    # built-in ones when unset or missing); the domains a next_link may lead to
+    # (comma-separated; empty: any http(s) URL); a JSON file of the terms users must
+    # accept ({"policies": {...}} as GET /_matrix/identity/v2/terms answers; unset: no
+    # terms); the CA bundle that homeservers' certificates are checked against when
+    # a v2 account registers (unset: the system's).
+    identity_templates_dir: Path | None = None
+    identity_next_link_domains: Annotated[list[str], NoDecode] = []
+    identity_terms_file: Path | None = None
+    identity_ca_file: Path | None = None
 
     default_quota: int = Field(default=1 << 30, ge=0)
     default_recipients: int = Field(default=2000, ge=0)
@@ -207,7 +229,13 @@ class Settings(BaseSettings):
         parse_listen(value)
         return value
 
-    @field_validator("alias_domains", "premium_alias_domains", mode="before")
+    @field_validator("reserved_local_parts", mode="before")
+    @classmethod
+    def _split_local_parts(cls, value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        return [str(item).strip().lower() for item in items if str(item).strip()]
+
+    @field_validator("alias_domains", "premium_alias_domains", "identity_next_link_domains", mode="before")
     @classmethod
     def _split_domains(cls, value: Any) -> list[str]:
         items = value.split(",") if isinstance(value, str) else list(value or [])
@@ -304,7 +332,7 @@ class Settings(BaseSettings):
         return self.blob_store or str((self.data_dir / "blobs").resolve())
 
 
-DOORS = {"http", "smtp", "lmtp", "submission", "pop3", "imap", "queue", "gc"}
+DOORS = {"http", "smtp", "lmtp", "submission", "pop3", "imap", "queue", "gc", "remote"}
 
 
 def split_doors(value: str) -> list[str]:

@@ -40,7 +40,13 @@ from postern.mailstore.service import MailStore
 from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
+from postern.verification.homeserver import Homeservers
+from postern.verification.identity_accounts import IdentityAccounts
+from postern.verification.mail import ValidationMailer
 from postern.verification.ownership import Ownership
+from postern.verification.sessions import ValidationSessions
+from postern.remote.deliver import FetchedDelivery
+from postern.remote.scheduler import RemoteScheduler
 from postern.remote.service import RemoteIdentities
 
 
@@ -100,8 +106,11 @@ class Runtime:
     rules: Rules = field(init=False)
     # Proof of address ownership (verification/).
     ownership: Ownership = field(init=False)
+    validation: ValidationSessions = field(init=False)
+    identity_accounts: IdentityAccounts = field(init=False)
     # Remote identities (remote/): third-party accounts fetched and sent through.
     remote_identities: RemoteIdentities = field(init=False)
+    remote_scheduler: RemoteScheduler = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -149,7 +158,26 @@ class Runtime:
         self.inbound.filtering = LocalRules(self.rules, self.outbound, self.blobs, self.db, self.rate_limiter.counters, settings.hostname)
         self._wire_alias_mail()
         self.ownership = Ownership(self.db)
+        self.validation = ValidationSessions(
+            db=self.db,
+            server_key=self.server_key,
+            limiter=self.rate_limiter,
+            mailer=ValidationMailer(self.system_mail, settings.identity_templates_dir),
+            public_url=settings.resolved_public_url,
+            server_name=settings.hostname,
+            next_link_domains=settings.identity_next_link_domains,
+        )
+        self.identity_accounts = IdentityAccounts(
+            db=self.db, homeservers=Homeservers(ca_file=settings.identity_ca_file), terms_file=settings.identity_terms_file
+        )
         self.remote_identities = RemoteIdentities(self.db, settings, self.server_key)
+        self.remote_scheduler = RemoteScheduler(
+            self.db,
+            settings,
+            self.remote_identities,
+            FetchedDelivery(self.db, self.committer, self.inbound.filtering, settings.hostname),
+            self.notifications,
+        )
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this

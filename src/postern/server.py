@@ -71,6 +71,7 @@ async def _collect_garbage(runtime: Runtime, interval: float) -> None:
             await runtime.authlog.expire()
             await runtime.rate_limiter.sweep()
             await runtime.registration.expire_codes()  # the user API's mailed codes
+            await runtime.validation.expire()  # email validation sessions past their 24 hours
         except Exception:
             log.exception("garbage collection failed; retrying next round")
 
@@ -417,6 +418,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     mail_servers: list[asyncio.Server] = []
     http: _HttpServer | None = None
     owner: queue_owner.QueueOwner | None = None
+    owners: list[queue_owner.QueueOwner] = []
     workers: MailWorkers | None = None
     relay: Any = None  # RedisEventRelay
     try:
@@ -478,6 +480,11 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
             tasks.append(asyncio.create_task(runtime.outbound.run(owner.id if owner.exclusive else None), name="queue"))
         if "gc" in doors:
             tasks.append(asyncio.create_task(_collect_garbage(runtime, settings.gc_interval), name="gc"))
+        if "remote" in doors:
+            # Remote identities: fetches this data directory's scheduler left leased when it died are its own.
+            remote_owner = queue_owner.acquire(settings.data_dir, "remote-owner")
+            owners.append(remote_owner)
+            tasks.append(asyncio.create_task(runtime.remote_scheduler.run(remote_owner.id, remote_owner.exclusive), name="remote"))
         new_token = await runtime.admin_token.ensure()
         if not settings.admin_auth:
             announce("  admin API:      WITHOUT an access token (POSTERN_ADMIN_AUTH=false)")
@@ -511,6 +518,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
         await asyncio.gather(*tasks, return_exceptions=True)
         if owner is not None:
             owner.release()
+        for other in owners:
+            other.release()
         for server in mail_servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=5)

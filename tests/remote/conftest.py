@@ -37,9 +37,8 @@ def dovecot() -> Iterator[Dovecot]:
 @pytest.fixture
 def remote_user(dovecot: Dovecot) -> tuple[str, str]:
     """A fresh account on the remote server: (login, password)."""
-    login, password = f"u{secrets.token_hex(4)}", secrets.token_urlsafe(12)
-    dovecot.add_user(login, password)
-    return login, password
+    login = f"u{secrets.token_hex(4)}"
+    return login, dovecot.add_user(login)
 
 
 @pytest.fixture

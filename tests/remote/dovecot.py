@@ -8,6 +8,7 @@ import datetime
 import imaplib
 import ipaddress
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -124,9 +125,11 @@ mail_location = maildir:{root}/mail/%u
 pop3_uidl_format = %08Xu%08Xv
 default_login_user = dovenull
 default_internal_user = dovecot
+# One password for every user (the tests make users as they go): a new user needs no
+# reload of the passdb.
 passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {root}/passwd
+  driver = static
+  args = password={password}
 }}
 userdb {{
   driver = static
@@ -168,6 +171,7 @@ class Dovecot:
     pop3: int = 0
     pop3s: int = 0
     users: dict[str, str] = field(default_factory=dict)
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
 
     @property
     def config(self) -> Path:
@@ -178,7 +182,6 @@ class Dovecot:
         os.chmod(self.root, 0o755)
         self.ca, cert, key = make_ca(self.root / "tls")
         self.imap, self.imaps, self.pop3, self.pop3s = free_ports(4)
-        self._write_passwd()
         # The mail belongs to Debian's "mail" user (Dovecot refuses root's).
         for name in ("mail", "home"):
             (self.root / name).mkdir(exist_ok=True)
@@ -186,6 +189,7 @@ class Dovecot:
         self.config.write_text(
             CONFIG.format(
                 root=self.root,
+                password=self.password,
                 cert=cert,
                 key=key,
                 imap=self.imap,
@@ -233,14 +237,10 @@ class Dovecot:
                 time.sleep(0.05)
             os.kill(pid, signal.SIGKILL)
 
-    def add_user(self, name: str, password: str) -> None:
-        self.users[name] = password
-        self._write_passwd()
-
-    def _write_passwd(self) -> None:
-        (self.root / "passwd").write_text(
-            "".join(f"{u}:{{PLAIN}}{p}::::::\n" for u, p in self.users.items())
-        )
+    def add_user(self, name: str) -> str:
+        """A new account (every account has the server's one password)."""
+        self.users[name] = self.password
+        return self.password
 
     def context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca))

@@ -31,6 +31,7 @@ from postern.config import Settings
 from postern.errors import AuthFailed, Conflict, Forbidden, InvalidInput, NotFound
 from postern.events import CredentialsChanged, EventBus, UserDeleted, UserLoggedOut
 from postern.mailstore.folders import default_folder_rows
+from postern.storage.address_claims import AddressClaimed
 from postern.storage import folders as folder_store
 from postern.storage import logins as login_store
 from postern.storage import users as user_store
@@ -207,6 +208,9 @@ class Accounts:
                         {"id": new_id(), "user_id": user_id, "address": address.display, "address_key": address.key, "main": True, "created_ms": created},
                     )
                 await folder_store.insert_folders(conn, default_folder_rows(user_id, values["retention_ms"]))
+        except AddressClaimed:
+            # An alias, a deleted alias or a reverse alias holds it (one namespace).
+            raise Conflict("This address already exists", code="AddressExistsError", field="address") from None
         except IntegrityError:
             # Lost a race with a concurrent request for the same name or address.
             raise Conflict("This username or address already exists", code="UserExistsError", field="username") from None
@@ -426,7 +430,7 @@ class Accounts:
                 # The first address of a user is its main one, whatever was asked.
                 if main or user.address is None:
                     await user_store.set_main_address(conn, user_id, address_id, normalised.display)
-        except IntegrityError:
+        except (IntegrityError, AddressClaimed):
             raise Conflict("This address already exists", code="AddressExistsError", field="address") from None
         return address_id
 

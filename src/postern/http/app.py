@@ -16,6 +16,7 @@ from postern.http.admin import remote_identities
 from postern.http.admin.common import AccessDenied, plain_text_query, require_admin
 from postern.http.api import router as user_api_router
 from postern.http.errors import JSONBody, error_response, install_error_handlers
+from postern.http.identity_service import install as install_identity_service
 from postern.runtime import Runtime
 
 
@@ -68,6 +69,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(admin)
     # The user API (SimpleLogin), under /api: its own key and error shape.
     app.include_router(user_api_router)
+    # The Matrix identity service (email validation), under /_matrix/identity.
+    install_identity_service(app)
     # Outermost last: legacy paths are rewritten before the fast listing looks at them.
     app.add_middleware(messages.FastMessageListing, runtime=runtime)
     app.add_middleware(LegacyUserPaths)

@@ -220,18 +220,12 @@ class FetchItem:
 def fetch_item(response: Response) -> FetchItem | None:
     """A ``* n FETCH (...)`` answer, or None for any other."""
     tokens = response.tokens
-    if (
-        len(tokens) < 3
-        or not isinstance(tokens[1], bytes)
-        or response.word(2) != b"FETCH"
-    ):
+    if response.tag != b"*" or len(tokens) < 2 or response.word(1) != b"FETCH":
         return None
-    if not tokens[1].isdigit() or not isinstance(
-        tokens[3] if len(tokens) > 3 else None, list
-    ):
+    if not isinstance(tokens[0], bytes) or not tokens[0].isdigit() or len(tokens) < 3 or not isinstance(tokens[2], list):
         raise ProtocolError("malformed FETCH answer")
-    item = FetchItem(int(tokens[1]))
-    pairs = tokens[3]
+    item = FetchItem(int(tokens[0]))
+    pairs = tokens[2]
     if len(pairs) % 2:
         raise ProtocolError("malformed FETCH answer")
     for key, value in zip(pairs[0::2], pairs[1::2]):

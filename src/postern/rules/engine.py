@@ -170,7 +170,7 @@ class Message:
     def text(self) -> str:
         """The plain text, lowercased (its whitespace as it is)."""
         if self._text is None:
-            self._text = mime.extract_content(self.data).text.lower()
+            self._text = mime.extract_text(self.data).lower()
         return self._text
 
     def may_contain(self, word: bytes) -> bool:

@@ -258,20 +258,21 @@ async def forget_positions(
     )
 
 
-async def add_counts(
-    conn: AsyncConnection, identity_id: str, fetched: int, history: int
-) -> None:
-    values: dict[str, Any] = {
-        "fetched_count": remote_identities.c.fetched_count + fetched
-    }
-    if history:
-        values["history_fetched"] = remote_identities.c.history_fetched + history
-    await conn.execute(
-        update(remote_identities)
-        .where(remote_identities.c.id == identity_id)
-        .values(**values)
-    )
+async def add_counts(conn: AsyncConnection, identity_id: str, fetched: int) -> None:
+    values = {"fetched_count": remote_identities.c.fetched_count + fetched, "history_fetched": remote_identities.c.history_fetched + fetched}
+    await conn.execute(update(remote_identities).where(remote_identities.c.id == identity_id).values(**values))
+
+
+async def add_history_total(conn: AsyncConnection, identity_id: str, count: int) -> None:
+    stmt = update(remote_identities).where(remote_identities.c.id == identity_id)
+    await conn.execute(stmt.values(history_total=remote_identities.c.history_total + count))
 
 
 async def for_user_admin(conn: AsyncConnection, user_id: str) -> list[Row]:
     return await list_for_user(conn, user_id)
+
+
+async def add_progress(conn: AsyncConnection, identity_id: str, count: int) -> None:
+    """Messages of the current fetch dealt with without being stored."""
+    stmt = update(remote_identities).where(remote_identities.c.id == identity_id)
+    await conn.execute(stmt.values(history_fetched=remote_identities.c.history_fetched + count))

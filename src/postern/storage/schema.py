@@ -676,6 +676,7 @@ validation_sessions = Table(
     Index(None, "address_key", "client_secret", unique=True),
     Index(None, "mtime_ms"),
     Index(None, "user_id"),
+    sqlite_autoincrement=True,  # a sid is never given twice
 )
 
 # Addresses a user proved to be theirs (besides their hosted addresses and aliases).
@@ -729,4 +730,19 @@ imap_subscriptions = Table(
     metadata,
     Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("path", Text, primary_key=True),
+)
+
+# One namespace of addresses (issue 14) ---------------------------------------------------
+# Every address postern hosts or forwards, by its normalised form: a hosted address
+# (address), an alias (alias), the address of a deleted alias (deleted_alias, held for
+# ever) or a contact's reverse alias (reverse_alias). The primary key is the one place
+# that decides who holds an address (storage/address_claims.py).
+address_claims = Table(
+    "address_claims",
+    metadata,
+    Column("address_key", Text, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("user_id", ID),  # no foreign key: a deleted alias stays held after its user goes
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "user_id"),
 )
