@@ -338,6 +338,15 @@ class Dovecot:
         finally:
             client.logout()
 
+    def append_many(self, user: str, messages: list[bytes], folder: str = "INBOX") -> None:
+        client = self.imap_client(user)
+        try:
+            for raw in messages:
+                status, _ = client.append(folder, None, None, raw)
+                assert status == "OK"
+        finally:
+            client.logout()
+
     def doveadm(self, *args: str) -> str:
         result = subprocess.run(
             [DOVEADM, "-c", str(self.config), *args],
