@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import httpx
 from sqlalchemy import func, select
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import outbound
 from tests.helpers import create_user, folder_id, make_message, upload
 from tests.sink import SmtpSink

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.aliases import Person
 from tests.http.identity_service.conftest import mail_number
 from tests.sink import SmtpSink

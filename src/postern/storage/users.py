@@ -114,6 +114,11 @@ async def update_user(conn: AsyncConnection, user_id: str, values: dict[str, Any
         await conn.execute(update(users).where(users.c.id == user_id).values(**values))
 
 
+async def replace_password_hash(conn: AsyncConnection, user_id: str, old_hash: str, new_hash: str) -> None:
+    """Replace the hash only if it is still ``old_hash`` (a password changed meanwhile wins)."""
+    await conn.execute(update(users).where(users.c.id == user_id, users.c.password_hash == old_hash).values(password_hash=new_hash))
+
+
 async def lock_user(conn: AsyncConnection, user_id: str) -> None:
     """Lock the user's row until the transaction ends (a no-op on SQLite, whose writers
     take turns anyway). Mailstore writes take this lock first, as the append path's
@@ -155,7 +160,7 @@ async def add_storage_used_many(conn: AsyncConnection, deltas: dict[str, int]) -
     """``add_storage_used`` for several users in one statement."""
     params = [{"b_id": u, "b_delta": d} for u, d in sorted(deltas.items()) if d]
     if params:
-        delta = bindparam("b_delta")
+        delta: Any = bindparam("b_delta")
         await conn.execute(
             update(users)
             .where(users.c.id == bindparam("b_id"))
