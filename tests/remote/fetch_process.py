@@ -7,7 +7,7 @@ import asyncio
 
 from postern.config import Settings
 from postern.delivery import queue_owner
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 
 
 async def main() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import remote_identities as store
 from tests.aliases import Person
 from tests.remote.dovecot import Dovecot

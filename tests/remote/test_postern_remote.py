@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from postern.config import Settings
-from postern.runtime import Runtime
-from postern.server import bound_port, start_imap_doors, start_pop3_doors
+from postern.serve.runtime import Runtime
+from postern.serve.server import bound_port, start_imap_doors, start_pop3_doors
 from tests.aliases import Person
 from tests.helpers import create_user, folder_id, upload
 from tests.remote.dovecot import Dovecot
