@@ -43,6 +43,8 @@ class Copy:
     request: AppendRequest
     dropped: bool = False
     queued: list[Queued] = field(default_factory=list)
+    # The trace fields a forward copy starts with (this recipient's Received line).
+    trace: bytes = b""
 
 
 class LocalRules:
