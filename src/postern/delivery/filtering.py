@@ -164,7 +164,7 @@ class LocalRules:
             return []
         copy_bytes = (
             header_writing.field(LOOP_FIELD, header_writing.clean_address(copy.address))
-            + trace
+            + (copy.trace or trace)
             + message.data
         )
         key = await self.blobs.put(copy_bytes)
