@@ -126,9 +126,7 @@ class ValidationMailer:
         self.system_mail = system_mail
         self.templates_dir = templates_dir
 
-    async def send(
-        self, *, to: str, values: dict[str, str], user_id: str | None = None
-    ) -> None:
+    async def send(self, *, to: str, values: dict[str, str], user_id: str | None = None) -> None:
         """Deliver to a hosted address, or queue; SendFailed when neither worked."""
         mail = self.system_mail
         templates = Templates.load(self.templates_dir)
