@@ -8,6 +8,7 @@ embedded SQLite database under ``./postern-data``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,18 @@ class Settings(BaseSettings):
     imaps_listen: str | None = None  # IMAP over implicit TLS: 0.0.0.0:993 in production
     # Seconds an IMAP session may stay silent (IDLE included) before it is logged out.
     imap_timeout: float = Field(default=1800.0, gt=0)
+    imap_preauth_timeout: float = Field(default=60.0, gt=0)
+    imap_connections_per_ip: int = Field(default=20, ge=1)
+    # The HTTP door's guards against slow or greedy clients: seconds to send a request's
+    # head (request line and headers), seconds of silence allowed while a body is
+    # being sent, open connections per client address (a trusted proxy's excepted).
+    http_header_timeout: float = Field(default=10.0, gt=0)
+    http_body_timeout: float = Field(default=30.0, gt=0)
+    http_connections_per_ip: int = Field(default=50, ge=1)
+    # Addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed, comma separated; none by default, so the peer's
+    # own address is what rate limits and the authentication log see.
+    trusted_proxies: str = ""
     # Which parts this process runs: any of http, smtp, lmtp, submission, pop3, imap, queue, gc,
     # remote (the remote identity fetch scheduler).
     doors: str = "http,smtp,lmtp,submission,pop3,imap,queue,gc,remote"
@@ -241,6 +254,17 @@ class Settings(BaseSettings):
         items = value.split(",") if isinstance(value, str) else list(value or [])
         return [str(item).strip().lower().rstrip(".") for item in items if str(item).strip()]
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                try:
+                    ipaddress.ip_network(item.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"trusted_proxies: {item.strip()!r} is not an IP address or network") from None
+        return value
+
     @field_validator("pop3s_listen", "imaps_listen")
     @classmethod
     def _check_optional_listen(cls, value: str | None) -> str | None:
@@ -303,6 +327,10 @@ class Settings(BaseSettings):
     @property
     def resolved_system_mail_from(self) -> str:
         return self.system_mail_from or f"postern <no-reply@{self.domain}>"
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [item.strip() for item in self.trusted_proxies.split(",") if item.strip()]
 
     @property
     def enabled_doors(self) -> set[str]:

@@ -166,7 +166,7 @@ class _InlineConnection:
 
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
-        self._conn.isolation_level = value
+        self._conn.isolation_level = value  # type: ignore[assignment]
 
     def cursor(self) -> _InlineCursor:
         return _InlineCursor(self)
@@ -322,6 +322,7 @@ class _WalCheckpointer:
         version: int | None = None
         last_write = time.monotonic()
         truncated = False
+        last_error: str | None = None
         try:
             while not self._stopping.wait(CHECKPOINT_INTERVAL):
                 try:
@@ -336,11 +337,21 @@ class _WalCheckpointer:
                         self.checkpoint(conn, "PASSIVE")
                     elif not truncated and now - last_write >= IDLE_TRUNCATE_AFTER:
                         truncated = self.checkpoint(conn, "TRUNCATE", wait=False)
-                except sqlite3.Error as error:
-                    log.debug("WAL checkpoint of %s failed: %s", self._path, error)
+                except Exception as error:
+                    # Whatever goes wrong (a busy database, no descriptor left when the
+                    # process runs out of them, ...), the thread goes on: it is the only
+                    # one that empties the WAL. Each new kind of failure is logged once.
+                    if isinstance(error, sqlite3.Error):
+                        log.debug("WAL checkpoint of %s failed: %s", self._path, error)
+                    elif repr(error) != last_error:
+                        log.warning("WAL checkpoint of %s failed, retrying: %r", self._path, error)
+                    last_error = repr(error)
                     if conn is not None:
-                        conn.close()
+                        with contextlib.suppress(Exception):
+                            conn.close()
                         conn = None
+                else:
+                    last_error = None
         finally:
             if conn is not None:
                 conn.close()
@@ -493,7 +504,8 @@ class Database:
                 driver = (await conn.get_raw_connection()).driver_connection
             gives_back = self.inline and turn is not None and turn.ends_at_commit and turn.fd is not None
             if gives_back:
-                driver.after_commit = lambda: self._give_back_file_lock(turn)
+                given_back: _Turn = turn  # type: ignore[assignment]  # not None: gives_back says so
+                driver.after_commit = lambda: self._give_back_file_lock(given_back)
             failed = False
             try:
                 async with conn.begin():

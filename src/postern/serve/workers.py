@@ -48,7 +48,7 @@ from typing import Any
 
 from postern.protocols.smtp.session import ConnectionLimiter
 
-log = logging.getLogger("postern.workers")
+log = logging.getLogger("postern.serve.workers")
 
 MAX_MESSAGE = 1 << 16
 # Events per channel message (fewer when they do not fit in MAX_MESSAGE).
@@ -62,6 +62,12 @@ UNAVAILABLE = {
     "smtp": b"421 4.3.2 Service not available, try again later\r\n",
     "lmtp": b"421 4.3.2 Service not available, try again later\r\n",
     "imap": b"* BYE Service not available, try again later\r\n",
+}
+# The doors whose connections a worker serves from end to end (IMAP): one over its
+# per-IP limit is refused here, in a word (none over TLS), not handed over.
+TOO_MANY = {
+    "imap": b"* BYE Too many connections from your address, try again later\r\n",
+    "imaps": b"",
 }
 
 
@@ -151,7 +157,7 @@ class Dispatcher:
     ):
         self.listeners = listeners  # (door, listening socket)
         self.on_events = on_events
-        # Doors without a per-IP limit (IMAP) have no limiter.
+        # Doors without a per-IP limit have no limiter.
         self.limiters = {
             door: ConnectionLimiter(limit) for door, _ in listeners if (limit := connections_per_ip.get(door)) is not None
         }
@@ -205,6 +211,12 @@ class Dispatcher:
         ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         limiter = self.limiters.get(door)
         allowed = limiter.acquire(ip) if limiter is not None else True
+        if not allowed and door in TOO_MANY:
+            with contextlib.suppress(OSError):
+                conn.setblocking(False)
+                conn.send(TOO_MANY[door])
+            conn.close()
+            return
         workers = self._ready_workers()
         if not workers:  # between a worker's death and its replacement
             if allowed and limiter is not None:
@@ -318,7 +330,7 @@ class Dispatcher:
                     self._release(int(data[1:]))
             elif data[:1] == b"E":
                 try:
-                    events = pickle.loads(data[1:])  # from a worker this process started
+                    events = pickle.loads(data[1:])  # noqa: S301 (from a worker this process started)
                     self.on_events(events, link)
                 except Exception:
                     log.exception("publishing the events of mail worker %d failed", link.number)
@@ -446,7 +458,7 @@ class Receiver:
                     self.stopped.set()
                 elif kind == b"B" and self.on_events is not None:
                     try:
-                        self.on_events(pickle.loads(data[1:]))  # from the process that started this one
+                        self.on_events(pickle.loads(data[1:]))  # noqa: S301 (from the process that started this one)
                     except Exception:
                         log.exception("delivering the events of another process failed")
                 elif data == b"G" and self.on_gap is not None:
@@ -500,7 +512,7 @@ class Receiver:
         """Wait (up to ``timeout`` seconds) for the messages being stored to be
         answered, end the IMAP sessions (they say BYE), then close every session."""
         deadline = self._loop.time() + timeout
-        while any(getattr(s, "in_data", False) for s in self.sessions) and self._loop.time() < deadline:
+        while any(getattr(s, "in_data", False) for s in self.sessions) and self._loop.time() < deadline:  # noqa: ASYNC110 (no event to wait on)
             await asyncio.sleep(0.05)
         streams = list(self._streams)
         for task in streams:

@@ -12,11 +12,12 @@ import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from postern import __version__, run_marks
+from postern import __version__
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.config import Settings, parse_listen
@@ -24,15 +25,18 @@ from postern.delivery import queue_owner
 from postern.delivery.outbound import QueueWakeup
 from postern.errors import DomainError, RateLimited
 from postern.http.app import create_app
+from postern.http.serving import raise_file_limit, uvicorn_config
 from postern.mailstore.pop3_view import Pop3View
 from postern.protocols.imap.server import ImapServices
 from postern.protocols.imap.server import start_listener as start_imap_listener
 from postern.protocols.pop3.server import Pop3Server, authenticator
 from postern.protocols.smtp.handlers import InboundHandler, SubmissionHandler
 from postern.protocols.smtp.server import start_listener
-from postern.runtime import Runtime
-from postern.tls import ensure_self_signed, server_context
-from postern.workers import Dispatcher, WorkerLink, channel_pair
+from postern.rules.service import FOLLOWED_EVENTS
+from postern.serve import run_marks
+from postern.serve.runtime import Runtime
+from postern.serve.tls import ensure_self_signed, server_context
+from postern.serve.workers import Dispatcher, WorkerLink, channel_pair
 
 log = logging.getLogger("postern")
 
@@ -70,6 +74,7 @@ async def _collect_garbage(runtime: Runtime, interval: float) -> None:
             # Authentication log entries older than 30 days, ended rate-limit windows.
             await runtime.authlog.expire()
             await runtime.rate_limiter.sweep()
+            await runtime.rules.sweep()  # autoreplies sent longer ago than the interval
             await runtime.registration.expire_codes()  # the user API's mailed codes
             await runtime.validation.expire()  # email validation sessions past their 24 hours
         except Exception:
@@ -91,11 +96,10 @@ def _smtp_authenticator(runtime: Runtime) -> Callable[[str, str, str], Awaitable
     return authenticate
 
 
-async def _tls_files(settings: Settings) -> tuple[os.PathLike[str], os.PathLike[str]]:
-    cert, key = (settings.tls_cert, settings.tls_key)
-    if cert is None or key is None:
-        cert, key = await asyncio.to_thread(ensure_self_signed, settings.data_dir / "tls", settings.hostname)
-    return cert, key
+async def _tls_files(settings: Settings) -> tuple[Path, Path]:
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        return settings.tls_cert, settings.tls_key
+    return await asyncio.to_thread(ensure_self_signed, settings.data_dir / "tls", settings.hostname)
 
 
 async def start_mail_doors(runtime: Runtime, exclude: set[str] | frozenset[str] = frozenset()) -> dict[str, asyncio.Server]:
@@ -246,7 +250,12 @@ class MailWorkers:
         self.publish = _worker_events(runtime, self)
         # Where the workers' events go beyond this process (Redis), besides its bus.
         self.beyond: list[Callable[[list[Any]], None]] = []
-        self.limits: dict[str, int | None] = {"smtp": settings.smtp_connections_per_ip, "lmtp": settings.smtp_connections_per_ip}
+        self.limits: dict[str, int | None] = {
+            "smtp": settings.smtp_connections_per_ip,
+            "lmtp": settings.smtp_connections_per_ip,
+            "imap": settings.imap_connections_per_ip,
+            "imaps": settings.imap_connections_per_ip,
+        }
         self.doors = doors
         self.follow_events = "imap" in doors
         self.count = count
@@ -278,13 +287,18 @@ class MailWorkers:
 
     def broadcast(self, events: list[Any], skip: WorkerLink | None = None) -> None:
         """Events made elsewhere (this process, another worker, another ``serve``) to
-        every worker's sessions. Only IMAP sessions follow events in a worker: without
-        the IMAP door there, nobody would read them."""
-        if self.dispatcher is not None and self.follow_events:
+        every worker's sessions. Only IMAP sessions follow every event in a worker;
+        without the IMAP door there, the workers hear only of changes to the mail
+        rules that their deliveries apply (rules.service.FOLLOWED_EVENTS)."""
+        if self.dispatcher is None:
+            return
+        if not self.follow_events:
+            events = [e for e in events if isinstance(e, FOLLOWED_EVENTS)]
+        if events:
             self.dispatcher.broadcast(events, skip)
 
     def broadcast_gap(self) -> None:
-        if self.dispatcher is not None and self.follow_events:
+        if self.dispatcher is not None:
             self.dispatcher.broadcast_gap()
 
     def _spawn(self, number: int) -> WorkerLink:
@@ -292,7 +306,7 @@ class MailWorkers:
         parent, child = channel_pair()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-c", "from postern.mail_worker import main; main()", str(child.fileno()), str(os.getpid())],
+                [sys.executable, "-c", "from postern.serve.mail_worker import main; main()", str(child.fileno()), str(os.getpid())],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -371,7 +385,7 @@ async def _start_event_relay(runtime: Runtime, workers: MailWorkers | None) -> A
             workers.broadcast_gap()
 
     # Imported here: only a process configured for Redis needs it.
-    from postern.event_relay import RedisEventRelay
+    from postern.serve.event_relay import RedisEventRelay
 
     relay = RedisEventRelay(runtime.settings.redis_url or "", deliver, on_gap, channel=runtime.settings.event_channel)
     await relay.start()
@@ -383,7 +397,7 @@ async def _start_event_relay(runtime: Runtime, workers: MailWorkers | None) -> A
 
 def _worker_doors(settings: Settings) -> list[str]:
     """The doors the mail workers serve: MX, LMTP and IMAP (IMAPS when it listens)."""
-    doors = [d for d in ("smtp", "lmtp", "imap") if d in settings.enabled_doors]
+    doors: list[str] = [d for d in ("smtp", "lmtp", "imap") if d in settings.enabled_doors]
     if "imap" in doors and settings.imaps_listen:
         doors.append("imaps")
     return doors
@@ -394,6 +408,9 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     # its own deprecated attribute on every login.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Before anything opens: a flood of connections meets the doors' limits, not EMFILE
+    # (the mail workers inherit it).
+    raise_file_limit()
     runtime = Runtime.build(settings)
     await runtime.start(create_token=False)
     doors = settings.enabled_doors
@@ -457,17 +474,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
         announce_doors({"imap": "IMAP:          ", "imaps": "IMAP (TLS):    "}, imap_listeners)
         if "http" in doors:
             address = settings.http_address
-            http = _HttpServer(
-                uvicorn.Config(
-                    create_app(runtime),
-                    host=address.host,
-                    port=address.port,
-                    log_level=settings.log_level.lower(),
-                    access_log=False,
-                    lifespan="off",
-                    server_header=False,
-                )
-            )
+            # Guarded against slow and greedy clients; forwarded headers from trusted proxies only.
+            http = _HttpServer(uvicorn_config(create_app(runtime), settings))
             tasks.append(asyncio.create_task(http.run_until_stopped(address), name="http"))
             while not http.started:
                 if tasks[0].done():
