@@ -279,6 +279,8 @@ async def test_forward_targets(
             assert item.mail_from == "alice@example.com"
             assert item.data.endswith(data)
             assert b"X-Postern-Loop: alice@example.com" in item.data
+            added = item.data[: -len(data)]
+            assert b"for <alice@example.com>" in added and b"Return-Path" not in added
         await asyncio.to_thread(_Hook.arrived.wait, 15)
         [(path, headers, body)] = _Hook.received
         assert path == "/incoming?k=1" and body.endswith(data)

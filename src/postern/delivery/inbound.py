@@ -213,11 +213,11 @@ class InboundDelivery:
                 event=event,
                 quota_grace=envelope.source == "MX" and len(envelope.recipients) > 1,
             )
-            copies.append(Copy(recipient.user_id, recipient.address, request))
+            # A forward copy keeps this recipient's Received line (not its Return-Path).
+            copies.append(Copy(recipient.user_id, recipient.address, request, trace=prefix[max(prefix.find(b"Received: "), 0) :]))
         try:
             if self.filtering is not None:
-                trace = self._received(envelope, recipients[0], now) + auth_header
-                await self.filtering.apply(copies, mail_from=envelope.mail_from, data=data, trace=trace)
+                await self.filtering.apply(copies, mail_from=envelope.mail_from, data=data, trace=b"")
             kept = [c for c in copies if not c.dropped]
             results_ = await self.committer.append([c.request for c in kept])
             if self.filtering is not None:

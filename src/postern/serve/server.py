@@ -23,7 +23,6 @@ from postern.accounts.service import ApplicationPasswordRequired
 from postern.config import Settings, parse_listen
 from postern.delivery import queue_owner
 from postern.delivery.outbound import QueueWakeup
-from postern.rules.service import FOLLOWED_EVENTS
 from postern.errors import DomainError, RateLimited
 from postern.http.app import create_app
 from postern.http.serving import raise_file_limit, uvicorn_config
@@ -33,6 +32,7 @@ from postern.protocols.imap.server import start_listener as start_imap_listener
 from postern.protocols.pop3.server import Pop3Server, authenticator
 from postern.protocols.smtp.handlers import InboundHandler, SubmissionHandler
 from postern.protocols.smtp.server import start_listener
+from postern.rules.service import FOLLOWED_EVENTS
 from postern.serve import run_marks
 from postern.serve.runtime import Runtime
 from postern.serve.tls import ensure_self_signed, server_context
