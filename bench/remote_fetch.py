@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.common import COMMON_WORDS, FIRST_NAMES, LAST_NAMES, TOPICS, load_average, paragraphs  # noqa: E402
+
 from postern.config import Settings  # noqa: E402
 from postern.serve.runtime import Runtime  # noqa: E402
 from postern.serve.server import bound_port, start_mail_doors  # noqa: E402
@@ -179,7 +180,7 @@ async def main() -> None:
         assert all(c == args.messages for c in counts.values()), counts
 
         # IDLE latency.
-        identity, _ = await runtime.remote_identities.create(
+        await runtime.remote_identities.create(
             users["idle"],
             {
                 "identity_id": "idle@example.com",
