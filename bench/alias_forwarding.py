@@ -560,7 +560,7 @@ async def _seed_postern(env: dict[str, str], aliases: int, hosted: bool) -> dict
     from postern.accounts.addressing import normalise_address
     from postern.accounts.service import NewUser
     from postern.config import Settings
-    from postern.runtime import Runtime
+    from postern.serve.runtime import Runtime
     from postern.storage import aliases as alias_store
     from postern.storage import mailboxes as mailbox_store
     from postern.storage.ids import now_ms
@@ -877,7 +877,7 @@ def _time_database_writes() -> dict[str, list[float]]:
 # Where a main thread waits: the event loop (uvloop's is C code under asyncio.run, so
 # its samples end in asyncio.run), or a worker's main thread before its loop runs.
 IDLE = ("select (selectors.py", "run_forever (asyncio/base_events.py", "_run_once (asyncio/base_events.py", "run (asyncio/runners.py",
-        "main (postern/mail_worker.py")
+        "main (postern/serve/mail_worker.py")
 
 
 def show_profile(prefix: Path, seconds: float, messages: int, lines: int = 25) -> None:

@@ -49,7 +49,7 @@ async def seed(args: argparse.Namespace, data_dir: Path, schema: str | None) -> 
     """The user, its mailboxes, aliases and contacts; returns the API key."""
     from postern.accounts.service import NewUser
     from postern.config import Settings
-    from postern.runtime import Runtime
+    from postern.serve.runtime import Runtime
     from postern.storage import aliases as alias_store
     from postern.storage import contacts as contact_store
     from postern.storage import mailboxes as mailbox_store
@@ -120,7 +120,7 @@ async def service_costs(args: argparse.Namespace, data_dir: Path, schema: str | 
     """In process, without HTTP: the mean time (ms) of ``Aliases.page`` (its SQL and
     the rows made into views) for page 0 and for the deep page, interleaved."""
     from postern.config import Settings
-    from postern.runtime import Runtime
+    from postern.serve.runtime import Runtime
 
     settings = Settings(data_dir=data_dir, database_url=args.database_url, database_schema=schema, domain="bench.example", gc_interval=3600)
     runtime = Runtime.build(settings)

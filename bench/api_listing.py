@@ -141,7 +141,7 @@ async def seed(args: argparse.Namespace, data_dir: Path, token: str, schema: str
     from postern.config import Settings
     from postern.errors import DomainError
     from postern.mailstore.service import AppendRequest
-    from postern.runtime import Runtime
+    from postern.serve.runtime import Runtime
 
     settings = Settings(
         data_dir=data_dir,
@@ -198,7 +198,7 @@ async def seed(args: argparse.Namespace, data_dir: Path, token: str, schema: str
 async def find_seeded(args: argparse.Namespace, data_dir: Path, token: str) -> Seeded:
     """The user and INBOX of an earlier run's data (--reuse)."""
     from postern.config import Settings
-    from postern.runtime import Runtime
+    from postern.serve.runtime import Runtime
 
     settings = Settings(
         data_dir=data_dir, database_url=args.database_url, database_schema=args.schema, blob_store=None, admin_token=token

@@ -5,15 +5,11 @@ that cannot be reached fails the tests; it never skips them."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import dataclasses
-import gc
 import os
 import secrets
 import shutil
 import threading
-import types
-import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,22 +17,19 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
-from starlette.datastructures import State
-from starlette.middleware import Middleware
 
-import postern.http.app
 from postern.accounts.passwords import Passwords
 from postern.config import Settings
 from postern.delivery.dns import StaticResolver
-from postern.runtime import Runtime
-from postern.server import bound_port, start_mail_doors
+from postern.serve.runtime import Runtime
+from postern.serve.server import bound_port, start_mail_doors
 from postern.storage.database import Database, migrate
 from postern.storage.schema import metadata
+from tests.apps import app_for
 from tests.sink import SmtpSink
 
 ADMIN_TOKEN = "test-admin-token"
@@ -173,77 +166,10 @@ async def runtime(settings: Settings, resolver: StaticResolver) -> AsyncIterator
         await runtime.close()
 
 
-class _RuntimeReadWhileBuilding(Exception):
-    pass
-
-
-class _Placeholder:
-    """Stands in for the runtime while the shared app is built; create_app must not
-    read it then (the app reaches its runtime per request)."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise _RuntimeReadWhileBuilding(name)
-
-
-_build_app = postern.http.app.create_app
-_app_template: list[FastAPI | None] = []
-
-
-def _template_app() -> FastAPI | None:
-    """create_app, run once per process with a placeholder runtime; None if create_app
-    holds its runtime anywhere but ``app.state`` and its middleware's arguments, where
-    ``_app_for`` can swap it."""
-    if not _app_template:
-        placeholder = _Placeholder()
-        try:
-            app: FastAPI | None = _build_app(placeholder)  # type: ignore[arg-type]
-        except _RuntimeReadWhileBuilding:
-            app = None
-        if app is not None:
-            swappable = [id(app.state._state)]
-            for middleware in app.user_middleware:
-                swappable += [id(middleware.args), id(middleware.kwargs)]
-            holders = [r for r in gc.get_referrers(placeholder) if not isinstance(r, types.FrameType)]
-            if any(id(holder) not in swappable for holder in holders):
-                app = None
-        if app is None:
-            warnings.warn("create_app keeps its runtime where tests cannot swap it: every test builds its app again", stacklevel=2)
-        _app_template.append(app)
-    return _app_template[0]
-
-
-def _app_for(runtime: Runtime) -> FastAPI:
-    """What ``create_app(runtime)`` returns, for a fraction of its cost: building the
-    routes (FastAPI and pydantic) takes 0.3 s or more, paid here once per process.
-    A shallow copy of one app built with a placeholder runtime, with its own state,
-    middleware and handlers holding this runtime; the routes, which reach the runtime
-    through the request, are shared."""
-    template = _template_app()
-    if template is None:
-        return _build_app(runtime)
-
-    def swap(value: Any) -> Any:
-        return runtime if isinstance(value, _Placeholder) else value
-
-    app = copy.copy(template)
-    app.state = State({key: swap(value) for key, value in template.state._state.items()})
-    app.user_middleware = [
-        Middleware(m.cls, *map(swap, m.args), **{key: swap(value) for key, value in m.kwargs.items()}) for m in template.user_middleware
-    ]
-    app.middleware_stack = None
-    app.exception_handlers = dict(template.exception_handlers)
-    return app
-
-
-# Every create_app of the tests (fixtures here and in sub-directories, test modules)
-# builds its app this way; ``postern serve`` in its own process is untouched.
-postern.http.app.create_app = _app_for
-
-
 @pytest.fixture
 async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client of the admin API, holding the access token."""
-    transport = httpx.ASGITransport(app=_app_for(runtime))
+    transport = httpx.ASGITransport(app=app_for(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://postern.test", headers={"X-Access-Token": ADMIN_TOKEN}) as client:
         yield client
 
@@ -251,7 +177,7 @@ async def client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def anonymous(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client without the access token."""
-    transport = httpx.ASGITransport(app=_app_for(runtime))
+    transport = httpx.ASGITransport(app=app_for(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://postern.test") as client:
         yield client
 

@@ -21,7 +21,7 @@ import postern.storage
 from postern import __version__
 from postern.cli import app
 from postern.config import load_settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 
 TEST_DATABASE_URL = os.environ.get("POSTERN_TEST_DATABASE_URL")
 HEAD = ScriptDirectory(str(Path(postern.storage.__file__).parent / "migrations")).get_current_head()

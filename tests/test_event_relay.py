@@ -19,8 +19,8 @@ import pytest
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
-from postern import event_relay
-from postern.event_relay import (
+from postern.serve import event_relay
+from postern.serve.event_relay import (
     EVENT_TYPES,
     MAX_BUFFERED,
     MAX_TEXT,

@@ -1,4 +1,4 @@
-"""``postern.run_marks``: a mark per running process, and the marks of runs that ended
+"""``postern.serve.run_marks``: a mark per running process, and the marks of runs that ended
 without removing theirs."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from postern import run_marks
+from postern.serve import run_marks
 
 
 def marks(data_dir: Path) -> list[str]:
@@ -40,7 +40,7 @@ def test_a_live_process_mark_is_left_alone(tmp_path: Path) -> None:
 
 def test_the_mark_of_a_killed_process_is_found_once(tmp_path: Path) -> None:
     child = subprocess.run(
-        [sys.executable, "-c", "import os, sys; from pathlib import Path; from postern import run_marks; run_marks.acquire(Path(sys.argv[1])); os._exit(9)", str(tmp_path)],
+        [sys.executable, "-c", "import os, sys; from pathlib import Path; from postern.serve import run_marks; run_marks.acquire(Path(sys.argv[1])); os._exit(9)", str(tmp_path)],
         check=False,
     )
     assert child.returncode == 9

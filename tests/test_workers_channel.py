@@ -1,4 +1,4 @@
-"""The channel between ``postern serve`` and its mail workers (``postern.workers``):
+"""The channel between ``postern serve`` and its mail workers (``postern.serve.workers``):
 events travel in messages that fit the channel, in order, and a worker too busy to
 read never blocks the serving process; if its backlog overflows, it is told to
 resynchronise instead of being sent an unbounded queue."""
@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from postern.events import EventBus, EventsLost, MessageAdded, MessagesChanged
-from postern.workers import (
+from postern.serve.workers import (
     MAX_MESSAGE,
     Dispatcher,
     WorkerLink,
@@ -88,7 +88,7 @@ async def test_a_busy_worker_gets_its_events_later_in_order_without_blocking() -
 
 
 async def test_an_overflowing_backlog_is_dropped_and_the_worker_told_to_resynchronise(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("postern.workers.MAX_WAITING_MESSAGES", 5)
+    monkeypatch.setattr("postern.serve.workers.MAX_WAITING_MESSAGES", 5)
     dispatcher, link, worker_end = await _dispatcher_with_worker()
     try:
         for uid in range(1, 500):
@@ -128,7 +128,7 @@ def test_publish_forwards_what_deliver_keeps_local() -> None:
 
 
 async def test_a_connection_handed_to_a_busy_worker_waits_for_it_and_is_never_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("postern.workers.MAX_WAITING_MESSAGES", 5)
+    monkeypatch.setattr("postern.serve.workers.MAX_WAITING_MESSAGES", 5)
     dispatcher, link, worker_end = await _dispatcher_with_worker()
     client, accepted = socket.socketpair()
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from pydantic import ValidationError
@@ -22,7 +22,7 @@ console = Console(soft_wrap=True)
 error_console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--config", "-c", help="TOML configuration file (environment variables POSTERN_* take precedence)", envvar="POSTERN_CONFIG"),
 ]
 
@@ -46,7 +46,7 @@ def _uvloop() -> None:
 @app.command()
 def serve(config: ConfigOption = None) -> None:
     """Run postern: the HTTP API (and the mail doors) in one process."""
-    from postern.server import serve as run
+    from postern.serve.server import serve as run
 
     settings = _settings(config)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -81,7 +81,7 @@ def migrate(config: ConfigOption = None) -> None:
 @app.command()
 def token(config: ConfigOption = None) -> None:
     """Make a new admin access token; the old one stops working."""
-    from postern.runtime import Runtime
+    from postern.serve.runtime import Runtime
 
     settings = _settings(config)
     if settings.admin_token:
@@ -103,7 +103,7 @@ def token(config: ConfigOption = None) -> None:
 @app.command()
 def dkim(
     domain: Annotated[str, typer.Argument(help="The sending domain, e.g. example.com")],
-    selector: Annotated[Optional[str], typer.Option(help="DNS selector; default postern + year and month")] = None,
+    selector: Annotated[str | None, typer.Option(help="DNS selector; default postern + year and month")] = None,
     algorithm: Annotated[str, typer.Option(help="rsa-sha256 or ed25519-sha256")] = "rsa-sha256",
     config: ConfigOption = None,
 ) -> None:

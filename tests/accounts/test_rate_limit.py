@@ -16,7 +16,7 @@ import pytest
 
 from postern.accounts.rate_limit import DatabaseCounters, Policy, RateLimiter, RedisCounters, account_key
 from postern.errors import RateLimited
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 
 REDIS_URL = os.environ.get("POSTERN_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POLICIES = {

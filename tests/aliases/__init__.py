@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import update
 
 from postern.accounts.addressing import normalise_address
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import aliases as alias_store
 from postern.storage import mailboxes as mailbox_store
 from postern.storage.ids import now_ms

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 
 from postern.accounts.addressing import normalise_address, normalise_domain
 from postern.accounts.service import NewUser
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import aliases as alias_store
 from postern.storage import mailboxes as mailbox_store
 from postern.storage.ids import now_ms

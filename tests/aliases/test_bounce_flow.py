@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from postern.aliases.bounces import parse_verp, verp_address
 from postern.config import Settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import outbound
 from tests.aliases.helpers import activities, alias_row, converse, make_alias, make_user, send, until
 from tests.conftest import MailDoors

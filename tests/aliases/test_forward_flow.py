@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 
 from postern.config import Settings
 from postern.delivery.dns import StaticResolver
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import aliases, contacts, outbound
 from tests.aliases.helpers import (
     activities,
@@ -430,7 +430,7 @@ async def test_forward_is_dkim_signed_with_the_reverse_alias_domain_key(
 async def test_mail_worker_wakes_the_queue(runtime: Runtime) -> None:
     """A forward queued in a mail worker process wakes the serving process's queue."""
     from postern.delivery.outbound import QueueWakeup
-    from postern.server import MailWorkers
+    from postern.serve.server import MailWorkers
 
     runtime.outbound._wakeup.clear()
     workers = MailWorkers(runtime, ["smtp"], 2)  # not started: only what it does with a worker's message

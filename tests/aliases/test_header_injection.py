@@ -15,7 +15,7 @@ from sqlalchemy import update
 
 from postern.config import Settings
 from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import aliases
 from tests.aliases.helpers import make_alias
 from tests.aliases.test_send_as_alias import contact_of, hosted_user, submit

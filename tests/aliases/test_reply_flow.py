@@ -23,7 +23,7 @@ from postern.delivery.authentication import AuthenticationResults, DkimSignature
 from postern.delivery.dkim_signing import dns_record_name, dns_record_value, generate_key, sign
 from postern.delivery.dns import StaticResolver
 from postern.delivery.router import ReverseAliasRecipient
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import aliases, contacts, mailboxes, outbound
 from tests.aliases.helpers import AliasUser, activities, alias_row, contacts_of, converse, make_alias, make_user, send, until
 from tests.conftest import MailDoors

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from postern.aliases.contacts import find_or_create
 from postern.config import Settings
 from postern.delivery import dkim_keys
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import aliases, outbound
 from tests.aliases.helpers import AliasUser, activities, alias_row, make_alias, make_user
 from tests.conftest import MailDoors

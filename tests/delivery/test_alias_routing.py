@@ -14,7 +14,7 @@ from postern.aliases.bounces import verp_address
 from postern.aliases.contacts import find_or_create
 from postern.config import Settings
 from postern.delivery.router import AliasRecipient, BounceRecipient, LocalRecipient, RecipientRefused, ReverseAliasRecipient
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import alias_activities
 from postern.storage.schema import users
 from tests.aliases.helpers import activities, alias_row, delete_address_forever, make_alias, make_custom_domain, make_user, send

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import blobs, outbound
 from tests.helpers import create_user, folder_id, make_message
 from tests.sink import SmtpSink

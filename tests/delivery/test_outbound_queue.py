@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select, update
 
 from postern.delivery.dns import DnsError, StaticResolver
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import outbound as queue_store
 from postern.storage.ids import now_ms
 from postern.storage.schema import blobs, message_events, outbound

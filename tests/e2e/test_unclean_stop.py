@@ -2,7 +2,7 @@
 
 ``postern serve`` killed with SIGKILL, then started again: on SQLite, whose mail
 workers show a commit to other processes a moment before its WAL is synced
-(``postern.run_marks``), every folder's next UID and MODSEQ move on; after a clean
+(``postern.serve.run_marks``), every folder's next UID and MODSEQ move on; after a clean
 stop they do not. PostgreSQL shows a commit only once it is on disk: nothing moves.
 """
 

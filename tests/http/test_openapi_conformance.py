@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from postern.config import Settings
 from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.conftest import ADMIN_TOKEN, FAST_PASSWORDS, TEST_DATABASE_URL
 from tests.helpers import create_user, folder_id, make_message, upload
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select
 
 from postern.mailstore.service import AppendRequest, AppendResult, MailStore
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.append_batch import (
     AsyncpgRows,
     SqlAlchemyRows,

@@ -12,7 +12,7 @@ from postern.accounts.service import NewUser
 from postern.errors import NotFound
 from postern.events import MessagesChanged
 from postern.mailstore.imap_view import ImapView
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.helpers import make_message
 
 

@@ -10,7 +10,7 @@ from postern.accounts.service import NewUser
 from postern.errors import OverQuota
 from postern.events import MessageAdded, MessagesChanged, MessagesExpunged
 from postern.mailstore.imap_view import ImapView
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import messages as message_store
 from tests.helpers import make_message
 

@@ -9,7 +9,7 @@ import pytest
 from postern.accounts.service import NewUser
 from postern.errors import NotFound
 from postern.mailstore.imap_view import ImapView
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.helpers import make_message
 
 

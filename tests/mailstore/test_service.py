@@ -24,7 +24,7 @@ from postern.events import (
     MessagesExpunged,
 )
 from postern.mailstore.service import AppendRequest, AppendResult, MailStore
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import messages as message_store
 from postern.storage.folders import UNCLEAN_STOP_MARGIN
 from postern.storage.ids import now_ms

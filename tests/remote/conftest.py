@@ -14,7 +14,7 @@ import pytest
 
 from postern.config import Settings
 from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.aliases import Person, person
 from tests.http.api.conftest import outbox  # noqa: F401 (a fixture)
 from tests.http.api.helpers import Outbox

@@ -5,8 +5,10 @@ free loopback ports, TLS from a test CA made here with ``cryptography``."""
 from __future__ import annotations
 
 import datetime
+import http.server
 import imaplib
 import ipaddress
+import json
 import os
 import secrets
 import shutil
@@ -14,7 +16,9 @@ import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,7 +121,7 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 ssl_min_protocol = TLSv1.2
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login xoauth2 oauthbearer
 first_valid_uid = 1
 mail_uid = mail
 mail_gid = mail
@@ -129,7 +133,14 @@ default_internal_user = dovecot
 # reload of the passdb.
 passdb {{
   driver = static
+  mechanisms = plain login
   args = password={password}
+}}
+# OAuth2 (XOAUTH2, OAUTHBEARER): tokens checked at the test's introspection endpoint.
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {root}/oauth2.conf.ext
 }}
 userdb {{
   driver = static
@@ -162,6 +173,63 @@ service stats {{
 """
 
 
+class OAuthServer:
+    """An OAuth2 provider on loopback: a token endpoint (refresh_token grant) and the
+    introspection endpoint Dovecot asks about access tokens."""
+
+    def __init__(self) -> None:
+        self.refresh_tokens: dict[str, str] = {}  # refresh token -> user
+        self.access_tokens: dict[str, str] = {}  # live access token -> user
+        self.issued = 0
+        self.client_id, self.client_secret = "postern-test", secrets.token_urlsafe(8)
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in urllib.parse.parse_qs(self.rfile.read(length).decode()).items()}
+                status, answer = owner.answer(self.path, form)
+                body = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def answer(self, path: str, form: dict[str, str]) -> tuple[int, dict[str, object]]:
+        if path == "/token":
+            if form.get("client_id") != self.client_id or form.get("client_secret") != self.client_secret:
+                return 401, {"error": "invalid_client"}
+            user = self.refresh_tokens.get(form.get("refresh_token", ""))
+            if form.get("grant_type") != "refresh_token" or user is None:
+                return 400, {"error": "invalid_grant"}
+            self.issued += 1
+            token = secrets.token_urlsafe(16)
+            self.access_tokens[token] = user
+            return 200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600}
+        if path == "/introspect":
+            user = self.access_tokens.get(form.get("token", ""))
+            return 200, {"active": user is not None, "username": user} if user else {"active": False}
+        return 404, {"error": "not found"}
+
+    def provider(self, mechanism: str = "XOAUTH2") -> dict[str, str]:
+        return {"client_id": self.client_id, "client_secret": self.client_secret, "token_url": self.url + "/token", "mechanism": mechanism}
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 @dataclass
 class Dovecot:
     root: Path
@@ -186,6 +254,12 @@ class Dovecot:
         for name in ("mail", "home"):
             (self.root / name).mkdir(exist_ok=True)
             shutil.chown(self.root / name, "mail", "mail")
+        self.oauth = OAuthServer()
+        self.oauth.start()
+        (self.root / "oauth2.conf.ext").write_text(
+            f"introspection_mode = post\nintrospection_url = {self.oauth.url}/introspect\n"
+            "username_attribute = username\nactive_attribute = active\nactive_value = true\nforce_introspection = yes\n"
+        )
         self.config.write_text(
             CONFIG.format(
                 root=self.root,
@@ -221,6 +295,8 @@ class Dovecot:
         return path.read_text(errors="replace")[-4000:] if path.exists() else ""
 
     def stop(self) -> None:
+        if getattr(self, "oauth", None) is not None:
+            self.oauth.stop()
         pid_file = self.root / "run" / "master.pid"
         if pid_file.exists():
             pid = int(pid_file.read_text().strip())
@@ -259,6 +335,15 @@ class Dovecot:
                 client.create(folder)
             status, _ = client.append(folder, flags or None, None, message)
             assert status == "OK"
+        finally:
+            client.logout()
+
+    def append_many(self, user: str, messages: list[bytes], folder: str = "INBOX") -> None:
+        client = self.imap_client(user)
+        try:
+            for raw in messages:
+                status, _ = client.append(folder, None, None, raw)
+                assert status == "OK"
         finally:
             client.logout()
 

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 from sqlalchemy import update
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import remote_identities
 from tests.aliases import Person
 from tests.remote.dovecot import Dovecot

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import remote_identities as store
 from tests.aliases import Person
 from tests.remote.dovecot import Dovecot

@@ -9,7 +9,7 @@ import re
 
 import httpx
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.ids import now_ms
 from tests.aliases import Person
 from tests.remote.dovecot import Dovecot

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from postern.config import Settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.aliases import Person
 from tests.remote.fake_servers import (
     MESSAGE,

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from postern.remote.scheduler import RemoteScheduler
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import remote_identities as store
 from postern.storage.ids import now_ms
 from tests.aliases import Person

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 
 from postern.config import Settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import outbound
 from tests.aliases.helpers import make_alias, make_user, send
 from tests.helpers import make_message

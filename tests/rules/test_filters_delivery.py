@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import httpx
 from sqlalchemy import func, select
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import outbound
 from tests.helpers import create_user, folder_id, make_message, upload
 from tests.sink import SmtpSink
@@ -279,6 +279,8 @@ async def test_forward_targets(
             assert item.mail_from == "alice@example.com"
             assert item.data.endswith(data)
             assert b"X-Postern-Loop: alice@example.com" in item.data
+            added = item.data[: -len(data)]
+            assert b"for <alice@example.com>" in added and b"Return-Path" not in added
         await asyncio.to_thread(_Hook.arrived.wait, 15)
         [(path, headers, body)] = _Hook.received
         assert path == "/incoming?k=1" and body.endswith(data)

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import server_state
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.aliases import Person
 from tests.http.identity_service.conftest import mail_number
 from tests.sink import SmtpSink
@@ -20,18 +20,11 @@ async def test_prove_an_external_address(
 ) -> None:
     response = await api.get("/api/v1/identities", headers=ann.headers)
     assert response.status_code == 200, response.text
-    assert [(i["email"], i["method"]) for i in response.json()["identities"]] == [
-        ("ann@example.org", "mailbox")
-    ]
+    assert [(i["email"], i["method"]) for i in response.json()["identities"]] == [("ann@example.org", "mailbox")]
 
-    response = await api.post(
-        "/api/v1/identities", headers=ann.headers, json={"email": "Ann@Example.NET"}
-    )
+    response = await api.post("/api/v1/identities", headers=ann.headers, json={"email": "Ann@Example.NET"})
     assert response.status_code == 202, response.text
-    assert (
-        response.json()["email"] == "ann@example.net"
-        and response.json()["pending"] is True
-    )
+    assert response.json()["email"] == "ann@example.net" and response.json()["pending"] is True
     sid = response.json()["sid"]
     mail = await mail_number(internet, 1)
     assert not await runtime.ownership.address_is_proven(ann.user_id, "ann@example.net")
@@ -45,16 +38,12 @@ async def test_prove_an_external_address(
     ]
 
     # Asking again mails the same link again (one pending proof per address).
-    again = await api.post(
-        "/api/v1/identities", headers=ann.headers, json={"email": "ann@example.net"}
-    )
+    again = await api.post("/api/v1/identities", headers=ann.headers, json={"email": "ann@example.net"})
     assert again.status_code == 202 and again.json()["sid"] == sid
     assert (await mail_number(internet, 2)).token == mail.token
 
     # The link proves it.
-    page = await identity.get(
-        mail.link.split("://", 1)[1].split("/", 1)[1].join(["/", ""])
-    )
+    page = await identity.get(mail.link.split("://", 1)[1].split("/", 1)[1].join(["/", ""]))
     assert page.status_code == 200 and "verified" in page.text
     assert await runtime.ownership.address_is_proven(ann.user_id, "ANN@example.net")
     listing = (await api.get("/api/v1/identities", headers=ann.headers)).json()
@@ -64,39 +53,37 @@ async def test_prove_an_external_address(
     proven = next(i for i in listing["identities"] if i["email"] == "ann@example.net")
     assert proven["proven_timestamp"] > 0 and proven["proven_at"] and proven["how"]
 
-    response = await api.post(
-        "/api/v1/identities", headers=ann.headers, json={"email": "ann@example.net"}
-    )
+    response = await api.post("/api/v1/identities", headers=ann.headers, json={"email": "ann@example.net"})
     assert response.status_code == 409
 
     # Dropping the proof; a mailbox is removed where it is managed.
-    response = await api.delete(
-        "/api/v1/identities", headers=ann.headers, params={"email": "ann@example.org"}
-    )
+    response = await api.delete("/api/v1/identities", headers=ann.headers, params={"email": "ann@example.org"})
     assert response.status_code == 403
-    response = await api.delete(
-        "/api/v1/identities", headers=ann.headers, params={"email": "ann@example.net"}
-    )
+    response = await api.delete("/api/v1/identities", headers=ann.headers, params={"email": "ann@example.net"})
     assert response.status_code == 200 and response.json() == {"deleted": True}
     assert not await runtime.ownership.address_is_proven(ann.user_id, "ann@example.net")
-    response = await api.delete(
-        "/api/v1/identities", headers=ann.headers, params={"email": "ann@example.net"}
-    )
+    response = await api.delete("/api/v1/identities", headers=ann.headers, params={"email": "ann@example.net"})
     assert response.status_code == 404
 
 
-async def test_identities_need_a_key_and_an_address(
-    api: httpx.AsyncClient, ann: Person
-) -> None:
+async def test_identities_need_a_key_and_an_address(api: httpx.AsyncClient, ann: Person) -> None:
     assert (await api.get("/api/v1/identities")).status_code == 401
-    assert (
-        await api.post("/api/v1/identities", json={"email": "x@example.net"})
-    ).status_code == 401
-    response = await api.post(
-        "/api/v1/identities", headers=ann.headers, json={"email": "not an address"}
-    )
+    assert (await api.post("/api/v1/identities", json={"email": "x@example.net"})).status_code == 401
+    response = await api.post("/api/v1/identities", headers=ann.headers, json={"email": "not an address"})
     assert response.status_code == 400 and "error" in response.json()
-    response = await api.delete(
-        "/api/v1/identities", headers=ann.headers, params={"email": "nope"}
-    )
+    response = await api.delete("/api/v1/identities", headers=ann.headers, params={"email": "nope"})
     assert response.status_code == 400
+
+
+async def test_two_submits_at_once(
+    api: httpx.AsyncClient, identity: httpx.AsyncClient, runtime: Runtime, ann: Person, internet: SmtpSink
+) -> None:
+    import asyncio
+
+    response = await api.post("/api/v1/identities", headers=ann.headers, json={"email": "twice@example.net"})
+    sid = response.json()["sid"]
+    mail = await mail_number(internet, 1)
+    body = {"sid": str(sid), "client_secret": mail.link_params["client_secret"], "token": mail.token}
+    answers = await asyncio.gather(*(identity.post("/_matrix/identity/api/v1/validate/email/submitToken", json=body) for _ in range(4)))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert await runtime.ownership.address_is_proven(ann.user_id, "twice@example.net")

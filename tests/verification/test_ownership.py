@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import validation_sessions as store
 from postern.verification.ownership import (
     ALIAS,

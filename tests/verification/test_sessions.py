@@ -10,7 +10,7 @@ import email.policy
 import httpx
 
 from postern.accounts.rate_limit import Policy
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.verification.sessions import MAIL_ACTION, REQUEST_ACTION
 from tests.helpers import create_user, folder_id
 from tests.http.identity_service.conftest import V1, mail_number, read_mail

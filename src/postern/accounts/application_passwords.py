@@ -70,7 +70,7 @@ def candidate(password: str) -> str | None:
     return None
 
 
-def scopes_of(row: Row) -> list[str]:
+def scopes_of(row: Any) -> list[str]:
     return list(orjson.loads(row.scopes))
 
 

@@ -3,6 +3,7 @@ days (``GET /users/{user}/authlog``). Nothing secret is ever written to it."""
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,12 +69,12 @@ class AuthLog:
 
     async def list(
         self, conn: Any, user_id: str, *, action: str | None, sess: str | None, ip: str | None, limit: int, cursor: Cursor | None
-    ) -> tuple[list[Row], int]:
+    ) -> tuple[builtins.list[Row], int]:
         return await store.list_entries(conn, user_id, action=action, sess=sess, ip=ip, now_ms=now_ms(), limit=limit, cursor=cursor)
 
     async def list_for_user(
         self, user_id: str, *, action: str | None, sess: str | None, ip: str | None, limit: int, cursor: Cursor | None
-    ) -> tuple[list[Row], int]:
+    ) -> tuple[builtins.list[Row], int]:
         """A page of the user's live entries, newest first (NotFound for no such user)."""
         from postern.accounts.service import require_user
 

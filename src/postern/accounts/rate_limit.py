@@ -138,7 +138,8 @@ class RedisCounters:
     async def current_many(self, keys: list[str]) -> list[tuple[int, float]]:
         async with self.client.pipeline(transaction=False) as pipe:
             for key in keys:
-                pipe.get(self.prefix + key).pttl(self.prefix + key)
+                pipe.get(self.prefix + key)
+                pipe.pttl(self.prefix + key)
             answers = await pipe.execute()
         return [(int(answers[i] or 0), max(int(answers[i + 1] or 0), 0) / 1000) for i in range(0, len(answers), 2)]
 

@@ -31,10 +31,10 @@ from postern.config import Settings
 from postern.errors import AuthFailed, Conflict, Forbidden, InvalidInput, NotFound
 from postern.events import CredentialsChanged, EventBus, UserDeleted, UserLoggedOut
 from postern.mailstore.folders import default_folder_rows
-from postern.storage.address_claims import AddressClaimed
 from postern.storage import folders as folder_store
 from postern.storage import logins as login_store
 from postern.storage import users as user_store
+from postern.storage.address_claims import AddressClaimed
 from postern.storage.database import Database
 from postern.storage.ids import is_id, new_id, now_ms
 from postern.storage.logins import AspMatch, UserRow
@@ -175,7 +175,7 @@ class Accounts:
         password_hash = await self._password_hash(new.password, new.password_hashed)
         user_id = new_id()
         created = now_ms()
-        values = {
+        values: dict[str, Any] = {
             "id": user_id,
             "username": username,
             "name": new.name,

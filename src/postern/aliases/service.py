@@ -20,8 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from postern.accounts.addressing import NormalisedAddress, normalise_address, normalise_domain
 from postern.accounts.server_key import ServerKey
 from postern.aliases import contacts as contact_rules
-from postern.aliases.address_rules import check_alias_address, is_reserved
 from postern.aliases import words
+from postern.aliases.address_rules import check_alias_address, is_reserved
 from postern.aliases.availability import address_taken
 from postern.aliases.suffixes import SuffixSigner
 from postern.aliases.usable_domains import UsableDomain, usable_domains
@@ -29,8 +29,8 @@ from postern.config import Settings
 from postern.errors import Conflict, Forbidden, InvalidInput, NotFound
 from postern.mime import header_writing
 from postern.storage import aliases as store
-from postern.storage.address_claims import AddressClaimed
 from postern.storage import contacts as contact_store
+from postern.storage.address_claims import AddressClaimed
 from postern.storage.database import Database
 from postern.storage.ids import now_ms
 

@@ -299,7 +299,7 @@ PUBLIC_SUFFIXES: frozenset[str] = frozenset(
     github.io gitlab.io herokuapp.com blogspot.com appspot.com netlify.app
     vercel.app pages.dev workers.dev web.app firebaseapp.com azurewebsites.net
     cloudfront.net
-    """.split()  # noqa: SIM905
+    """.split()
 )
 
 

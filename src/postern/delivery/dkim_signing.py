@@ -296,6 +296,8 @@ def _load_private_key(key: DkimKey) -> rsa.RSAPrivateKey | ed25519.Ed25519Privat
         raise DkimSigningError(f"unsupported DKIM algorithm {key.algorithm!r}")
     if isinstance(private, rsa.RSAPrivateKey) and private.key_size < MIN_RSA_KEY_BITS:
         raise DkimSigningError(f"the RSA key has {private.key_size} bits; at least {MIN_RSA_KEY_BITS} are needed")
+    if not isinstance(private, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey):
+        raise DkimSigningError("unusable DKIM private key: unsupported key type")
     return private
 
 

@@ -43,6 +43,8 @@ class Copy:
     request: AppendRequest
     dropped: bool = False
     queued: list[Queued] = field(default_factory=list)
+    # The trace fields a forward copy starts with (this recipient's Received line).
+    trace: bytes = b""
 
 
 class LocalRules:
@@ -162,7 +164,7 @@ class LocalRules:
             return []
         copy_bytes = (
             header_writing.field(LOOP_FIELD, header_writing.clean_address(copy.address))
-            + trace
+            + (copy.trace or trace)
             + message.data
         )
         key = await self.blobs.put(copy_bytes)

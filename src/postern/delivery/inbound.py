@@ -142,8 +142,8 @@ class InboundDelivery:
         local = [r for r in envelope.recipients if isinstance(r, LocalRecipient)]
         replies: dict[int, str] = {}
         if local:
-            for recipient, reply in zip(local, await self._store_local(envelope, local, data, auth_header, auth_json, now)):
-                replies[id(recipient)] = reply
+            for stored, reply in zip(local, await self._store_local(envelope, local, data, auth_header, auth_json, now)):
+                replies[id(stored)] = reply
         for recipient in envelope.recipients:
             if not isinstance(recipient, LocalRecipient):
                 replies[id(recipient)] = await self._deliver_other(envelope, recipient, data, auth_header, results, now)
@@ -213,11 +213,11 @@ class InboundDelivery:
                 event=event,
                 quota_grace=envelope.source == "MX" and len(envelope.recipients) > 1,
             )
-            copies.append(Copy(recipient.user_id, recipient.address, request))
+            # A forward copy keeps this recipient's Received line (not its Return-Path).
+            copies.append(Copy(recipient.user_id, recipient.address, request, trace=prefix[max(prefix.find(b"Received: "), 0) :]))
         try:
             if self.filtering is not None:
-                trace = self._received(envelope, recipients[0], now) + auth_header
-                await self.filtering.apply(copies, mail_from=envelope.mail_from, data=data, trace=trace)
+                await self.filtering.apply(copies, mail_from=envelope.mail_from, data=data, trace=b"")
             kept = [c for c in copies if not c.dropped]
             results_ = await self.committer.append([c.request for c in kept])
             if self.filtering is not None:
@@ -255,7 +255,7 @@ class InboundDelivery:
         return (
             f"Received: from {helo} ([{envelope.client_ip}])\r\n\tby {self.hostname} (postern) with {envelope.transtype}"
             f" id {envelope.queue_id}\r\n\tfor <{recipient.address}>; {_received_date(now)}\r\n"
-        ).encode("utf-8")
+        ).encode()
 
 
 @functools.lru_cache(maxsize=4)

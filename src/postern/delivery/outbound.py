@@ -171,7 +171,7 @@ class OutboundQueue:
     ) -> str:
         async with self.db.write() as conn:
             queue_id = await self.enqueue_in(conn, user_id=user_id, mail_from=mail_from, recipients=recipients, blob_key=blob_key, size=size, message_mid=message_mid)
-            if message_mid:
+            if message_mid and user_id is not None:  # a message of a user's (system mail has none)
                 event = {"queueId": queue_id, "from": mail_from, "to": list(dict.fromkeys(recipients))}
                 await add_events(conn, [(user_id, message_mid, "QUEUED", event, now_ms())])
         self._wakeup.set()
@@ -188,7 +188,9 @@ class OutboundQueue:
     async def enqueue_many_in(self, conn: AsyncConnection, messages: Sequence[Queued]) -> list[str]:
         """``enqueue_in`` for many messages, in bulk statements; their queue ids."""
         created = now_ms()
-        queue_ids, rows, refs = [], [], {}
+        queue_ids: list[str] = []
+        rows: list[dict[str, Any]] = []
+        refs: dict[str, tuple[int, int]] = {}
         for message in messages:
             queue_id = new_id()
             queue_ids.append(queue_id)
@@ -299,7 +301,8 @@ class OutboundQueue:
                 await parallel.acquire()
                 task = asyncio.create_task(self._deliver_group(group))
                 running.add(task)
-                task.add_done_callback(lambda t: (running.discard(t), parallel.release()))
+                task.add_done_callback(running.discard)
+                task.add_done_callback(lambda _t: parallel.release())
             if len(rows) == CLAIM_BATCH:
                 continue
             await self._sleep_until_due()
@@ -569,7 +572,7 @@ class OutboundQueue:
 
     async def _record(self, rows: list, attempts: dict[str, Attempt]) -> None:
         now = now_ms()
-        outcomes: list[tuple[object, Attempt, str]] = []
+        outcomes: list[tuple[Any, Attempt, str]] = []
         for row in rows:
             attempt = attempts[row.rcpt]
             kind = attempt.kind if attempt.code else "temporary"
@@ -615,7 +618,7 @@ class OutboundQueue:
                 events.append((row.user_id, row.message_mid, action, event, now))
         await self._outcome_writer.submit(_Outcomes(updates, events, finished_blobs))
 
-    async def _bounce(self, first, failed: list[tuple[object, Attempt]]) -> None:
+    async def _bounce(self, first: Any, failed: list[tuple[Any, Attempt]]) -> None:
         """A delivery status notification into the sender's INBOX."""
         if first.user_id is None:  # mail of no user (validation mail): nobody to tell
             return
@@ -653,7 +656,7 @@ class OutboundQueue:
 
 def _post_message(url: str, message: bytes, mail_from: str, recipients: list[str], timeout: float) -> int:
     """POST the message to a web hook; its HTTP status (blocking: run in a thread)."""
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 (http(s) only: _to_target checks the scheme)
         url,
         data=message,
         method="POST",
@@ -664,7 +667,7 @@ def _post_message(url: str, message: bytes, mail_from: str, recipients: list[str
         },
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (http(s) only: _to_target checks the scheme)
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)

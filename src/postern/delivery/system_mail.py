@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import secrets
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
-from datetime import UTC, datetime
 
 from postern.delivery.inbound import Envelope, InboundDelivery
 from postern.delivery.outbound import OutboundQueue

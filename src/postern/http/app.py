@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel
+from starlette.datastructures import State
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
@@ -18,7 +21,7 @@ from postern.http.api import router as user_api_router
 from postern.http.content_safety import ContentSafety
 from postern.http.errors import JSONBody, error_response, install_error_handlers
 from postern.http.identity_service import install as install_identity_service
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 
 
 class Health(BaseModel):
@@ -80,6 +83,47 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(ContentSafety)
     app.openapi = _without_422(app)  # type: ignore[method-assign]
     return app
+
+
+class _NoRuntime:
+    """Where the runtime goes while ``AppFactory`` builds its one app: create_app may
+    keep it, never read it (the routes reach theirs per request)."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"create_app read runtime.{name} while building: the routes must reach it per request")
+
+
+class AppFactory:
+    """Apps for many runtimes at the cost of one: ``create_app`` runs once (its
+    routes take FastAPI and pydantic 0.3 s or more to build), and each app after is a
+    shallow copy that shares those routes, with its own state, middleware and
+    exception handlers, holding its own runtime. This works because create_app keeps
+    its runtime only in ``app.state`` and in its middleware's arguments, and the
+    routes reach it through the request (``request.app.state.runtime``).
+
+    ``postern serve`` builds one app and calls create_app; the tests, which build an
+    app per runtime, share one factory."""
+
+    def __init__(self) -> None:
+        self._template: FastAPI | None = None
+        self._placeholder = _NoRuntime()
+
+    def __call__(self, runtime: Runtime) -> FastAPI:
+        if self._template is None:
+            self._template = create_app(self._placeholder)  # type: ignore[arg-type]
+        template = self._template
+
+        def bind(value: Any) -> Any:
+            return runtime if value is self._placeholder else value
+
+        app = copy.copy(template)
+        app.state = State({key: bind(value) for key, value in template.state._state.items()})
+        app.user_middleware = [
+            Middleware(m.cls, *map(bind, m.args), **{key: bind(value) for key, value in m.kwargs.items()}) for m in template.user_middleware
+        ]
+        app.middleware_stack = None
+        app.exception_handlers = dict(template.exception_handlers)
+        return app
 
 
 def _without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:

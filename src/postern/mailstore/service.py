@@ -207,7 +207,7 @@ class MailStore:
     async def advance_counters_after_unclean_stop(self) -> int:
         """Move every folder's next UID and MODSEQ on, past any that a transaction
         lost in a crash can have shown to a client; return by how much. For the start
-        after an unclean stop, before any door is open (``postern.run_marks``)."""
+        after an unclean stop, before any door is open (``postern.serve.run_marks``)."""
         async with self.db.write() as conn:
             return await folder_store.advance_counters(conn)
 
@@ -349,7 +349,7 @@ class MailStore:
             return StagedAppends(results, [])
         # The blobs are written and synced in a thread while this one parses them:
         # the disk's wait and the parse overlap.
-        writing = asyncio.ensure_future(self.blobs.put_many([request.raw for _, request in fitting]))
+        writing = asyncio.ensure_future(self.blobs.put_many([request.raw for _, request in fitting]))  # noqa: RUF006 (awaited below)
         prepared: list[tuple[int, _Prepared]] = []
         try:
             for index, request in fitting:

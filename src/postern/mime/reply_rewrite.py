@@ -141,7 +141,7 @@ def _literal(data: bytes, replacements: list[tuple[bytes, bytes]]) -> bytes:
     lowered = data.lower()
     for old, new in replacements:
         if old in lowered:
-            data = re.sub(re.escape(old), lambda _m, new=new: new, data, flags=re.IGNORECASE)
+            data = re.sub(re.escape(old), lambda _m, new=new: new, data, flags=re.IGNORECASE)  # type: ignore[misc]
             lowered = data.lower()
     return data
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
 from . import header_writing
 from .summary import _parse_addresses, decode_words
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Any
 
 import nh3
 
@@ -307,7 +308,7 @@ def _attribute_filter(element: str, attribute: str, value: str) -> str | None:
 
 
 def _make_cleaner() -> Callable[[str], str]:
-    base: dict[str, object] = {
+    base: dict[str, Any] = {
         "tags": set(_TAGS),
         "clean_content_tags": set(_CLEAN_CONTENT_TAGS),
         "attributes": {k: set(v) for k, v in _ATTRIBUTES.items()},
@@ -339,7 +340,7 @@ def _make_cleaner() -> Callable[[str], str]:
         except TypeError:
             continue
 
-        def clean(html: str, _kwargs: dict[str, object] = kwargs) -> str:
+        def clean(html: str, _kwargs: dict[str, Any] = kwargs) -> str:
             return nh3.clean(html, **_kwargs)
 
         return clean

@@ -24,12 +24,12 @@ import pkgutil
 import re
 import unicodedata
 from dataclasses import dataclass
-
-from .header_fields import FIELD_NAME
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_tz
 from functools import lru_cache
 from urllib.parse import unquote_to_bytes
+
+from .header_fields import FIELD_NAME
 
 __all__ = [
     "AddressInfo",
@@ -404,7 +404,7 @@ def decode_words(value: str) -> str:
 # text clean-up helpers
 # ---------------------------------------------------------------------------
 
-_CTRL_TABLE = {c: None for c in range(32) if c != 9}
+_CTRL_TABLE: dict[int, str | None] = {c: None for c in range(32) if c != 9}
 _CTRL_TABLE[9] = " "
 _CTRL_TABLE[127] = None
 _WS_RE = re.compile(r"\s+")

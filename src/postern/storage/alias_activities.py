@@ -69,7 +69,7 @@ async def record_many(conn: AsyncConnection, entries: Sequence[NewActivity], cre
         ids.append(int((await conn.execute(stmt.returning(alias_activities.c.id))).scalar_one()))
     for action in dict.fromkeys(e.action for e in entries):
         column = aliases.c[_COUNTERS[action]]
-        stmt = (
+        bump = (
             update(aliases)
             .where(aliases.c.id == bindparam("b_alias"))
             .values(
@@ -81,7 +81,7 @@ async def record_many(conn: AsyncConnection, entries: Sequence[NewActivity], cre
                 }
             )
         )
-        await conn.execute(stmt, [{"b_alias": e.alias_id, "b_contact": e.contact_id} for e in entries if e.action == action])
+        await conn.execute(bump, [{"b_alias": e.alias_id, "b_contact": e.contact_id} for e in entries if e.action == action])
     return ids
 
 

@@ -12,7 +12,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.storage import address_claims
 from postern.storage import aliases as alias_store
-from postern.storage.schema import addresses, alias_mailboxes, aliases, custom_domain_mailboxes, custom_domains, deleted_aliases, mailboxes, users
+from postern.storage.schema import (
+    addresses,
+    alias_mailboxes,
+    aliases,
+    custom_domain_mailboxes,
+    custom_domains,
+    deleted_aliases,
+    mailboxes,
+    users,
+)
 
 
 async def alias_by_id(conn: AsyncConnection, alias_id: int) -> Row | None:

@@ -226,9 +226,9 @@ def _parallel(function: Callable[[Any], object], items: Sequence[Any]) -> None:
     except Exception as error:
         first = error
     done.acquire()  # every other one has finished
-    for error in (first, *errors):
-        if error is not None:
-            raise error
+    for failure in (first, *errors):
+        if failure is not None:
+            raise failure
 
 
 class LocalBlobStore:
@@ -294,7 +294,7 @@ class LocalBlobStore:
     def _open(self, key: str) -> BinaryIO | None:
         for path in self._paths(key):
             try:
-                return open(path, "rb")  # noqa: SIM115 - the caller closes it
+                return open(path, "rb")
             except (FileNotFoundError, NotADirectoryError):
                 continue
         return None

@@ -166,7 +166,7 @@ class _InlineConnection:
 
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
-        self._conn.isolation_level = value
+        self._conn.isolation_level = value  # type: ignore[assignment]
 
     def cursor(self) -> _InlineCursor:
         return _InlineCursor(self)
@@ -504,7 +504,8 @@ class Database:
                 driver = (await conn.get_raw_connection()).driver_connection
             gives_back = self.inline and turn is not None and turn.ends_at_commit and turn.fd is not None
             if gives_back:
-                driver.after_commit = lambda: self._give_back_file_lock(turn)
+                given_back: _Turn = turn  # type: ignore[assignment]  # not None: gives_back says so
+                driver.after_commit = lambda: self._give_back_file_lock(given_back)
             failed = False
             try:
                 async with conn.begin():

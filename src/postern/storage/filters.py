@@ -141,12 +141,12 @@ async def delivery_rows(
     ]
     if not busy:
         return found
-    for row in await conn.execute(
+    for folder in await conn.execute(
         select(folders.c.id, folders.c.user_id, folders.c.special_use).where(
             folders.c.user_id.in_(busy)
         )
     ):
-        found[row.user_id]["folders"][row.id] = row.special_use
+        found[folder.user_id]["folders"][folder.id] = folder.special_use
     stmt = select(
         users.c.id, users.c.name, users.c.forwards_limit, addresses.c.address_key
     ).select_from(users.outerjoin(addresses, addresses.c.user_id == users.c.id))

@@ -72,7 +72,7 @@ UNCLEAN_STOP_MARGIN = 100_000
 
 async def advance_counters(conn: AsyncConnection) -> int:
     """Move every folder's next UID and MODSEQ past any that a transaction lost in a
-    crash can have taken; return by how much (see ``postern.run_marks``)."""
+    crash can have taken; return by how much (see ``postern.serve.run_marks``)."""
     largest = (await conn.execute(select(func.coalesce(func.max(folders.c.message_count), 0)))).scalar_one()
     gap = UNCLEAN_STOP_MARGIN + int(largest)
     await conn.execute(update(folders).values(uid_next=folders.c.uid_next + gap, modseq=folders.c.modseq + gap))
@@ -141,7 +141,7 @@ async def add_appends(conn: AsyncConnection, appends: dict[str, tuple[int, int, 
     would) and adds to the counters; one statement for the batch."""
     if not appends:
         return
-    n = bindparam("b_messages")
+    n: Any = bindparam("b_messages")
     stmt = (
         update(folders)
         .where(folders.c.id == bindparam("b_id"))

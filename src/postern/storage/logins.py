@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean
 
@@ -16,7 +16,10 @@ from postern.storage.schema import users
 
 _USER_COLUMNS = tuple(column.name for column in users.c)
 # A user's row, as ``select(users)`` gives it (booleans as booleans on SQLite too).
-UserRow = namedtuple("UserRow", _USER_COLUMNS)  # type: ignore[misc]
+if TYPE_CHECKING:
+    UserRow = Any  # its fields are the table's columns, which the checker cannot follow
+else:
+    UserRow = namedtuple("UserRow", _USER_COLUMNS)
 _BOOLEAN_AT = tuple(i for i, column in enumerate(users.c) if isinstance(column.type, Boolean))
 # An application password that matched: its id and scopes (JSON).
 AspMatch = namedtuple("AspMatch", ("id", "scopes"))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import namedtuple
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -17,7 +17,10 @@ from postern.storage.schema import folders
 
 _FOLDER_COLUMNS = tuple(column.name for column in folders.c)
 # A folder's row, as ``select(folders)`` gives it (``subscribed`` a boolean on SQLite too).
-FolderRow = namedtuple("FolderRow", _FOLDER_COLUMNS)  # type: ignore[misc]
+if TYPE_CHECKING:
+    FolderRow = Any  # its fields are the table's columns, which the checker cannot follow
+else:
+    FolderRow = namedtuple("FolderRow", _FOLDER_COLUMNS)
 _SUBSCRIBED_AT = _FOLDER_COLUMNS.index("subscribed")
 
 _FOLDER_SQL = f"SELECT {', '.join(_FOLDER_COLUMNS)} FROM folders WHERE user_id = :user AND path = :path"

@@ -24,8 +24,8 @@ async def increment(conn: AsyncConnection, key: str, now_ms: int, window_ms: int
             "expires_ms": case((expired, now_ms + window_ms), else_=rate_limits.c.expires_ms),
         },
     ).returning(rate_limits.c.count, rate_limits.c.expires_ms)
-    row = (await conn.execute(stmt)).one()
-    return int(row.count), int(row.expires_ms)
+    count, expires_ms = (await conn.execute(stmt)).one()
+    return int(count), int(expires_ms)
 
 
 async def current_many(db: Database, keys: list[str], now_ms: int) -> list[tuple[int, int]]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
-    LargeBinary,
     Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,

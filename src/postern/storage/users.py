@@ -14,6 +14,7 @@ from postern.storage.dialect import like_pattern
 from postern.storage.pagination import Cursor
 from postern.storage.schema import (
     addresses,
+    custom_domains,
     blobs,
     folders,
     message_events,
@@ -160,7 +161,7 @@ async def add_storage_used_many(conn: AsyncConnection, deltas: dict[str, int]) -
     """``add_storage_used`` for several users in one statement."""
     params = [{"b_id": u, "b_delta": d} for u, d in sorted(deltas.items()) if d]
     if params:
-        delta = bindparam("b_delta")
+        delta: Any = bindparam("b_delta")
         await conn.execute(
             update(users)
             .where(users.c.id == bindparam("b_id"))
@@ -200,7 +201,11 @@ async def delete_user(conn: AsyncConnection, user_id: str) -> bool:
 
 async def insert_address(conn: AsyncConnection, values: dict[str, Any]) -> None:
     """A hosted address, claimed in the one namespace of addresses first
-    (``address_claims.AddressClaimed`` when an alias or anything else holds it)."""
+    (``address_claims.AddressClaimed`` when an alias or anything else holds it, or
+    when its domain is a user's custom domain, whose addresses are that user's)."""
+    domain = values["address_key"].rpartition("@")[2]
+    if await conn.scalar(select(exists().where(custom_domains.c.domain == domain))):
+        raise address_claims.AddressClaimed(values["address_key"], "custom_domain")
     await address_claims.claim(conn, values["address_key"], address_claims.ADDRESS, values["user_id"])
     await conn.execute(addresses.insert().values(**values))
 

@@ -28,6 +28,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 
@@ -35,14 +36,10 @@ log = logging.getLogger("postern.verification.homeserver")
 
 DEFAULT_PORT = 8448
 MAX_ANSWER = 64 * 1024
-_HOSTNAME = re.compile(
-    r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*\.?$"
-)
+_HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*\.?$")
 _USER_ID = re.compile(r"^@[^:\s]{1,255}:(.{1,255})$")
 
-SrvLookup = Callable[
-    [str], Awaitable[list[tuple[int, int, int, str]]]
-]  # (priority, weight, port, target)
+SrvLookup = Callable[[str], Awaitable[list[tuple[int, int, int, str]]]]  # (priority, weight, port, target)
 ConnectMap = Callable[[str, int], tuple[str, int]]
 
 
@@ -105,10 +102,7 @@ async def dns_srv(name: str) -> list[tuple[int, int, int, str]]:
         answer = await dns.asyncresolver.resolve(name, "SRV", lifetime=5)
     except (dns.exception.DNSException, OSError):
         return []
-    return [
-        (r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True))
-        for r in answer
-    ]
+    return [(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True)) for r in answer]
 
 
 def _bracket(host: str) -> str:
@@ -130,27 +124,24 @@ class Homeservers:
         self.timeout = timeout
 
     def _ssl(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(
-            cafile=str(self.ca_file) if self.ca_file else None
-        )
+        context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
         return context
 
-    async def _get(
-        self, host: str, port: int, path: str, *, host_header: str, tls_name: str
-    ) -> httpx.Response:
+    async def _get(self, host: str, port: int, path: str, *, host_header: str, tls_name: str) -> tuple[int, bytes]:
+        """(status, body) of a GET; a body past MAX_ANSWER is cut there (and then
+        is no valid answer)."""
         connect_host, connect_port = self.connect_map(host, port)
         url = f"https://{_bracket(connect_host)}:{connect_port}{path}"
-        async with httpx.AsyncClient(
-            verify=self._ssl(),
-            timeout=self.timeout,
-            follow_redirects=False,
-            trust_env=False,
-        ) as client:
-            return await client.get(
-                url,
-                headers={"Host": host_header},
-                extensions={"sni_hostname": tls_name},
-            )
+        async with (
+            httpx.AsyncClient(verify=self._ssl(), timeout=self.timeout, follow_redirects=False, trust_env=False) as client,
+            client.stream("GET", url, headers={"Host": host_header}, extensions={"sni_hostname": tls_name}) as response,
+        ):
+            body = b""
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER:
+                    break
+            return response.status_code, body
 
     async def _srv_target(self, host: str) -> tuple[str, int] | None:
         for prefix in ("_matrix-fed._tcp.", "_matrix._tcp."):
@@ -162,15 +153,14 @@ class Homeservers:
 
     async def _well_known(self, host: str) -> str | None:
         try:
-            response = await self._get(
-                host, 443, "/.well-known/matrix/server", host_header=host, tls_name=host
-            )
+            response = await self._get(host, 443, "/.well-known/matrix/server", host_header=host, tls_name=host)
         except (httpx.HTTPError, ssl.SSLError, OSError, ValueError):
             return None
-        if response.status_code != 200 or len(response.content) > MAX_ANSWER:
+        status, body = response
+        if status != 200 or len(body) > MAX_ANSWER:
             return None
         try:
-            delegated = json.loads(response.content).get("m.server")
+            delegated = json.loads(body).get("m.server")
         except (ValueError, AttributeError):
             return None
         return delegated if isinstance(delegated, str) and delegated.strip() else None
@@ -202,9 +192,7 @@ class Homeservers:
             if delegated is not None:
                 header = delegated_text.strip()
                 target = await self._by_name(delegated, host_header=header)
-                return target or Target(
-                    delegated.host, DEFAULT_PORT, header, delegated.host
-                )
+                return target or Target(delegated.host, DEFAULT_PORT, header, delegated.host)
         target = await self._by_name(name, host_header=header)
         return target or Target(name.host, DEFAULT_PORT, header, name.host)
 
@@ -216,36 +204,28 @@ class Homeservers:
             raise HomeserverError(str(error)) from None
         try:
             target = await self.resolve(server_name)
-            from urllib.parse import urlencode
-
             response = await self._get(
                 target.connect_host,
                 target.port,
-                "/_matrix/federation/v1/openid/userinfo?"
-                + urlencode({"access_token": access_token}),
+                "/_matrix/federation/v1/openid/userinfo?" + urlencode({"access_token": access_token}),
                 host_header=target.host_header,
                 tls_name=target.tls_name,
             )
         except (httpx.HTTPError, ssl.SSLError, OSError, ValueError) as error:
             log.info("homeserver %s unreachable: %s", server_name, error)
             raise HomeserverError("the homeserver could not be reached") from None
-        if response.status_code != 200:
+        status, body = response
+        if status != 200:
             raise HomeserverError("the homeserver refused the token")
         try:
-            sub = (
-                json.loads(response.content).get("sub")
-                if len(response.content) <= MAX_ANSWER
-                else None
-            )
+            sub = json.loads(body).get("sub") if len(body) <= MAX_ANSWER else None
         except (ValueError, AttributeError):
             sub = None
         match = _USER_ID.match(sub) if isinstance(sub, str) else None
         if match is None:
             raise HomeserverError("the homeserver's answer has no user id")
         server_part = match.group(1).lower()
-        expected = (f"[{name.host}]" if ":" in name.host else name.host) + (
-            f":{name.port}" if name.port else ""
-        )
+        expected = (f"[{name.host}]" if ":" in name.host else name.host) + (f":{name.port}" if name.port else "")
         if server_part != expected and server_part != server_name.strip().lower():
             raise HomeserverError("the user id is not of that homeserver")
         return sub

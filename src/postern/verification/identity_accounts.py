@@ -49,9 +49,7 @@ def load_terms(path: Path | None) -> dict[str, Any]:
     try:
         document = json.loads(Path(path).read_text("utf-8"))
     except (OSError, ValueError) as error:
-        raise ValueError(
-            f"POSTERN_IDENTITY_TERMS_FILE cannot be read: {error}"
-        ) from None
+        raise ValueError(f"POSTERN_IDENTITY_TERMS_FILE cannot be read: {error}") from None
     policies = document.get("policies") if isinstance(document, dict) else None
     if not isinstance(policies, dict):
         raise ValueError('POSTERN_IDENTITY_TERMS_FILE must hold {"policies": {...}}')  # noqa: TRY004
@@ -60,14 +58,9 @@ def load_terms(path: Path | None) -> dict[str, Any]:
             raise ValueError(f"the policy {name!r} of the terms needs a version")  # noqa: TRY004
         languages = {k: v for k, v in policy.items() if k != "version"}
         if not languages or not all(
-            isinstance(v, dict)
-            and isinstance(v.get("url"), str)
-            and isinstance(v.get("name"), str)
-            for v in languages.values()
+            isinstance(v, dict) and isinstance(v.get("url"), str) and isinstance(v.get("name"), str) for v in languages.values()
         ):
-            raise ValueError(
-                f"the policy {name!r} of the terms needs a name and url per language"
-            )
+            raise ValueError(f"the policy {name!r} of the terms needs a name and url per language")
     return policies
 
 
@@ -89,24 +82,14 @@ class IdentityAccounts:
         self.policies = load_terms(terms_file)
         self.clock = clock
 
-    async def register(
-        self, *, access_token: object, token_type: object, matrix_server_name: object
-    ) -> str:
+    async def register(self, *, access_token: object, token_type: object, matrix_server_name: object) -> str:
         """Check the OpenID token with its homeserver; a new access token of ours."""
-        if (
-            not isinstance(access_token, str)
-            or not access_token
-            or len(access_token) > MAX_TOKEN
-        ):
-            raise MatrixError(
-                errors.INVALID_PARAM, "access_token must be the OpenID token"
-            )
+        if not isinstance(access_token, str) or not access_token or len(access_token) > MAX_TOKEN:
+            raise MatrixError(errors.INVALID_PARAM, "access_token must be the OpenID token")
         if token_type is not None and token_type != "Bearer":
             raise MatrixError(errors.INVALID_PARAM, "token_type must be Bearer")
         if not isinstance(matrix_server_name, str):
-            raise MatrixError(
-                errors.INVALID_PARAM, "matrix_server_name must be a server name"
-            )
+            raise MatrixError(errors.INVALID_PARAM, "matrix_server_name must be a server name")
         try:
             parse_server_name(matrix_server_name)
         except ValueError as error:
@@ -146,12 +129,7 @@ class IdentityAccounts:
         return {"policies": self.policies}
 
     def _urls(self) -> set[str]:
-        return {
-            lang["url"]
-            for policy in self.policies.values()
-            for key, lang in policy.items()
-            if key != "version"
-        }
+        return {lang["url"] for policy in self.policies.values() for key, lang in policy.items() if key != "version"}
 
     async def terms_signed(self, matrix_user_id: str) -> bool:
         if not self.policies:
@@ -159,25 +137,12 @@ class IdentityAccounts:
         async with self.db.read() as conn:
             row = await store.get_account(conn, matrix_user_id)
         accepted = set(row.accepted_terms.split("\n")) if row is not None else set()
-        return all(
-            any(
-                lang["url"] in accepted
-                for key, lang in policy.items()
-                if key != "version"
-            )
-            for policy in self.policies.values()
-        )
+        return all(any(lang["url"] in accepted for key, lang in policy.items() if key != "version") for policy in self.policies.values())
 
     async def accept_terms(self, matrix_user_id: str, urls: Sequence[object]) -> None:
         known = self._urls()
         chosen = {u for u in urls if isinstance(u, str) and u in known}
         async with self.db.write() as conn:
             row = await store.get_account(conn, matrix_user_id)
-            accepted = {
-                u
-                for u in (row.accepted_terms.split("\n") if row is not None else [])
-                if u
-            }
-            await store.set_accepted_terms(
-                conn, matrix_user_id, "\n".join(sorted(accepted | chosen))
-            )
+            accepted = {u for u in (row.accepted_terms.split("\n") if row is not None else []) if u}
+            await store.set_accepted_terms(conn, matrix_user_id, "\n".join(sorted(accepted | chosen)))

@@ -4,9 +4,9 @@ below), delivered locally to a hosted address or queued for the internet.
 Templates live in the folder of ``POSTERN_IDENTITY_TEMPLATES_DIR``: ``validation.subject``
 (one line), ``validation.txt`` and ``validation.html``; a missing file falls back to
 the default. They are ``string.Template`` texts with ``$address``, ``$token``,
-``$link``, ``$sid`` and ``$server``; in the HTML every value is escaped. The headers
-are written by the email package's SMTP policy (RFC 2047 words, SMTPUTF8 for a UTF-8
-address), never from raw text.
+``$link``, ``$sid`` and ``$server``; in the HTML every value is escaped. The header
+fields are written by ``postern.mime.header_writing`` (RFC 2047 words for a non-ASCII
+subject, no control character ever), never from raw text.
 """
 
 from __future__ import annotations
@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 from pathlib import Path
 from string import Template
 
 from postern.delivery.inbound import Envelope
 from postern.delivery.router import RecipientRefused
 from postern.delivery.system_mail import SystemMail
+from postern.mime import header_writing
 
 log = logging.getLogger("postern.verification.mail")
 
@@ -94,33 +95,28 @@ class Templates:
         )
 
 
-def compose(
-    *,
-    templates: Templates,
-    sender: str,
-    to: str,
-    values: dict[str, str],
-    message_id_domain: str,
-) -> bytes:
-    subject = " ".join(Template(templates.subject).safe_substitute(values).split())
+def compose(*, templates: Templates, sender: str, to: str, values: dict[str, str], message_id_domain: str) -> bytes:
+    subject = Template(templates.subject).safe_substitute(values)
     text = Template(templates.text).safe_substitute(values)
-    body_html = Template(templates.html).safe_substitute(
-        {k: html.escape(v) for k, v in values.items()}
+    body_html = Template(templates.html).safe_substitute({k: html.escape(v) for k, v in values.items()})
+    # The body (text and HTML alternatives, its MIME header fields) by the email
+    # package; the fields that carry values by the header writer.
+    body = EmailMessage(policy=SMTP)
+    body.set_content(text, charset="utf-8")
+    body.add_alternative(body_html, subtype="html", charset="utf-8")
+    sender_name, sender_address = parseaddr(sender)
+    head = b"".join(
+        (
+            header_writing.field("From", header_writing.mailbox(sender_name or None, sender_address or sender)),
+            header_writing.field("To", header_writing.mailbox(None, to)),
+            header_writing.field("Subject", header_writing.unstructured(subject)),
+            header_writing.field("Date", format_datetime(datetime.now(UTC))),
+            header_writing.field("Message-ID", f"<{secrets.token_hex(16)}@{message_id_domain}>"),
+            # RFC 3834: automatic; vacation responders must not answer it.
+            header_writing.field("Auto-Submitted", "auto-generated"),
+        )
     )
-    utf8 = not (sender + to).isascii()
-    message = EmailMessage(policy=SMTP.clone(utf8=True) if utf8 else SMTP)
-    # Both are addresses checked before (the operator's sender, a normalised
-    # recipient): the header parser of the policy takes them as they are.
-    message["From"] = sender
-    message["To"] = to
-    message["Subject"] = subject
-    message["Date"] = format_datetime(datetime.now(UTC))
-    message["Message-ID"] = f"<{secrets.token_hex(16)}@{message_id_domain}>"
-    # RFC 3834: automatic; vacation responders must not answer it.
-    message["Auto-Submitted"] = "auto-generated"
-    message.set_content(text, charset="utf-8")
-    message.add_alternative(body_html, subtype="html", charset="utf-8")
-    return message.as_bytes()
+    return head + body.as_bytes()
 
 
 class ValidationMailer:
@@ -130,9 +126,7 @@ class ValidationMailer:
         self.system_mail = system_mail
         self.templates_dir = templates_dir
 
-    async def send(
-        self, *, to: str, values: dict[str, str], user_id: str | None = None
-    ) -> None:
+    async def send(self, *, to: str, values: dict[str, str], user_id: str | None = None) -> None:
         """Deliver to a hosted address, or queue; SendFailed when neither worked."""
         mail = self.system_mail
         templates = Templates.load(self.templates_dir)

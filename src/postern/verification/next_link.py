@@ -40,10 +40,7 @@ def check_next_link(value: str, allowed_domains: Sequence[str] = ()) -> str:
     """``value`` if it may be redirected to, else MatrixError(M_INVALID_PARAM)."""
     if len(value) > MAX_LENGTH:
         raise _refuse(f"must be at most {MAX_LENGTH} characters")
-    if any(
-        unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") or c.isspace()
-        for c in value
-    ):
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp") or c.isspace() for c in value):
         raise _refuse("must not contain spaces or control characters")
     try:
         parts = urlsplit(value)

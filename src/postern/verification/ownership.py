@@ -53,9 +53,7 @@ async def proven_addresses(user_id: str, *, db: Database) -> list[ProvenAddress]
     seen: dict[str, ProvenAddress] = {}
     for row in rows:
         if row.address_key not in seen:
-            seen[row.address_key] = ProvenAddress(
-                row.address, row.address_key, row.method, int(row.proven_ms)
-            )
+            seen[row.address_key] = ProvenAddress(row.address, row.address_key, row.method, int(row.proven_ms))
     return sorted(seen.values(), key=lambda p: p.key)
 
 

@@ -68,17 +68,8 @@ class Validated:
 
 
 def parse_sid(value: object) -> int:
-    text = (
-        str(value).strip()
-        if isinstance(value, (str, int)) and not isinstance(value, bool)
-        else ""
-    )
-    if (
-        not text.isascii()
-        or not text.isdigit()
-        or len(text) > 10
-        or int(text) > MAX_SID
-    ):
+    text = str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    if not text.isascii() or not text.isdigit() or len(text) > 10 or int(text) > MAX_SID:
         raise MatrixError(errors.INVALID_PARAM, "sid must be a session id")
     return int(text)
 
@@ -104,21 +95,10 @@ def parse_email(value: object) -> NormalisedAddress:
 def parse_send_attempt(value: object) -> int | None:
     if value is None:
         return None
-    if (
-        isinstance(value, str)
-        and value.strip().isascii()
-        and value.strip().isdigit()
-        and len(value.strip()) <= 16
-    ):
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit() and len(value.strip()) <= 16:
         value = int(value.strip())
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not 0 <= value <= MAX_SEND_ATTEMPT
-    ):
-        raise MatrixError(
-            errors.INVALID_PARAM, "send_attempt must be a whole number from 0"
-        )
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEND_ATTEMPT:
+        raise MatrixError(errors.INVALID_PARAM, "send_attempt must be a whole number from 0")
     return value
 
 
@@ -150,9 +130,7 @@ class ValidationSessions:
         return self.server_key.digest(f"{sid}:{salt}", purpose="validation token")
 
     def link_of(self, sid: int, client_secret: str, token: str) -> str:
-        return f"{self.public_url}{SUBMIT_PATH}?" + urlencode(
-            {"token": token, "client_secret": client_secret, "sid": str(sid)}
-        )
+        return f"{self.public_url}{SUBMIT_PATH}?" + urlencode({"token": token, "client_secret": client_secret, "sid": str(sid)})
 
     def _expired(self, row: Row, now: int) -> bool:
         if row.validated_ms is not None:
@@ -180,11 +158,7 @@ class ValidationSessions:
         if next_link is not None:
             if not isinstance(next_link, str):
                 raise MatrixError(errors.INVALID_PARAM, "next_link must be a string")
-            link = (
-                check_next_link(next_link, self.next_link_domains)
-                if next_link
-                else None
-            )
+            link = check_next_link(next_link, self.next_link_domains) if next_link else None
         await self.limiter.attempt(REQUEST_ACTION, ip=ip)
 
         now = self.clock()
@@ -194,12 +168,8 @@ class ValidationSessions:
             if row.user_id != user_id:
                 # One client secret of a user's own session and the identity service's
                 # never meet: postern makes its users' secrets itself.
-                raise MatrixError(
-                    errors.INVALID_PARAM, "client_secret is already in use"
-                )
-            if attempt is None or (
-                row.send_attempt is not None and attempt <= row.send_attempt
-            ):
+                raise MatrixError(errors.INVALID_PARAM, "client_secret is already in use")
+            if attempt is None or (row.send_attempt is not None and attempt <= row.send_attempt):
                 return int(row.id)
             await self.limiter.attempt(MAIL_ACTION, account=address.key)
             values = {"send_attempt": attempt, "mtime_ms": now}
@@ -210,12 +180,8 @@ class ValidationSessions:
             try:
                 await self._mail(int(row.id), secret, row.token_salt, address, user_id)
             except MatrixError:
-                async with (
-                    self.db.write() as conn
-                ):  # a retry with the same attempt mails again
-                    await store.update_session(
-                        conn, row.id, {"send_attempt": row.send_attempt}
-                    )
+                async with self.db.write() as conn:  # a retry with the same attempt mails again
+                    await store.update_session(conn, row.id, {"send_attempt": row.send_attempt})
                 raise
             return int(row.id)
 
@@ -243,9 +209,7 @@ class ValidationSessions:
             async with self.db.read() as conn:
                 again = await store.find_session(conn, address.key, secret)
             if again is None:
-                raise MatrixError(
-                    errors.UNKNOWN, "the session could not be made; try again"
-                ) from None
+                raise MatrixError(errors.UNKNOWN, "the session could not be made; try again") from None
             return int(again.id)
         try:
             await self._mail(sid, secret, salt, address, user_id)
@@ -274,9 +238,7 @@ class ValidationSessions:
         try:
             await self.mailer.send(to=address.key, values=values, user_id=user_id)
         except SendFailed:
-            raise MatrixError(
-                errors.EMAIL_SEND_ERROR, "The validation email could not be sent"
-            ) from None
+            raise MatrixError(errors.EMAIL_SEND_ERROR, "The validation email could not be sent") from None
 
     # submitToken ---------------------------------------------------------------------
 
@@ -292,17 +254,13 @@ class ValidationSessions:
         number = parse_sid(sid)
         secret = check_client_secret(client_secret)
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN:
-            raise MatrixError(
-                errors.INVALID_PARAM, "token must be the token that was mailed"
-            )
+            raise MatrixError(errors.INVALID_PARAM, "token must be the token that was mailed")
         await self.limiter.check(SUBMIT_ACTION, ip=ip)
         now = self.clock()
         async with self.db.read() as conn:
             row = await store.get_session(conn, number)
         if row is None:
-            raise MatrixError(
-                errors.NO_VALID_SESSION, "No session could be found with this sid"
-            )
+            raise MatrixError(errors.NO_VALID_SESSION, "No session could be found with this sid")
         if not hmac.compare_digest(row.client_secret.encode(), secret.encode()):
             await self.limiter.failed(SUBMIT_ACTION, ip=ip)
             raise MatrixError(
@@ -322,19 +280,22 @@ class ValidationSessions:
             raise MatrixError(errors.TOKEN_INCORRECT, "The token is incorrect")
         validated_ms = int(row.validated_ms) if row.validated_ms is not None else now
         if row.validated_ms is None:
-            async with self.db.write() as conn:
-                await store.mark_validated(conn, number, now)
-                if row.user_id is not None:
-                    await store.add_proven(
-                        conn,
-                        {
-                            "user_id": row.user_id,
-                            "address": row.address,
-                            "address_key": row.address_key,
-                            "method": EMAIL_TOKEN,
-                            "proven_ms": now,
-                        },
-                    )
+            try:
+                async with self.db.write() as conn:
+                    await store.mark_validated(conn, number, now)
+                    if row.user_id is not None:
+                        await store.add_proven(
+                            conn,
+                            {
+                                "user_id": row.user_id,
+                                "address": row.address,
+                                "address_key": row.address_key,
+                                "method": EMAIL_TOKEN,
+                                "proven_ms": now,
+                            },
+                        )
+            except IntegrityError:
+                pass  # a submit at the same moment recorded the same proof
         return Validated(number, row.address, validated_ms, row.next_link, row.user_id)
 
     # getValidated3pid ----------------------------------------------------------------
@@ -344,9 +305,7 @@ class ValidationSessions:
         secret = check_client_secret(client_secret)
         async with self.db.read() as conn:
             row = await store.get_session(conn, number)
-        if row is None or not hmac.compare_digest(
-            row.client_secret.encode(), secret.encode()
-        ):
+        if row is None or not hmac.compare_digest(row.client_secret.encode(), secret.encode()):
             raise MatrixError(
                 errors.NO_VALID_SESSION,
                 "No valid session was found matching that sid and client secret",
@@ -366,9 +325,7 @@ class ValidationSessions:
                 errors.SESSION_EXPIRED,
                 "This validation session has expired: call requestToken again",
             )
-        return Validated(
-            number, row.address, int(row.validated_ms), row.next_link, row.user_id
-        )
+        return Validated(number, row.address, int(row.validated_ms), row.next_link, row.user_id)
 
     # Upkeep --------------------------------------------------------------------------
 
@@ -387,9 +344,7 @@ class UserProofs:
     def __init__(self, sessions: ValidationSessions):
         self.sessions = sessions
 
-    async def start(
-        self, user_id: str, email: object, *, ip: str | None = None
-    ) -> tuple[int, str]:
+    async def start(self, user_id: str, email: object, *, ip: str | None = None) -> tuple[int, str]:
         """(sid, address as displayed); mails the token (again, for a pending one)."""
         address = parse_email(email)
         now = self.sessions.clock()
@@ -421,22 +376,14 @@ class UserProofs:
     async def pending(self, user_id: str) -> list[Row]:
         now = self.sessions.clock()
         async with self.sessions.db.read() as conn:
-            return [
-                r
-                for r in await store.pending_for_user(conn, user_id)
-                if not self.sessions._expired(r, now)
-            ]
+            return [r for r in await store.pending_for_user(conn, user_id) if not self.sessions._expired(r, now)]
 
     async def forget(self, user_id: str, email: object) -> bool:
         """Drop a proof by mail (and pending sessions) of the address; False when
         there was neither."""
         address = parse_email(email)
         async with self.sessions.db.write() as conn:
-            pending = [
-                r
-                for r in await store.pending_for_user(conn, user_id)
-                if r.address_key == address.key
-            ]
+            pending = [r for r in await store.pending_for_user(conn, user_id) if r.address_key == address.key]
             await store.delete_user_sessions_for(conn, user_id, address.key)
             dropped = await store.delete_proven(conn, user_id, address.key)
         return dropped or bool(pending)

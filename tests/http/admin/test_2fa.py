@@ -12,7 +12,7 @@ import pyotp
 import pytest
 
 from postern.accounts.rate_limit import Policy
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.helpers import create_user
 from tests.http.admin.test_authenticate import PASSWORD, authenticate, error_of
 

@@ -12,8 +12,8 @@ import pytest
 
 from postern.accounts import admin_token as admin_token_module
 from postern.config import Settings
-from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
+from tests.apps import app_for
 from tests.conftest import ADMIN_TOKEN, FAST_PASSWORDS
 from tests.helpers import create_user
 
@@ -34,7 +34,7 @@ def error_of(response: httpx.Response, status: int, code: str | None = None) -> 
 
 @asynccontextmanager
 async def http_client(runtime: Runtime, **headers: str) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(runtime))
+    transport = httpx.ASGITransport(app=app_for(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://postern.test", headers=headers) as client:
         yield client
 

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from postern.config import parse_listen
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import users
 from tests.helpers import create_user
 from tests.http.admin.test_authenticate import PASSWORD, authenticate, error_of

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import authlog
 from tests.helpers import create_user
 from tests.http.admin.test_authenticate import PASSWORD, authenticate, error_of

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.helpers import create_user, folder_id
 
 UNKNOWN_ID = "0123456789abcdef01234567"

@@ -18,8 +18,8 @@ from argon2 import PasswordHasher, Type
 from passlib.hash import bcrypt, md5_crypt, pbkdf2_sha256, sha256_crypt, sha512_crypt
 
 from postern.config import Settings
-from postern.runtime import Runtime
-from postern.server import bound_port, start_pop3_doors
+from postern.serve.runtime import Runtime
+from postern.serve.server import bound_port, start_pop3_doors
 
 PASSWORD = "the real password"
 

@@ -10,7 +10,7 @@ import pyotp
 import pytest
 
 from postern.events import UserLoggedOut
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.helpers import create_user
 from tests.http.admin.test_authenticate import PASSWORD, authenticate, error_of
 

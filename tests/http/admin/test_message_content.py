@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.helpers import create_user, folder_id, make_message, upload
 
 UNKNOWN_ID = "0123456789abcdef01234567"

@@ -13,7 +13,7 @@ import httpx
 from sqlalchemy import select, update
 
 from postern.delivery.dns import StaticResolver
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import outbound
 from tests.helpers import create_user, folder_id, make_message
 from tests.sink import SmtpSink

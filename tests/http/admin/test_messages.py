@@ -16,9 +16,9 @@ import orjson
 import pytest
 
 from postern.config import Settings
-from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import blobs
+from tests.apps import app_for
 from tests.conftest import ADMIN_TOKEN, FAST_PASSWORDS
 from tests.helpers import create_user, folder_id, make_message, upload
 
@@ -339,7 +339,7 @@ async def small_client(settings: Settings, runtime: Runtime) -> AsyncIterator[ht
     small = Runtime.build(settings.model_copy(update={"max_message_size": SMALL_LIMIT}), passwords=FAST_PASSWORDS)
     await small.start()
     try:
-        transport = httpx.ASGITransport(app=create_app(small))
+        transport = httpx.ASGITransport(app=app_for(small))
         async with httpx.AsyncClient(transport=transport, base_url="http://postern.test", headers={"X-Access-Token": ADMIN_TOKEN}) as c:
             yield c
     finally:

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
+from tests.apps import app_for
 
 PASSWORD = "correct horse battery"
 
@@ -46,7 +46,7 @@ async def is_premium_in_user_api(api: httpx.AsyncClient, login: str) -> bool:
 
 
 async def test_premium_round_trip(client: httpx.AsyncClient, runtime: Runtime) -> None:
-    transport = httpx.ASGITransport(app=create_app(runtime))
+    transport = httpx.ASGITransport(app=app_for(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://postern.test") as api:
         plain = await create(client, username="plain")
         assert await premium_of(client, plain) is False

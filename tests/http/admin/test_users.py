@@ -12,7 +12,7 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import (
     addresses,
     blobs,

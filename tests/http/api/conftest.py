@@ -9,16 +9,16 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.aliases import Person, person
+from tests.apps import app_for
 from tests.http.api.helpers import Outbox, Sent
 
 
 @pytest.fixture
 async def api(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     """A client of the user API (no admin token)."""
-    transport = httpx.ASGITransport(app=create_app(runtime))
+    transport = httpx.ASGITransport(app=app_for(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://postern.test") as client:
         yield client
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 
 PASSWORD = "correct horse battery"
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from postern.accounts.addressing import normalise_domain
 from postern.aliases.contacts import find_or_create
 from postern.config import Settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.ids import now_ms
 from postern.storage.schema import aliases, custom_domains
 from tests.aliases import Person, new_alias
@@ -219,3 +219,24 @@ async def test_alias_cannot_take_what_the_admin_api_made(
             )
         )
     assert kind == "alias"
+
+
+async def test_admin_cannot_make_an_address_on_a_users_custom_domain(
+    client: httpx.AsyncClient, runtime: Runtime, ann: Person
+) -> None:
+    async with runtime.db.write() as conn:
+        await conn.execute(
+            custom_domains.insert().values(
+                user_id=ann.user_id,
+                domain=normalise_domain("ann.example")[0],
+                ownership_token="t",
+                verified=True,
+                created_ms=now_ms(),
+            )
+        )
+    user = await create_user(client, "eve")
+    response = await client.post(
+        f"/users/{user}/addresses", json={"address": "postmaster@ANN.example"}
+    )
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "AddressExistsError"

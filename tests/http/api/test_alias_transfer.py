@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import func, select
 
 from postern.config import Settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import alias_mailboxes, aliases
 from tests.aliases import Person, add_mailbox, new_alias
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from postern.config import Settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.ids import now_ms
 from postern.storage.schema import aliases, custom_domains, deleted_aliases
 from tests.aliases import Person, add_mailbox, create_custom, new_alias, options, set_user, signed_suffix_for

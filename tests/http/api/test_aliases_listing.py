@@ -9,7 +9,7 @@ from sqlalchemy import event, func, select, update
 
 from postern.aliases.contacts import find_or_create
 from postern.config import Settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import alias_activities, alias_mailboxes, aliases, contacts, deleted_aliases
 from tests.aliases import Person, add_mailbox, insert_aliases, new_alias
 

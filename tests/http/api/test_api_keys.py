@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select, update
 
 from postern.accounts import api_keys as api_keys_module
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import api_keys
 from tests.http.api.helpers import Outbox, auth, signed_up
 

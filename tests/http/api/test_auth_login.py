@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from postern.accounts.rate_limit import Policy
 from postern.accounts.social_login import InvalidSocialToken, SocialIdentity
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import authlog, users
 from tests.helpers import create_user
 from tests.http.api.helpers import PASSWORD, Outbox, auth, login, register, register_active

@@ -17,7 +17,7 @@ from postern.accounts.authlog import AuthMeta
 from postern.accounts.rate_limit import Policy
 from postern.delivery.router import RecipientRefused
 from postern.errors import Forbidden
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import account_codes, mailboxes, users
 from tests.helpers import create_user, folder_id
 from tests.http.api.helpers import PASSWORD, Outbox, login, register

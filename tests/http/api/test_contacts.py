@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from postern.config import Settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import contacts
 from tests.aliases import Person, new_alias, set_user
 

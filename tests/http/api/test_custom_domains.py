@@ -13,7 +13,7 @@ from postern.aliases.availability import address_taken
 from postern.aliases.usable_domains import usable_domains
 from postern.config import Settings
 from postern.delivery.dns import DnsError, StaticResolver
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import aliases as alias_store
 from postern.storage import mailboxes as mailbox_store
 from postern.storage import users as user_store

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import update
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.aliases import insert_alias
 from postern.storage.ids import now_ms
 from postern.storage.schema import custom_domains, users

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from postern.accounts import registration as registration_module
 from postern.accounts.rate_limit import Policy
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import authlog, users
 from tests.http.api.helpers import PASSWORD, Outbox, auth, login, signed_up
 

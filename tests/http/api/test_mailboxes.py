@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from postern.accounts.addressing import normalise_address
 from postern.accounts.rate_limit import Policy
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.aliases import insert_alias
 from postern.storage.ids import now_ms
 from postern.storage.schema import alias_mailboxes, aliases, contacts, custom_domain_mailboxes, custom_domains, deleted_aliases, mailboxes

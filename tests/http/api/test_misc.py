@@ -6,7 +6,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.http.api.helpers import Outbox, auth, signed_up
 
 

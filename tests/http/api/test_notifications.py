@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from postern.http.api.notifications import humanise
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import notifications as store
 from postern.storage.ids import now_ms
 from tests.http.api.helpers import Outbox, auth, signed_up

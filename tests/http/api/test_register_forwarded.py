@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from postern.accounts.addressing import normalise_domain
 from postern.aliases.contacts import find_or_create
 from postern.config import Settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.ids import now_ms
 from postern.storage.schema import custom_domains, users
 from tests.aliases import Person, new_alias

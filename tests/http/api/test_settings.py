@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 
 from postern.config import Settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.ids import now_ms
 from postern.storage.schema import custom_domains, users
 from tests.http.api.helpers import Outbox, auth, signed_up

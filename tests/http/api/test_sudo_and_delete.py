@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from postern.accounts import api_keys as api_keys_module
 from postern.accounts.rate_limit import Policy
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import api_keys, mailboxes, users
 from tests.http.api.helpers import PASSWORD, Outbox, auth, login, signed_up
 

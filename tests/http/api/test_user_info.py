@@ -8,7 +8,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.schema import users
 from tests.http.api.helpers import Outbox, auth, signed_up
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from postern.http.app import create_app
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.conftest import MailDoors
 from tests.sink import SmtpSink
 

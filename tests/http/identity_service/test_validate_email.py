@@ -8,7 +8,7 @@ import asyncio
 
 import httpx
 
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.http.identity_service.conftest import V1, mail_number
 from tests.sink import SmtpSink
 

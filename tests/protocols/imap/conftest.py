@@ -17,8 +17,8 @@ import pytest
 
 from postern.accounts.service import NewUser
 from postern.protocols.imap.server import ImapServices, start_listener
-from postern.runtime import Runtime
-from postern.tls import ensure_self_signed, server_context
+from postern.serve.runtime import Runtime
+from postern.serve.tls import ensure_self_signed, server_context
 
 PASSWORD = "correct horse battery"
 TIMEOUT = 10.0

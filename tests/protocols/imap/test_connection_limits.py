@@ -11,7 +11,7 @@ import pytest
 
 from postern.accounts.service import NewUser
 from postern.protocols.imap.server import ImapServices, start_listener
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.protocols.imap.conftest import PASSWORD, RawClient
 
 # Generous bounds on waits that end on the server's word, never measured.

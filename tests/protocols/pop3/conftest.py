@@ -14,8 +14,8 @@ import pytest
 
 from postern.accounts.service import NewUser
 from postern.config import Settings
-from postern.runtime import Runtime
-from postern.server import bound_port, start_pop3_doors
+from postern.serve.runtime import Runtime
+from postern.serve.server import bound_port, start_pop3_doors
 
 PASSWORD = "correct horse battery"
 

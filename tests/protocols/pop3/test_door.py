@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from postern.config import DOORS, Settings, load_settings
-from postern.runtime import Runtime
-from postern.server import start_pop3_doors
+from postern.serve.runtime import Runtime
+from postern.serve.server import start_pop3_doors
 
 
 def test_defaults() -> None:

@@ -14,7 +14,7 @@ import pytest
 from postern.accounts.service import NewUser
 from postern.mailstore.pop3_view import Pop3View
 from postern.protocols.pop3.server import Pop3Server, authenticator
-from postern.server import bound_port
+from postern.serve.server import bound_port
 from tests.helpers import make_message
 from tests.protocols.pop3.conftest import PASSWORD, Pop3, Raw, client_tls
 
@@ -68,7 +68,7 @@ async def _strict_server(pop3: Pop3) -> int:
 
 
 def _server_tls(pop3: Pop3) -> ssl.SSLContext:
-    from postern.tls import ensure_self_signed, server_context
+    from postern.serve.tls import ensure_self_signed, server_context
 
     settings = pop3.runtime.settings
     return server_context(*ensure_self_signed(settings.data_dir / "tls", settings.hostname))

@@ -27,8 +27,8 @@ from postern.delivery.dkim_signing import (
 from postern.delivery.dns import StaticResolver
 from postern.protocols.smtp.handlers import InboundHandler
 from postern.protocols.smtp.server import HEADER_ROOM, start_listener
-from postern.runtime import Runtime
-from postern.server import bound_port
+from postern.serve.runtime import Runtime
+from postern.serve.server import bound_port
 from postern.storage.schema import blobs, outbound
 from tests.helpers import create_user, folder_id, make_message
 

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from postern.delivery import dkim_keys
 from postern.delivery.dkim_signing import dns_record_name
 from postern.protocols.smtp import session as smtp_session
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage import outbound as queue_store
 from postern.storage.schema import outbound
 from tests.helpers import create_user, folder_id, make_message

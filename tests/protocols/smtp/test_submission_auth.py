@@ -11,7 +11,7 @@ import pyotp
 import pytest
 
 from postern.accounts.rate_limit import Policy
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.helpers import create_user, make_message
 from tests.protocols.smtp.test_submission import PASSWORD, b64, connect, in_thread
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from postern.mime.imap_envelope import envelope
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.helpers import create_user
 from tests.protocols.smtp.test_submission import (
     PASSWORD,

@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from postern.config import Settings
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.helpers import create_user, folder_id, make_message
 
 HOST = "127.0.0.1"

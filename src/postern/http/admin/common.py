@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, Field, PlainValidator, WithJsonS
 
 from postern.errors import InvalidInput
 from postern.http.errors import ErrorResponse, error_response, guarded_by
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.storage.pagination import Cursor, Page, decode_cursor
 
 ID_PATTERN = r"^[0-9a-f]{24}$"

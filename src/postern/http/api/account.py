@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from postern.accounts.user_profile import MAX_NAME, UserInfo
 from postern.http.api.common import ApiErrorBody, ApiRoute, KeyHolderDep, Ok, Text, meta_of, responses, runtime_of
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 
 router = APIRouter(tags=["User API: account"], route_class=ApiRoute)
 

@@ -20,7 +20,7 @@ from postern.accounts.registration import CodeExhausted, NotActivated
 from postern.accounts.user_profile import SudoRequired
 from postern.errors import AuthFailed, Conflict, DomainError, Forbidden, InvalidInput, NotFound, RateLimited, TooLarge
 from postern.http.errors import JSONBody, auth_answer_first
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 
 RATE_LIMITED = "Rate limit exceeded"
 

@@ -91,20 +91,19 @@ def install(app: FastAPI) -> None:
 
     def identity_document() -> dict[str, Any]:
         if not document:
-            routes = [
-                r
-                for r in app.routes
-                if getattr(r, "path", "").startswith(PREFIX + "/")
-                and r.path != PREFIX + "/openapi.json"
-            ]
-            document.update(
-                get_openapi(
-                    title="postern identity service",
-                    version=__version__,
-                    description="The Matrix identity service's email validation (v1 and v2), as served by postern.",
-                    routes=routes,
-                )
+            # The whole application's document, of which the identity paths are kept.
+            whole = get_openapi(
+                title="postern identity service",
+                version=__version__,
+                description="The Matrix identity service's email validation (v1 and v2), as served by postern.",
+                routes=app.routes,
             )
+            whole["paths"] = {
+                p: ops
+                for p, ops in whole.get("paths", {}).items()
+                if p.startswith(PREFIX + "/")
+            }
+            document.update(whole)
             for operations in document.get("paths", {}).values():
                 for operation in operations.values():
                     if (

@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from postern.errors import RateLimited
 from postern.http.errors import JSONBody
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from postern.verification import errors
 from postern.verification.errors import MatrixError
 

@@ -41,7 +41,7 @@ from .parser import (
 from .session import ConnectionClosed, Session
 
 if TYPE_CHECKING:
-    from postern.runtime import Runtime
+    from postern.serve.runtime import Runtime
 
 log = logging.getLogger("postern.imap")
 

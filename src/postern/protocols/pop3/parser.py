@@ -99,7 +99,7 @@ class Stls:
 
 Command = User | Pass | Auth | Stat | List | Uidl | Retr | Top | Dele | Noop | Rset | Quit | Capa | Stls
 
-_BARE = {b"STAT": Stat(), b"NOOP": Noop(), b"RSET": Rset(), b"QUIT": Quit(), b"CAPA": Capa(), b"STLS": Stls()}
+_BARE: dict[bytes, Command] = {b"STAT": Stat(), b"NOOP": Noop(), b"RSET": Rset(), b"QUIT": Quit(), b"CAPA": Capa(), b"STLS": Stls()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ def ok(text: str, body: AsyncIterator[bytes] | Iterable[bytes] | None = None, **
 
 
 def err(text: str, code: str | None = None, **flags: bool) -> Reply:
-    return Reply(f"-ERR [{code}] {text}" if code else f"-ERR {text}", **flags)
+    return Reply(f"-ERR [{code}] {text}" if code else f"-ERR {text}", None, **flags)
 
 
 class Session:

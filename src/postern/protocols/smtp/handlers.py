@@ -7,10 +7,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope as SmtpEnvelope, Session
+from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
 from postern.delivery.inbound import Envelope, InboundDelivery, smuggling_attempt
-from postern.delivery.router import LocalRecipient, Recipient, ReverseAliasRecipient, RecipientRefused, Router, normalised
+from postern.delivery.router import LocalRecipient, Recipient, RecipientRefused, ReverseAliasRecipient, Router, normalised
 from postern.delivery.submission import Submission, SubmissionRefused
 from postern.errors import InvalidInput
 

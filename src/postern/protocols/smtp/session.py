@@ -44,6 +44,7 @@ class DoorMixin:
 
     limiter: ConnectionLimiter
     authenticate_user: Authenticate | None = None
+    _reader: Any  # aiosmtpd's stream reader, or the DATA reader in front of it
     _peer_ip: str | None = None
     _refused = False
 

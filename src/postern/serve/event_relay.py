@@ -39,7 +39,7 @@ from redis.exceptions import RedisError
 from postern import events as event_types
 from postern.events import Event
 
-log = logging.getLogger("postern.event_relay")
+log = logging.getLogger("postern.serve.event_relay")
 
 # Limits of the wire format, checked on both sides. Folder paths and logout reasons
 # are at most 1024 characters; ids are far shorter.

@@ -1,7 +1,7 @@
 """A mail worker process: the MX, LMTP and IMAP sessions of ``postern serve`` when
 POSTERN_MAIL_WORKERS is above 1 (see ``workers.py`` and ``server.MailWorkers``,
 which starts it with
-``python -c "from postern.mail_worker import main; main()" <channel fd> <parent pid>``).
+``python -c "from postern.serve.mail_worker import main; main()" <channel fd> <parent pid>``).
 
 It reads its settings from the channel, builds the services of a postern process
 (the parent has migrated the database already), takes the connections its parent
@@ -26,9 +26,9 @@ from postern.delivery.outbound import QueueWakeup
 from postern.protocols.imap.server import ImapServices, serve_accepted
 from postern.protocols.smtp.handlers import InboundHandler
 from postern.protocols.smtp.server import session_factory
-from postern.runtime import Runtime
-from postern.tls import server_context
-from postern.workers import Receiver, StreamDoor
+from postern.serve.runtime import Runtime
+from postern.serve.tls import server_context
+from postern.serve.workers import Receiver, StreamDoor
 
 SMTP_DOORS = ("smtp", "lmtp")
 # At a stop, how long the messages being stored may take to be answered.
@@ -55,7 +55,7 @@ def main() -> None:
     data = channel.recv(1 << 20)
     if not data:
         return
-    settings: Settings = pickle.loads(data)
+    settings: Settings = pickle.loads(data)  # noqa: S301 (from the process that started this one)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     with contextlib.suppress(ImportError):

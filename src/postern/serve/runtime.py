@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+from postern.accounts.addressing import normalise_domain
 from postern.accounts.admin_token import AdminToken
 from postern.accounts.api_keys import ApiKeys
 from postern.accounts.authlog import AuthLog
 from postern.accounts.passwords import Passwords
 from postern.accounts.rate_limit import RateLimiter
+from postern.accounts.registration import Registration
 from postern.accounts.server_key import ServerKey
 from postern.accounts.service import Accounts
-from postern.accounts.two_factor import TwoFactor
-from postern.accounts.registration import Registration
 from postern.accounts.social_login import verifiers_from
+from postern.accounts.two_factor import TwoFactor
 from postern.accounts.user_login import UserLogin
 from postern.accounts.user_profile import UserProfiles
 from postern.aliases.bounces import Bounces
 from postern.aliases.domains import CustomDomains
 from postern.aliases.forwarding import Forwarder
+from postern.aliases.mailboxes import ForwardMailboxes
 from postern.aliases.notifications import Notifications
 from postern.aliases.replies import Replies
 from postern.aliases.service import Aliases
-from postern.aliases.mailboxes import ForwardMailboxes
 from postern.aliases.settings import AliasSettings
-from postern.accounts.addressing import normalise_domain
 from postern.config import Settings, parse_listen
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.dns import DnsPythonResolver, Resolver
@@ -37,6 +38,9 @@ from postern.delivery.submission import Submission
 from postern.delivery.system_mail import SystemMail
 from postern.events import EventBus
 from postern.mailstore.service import MailStore
+from postern.remote.deliver import FetchedDelivery
+from postern.remote.scheduler import RemoteScheduler
+from postern.remote.service import RemoteIdentities
 from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
@@ -45,9 +49,6 @@ from postern.verification.identity_accounts import IdentityAccounts
 from postern.verification.mail import ValidationMailer
 from postern.verification.ownership import Ownership
 from postern.verification.sessions import ValidationSessions
-from postern.remote.deliver import FetchedDelivery
-from postern.remote.scheduler import RemoteScheduler
-from postern.remote.service import RemoteIdentities
 
 
 def resolver_from(settings: Settings) -> Resolver:
@@ -118,7 +119,7 @@ class Runtime:
         self.system_mail = SystemMail(
             sender=settings.resolved_system_mail_from, hostname=settings.hostname, router=self.router, inbound=self.inbound, outbound=self.outbound
         )
-        common = {"db": self.db, "limiter": self.rate_limiter, "authlog": self.authlog}
+        common: dict[str, Any] = {"db": self.db, "limiter": self.rate_limiter, "authlog": self.authlog}
         self.registration = Registration(
             settings=settings, accounts=self.accounts, server_key=self.server_key, api_keys=self.api_keys, mail=self.system_mail, **common
         )

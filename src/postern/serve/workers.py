@@ -48,7 +48,7 @@ from typing import Any
 
 from postern.protocols.smtp.session import ConnectionLimiter
 
-log = logging.getLogger("postern.workers")
+log = logging.getLogger("postern.serve.workers")
 
 MAX_MESSAGE = 1 << 16
 # Events per channel message (fewer when they do not fit in MAX_MESSAGE).
@@ -330,7 +330,7 @@ class Dispatcher:
                     self._release(int(data[1:]))
             elif data[:1] == b"E":
                 try:
-                    events = pickle.loads(data[1:])  # from a worker this process started
+                    events = pickle.loads(data[1:])  # noqa: S301 (from a worker this process started)
                     self.on_events(events, link)
                 except Exception:
                     log.exception("publishing the events of mail worker %d failed", link.number)
@@ -458,7 +458,7 @@ class Receiver:
                     self.stopped.set()
                 elif kind == b"B" and self.on_events is not None:
                     try:
-                        self.on_events(pickle.loads(data[1:]))  # from the process that started this one
+                        self.on_events(pickle.loads(data[1:]))  # noqa: S301 (from the process that started this one)
                     except Exception:
                         log.exception("delivering the events of another process failed")
                 elif data == b"G" and self.on_gap is not None:
@@ -512,7 +512,7 @@ class Receiver:
         """Wait (up to ``timeout`` seconds) for the messages being stored to be
         answered, end the IMAP sessions (they say BYE), then close every session."""
         deadline = self._loop.time() + timeout
-        while any(getattr(s, "in_data", False) for s in self.sessions) and self._loop.time() < deadline:
+        while any(getattr(s, "in_data", False) for s in self.sessions) and self._loop.time() < deadline:  # noqa: ASYNC110 (no event to wait on)
             await asyncio.sleep(0.05)
         streams = list(self._streams)
         for task in streams:

@@ -12,11 +12,12 @@ import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import uvicorn
 
-from postern import __version__, run_marks
+from postern import __version__
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.config import Settings, parse_listen
@@ -31,9 +32,11 @@ from postern.protocols.imap.server import start_listener as start_imap_listener
 from postern.protocols.pop3.server import Pop3Server, authenticator
 from postern.protocols.smtp.handlers import InboundHandler, SubmissionHandler
 from postern.protocols.smtp.server import start_listener
-from postern.runtime import Runtime
-from postern.tls import ensure_self_signed, server_context
-from postern.workers import Dispatcher, WorkerLink, channel_pair
+from postern.rules.service import FOLLOWED_EVENTS
+from postern.serve import run_marks
+from postern.serve.runtime import Runtime
+from postern.serve.tls import ensure_self_signed, server_context
+from postern.serve.workers import Dispatcher, WorkerLink, channel_pair
 
 log = logging.getLogger("postern")
 
@@ -71,6 +74,7 @@ async def _collect_garbage(runtime: Runtime, interval: float) -> None:
             # Authentication log entries older than 30 days, ended rate-limit windows.
             await runtime.authlog.expire()
             await runtime.rate_limiter.sweep()
+            await runtime.rules.sweep()  # autoreplies sent longer ago than the interval
             await runtime.registration.expire_codes()  # the user API's mailed codes
             await runtime.validation.expire()  # email validation sessions past their 24 hours
         except Exception:
@@ -92,11 +96,10 @@ def _smtp_authenticator(runtime: Runtime) -> Callable[[str, str, str], Awaitable
     return authenticate
 
 
-async def _tls_files(settings: Settings) -> tuple[os.PathLike[str], os.PathLike[str]]:
-    cert, key = (settings.tls_cert, settings.tls_key)
-    if cert is None or key is None:
-        cert, key = await asyncio.to_thread(ensure_self_signed, settings.data_dir / "tls", settings.hostname)
-    return cert, key
+async def _tls_files(settings: Settings) -> tuple[Path, Path]:
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        return settings.tls_cert, settings.tls_key
+    return await asyncio.to_thread(ensure_self_signed, settings.data_dir / "tls", settings.hostname)
 
 
 async def start_mail_doors(runtime: Runtime, exclude: set[str] | frozenset[str] = frozenset()) -> dict[str, asyncio.Server]:
@@ -284,13 +287,18 @@ class MailWorkers:
 
     def broadcast(self, events: list[Any], skip: WorkerLink | None = None) -> None:
         """Events made elsewhere (this process, another worker, another ``serve``) to
-        every worker's sessions. Only IMAP sessions follow events in a worker: without
-        the IMAP door there, nobody would read them."""
-        if self.dispatcher is not None and self.follow_events:
+        every worker's sessions. Only IMAP sessions follow every event in a worker;
+        without the IMAP door there, the workers hear only of changes to the mail
+        rules that their deliveries apply (rules.service.FOLLOWED_EVENTS)."""
+        if self.dispatcher is None:
+            return
+        if not self.follow_events:
+            events = [e for e in events if isinstance(e, FOLLOWED_EVENTS)]
+        if events:
             self.dispatcher.broadcast(events, skip)
 
     def broadcast_gap(self) -> None:
-        if self.dispatcher is not None and self.follow_events:
+        if self.dispatcher is not None:
             self.dispatcher.broadcast_gap()
 
     def _spawn(self, number: int) -> WorkerLink:
@@ -298,7 +306,7 @@ class MailWorkers:
         parent, child = channel_pair()
         try:
             process = subprocess.Popen(
-                [sys.executable, "-c", "from postern.mail_worker import main; main()", str(child.fileno()), str(os.getpid())],
+                [sys.executable, "-c", "from postern.serve.mail_worker import main; main()", str(child.fileno()), str(os.getpid())],
                 pass_fds=(child.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
@@ -377,7 +385,7 @@ async def _start_event_relay(runtime: Runtime, workers: MailWorkers | None) -> A
             workers.broadcast_gap()
 
     # Imported here: only a process configured for Redis needs it.
-    from postern.event_relay import RedisEventRelay
+    from postern.serve.event_relay import RedisEventRelay
 
     relay = RedisEventRelay(runtime.settings.redis_url or "", deliver, on_gap, channel=runtime.settings.event_channel)
     await relay.start()
@@ -389,7 +397,7 @@ async def _start_event_relay(runtime: Runtime, workers: MailWorkers | None) -> A
 
 def _worker_doors(settings: Settings) -> list[str]:
     """The doors the mail workers serve: MX, LMTP and IMAP (IMAPS when it listens)."""
-    doors = [d for d in ("smtp", "lmtp", "imap") if d in settings.enabled_doors]
+    doors: list[str] = [d for d in ("smtp", "lmtp", "imap") if d in settings.enabled_doors]
     if "imap" in doors and settings.imaps_listen:
         doors.append("imaps")
     return doors
