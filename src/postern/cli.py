@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -46,10 +45,17 @@ def _uvloop() -> None:
 @app.command()
 def serve(config: ConfigOption = None) -> None:
     """Run postern: the HTTP API (and the mail doors) in one process."""
+    from postern.serve.logs import configure
     from postern.serve.server import serve as run
 
     settings = _settings(config)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure(settings.log_level, settings.log_format)
+    if settings.metrics:
+        # Before prometheus_client is imported: the mail workers' metrics reach /metrics
+        # through their files there (postern/metrics.py).
+        from postern.metrics import prepare_multiprocess
+
+        prepare_multiprocess(settings.data_dir)
     _uvloop()
     try:
         asyncio.run(run(settings, announce=lambda line: console.print(line, highlight=False, markup=False)))

@@ -12,7 +12,7 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -232,14 +232,21 @@ class Settings(BaseSettings):
     remote_oauth2_providers: str | None = None
 
     log_level: str = "info"
+    # text (one readable line per event) or json (one JSON object per line, for log shippers).
+    log_format: Literal["text", "json"] = "text"
+    # Prometheus /metrics: on the HTTP listener behind the admin token (metrics=true),
+    # or, when metrics_listen is set, on a listener of its own without a token.
+    metrics: bool = True
+    metrics_listen: str | None = None
 
     # Set by load_settings(); not an environment variable of its own.
     config_file: Path | None = Field(default=None, exclude=True)
 
-    @field_validator("http_listen", "smtp_listen", "lmtp_listen", "submission_listen", "pop3_listen", "imap_listen")
+    @field_validator("http_listen", "smtp_listen", "lmtp_listen", "submission_listen", "pop3_listen", "imap_listen", "metrics_listen")
     @classmethod
-    def _check_listen(cls, value: str) -> str:
-        parse_listen(value)
+    def _check_listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_listen(value)
         return value
 
     @field_validator("reserved_local_parts", mode="before")

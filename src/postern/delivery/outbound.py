@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 import aiosmtplib
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from postern import metrics
 from postern.accounts.addressing import normalise_domain
 from postern.delivery import dkim_signing, dsn, mx
 from postern.delivery.authentication import parse_header_from
@@ -98,6 +99,38 @@ def _unverified_tls() -> ssl.SSLContext:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     return context
+
+
+def _log_outcome(row: Any, attempt: Attempt, state: str, next_ms: int | None) -> None:
+    """One line per recipient's attempt (deferrals and bounces at warning), and the counters."""
+    if state == "delivered":
+        metrics.M.delivered.inc()
+        level = logging.INFO
+    else:
+        (metrics.M.deferred if state == "deferred" else metrics.M.bounced).inc()
+        level = logging.WARNING
+    if not log.isEnabledFor(level):
+        return
+    retry = datetime.fromtimestamp(next_ms / 1000, UTC).isoformat(timespec="seconds") if next_ms else None
+    log.log(
+        level,
+        "outbound %s: %s to %s via %s: %s%s",
+        row.queue_id,
+        state,
+        row.rcpt,
+        attempt.host or "-",
+        attempt.response,
+        f" (next retry {retry})" if retry else "",
+        extra={
+            "queue_id": row.queue_id,
+            "rcpt": row.rcpt,
+            "host": attempt.host,
+            "result": state,
+            "code": attempt.code,
+            "attempt": row.attempts,
+            "next_retry": retry,
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,6 +291,12 @@ class OutboundQueue:
         alias owner, from a FORWARD_SENDER_PREFIX address) are mail they received."""
         async with self.db.read() as conn:
             return await queue_store.recipients_since(conn, user_id, now_ms() - 24 * 3600 * 1000, not_from_prefix=FORWARD_SENDER_PREFIX)
+
+    async def stats(self) -> tuple[int, float | None]:
+        """Rows waiting or being sent, and the oldest one's age in seconds (/metrics)."""
+        async with self.db.read() as conn:
+            depth, oldest_ms = await queue_store.queue_stats(conn)
+        return depth, (max(0.0, (now_ms() - oldest_ms) / 1000) if oldest_ms is not None else None)
 
     # The worker ----------------------------------------------------------------------
 
@@ -628,6 +667,7 @@ class OutboundQueue:
             else:
                 finished_blobs.append(row.blob_key)  # final rows hold no reference to the message any more
             updates.append(update)
+            _log_outcome(row, attempt, state, update["next_attempt_ms"])
             if row.message_mid:
                 action = {"delivered": "ACCEPTED", "deferred": "DEFERRED", "bounced": "REJECTED"}[state]
                 events.append((row.user_id, row.message_mid, action, event, now))

@@ -17,6 +17,8 @@ from postern import __version__
 from postern.http.admin import addresses, asps, authenticate, authlog, autoreply, filters, mailboxes, messages, two_factor, users
 from postern.http.admin import remote_identities
 from postern.http.admin.common import AccessDenied, guard_admin_routes, plain_text_query, require_admin
+from postern.http import metrics_endpoint
+from postern.http.access_log import AccessLog
 from postern.http.api import router as user_api_router
 from postern.http.content_safety import ContentSafety
 from postern.http.errors import JSONBody, error_response, install_error_handlers
@@ -72,6 +74,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         admin.include_router(module.router)
         guard_admin_routes(module.router)
     app.include_router(admin)
+    app.include_router(metrics_endpoint.router)
     # The user API (SimpleLogin), under /api: its own key and error shape.
     app.include_router(user_api_router)
     # The Matrix identity service (email validation), under /_matrix/identity.
@@ -81,6 +84,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.add_middleware(LegacyUserPaths)
     # Around everything, the fast listing included: no answer without nosniff and CSP.
     app.add_middleware(ContentSafety)
+    # Outermost: one log line per request, whatever answered it.
+    app.add_middleware(AccessLog)
     app.openapi = _without_422(app)  # type: ignore[method-assign]
     return app
 

@@ -34,6 +34,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from postern import metrics
 from postern.config import Settings
 
 log = logging.getLogger("postern.http")
@@ -122,6 +123,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             transport.close()
             return
         self._guard_ip = ip
+        metrics.M.connections("http").inc()
+        metrics.M.connections_open("http").inc()
         super().connection_made(transport)
         # Nothing yet: the first request's head is due within the header timeout.
         self._in_head = True
@@ -132,6 +135,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             return  # refused in connection_made: uvicorn never saw it
         self.guard.release(self._guard_ip)
         self._guard_ip = None
+        metrics.M.connections_open("http").dec()
         self._disarm()
         super().connection_lost(exc)
 
@@ -203,7 +207,8 @@ def uvicorn_config(app: Any, settings: Settings) -> uvicorn.Config:
         port=address.port,
         http=guarded_protocol(guard),
         log_level=settings.log_level.lower(),
-        access_log=False,
+        access_log=False,  # postern's own request line: http/access_log.py
+        log_config=None,  # uvicorn's messages go through postern's handler (serve/logs.py)
         lifespan="off",
         server_header=False,
         # Idle keep-alive connections close after this many seconds (uvicorn's default).

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import os
 import pickle
 import signal
@@ -26,6 +25,7 @@ from postern.delivery.outbound import QueueWakeup
 from postern.protocols.imap.server import ImapServices, serve_accepted
 from postern.protocols.smtp.handlers import InboundHandler
 from postern.protocols.smtp.server import session_factory
+from postern.serve.logs import configure as configure_logging
 from postern.serve.runtime import Runtime
 from postern.serve.tls import server_context
 from postern.serve.workers import Receiver, StreamDoor
@@ -56,8 +56,7 @@ def main() -> None:
     if not data:
         return
     settings: Settings = pickle.loads(data)  # noqa: S301 (from the process that started this one)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s[worker]: %(message)s")
-    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    configure_logging(settings.log_level, settings.log_format, worker=True)
     with contextlib.suppress(ImportError):
         import uvloop
 

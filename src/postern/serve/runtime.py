@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from postern import metrics
 from postern.accounts.addressing import normalise_domain
 from postern.accounts.admin_token import AdminToken
 from postern.accounts.api_keys import ApiKeys
@@ -210,6 +211,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, passwords: Passwords | None = None, resolver: Resolver | None = None) -> Runtime:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        metrics.setup(settings.metrics)
         db = Database(settings.resolved_database_url, schema=settings.database_schema, fsync=settings.fsync)
         blobs = open_blob_store(settings.resolved_blob_store, fsync=settings.fsync)
         bus = EventBus()

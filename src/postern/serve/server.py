@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from postern import __version__
+from postern import __version__, metrics
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.config import Settings, parse_listen
@@ -327,6 +327,9 @@ class MailWorkers:
             return
         code = link.process.poll() if link.process is not None else None
         log.error("mail worker %d (pid %s) exited (%s); starting another", link.number, getattr(link.process, "pid", "?"), code)
+        metrics.M.worker_restarts.inc()
+        if link.process is not None:
+            metrics.process_exited(link.process.pid)
         task = asyncio.get_running_loop().create_task(self._respawn(link))
         self._respawns.add(task)
         task.add_done_callback(self._respawns.discard)
@@ -395,6 +398,25 @@ async def _start_event_relay(runtime: Runtime, workers: MailWorkers | None) -> A
     return relay
 
 
+async def _start_metrics_listener(runtime: Runtime, listen: str, tasks: list[asyncio.Task[None]]) -> tuple[_HttpServer, str]:
+    """POSTERN_METRICS_LISTEN: /metrics alone, without a token."""
+    from postern.http.metrics_endpoint import MetricsApp
+
+    address = parse_listen(listen)
+    config = uvicorn.Config(
+        MetricsApp(runtime), host=address.host, port=address.port, access_log=False, log_config=None, lifespan="off", server_header=False
+    )
+    server = _HttpServer(config)
+    task = asyncio.create_task(server.run_until_stopped(listen), name="metrics")
+    tasks.append(task)
+    while not server.started:
+        if task.done():
+            await task
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    return server, f"{address.host}:{port}"
+
+
 def _worker_doors(settings: Settings) -> list[str]:
     """The doors the mail workers serve: MX, LMTP and IMAP (IMAPS when it listens)."""
     doors: list[str] = [d for d in ("smtp", "lmtp", "imap") if d in settings.enabled_doors]
@@ -434,6 +456,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     tasks: list[asyncio.Task[None]] = []
     mail_servers: list[asyncio.Server] = []
     http: _HttpServer | None = None
+    metrics_server: _HttpServer | None = None
     owner: queue_owner.QueueOwner | None = None
     owners: list[queue_owner.QueueOwner] = []
     workers: MailWorkers | None = None
@@ -482,6 +505,9 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
                     await tasks[0]  # raises why it stopped
                 await asyncio.sleep(0.01)
             announce(f"  HTTP:           http://{address}/  (admin API, /health, /openapi.json)")
+        if settings.metrics and settings.metrics_listen:
+            metrics_server, metrics_address = await _start_metrics_listener(runtime, settings.metrics_listen, tasks)
+            announce(f"  metrics:        http://{metrics_address}/metrics  (no token: keep this listener private)")
         if "queue" in doors:
             # Rows this data directory's worker left "sending" when it died are its own to retry.
             owner = queue_owner.acquire(settings.data_dir)
@@ -517,8 +543,10 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
             await relay.close()
         if http is not None:
             http.should_exit = True
+        if metrics_server is not None:
+            metrics_server.should_exit = True
         for task in tasks:
-            if task.get_name() == "http":
+            if task.get_name() in ("http", "metrics"):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(task, timeout=10)
             else:

@@ -102,3 +102,14 @@ async def recipients_since(conn: AsyncConnection, user_id: str, since_ms: int, *
 async def purge_final(conn: AsyncConnection, before_ms: int) -> int:
     result = await conn.execute(delete(outbound).where(outbound.c.state.in_(FINAL), outbound.c.updated_ms < before_ms))
     return result.rowcount
+
+
+async def queue_stats(conn: AsyncConnection) -> tuple[int, int | None]:
+    """How many rows wait or are being sent, and the oldest one's creation time (ms)
+    (for /metrics: the state index narrows it to the rows not yet final)."""
+    row = (
+        await conn.execute(
+            select(func.count(), func.min(outbound.c.created_ms)).where(outbound.c.state.in_((*PENDING, "sending")))
+        )
+    ).one()
+    return int(row[0]), row[1]

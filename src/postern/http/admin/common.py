@@ -12,6 +12,7 @@ from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import AfterValidator, BaseModel, Field, PlainValidator, WithJsonSchema
 
+from postern import metrics
 from postern.errors import InvalidInput
 from postern.http.errors import ErrorResponse, error_response, guarded_by
 from postern.serve.runtime import Runtime
@@ -89,6 +90,7 @@ async def require_admin(
     if not token:
         raise AccessDenied(401, "Access token is required", "MissingAccessToken")
     if not await runtime.admin_token.check(token):
+        metrics.M.auth_failures("http").inc()
         raise AccessDenied(403, "Invalid access token", "InvalidToken")
 
 

@@ -14,6 +14,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.responses import Response
 
+from postern import metrics
 from postern.accounts.api_keys import KeyHolder
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.registration import CodeExhausted, NotActivated
@@ -166,6 +167,7 @@ async def current_key(request: Request, key: Annotated[str | None, Depends(_key_
         raise ApiError(401, "An API key is required in the Authentication header")
     holder = await runtime_of(request).api_keys.authenticate(key.strip())
     if holder is None:
+        metrics.M.auth_failures("http").inc()
         raise ApiError(401, "Wrong API key")
     return holder
 

@@ -9,9 +9,11 @@ anything else is logged and answered ``NO [SERVERBUG]``.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from postern import metrics
 from postern.errors import (
     AuthFailed,
     Conflict,
@@ -141,6 +143,14 @@ def domain_error(error: DomainError) -> ImapError:
 
 async def dispatch(session: Session, command: c.Command) -> None:
     """Run one command and write its tagged answer (and the updates due with it)."""
+    start = time.perf_counter()
+    try:
+        await _dispatch(session, command)
+    finally:
+        metrics.M.imap_duration(command.name).observe(time.perf_counter() - start)
+
+
+async def _dispatch(session: Session, command: c.Command) -> None:
     entry = HANDLERS.get(type(command))
     tag = command.tag
     done: Done | None = None

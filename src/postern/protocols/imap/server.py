@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from postern import metrics
 from postern.accounts.service import Accounts
 from postern.errors import DomainError
 from postern.events import EventBus
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from postern.serve.runtime import Runtime
 
 log = logging.getLogger("postern.imap")
+log_login = logging.getLogger("postern.imap.login")
 
 READ_SIZE = 64 * 1024
 #: Literals a client may send before logging in (LOGIN with literal strings).
@@ -336,6 +338,9 @@ async def _handle(services: ImapServices, reader: asyncio.StreamReader, writer: 
             await asyncio.wait_for(writer.drain(), 5)
         writer.close()
         return
+    metrics.M.connections("imap").inc()
+    metrics.M.connections_open("imap").inc()
+    connection = None
     try:
         connection = Connection(services, reader, writer, implicit_tls=implicit_tls)
         await connection.run()
@@ -343,8 +348,13 @@ async def _handle(services: ImapServices, reader: asyncio.StreamReader, writer: 
         # The server is stopping (its loop cancels the handlers): the BYE is said.
         pass
     finally:
+        metrics.M.connections_open("imap").dec()
         if limiter is not None:
             limiter.release(ip)
+        if connection is not None and connection.session.username:
+            log_login.info(
+                "imap logout %s from %s", connection.session.username, ip, extra={"door": "imap", "user": connection.session.username, "ip": ip}
+            )
 
 
 async def start_listener(

@@ -17,8 +17,10 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+from postern import metrics
 from postern.accounts.authlog import AuthMeta
-from postern.errors import AuthFailed
+from postern.accounts.service import ApplicationPasswordRequired
+from postern.errors import AuthFailed, RateLimited
 from postern.events import EventBus, UserDeleted, UserLoggedOut
 from postern.mailstore.pop3_view import Pop3View
 from postern.protocols import streams
@@ -26,6 +28,13 @@ from postern.protocols.pop3 import parser
 from postern.protocols.pop3.session import Reply, Session
 
 log = logging.getLogger(__name__)
+log_login = logging.getLogger("postern.pop3.login")
+
+
+def _log_login(login: str, ip: str, result: str) -> None:
+    if result != "ok":
+        metrics.M.auth_failures("pop3").inc()
+    log_login.info("pop3 login %s from %s: %s", login, ip, result, extra={"door": "pop3", "user": login, "ip": ip, "result": result})
 
 READ_SIZE = 4096
 TLS_HANDSHAKE_TIMEOUT = 30.0
@@ -151,13 +160,20 @@ class Pop3Server:
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
+        metrics.M.connections("pop3").inc()
+        metrics.M.connections_open("pop3").inc()
+        connection = None
         try:
-            await _Connection(self, reader, writer, ip, implicit_tls).run()
+            connection = _Connection(self, reader, writer, ip, implicit_tls)
+            await connection.run()
         except (ConnectionError, ssl.SSLError, TimeoutError, asyncio.IncompleteReadError):
             pass
         except Exception:
             log.exception("POP3: connection from %s failed", ip)
         finally:
+            metrics.M.connections_open("pop3").dec()
+            if connection is not None and connection.login is not None:
+                log_login.info("pop3 logout %s from %s", connection.login, ip, extra={"door": "pop3", "user": connection.login, "ip": ip})
             if task is not None:
                 self._connections.discard(task)
             self._open[ip] -= 1
@@ -176,8 +192,24 @@ class _Connection:
         self.ip = ip
         self.lines = LineReader(reader, parser.MAX_LINE)
 
+        self.login: str | None = None
+
         async def authenticate(login: str, password: str) -> str:
-            return await server.authenticate(login, password, ip)
+            # One line per login (the login name, never the password).
+            try:
+                user_id = await server.authenticate(login, password, ip)
+            except RateLimited:
+                _log_login(login, ip, "rate limited")
+                raise
+            except ApplicationPasswordRequired:
+                _log_login(login, ip, "application password required")
+                raise
+            except Exception:
+                _log_login(login, ip, "failed")
+                raise
+            _log_login(login, ip, "ok")
+            self.login = login
+            return user_id
 
         self.session = Session(
             server.view,

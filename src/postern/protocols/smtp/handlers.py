@@ -5,17 +5,20 @@ the delivery services."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
+from postern import metrics
 from postern.delivery.inbound import Envelope, InboundDelivery, smuggling_attempt
 from postern.delivery.router import LocalRecipient, Recipient, RecipientRefused, ReverseAliasRecipient, Router, normalised
 from postern.delivery.submission import Submission, SubmissionRefused
 from postern.errors import InvalidInput
 
 log = logging.getLogger("postern.smtp")
+log_transactions = logging.getLogger("postern.smtp.transactions")
 
 SMUGGLING = "554 5.5.2 Message refused: a bare CR or LF next to a lone dot (SMTP smuggling)"
 TEMPORARY = "451 4.3.0 Temporary failure, try again later"
@@ -107,22 +110,31 @@ class InboundHandler(_Base):
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        start = time.perf_counter()
+        door = "lmtp" if self.lmtp else "smtp"
+        queue_id, reply = await self._data(server, session, envelope)
+        log_transaction(door, start, queue_id, session, envelope, reply)
+        return reply
+
+    async def _data(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> tuple[str | None, str]:
         recipients: list[Recipient] = self._recipients(envelope)
         data = envelope.original_content or b""
         if smuggling_attempt(data) or getattr(server, "lone_dot_in_data", False):
-            return "\r\n".join([SMUGGLING] * len(_rcpt_keys(envelope))) if self.lmtp else SMUGGLING
+            return None, "\r\n".join([SMUGGLING] * len(_rcpt_keys(envelope))) if self.lmtp else SMUGGLING
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
-        outcomes = await self.inbound.deliver(
-            Envelope(
-                _reverse_path(envelope),
-                recipients,
-                data,
-                source="LMTP" if self.lmtp else "MX",
-                client_ip=str(peer),
-                helo=session.host_name or "",
-                transtype=transtype(server, session, self.lmtp),
-            )
+        inbound = Envelope(
+            _reverse_path(envelope),
+            recipients,
+            data,
+            source="LMTP" if self.lmtp else "MX",
+            client_ip=str(peer),
+            helo=session.host_name or "",
+            transtype=transtype(server, session, self.lmtp),
         )
+        return inbound.queue_id, await self._replies(envelope, inbound)
+
+    async def _replies(self, envelope: SmtpEnvelope, inbound: Envelope) -> str:
+        outcomes = await self.inbound.deliver(inbound)
         if self.lmtp:
             # One reply per accepted RCPT, in RCPT order (RFC 2033).
             replies = {o.recipient.key: o.reply for o in outcomes}
@@ -167,9 +179,15 @@ class SubmissionHandler(_Base):
         return "250 2.1.5 Ok"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> str:
+        start = time.perf_counter()
+        queue_id, reply = await self._data(server, session, envelope)
+        log_transaction("submission", start, queue_id, session, envelope, reply)
+        return reply
+
+    async def _data(self, server: SMTP, session: Session, envelope: SmtpEnvelope) -> tuple[str | None, str]:
         data = envelope.original_content or b""
         if smuggling_attempt(data) or getattr(server, "lone_dot_in_data", False):
-            return SMUGGLING
+            return None, SMUGGLING
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         try:
             result = await self.submission.submit(
@@ -182,11 +200,44 @@ class SubmissionHandler(_Base):
                 transtype=transtype(server, session),
             )
         except SubmissionRefused as refusal:
-            return refusal.reply
+            return None, refusal.reply
         except Exception:
             log.exception("submission failed")
-            return TEMPORARY
-        return f"250 2.0.0 Ok: queued as {result.queue_id or 'local'}"
+            return None, TEMPORARY
+        return result.queue_id, f"250 2.0.0 Ok: queued as {result.queue_id or 'local'}"
+
+
+def log_transaction(door: str, start: float, queue_id: str | None, session: Session, envelope: SmtpEnvelope, reply: str) -> None:
+    """One line per DATA transaction (queue id, sender, recipients, size, result
+    codes), its latency and the accepted-messages counter."""
+    m = metrics.M
+    m.smtp_duration(door).observe(time.perf_counter() - start)
+    codes = [line[:3] for line in reply.split("\r\n")]
+    if "250" in codes:
+        m.accepted(door).inc()
+    if not log_transactions.isEnabledFor(logging.INFO):
+        return
+    size = len(envelope.original_content or b"")
+    peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
+    result = ",".join(codes)
+    log_transactions.info(
+        "%s %s from=<%s> to=%s size=%d result=%s",
+        door,
+        queue_id or "-",
+        envelope.mail_from or "",
+        ",".join(f"<{r}>" for r in envelope.rcpt_tos),
+        size,
+        result,
+        extra={
+            "door": door,
+            "queue_id": queue_id,
+            "mail_from": envelope.mail_from or "",
+            "rcpt": list(envelope.rcpt_tos),
+            "size": size,
+            "result": result,
+            "ip": peer,
+        },
+    )
 
 
 def _fate(recipient: Recipient) -> tuple[Any, ...] | None:

@@ -45,6 +45,7 @@ def session_factory(
             # MX and LMTP accept no logins; submission offers PLAIN and LOGIN.
             auth_exclude_mechanism=[] if kind == "submission" else ["LOGIN", "PLAIN"],
         )
+        session.door = kind
         if limiter is not None:
             session.limiter = limiter
         session.authenticate_user = authenticate_user if kind == "submission" else None

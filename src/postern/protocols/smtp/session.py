@@ -13,11 +13,13 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
+from postern import metrics
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.errors import RateLimited
 from postern.protocols.streams import ConnectionLimiter
 
 log = logging.getLogger("postern.smtp")
+log_session = logging.getLogger("postern.smtp.session")
 
 # (login, password, peer ip) -> the authenticated user's id, or None. May raise
 # RateLimited or ApplicationPasswordRequired, which AUTH answers in its own words.
@@ -44,6 +46,8 @@ class DoorMixin:
 
     limiter: ConnectionLimiter
     authenticate_user: Authenticate | None = None
+    door = "smtp"  # smtp, lmtp or submission (set by session_factory)
+    _counted = False
     _reader: Any  # aiosmtpd's stream reader, or the DATA reader in front of it
     _peer_ip: str | None = None
     _refused = False
@@ -55,6 +59,9 @@ class DoorMixin:
             return  # STARTTLS replaces the transport of a session already counted
         peer = transport.get_extra_info("peername") or ("", 0)
         self._peer_ip = str(peer[0])
+        self._counted = True
+        metrics.M.connections(self.door).inc()
+        metrics.M.connections_open(self.door).inc()
         if not self.limiter.acquire(self._peer_ip):
             self._refused = True
         # AUTH in plain text only on loopback: everywhere else after STARTTLS.
@@ -66,6 +73,9 @@ class DoorMixin:
             # Gone in the middle of DATA: end the session's wait (aiosmtpd's own reader
             # would raise here), as a connection reset.
             collector.done.set_exception(ConnectionResetError("connection lost during DATA"))
+        if self._counted:
+            self._counted = False
+            metrics.M.connections_open(self.door).dec()
         if self._peer_ip is not None and not self._refused and not getattr(self, "_released", False):
             self._released = True
             self.limiter.release(self._peer_ip)
@@ -273,14 +283,15 @@ class DoorMixin:
     async def _check(self, mechanism: str, login: bytes, password: bytes) -> AuthResult:
         if self.authenticate_user is None:
             return AuthResult(success=False, handled=False)
+        user = login.decode("utf-8", errors="replace")
         try:
-            user_id = await self.authenticate_user(
-                login.decode("utf-8", errors="replace"), password.decode("utf-8", errors="replace"), self._peer_ip or ""
-            )
+            user_id = await self.authenticate_user(user, password.decode("utf-8", errors="replace"), self._peer_ip or "")
         except RateLimited:
+            self._log_login(user, "rate limited")
             await self.push("454 4.7.0 Too many authentication failures, try later")  # type: ignore[attr-defined]
             return AuthResult(success=False, handled=True)
         except ApplicationPasswordRequired:
+            self._log_login(user, "application password required")
             await self.push("535 5.7.8 Two-factor authentication is on: use an application specific password")  # type: ignore[attr-defined]
             return AuthResult(success=False, handled=True)
         except Exception:
@@ -288,9 +299,24 @@ class DoorMixin:
             await self.push("454 4.7.0 Temporary authentication failure")  # type: ignore[attr-defined]
             return AuthResult(success=False, handled=True)
         if user_id is None:
+            self._log_login(user, "failed")
             await self.push("535 5.7.8 Authentication credentials invalid")  # type: ignore[attr-defined]
             return AuthResult(success=False, handled=True)
+        self._log_login(user, "ok")
         return AuthResult(success=True, handled=False, auth_data=user_id, message="235 2.7.0 Authentication successful")
+
+    def _log_login(self, user: str, result: str) -> None:
+        """One line per AUTH (the login name, never the password)."""
+        if result != "ok":
+            metrics.M.auth_failures(self.door).inc()
+        log_session.info(
+            "%s login %s from %s: %s",
+            self.door,
+            user,
+            self._peer_ip,
+            result,
+            extra={"door": self.door, "user": user, "ip": self._peer_ip, "result": result},
+        )
 
 
 _NOMINAL, _TOO_LONG, _TOO_MUCH = 0, 1, 2

@@ -6,6 +6,9 @@ password or an application password with the ``imap`` scope is accepted.
 
 from __future__ import annotations
 
+import logging
+
+from postern import metrics
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.errors import AuthFailed, DomainError, Forbidden, RateLimited
@@ -13,6 +16,8 @@ from postern.errors import AuthFailed, DomainError, Forbidden, RateLimited
 from .. import commands as c
 from .. import encode as enc
 from ..session import Done, ImapError, Session, no
+
+log = logging.getLogger("postern.imap.login")
 
 
 async def log_in(session: Session, login: str, password: str) -> Done:
@@ -24,18 +29,19 @@ async def log_in(session: Session, login: str, password: str) -> Done:
     try:
         result = await accounts.authenticate(login, password, "imap", meta=meta)
     except RateLimited as error:
+        _log(session, login, "rate limited")
         raise ImapError("NO", f"Too many failed logins; try again in {error.retry_after} seconds", "UNAVAILABLE") from None
     except ApplicationPasswordRequired:
+        _log(session, login, "application password required")
         raise no("Two-factor authentication is on: use an application password", "AUTHENTICATIONFAILED") from None
-    except AuthFailed:
-        raise no("Authentication failed", "AUTHENTICATIONFAILED") from None
-    except Forbidden:
-        raise no("Authentication failed", "AUTHENTICATIONFAILED") from None
-    except DomainError:
+    except (AuthFailed, Forbidden, DomainError):
+        _log(session, login, "failed")
         raise no("Authentication failed", "AUTHENTICATIONFAILED") from None
     if getattr(result, "require_2fa", None):
         # A password alone cannot pass a second factor: IMAP needs an application password.
+        _log(session, login, "application password required")
         raise no("Two-factor authentication is on: use an application password", "AUTHENTICATIONFAILED")
+    _log(session, login, "ok")
     session.user_id = result.user.id
     session.username = result.user.username
     session.state = "authenticated"
@@ -44,6 +50,15 @@ async def log_in(session: Session, login: str, password: str) -> Done:
         session.connection.authenticated()
     caps = " ".join(session.capabilities())
     return Done("completed; logged in", enc.response_code("CAPABILITY", caps.encode()))
+
+
+def _log(session: Session, login: str, result: str) -> None:
+    """One line per login (the login name, never the password)."""
+    if result != "ok":
+        metrics.M.auth_failures("imap").inc()
+    log.info(
+        "imap login %s from %s: %s", login, session.peer, result, extra={"door": "imap", "user": login, "ip": session.peer, "result": result}
+    )
 
 
 async def handle(session: Session, command: c.Login) -> Done:
