@@ -335,7 +335,7 @@ def session_cpu_seconds(sid: int) -> float:
 class Postern(ServeProcess):
     """``postern serve`` (doors http, lmtp, smtp) on free loopback ports."""
 
-    def __init__(self, data_dir: Path, token: str, connections: int, workers: str = "auto"):
+    def __init__(self, data_dir: Path, token: str, connections: int, workers: str = "auto", env: dict[str, str] | None = None):
         self.http_port, self.lmtp_port, self.smtp_port = free_port(), free_port(), free_port()
         super().__init__(
             {
@@ -354,6 +354,7 @@ class Postern(ServeProcess):
                 "POSTERN_LOG_LEVEL": "warning",
                 "POSTERN_MAIL_WORKERS": workers,  # processes for the LMTP and SMTP sessions
             }
+            | (env or {})
         )
 
 
@@ -627,8 +628,16 @@ def run_dovecot(root: Path, round_: int, messages: list[Message], args: argparse
     return run
 
 
-def run_postern(root: Path, round_: int, door: str, messages: list[Message], args: argparse.Namespace, expected: list[int], token: str) -> tuple[Run, dict[str, Any]]:
-    server = Postern(root, token, args.connections, args.workers)
+# --instrumentation: postern's LMTP as shipped (a log line per transaction at info,
+# Prometheus metrics on) against the same without them (warning, POSTERN_METRICS=false).
+INSTRUMENTED = {"POSTERN_LOG_LEVEL": "info", "POSTERN_METRICS": "true"}
+BARE = {"POSTERN_LOG_LEVEL": "warning", "POSTERN_METRICS": "false"}
+
+
+def run_postern(root: Path, round_: int, target: str, messages: list[Message], args: argparse.Namespace, expected: list[int], token: str) -> tuple[Run, dict[str, Any]]:
+    door = target.split()[1]
+    env = (BARE if target.endswith("bare") else INSTRUMENTED) if args.instrumentation else None
+    server = Postern(root, token, args.connections, args.workers, env)
     try:
         server.wait_ready()
         api = Api(server.http_port, token)
@@ -640,7 +649,7 @@ def run_postern(root: Path, round_: int, door: str, messages: list[Message], arg
         else:
             profiler = None
         port = server.lmtp_port if door == "lmtp" else server.smtp_port
-        run = measure(f"postern {door}", round_, port, door == "lmtp", server.pid, messages, args.connections)
+        run = measure(target, round_, port, door == "lmtp", server.pid, messages, args.connections)
         if profiler is not None:
             stop_profiler(profiler, args.profile)
         counts = postern_counts(api, user_ids)
@@ -714,6 +723,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (maildirs, postern data, Dovecot config and log)")
     parser.add_argument("--profile", type=Path, help="record postern's Python CPU time (py-spy --gil) during the first round's LMTP run: .svg flame graph, .json speedscope, .txt collapsed stacks")
     parser.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    parser.add_argument(
+        "--instrumentation",
+        action="store_true",
+        help="the cost of logs and metrics: 'postern lmtp' at POSTERN_LOG_LEVEL=info with metrics, and a target 'postern lmtp bare' at warning with POSTERN_METRICS=false",
+    )
     parser.add_argument("--workers", default="auto", help="postern's POSTERN_MAIL_WORKERS: auto (one per CPU, the default) or a number; 1 = the doors in the serving process")
     args = parser.parse_args()
     if args.messages < 1 or args.connections < 1 or args.users < 1 or args.rounds < 1:
@@ -756,7 +770,7 @@ def main() -> int:
     runs: list[Run] = []
     setup: list[dict[str, Any]] = []
     notes: dict[str, str] = {}
-    targets = ["dovecot lmtp", "postern lmtp"] + ([] if args.no_smtp else ["postern smtp"])
+    targets = ["dovecot lmtp", "postern lmtp"] + (["postern lmtp bare"] if args.instrumentation else []) + ([] if args.no_smtp else ["postern smtp"])
     try:
         # Record how this Dovecot is configured (and that fsync is at its default).
         probe = temp / "probe"
@@ -769,14 +783,17 @@ def main() -> int:
         print(f"Dovecot: mail_fsync = {notes['dovecot mail_fsync']}, mail written as {notes['dovecot mail owner']}")
         print(f"load average before: {load_average()}\n")
         for round_ in range(1, args.rounds + 1):
-            order = targets if round_ % 2 else targets[1:] + targets[:1]
+            order = list(targets) if round_ % 2 else targets[1:] + targets[:1]
+            if args.instrumentation and round_ % 2 == 0:  # neither of the pair always goes first
+                i, j = order.index("postern lmtp"), order.index("postern lmtp bare")
+                order[i], order[j] = order[j], order[i]
             for target in order:
                 root = temp / f"round{round_}" / target.replace(" ", "-")
                 root.mkdir(parents=True)
                 if target == "dovecot lmtp":
                     run = run_dovecot(root, round_, messages, args, expected)
                 else:
-                    run, extra = run_postern(root, round_, target.split()[1], messages, args, expected, token)
+                    run, extra = run_postern(root, round_, target, messages, args, expected, token)
                     setup.append(extra)
                 runs.append(run)
                 report(run)
@@ -811,6 +828,16 @@ def main() -> int:
         print(f"  {t:<16} {median[t]:>10,.0f}  {r:>15.2f}  {p50[t]:>6.0f}  {cpu[t]:>17.2f}  {mark:>13}")
     print()
     print(f"  postern LMTP / Dovecot LMTP: {ratio:.2f} (per round: {', '.join(f'{x:.2f}' for x in per_round)})  target >= {TARGET_RATIO:.1f}  {verdict(ratio >= TARGET_RATIO)}")
+    if args.instrumentation:
+        bare = "postern lmtp bare"
+        pairs = [
+            next(r.rate for r in runs if r.round == n and r.target == "postern lmtp") / next(r.rate for r in runs if r.round == n and r.target == bare)
+            for n in range(1, args.rounds + 1)
+        ]
+        print(
+            f"  logs+metrics / bare (LMTP):  rate {median['postern lmtp'] / median[bare]:.3f} (per round: {', '.join(f'{x:.3f}' for x in pairs)}), "
+            f"server CPU ms/msg {cpu['postern lmtp'] / cpu[bare]:.3f}  target: cost <= 3%"
+        )
     print(f"  every reply 250:             {'yes' if bad == 0 else f'NO ({bad} transactions were not)'}")
     print(f"  stores hold every message:   {'yes (per user)' if not wrong else 'NO: ' + '; '.join(f'{r.target} round {r.round}: {r.verify_note}' for r in wrong)}")
 

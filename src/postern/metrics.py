@@ -77,6 +77,11 @@ class _Labelled:
 
 
 class Metrics:
+    delivered: Any
+    deferred: Any
+    bounced: Any
+    worker_restarts: Any
+
     def __init__(self, enabled: bool):
         self.enabled = enabled
         if not enabled:
@@ -84,7 +89,6 @@ class Metrics:
             self.connections = self.connections_open = self.auth_failures = self.accepted = none
             self.http_duration = self.imap_duration = self.smtp_duration = none
             self.delivered = self.deferred = self.bounced = self.worker_restarts = NULL
-            self.event_lag = NULL
             return
         from prometheus_client import Counter, Gauge, Histogram
 
@@ -114,7 +118,6 @@ class Metrics:
             SMTP_DOORS,
         )
         self.worker_restarts = Counter("postern_worker_restarts", "Mail worker processes started again after they died")
-        self.event_lag = NULL
 
 
 M = Metrics(enabled=False)

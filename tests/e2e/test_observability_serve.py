@@ -5,6 +5,8 @@ worker counted (prometheus-client's multiprocess mode)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import smtplib
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.crash_support import ADMIN_TOKEN, admin_client, create_user, port_of, serve_env_in, serving, wait_until
 from tests.e2e.serve_process import free_port
+from tests.e2e.test_mail_workers import children
 
 PASSWORD = "e2e-s3cret-password-8812"
 MESSAGES = 6
@@ -61,9 +64,18 @@ def test_json_logs_and_metrics_across_workers(env: dict[str, str]) -> None:
         assert httpx.get(f"http://{env['POSTERN_HTTP_LISTEN']}/metrics", timeout=30).status_code == 401
         assert client.get("/metrics").status_code == 200
         client.get(f"/users?accessToken={ADMIN_TOKEN}")
+        # A worker that dies: counted as restarted; what it counted stays counted.
+        victim = min(children(server.proc.pid))
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: "starting another" in "".join(server.stderr_lines), 30, "the worker is replaced")
+        text = httpx.get(metrics_url, timeout=30).text
+        assert _counter(text, "postern_worker_restarts_total") == 1, text
+        assert _counter(text, "postern_messages_accepted_total", door="lmtp") == MESSAGES
+        assert _counter(text, "postern_connections_open", door="lmtp") == 0
         wait_until(lambda: sum('"lmtp"' in line for line in server.stderr_lines) >= MESSAGES, 30, lambda: "".join(server.stderr_lines))
         assert server.stop() == 0, server.errors
-    lines = [json.loads(line) for line in server.stderr_lines if line.strip()]  # every line is one JSON object
+    lines = [json.loads(line) for line in server.stderr_lines if line.strip()]
+    assert any(line["level"] == "error" and "exited" in line["message"] for line in lines)  # every line is one JSON object
     transactions = [line for line in lines if line["logger"] == "postern.smtp.transactions"]
     assert len(transactions) == MESSAGES
     assert {t.get("process") for t in transactions} == {"worker"}

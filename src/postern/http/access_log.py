@@ -64,11 +64,12 @@ class AccessLog:
                 client = scope.get("client")
                 path = scope["path"]
                 log.info(
-                    "%s %s %d %.1fms",
+                    "%s %s %d %.1fms client=%s",
                     method,
                     path,
                     status,
                     elapsed * 1000,
+                    client[0] if client else "-",
                     extra={
                         "method": method,
                         "path": path,

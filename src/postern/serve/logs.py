@@ -1,8 +1,7 @@
 """Logging of a postern process, configured in one place: ``postern serve`` and each
 mail worker process call ``configure`` (``POSTERN_LOG_LEVEL``, ``POSTERN_LOG_FORMAT``).
 
-``text`` writes one readable line per event, its structured fields appended as
-``key=value``; ``json`` writes one JSON object per line (time, level, logger, message
+``text`` writes one readable line per event; ``json`` writes one JSON object per line (time, level, logger, message
 and the fields) for log shippers. The fields are what a caller passes as
 ``extra={...}``; the transaction lines (HTTP requests, SMTP/LMTP transactions,
 IMAP/POP3 logins, outbound attempts) carry them. Callers never pass a password, a
@@ -23,32 +22,16 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
 
 def fields(record: logging.LogRecord) -> dict[str, Any]:
     """The structured fields a caller attached to a record (``extra=``)."""
-    return {key: value for key, value in record.__dict__.items() if key not in _STANDARD and not key.startswith("_")}
+    attributes = record.__dict__
+    return {key: attributes[key] for key in attributes.keys() - _STANDARD if not key.startswith("_")}
 
 
 class TextFormatter(logging.Formatter):
-    """``time level logger: message key=value ...``."""
+    """``time level logger: message``. The transaction lines' messages say what their
+    fields hold, in words: the fields themselves go only into JSON."""
 
     def __init__(self, suffix: str = "") -> None:
         super().__init__(f"%(asctime)s %(levelname)s %(name)s{suffix}: %(message)s")
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        extra = fields(record)
-        if not extra:
-            return line
-        parts = [f"{key}={_text_value(value)}" for key, value in extra.items()]
-        first, sep, rest = line.partition("\n")  # a traceback stays after the fields
-        return f"{first} {' '.join(parts)}{sep}{rest}"
-
-
-def _text_value(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        value = ",".join(str(item) for item in value)
-    text = str(value)
-    if not text or any(ch.isspace() or ch in '"=' for ch in text):
-        return json.dumps(text, ensure_ascii=False)
-    return text
 
 
 class JsonFormatter(logging.Formatter):

@@ -221,13 +221,14 @@ def log_transaction(door: str, start: float, queue_id: str | None, session: Sess
     peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
     result = ",".join(codes)
     log_transactions.info(
-        "%s %s from=<%s> to=%s size=%d result=%s",
+        "%s %s from=<%s> to=%s size=%d result=%s ip=%s",
         door,
         queue_id or "-",
         envelope.mail_from or "",
         ",".join(f"<{r}>" for r in envelope.rcpt_tos),
         size,
         result,
+        peer,
         extra={
             "door": door,
             "queue_id": queue_id,
