@@ -8,7 +8,7 @@ import pytest
 
 from postern.config import Settings
 from postern.delivery.dns import StaticResolver
-from postern.runtime import Runtime
+from postern.serve.runtime import Runtime
 from tests.aliases.helpers import alias_row, make_alias
 from tests.aliases.test_reply_flow import MAILBOX, converse, reply_to, setup
 from tests.aliases.test_send_as_alias import contact_of, hosted_user, submit

@@ -42,6 +42,8 @@ from postern.events import EventBus
 from postern.mailstore.service import MailStore
 from postern.remote.deliver import FetchedDelivery
 from postern.remote.scheduler import RemoteScheduler
+from postern.remote.sending import SCHEME as REMOTE_SCHEME
+from postern.remote.sending import RemoteSender
 from postern.remote.service import RemoteIdentities
 from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
@@ -186,6 +188,10 @@ class Runtime:
             FetchedDelivery(self.db, self.committer, self.inbound.filtering, settings.hostname),
             self.notifications,
         )
+        # Mail sent as a remote identity goes out through its own SMTP server.
+        remote_sender = RemoteSender(self.db, self.server_key, self.remote_identities.connector, settings.hostname)
+        self.outbound.routes[REMOTE_SCHEME] = remote_sender.send
+        self.submission.remote_route = remote_sender.route_for
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this
