@@ -163,14 +163,26 @@ class OutboundQueue:
         # message (recognised by its VERP envelope sender; see aliases.bounces) and
         # returns True, instead of a bounce into the sender's INBOX.
         self.forward_failures: Callable[[str, str], Awaitable[bool]] | None = None
+        # Other rooms' routes, by the scheme of a row's target: e.g. "remote-identity:<id>"
+        # goes out through that remote identity's own SMTP server (remote/sending.py).
+        self.routes: dict[str, Callable[[str, str, list[str], bytes], Awaitable[dict[str, Attempt]]]] = {}
 
     # Queueing ------------------------------------------------------------------------
 
     async def enqueue(
-        self, *, user_id: str | None, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None
+        self,
+        *,
+        user_id: str | None,
+        mail_from: str,
+        recipients: Sequence[str],
+        blob_key: str,
+        size: int,
+        message_mid: str | None,
+        target: str | None = None,
     ) -> str:
+        """``target``: not to the recipients' MX but along a route (see ``routes``)."""
         async with self.db.write() as conn:
-            queue_id = await self.enqueue_in(conn, user_id=user_id, mail_from=mail_from, recipients=recipients, blob_key=blob_key, size=size, message_mid=message_mid)
+            [queue_id] = await self.enqueue_many_in(conn, [Queued(user_id, mail_from, recipients, blob_key, size, message_mid, target)])
             if message_mid and user_id is not None:  # a message of a user's (system mail has none)
                 event = {"queueId": queue_id, "from": mail_from, "to": list(dict.fromkeys(recipients))}
                 await add_events(conn, [(user_id, message_mid, "QUEUED", event, now_ms())])
@@ -341,6 +353,9 @@ class OutboundQueue:
         message = await self._signed(raw, first.mail_from)
         recipients = [row.rcpt for row in rows]
         if first.target:
+            route = self.routes.get(first.target.partition(":")[0])
+            if route is not None:
+                return await route(first.target, first.mail_from, recipients, message)
             return await self._to_target(first.target, first.mail_from, recipients, message)
         if self.settings.relay is not None:
             host, port = self.settings.relay

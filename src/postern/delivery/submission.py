@@ -9,7 +9,7 @@ queued for the contact from the alias."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from postern.accounts.addressing import normalise_address
@@ -76,6 +76,10 @@ class Submission:
         self.outbound = outbound
         # Set by the runtime: replies through reverse aliases.
         self.replies: Replies | None = None
+        # Set by the runtime: the route of mail sent as one of the user's remote
+        # identities (remote/sending.py): ``remote_route(user_id, address_keys)`` is an
+        # outbound target, or None when the addresses are not one such identity's.
+        self.remote_route: Callable[[str, Sequence[str | None]], Awaitable[str | None]] | None = None
 
     async def owned_addresses(self, user_id: str) -> set[str]:
         async with self.db.read() as conn:
@@ -100,6 +104,9 @@ class Submission:
 
     async def check_sender(self, user_id: str, mail_from: str) -> None:
         key = address_key(mail_from)
+        if key is not None and self.remote_route is not None and not await self.may_send_as(user_id, [key]):
+            if await self.remote_route(user_id, [key]) is not None:
+                return
         if key is None or not await self.may_send_as(user_id, [key]):
             raise SubmissionRefused("553 5.7.1 Sender address is not one of your addresses")
 
@@ -124,8 +131,13 @@ class Submission:
         refusal = sender_refusal(found)
         if refusal is not None:
             raise SubmissionRefused(refusal)
-        if not await self.may_send_as(user_id, [address_key(address) for address in found.all()]):
-            raise SubmissionRefused("550 5.7.1 The From header must name one of your addresses")
+        keys = [address_key(address) for address in found.all()]
+        route = None
+        if not await self.may_send_as(user_id, keys):
+            # Not hosted here: one of the user's remote identities, sent through its own server.
+            route = await self.remote_route(user_id, keys) if self.remote_route is not None else None
+            if route is None:
+                raise SubmissionRefused("550 5.7.1 The From header must name one of your addresses")
         # Replies through reverse aliases are authorised before anything is stored.
         replies: list[PreparedReply] = []
         others: list[str] = []
@@ -179,6 +191,7 @@ class Submission:
                 blob_key=blob_key,
                 size=len(data),
                 message_mid=sent_copy.mid if sent_copy else None,
+                target=route,
             )
         for prepared in replies:
             assert self.replies is not None

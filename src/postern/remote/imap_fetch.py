@@ -23,7 +23,7 @@ from postern.remote.deliver import (
     content_hash,
     message_id_of,
 )
-from postern.remote.imap_client import FetchItem, FolderMissing, ImapClient
+from postern.remote.imap_client import FetchItem, FolderMissing, ImapClient, uid_ranges
 from postern.remote.wire import ProtocolError, RemoteError
 from postern.storage import remote_identities as store
 from postern.storage.database import Database
@@ -236,7 +236,7 @@ class ImapFetch:
                 task.add_done_callback(finished)
 
             try:
-                await self.client.uid_fetch(",".join(map(str, batch)), b"(UID INTERNALDATE BODY.PEEK[])", item)
+                await self.client.uid_fetch(uid_ranges(batch), b"(UID INTERNALDATE BODY.PEEK[])", item)
             finally:
                 if waiting:
                     await asyncio.gather(*list(waiting), return_exceptions=True)

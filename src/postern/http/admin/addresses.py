@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from postern.http.admin.common import (
+    Flag,
     SUCCESS,
     AddressId,
     Created,
@@ -33,7 +34,7 @@ class AddressCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     address: str = Field(min_length=3, max_length=320, description="Internationalised addresses are accepted")
-    main: bool = False
+    main: Flag = False
 
 
 class AddressUpdate(BaseModel):

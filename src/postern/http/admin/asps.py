@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from postern.accounts.application_passwords import scopes_of
 from postern.accounts.authlog import AuthMeta
 from postern.http.admin.common import (
+    Flag,
     ID_PATTERN,
     SUCCESS,
     Ip,
@@ -46,7 +47,7 @@ class AspCreate(BaseModel):
     scopes: Annotated[list[Scope] | str | None, AfterValidator(_scope_list)] = Field(
         default=None, description='Scopes as a list or a comma separated string: some of "imap", "pop3", "smtp", or "*" (the default) for all of them'
     )
-    generateMobileconfig: bool = Field(default=False, description="Also answer an Apple configuration profile (base64) for iOS and macOS Mail")
+    generateMobileconfig: Flag = Field(default=False, description="Also answer an Apple configuration profile (base64) for iOS and macOS Mail")
     sess: Sess = None
     ip: Ip = None
 

@@ -13,6 +13,7 @@ from sqlalchemy.engine import Row
 
 from postern.errors import InvalidInput
 from postern.http.admin.common import (
+    Flag,
     ID_PATTERN,
     SUCCESS,
     Created,
@@ -66,7 +67,7 @@ class FilterBody(BaseModel):
     action: dict[str, Any] | None = Field(
         default=None, description="seen, flag, delete, spam, mailbox, targets"
     )
-    disabled: bool | None = None
+    disabled: Flag | None = None
 
 
 def _parts(body: FilterBody) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
