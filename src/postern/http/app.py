@@ -15,12 +15,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
 from postern.http.admin import addresses, asps, authenticate, authlog, autoreply, filters, mailboxes, messages, two_factor, users
-from postern.http.admin import remote_identities
+from postern.http.admin import domains, queue, remote_identities
 from postern.http.admin.common import AccessDenied, guard_admin_routes, plain_text_query, require_admin
 from postern.http import metrics_endpoint
 from postern.http.access_log import AccessLog
 from postern.http.api import router as user_api_router
 from postern.http.content_safety import ContentSafety
+from postern.http.discovery import install as install_discovery
 from postern.http.errors import JSONBody, error_response, install_error_handlers
 from postern.http.identity_service import install as install_identity_service
 from postern.serve.runtime import Runtime
@@ -70,7 +71,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(HEALTH_BODY, media_type="application/json")
 
     admin = APIRouter(dependencies=[Depends(require_admin), Depends(plain_text_query)])
-    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply, remote_identities):
+    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply, remote_identities, domains, queue):
         admin.include_router(module.router)
         guard_admin_routes(module.router)
     app.include_router(admin)
@@ -79,6 +80,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(user_api_router)
     # The Matrix identity service (email validation), under /_matrix/identity.
     install_identity_service(app)
+    # Public: client autoconfiguration, the MTA-STS policy, the front page and /docs.
+    install_discovery(app)
     # Outermost last: legacy paths are rewritten before the fast listing looks at them.
     app.add_middleware(messages.FastMessageListing, runtime=runtime)
     app.add_middleware(LegacyUserPaths)
