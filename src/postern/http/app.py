@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
 from postern.http.admin import addresses, asps, authenticate, authlog, autoreply, filters, mailboxes, messages, two_factor, users
-from postern.http.admin import domains, queue, remote_identities
+from postern.http.admin import domains, queue, quota, remote_identities
 from postern.http.admin.common import AccessDenied, guard_admin_routes, plain_text_query, require_admin
 from postern.http.api import router as user_api_router
 from postern.http.content_safety import ContentSafety
@@ -68,7 +68,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(HEALTH_BODY, media_type="application/json")
 
     admin = APIRouter(dependencies=[Depends(require_admin), Depends(plain_text_query)])
-    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply, remote_identities, domains, queue):
+    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply, remote_identities, domains, queue, quota):
         admin.include_router(module.router)
         guard_admin_routes(module.router)
     app.include_router(admin)

@@ -39,6 +39,7 @@ from postern.delivery.submission import Submission
 from postern.delivery.system_mail import SystemMail
 from postern.domains.service import HostedDomains
 from postern.events import EventBus
+from postern.mailstore.quota import Quota
 from postern.mailstore.service import MailStore
 from postern.remote.deliver import FetchedDelivery
 from postern.remote.scheduler import RemoteScheduler
@@ -119,11 +120,14 @@ class Runtime:
     # The operator's tools: hosted domains and the queue (cli.py, http/admin/queue.py).
     hosted_domains: HostedDomains = field(init=False)
     queue_admin: QueueAdmin = field(init=False)
+    # Quota reset (mailstore/quota.py): one user, or every user in the background.
+    quota: Quota = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
         self.hosted_domains = HostedDomains(self.db, settings, self.resolver)
         self.queue_admin = QueueAdmin(self.db, wake=self.outbound.wake)
+        self.quota = Quota(self.db)
         self.api_keys = ApiKeys(self.db, self.server_key)
         self.system_mail = SystemMail(
             sender=settings.resolved_system_mail_from, hostname=settings.hostname, router=self.router, inbound=self.inbound, outbound=self.outbound
@@ -273,6 +277,7 @@ class Runtime:
         return await self.admin_token.ensure() if create_token else None
 
     async def close(self) -> None:
+        await self.quota.close()
         await self.registration.settle()
         await self.rules.close()
         self.mailstore.hot.close()
