@@ -14,8 +14,8 @@ from postern.storage.dialect import like_pattern
 from postern.storage.pagination import Cursor
 from postern.storage.schema import (
     addresses,
-    custom_domains,
     blobs,
+    custom_domains,
     folders,
     message_events,
     messages,

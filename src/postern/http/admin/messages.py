@@ -384,7 +384,7 @@ async def update_messages(
 ) -> dict[str, Any]:
     uids = parse_uid_set(message)
     given = body.model_fields_set
-    flags = {name: getattr(body, name) for name in ("seen", "flagged", "draft", "deleted") if name in given and getattr(body, name) is not None}
+    flags: dict[str, Any] = {name: getattr(body, name) for name in ("seen", "flagged", "draft", "deleted") if name in given and getattr(body, name) is not None}
     expires: Any = UNSET
     if "expires" in given and body.expires is not None:
         if body.expires is False:

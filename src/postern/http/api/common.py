@@ -3,7 +3,7 @@ client may show as is), the API key check, request metadata and answer models.""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -106,7 +106,7 @@ class ApiRoute(APIRoute):
     errors get the user API's statuses (410 for a dead code, 422 for an account not
     activated, 429 ``Rate limit exceeded``...)."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
@@ -190,8 +190,8 @@ def responses(*statuses: int, **described: str) -> dict[int | str, dict[str, Any
     result: dict[int | str, dict[str, Any]] = {400: {"model": ApiErrorBody, "description": "Invalid input"}}
     for status in statuses:
         result[status] = {"model": ApiErrorBody, "description": _DESCRIPTIONS.get(status, "Error")}
-    for status, description in described.items():
-        result[int(status.lstrip("_"))] = {"model": ApiErrorBody, "description": description}
+    for name, description in described.items():
+        result[int(name.lstrip("_"))] = {"model": ApiErrorBody, "description": description}
     return result
 
 

@@ -5,7 +5,7 @@ and terms checks, and the documented shapes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -49,7 +49,7 @@ def rate_limited(error: RateLimited) -> JSONBody:
 class MatrixRoute(APIRoute):
     """Answers in the identity service's words, whatever went wrong."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
