@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .summary import MAX_PARTS
+from .parts import MAX_PARTS
 
 ImapValue = None | int | bytes | tuple["ImapValue", ...]
 

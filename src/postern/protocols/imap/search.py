@@ -314,7 +314,7 @@ def _decoded_values(raw: bytes, wanted: str) -> list[str]:
     """``[v for k, v in decoded_headers(raw) if k == wanted]`` without decoding the
     other fields."""
     from postern.mime.imap_header import _field_value, _scan_header
-    from postern.mime.summary import _header_text
+    from postern.mime.charsets import _header_text
 
     if not wanted.isascii():
         return []  # field names are printable ASCII

@@ -1,0 +1,138 @@
+"""Message-ID, In-Reply-To and References (message ids), and the Date field."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import parsedate_tz
+
+from .charsets import MAX_HEADER_TEXT, _bytes_to_str, _cap, _unfold
+
+#: At most this many message ids are returned for References/In-Reply-To.
+MAX_REFERENCES = 1_000
+
+
+# ---------------------------------------------------------------------------
+# message ids
+# ---------------------------------------------------------------------------
+
+_ANGLE_ID_RE = re.compile(r"<([^<>]*)>")
+_COMMENT_RE = re.compile(r"\([^()]*\)")
+
+
+def _valid_id(inner: str) -> bool:
+    return 0 < len(inner) <= 998 and inner.isprintable() and inner not in ("@",)
+
+
+def _parse_msgids(value: bytes) -> list[str]:
+    text = _bytes_to_str(_unfold(_cap(value, MAX_HEADER_TEXT)))
+    ids: list[str] = []
+    seen: set[str] = set()
+    found_angle = False
+    for m in _ANGLE_ID_RE.finditer(text):
+        found_angle = True
+        inner = "".join(m.group(1).split())
+        if _valid_id(inner):
+            mid = f"<{inner}>"
+            if mid not in seen:
+                seen.add(mid)
+                ids.append(mid)
+                if len(ids) >= MAX_REFERENCES:
+                    break
+    if not found_angle:
+        for token in _COMMENT_RE.sub(" ", text).split():
+            token = token.strip("<>,;\"'")
+            if "@" in token and _valid_id(token):
+                mid = f"<{token}>"
+                if mid not in seen:
+                    seen.add(mid)
+                    ids.append(mid)
+                    if len(ids) >= MAX_REFERENCES:
+                        break
+    return ids
+
+
+# ---------------------------------------------------------------------------
+# dates
+# ---------------------------------------------------------------------------
+
+_MIN_DATE = datetime(1970, 1, 2, tzinfo=UTC)
+_MAX_DATE = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+# The Date field as RFC 5322 writes it (what nearly every mailer sends), with an
+# optional zone comment: read straight from the bytes, with the same result as the
+# general path below, which takes everything else.
+_PLAIN_DATE = re.compile(
+    rb"[ \t]*(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun),[ \t]*)?([0-9]{1,2})[ \t]+"
+    rb"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[ \t]+([0-9]{4})[ \t]+"
+    rb"([0-9]{2}):([0-9]{2}):([0-9]{2})[ \t]+([+-])([0-9]{2})([0-9]{2})"
+    rb"(?:[ \t]+\([^()\r\n]{0,64}\))?[ \t]*"
+)
+_MONTHS = {name: number for number, name in enumerate(b"Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), 1)}
+
+
+def _parse_plain_date(match: re.Match[bytes]) -> datetime | None:
+    day, month, year, hour, minute, second, sign, zone_hours, zone_minutes = match.groups()
+    offset = int(zone_hours) * 3600 + int(zone_minutes) * 60
+    try:
+        dt = datetime(
+            int(year), _MONTHS[month], int(day), int(hour), int(minute), min(int(second), 59),
+            tzinfo=timezone(timedelta(seconds=-offset if sign == b"-" else offset)),
+        ).astimezone(UTC)
+    except Exception:
+        return None
+    return dt if _MIN_DATE <= dt < _MAX_DATE else None
+
+
+def _parse_date(value: bytes) -> datetime | None:
+    plain = _PLAIN_DATE.fullmatch(value)
+    if plain is not None:
+        return _parse_plain_date(plain)
+    return _parse_any_date(value)
+
+
+def _parse_any_date(value: bytes) -> datetime | None:
+    text = _bytes_to_str(_unfold(value))[:300]
+    text = _COMMENT_RE.sub(" ", text).strip()
+    if not text:
+        return None
+    dt: datetime | None = None
+    try:
+        parsed = parsedate_tz(text)
+    except Exception:
+        parsed = None
+    if parsed is not None:
+        try:
+            year, month, day, hour, minute, second = parsed[:6]
+            offset = parsed[9] or 0
+            second = min(second, 59)
+            dt = datetime(
+                year,
+                month,
+                day,
+                hour,
+                minute,
+                second,
+                tzinfo=timezone(timedelta(seconds=offset)),
+            )
+        except Exception:
+            return None
+    elif text[:4].isdigit():
+        try:
+            dt = datetime.fromisoformat(
+                text.replace("Z", "+00:00").replace("z", "+00:00")
+            )
+        except Exception:
+            return None
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=UTC)
+    if dt is None:
+        return None
+    try:
+        dt = dt.astimezone(UTC)
+    except Exception:
+        return None
+    if not (_MIN_DATE <= dt < _MAX_DATE):
+        return None
+    return dt
