@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
+from typing import Any
 
 from postern.accounts.addressing import normalise_address
-from postern.aliases.replies import PreparedReply, Replies, ReplyRefused
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.inbound import Envelope, InboundDelivery
 from postern.delivery.outbound import OutboundQueue
+from postern.delivery.reply_route import ReplyRefused, ReverseAliasReplies
 from postern.delivery.router import LocalRecipient, RecipientRefused, Router
 from postern.errors import InvalidInput
 from postern.mailstore.service import AppendRequest, AppendResult
@@ -64,7 +65,7 @@ class Submission:
         self.inbound = inbound
         self.outbound = outbound
         # Set by the runtime: replies through reverse aliases.
-        self.replies: Replies | None = None
+        self.replies: ReverseAliasReplies | None = None
 
     async def owned_addresses(self, user_id: str) -> set[str]:
         async with self.db.read() as conn:
@@ -108,7 +109,7 @@ class Submission:
         if not await self.may_send_as(user_id, senders):
             raise SubmissionRefused("550 5.7.1 The From header must name one of your addresses")
         # Replies through reverse aliases are authorised before anything is stored.
-        replies: list[PreparedReply] = []
+        replies: list[Any] = []  # what the alias room prepared, for send_prepared
         others: list[str] = []
         for rcpt in recipients:
             contact = await self.replies.reverse_alias_of(rcpt) if self.replies is not None else None

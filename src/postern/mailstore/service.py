@@ -14,7 +14,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern import mime
-from postern.accounts.service import require_user
 from postern.errors import (
     Conflict,
     DomainError,
@@ -47,6 +46,7 @@ from postern.storage.hot_reads import FolderHead, HotReads
 from postern.storage.ids import is_id, new_id, now_ms
 from postern.storage.messages import UidRanges
 from postern.storage.pagination import Cursor
+from postern.storage.users import require_user
 
 FLAG_COLUMNS = {"\\Seen": "seen", "\\Flagged": "flagged", "\\Draft": "draft", "\\Deleted": "deleted", "\\Answered": "answered"}
 # A reply joins the thread of an earlier message with the same subject only if that

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from email.utils import parsedate_tz
+from email.utils import parsedate_to_datetime, parsedate_tz
 
 from .charsets import MAX_HEADER_TEXT, _bytes_to_str, _cap, _unfold
 
@@ -136,3 +137,16 @@ def _parse_any_date(value: bytes) -> datetime | None:
     if not (_MIN_DATE <= dt < _MAX_DATE):
         return None
     return dt
+
+
+def sent_date_of(values: Sequence[str]) -> datetime | None:
+    """The first of a message's decoded Date values parsed, None when there is none
+    or it is unreadable; in the field's own zone (IMAP's SENT* compare the day the
+    sender wrote)."""
+    if not values:
+        return None
+    try:
+        parsed = parsedate_to_datetime(values[0])
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -14,11 +14,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
 from postern.mime import extract_content, summarise
 from postern.mime.imap_structure import address_list, decode_value, decoded_headers
+from postern.mime.header_fields import sent_date_of
 from postern.mime.summary import MessageSummary
 
 from . import commands as c
@@ -295,19 +295,6 @@ def sort_messages(
 # ---------------------------------------------------------------------------
 # a message view over raw bytes
 # ---------------------------------------------------------------------------
-
-
-def sent_date_of(values: Sequence[str]) -> datetime | None:
-    """The first of a message's decoded Date values parsed, None when there is none
-    or it is unreadable; in the field's own zone (SENT* compare the day the sender
-    wrote)."""
-    if not values:
-        return None
-    try:
-        parsed = parsedate_to_datetime(values[0])
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def _decoded_values(raw: bytes, wanted: str) -> list[str]:
