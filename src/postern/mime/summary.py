@@ -4,7 +4,7 @@ message ids, the intro (the first words of the text) and the attachments.
 Everything in this module is a pure function over the raw message bytes, built from
 the pieces beside it: :mod:`.parts` (the MIME structure as byte ranges of the
 original), :mod:`.charsets` (bytes to text), :mod:`.addresses`,
-:mod:`.header_fields` (message ids and dates) and :mod:`.body_text`.
+:mod:`.message_ids`, :mod:`.dates` and :mod:`.body_text`.
 
 Robustness rules: the public functions never raise for any ``bytes`` input.
 Hostile input is bounded by :data:`~.parts.MAX_DEPTH` (multipart nesting),
@@ -22,7 +22,8 @@ from datetime import datetime
 from .addresses import AddressInfo, _address_header
 from .body_text import _INVISIBLE_TABLE, _html_to_text, _is_flowed, _normalise_text, _part_charset, _plain_from_text
 from .charsets import _collapse, _decode_bytes, _decode_prefix, _header_text
-from .header_fields import _parse_date, _parse_msgids
+from .dates import _parse_date
+from .message_ids import _parse_msgids
 from .parts import (
     AttachmentInfo,
     _as_bytes,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from postern.mime import extract_content, summarise
 from postern.mime.imap_structure import address_list, decode_value, decoded_headers
-from postern.mime.header_fields import sent_date_of
+from postern.mime.dates import sent_date_of
 from postern.mime.summary import MessageSummary
 
 from . import commands as c
