@@ -34,6 +34,7 @@ from postern.serve.event_relay import (
     event_to_wire,
 )
 from postern.events import (
+    CredentialsChanged,
     Event,
     EventsLost,
     FolderCreated,
@@ -62,6 +63,7 @@ SAMPLES: list[Event] = [
     UserDeleted("u1"),
     UserLoggedOut("u1"),
     UserLoggedOut("u1", "Password changed"),
+    CredentialsChanged("u1", "2FA enabled"),
     EventsLost("u1"),
     RulesChanged("u1"),
 ]

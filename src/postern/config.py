@@ -8,6 +8,7 @@ embedded SQLite database under ``./postern-data``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,21 @@ class Settings(BaseSettings):
     imaps_listen: str | None = None  # IMAP over implicit TLS: 0.0.0.0:993 in production
     # Seconds an IMAP session may stay silent (IDLE included) before it is logged out.
     imap_timeout: float = Field(default=1800.0, gt=0)
-    # Which parts this process runs: any of http, smtp, lmtp, submission, pop3, imap, queue, gc.
-    doors: str = "http,smtp,lmtp,submission,pop3,imap,queue,gc"
+    imap_preauth_timeout: float = Field(default=60.0, gt=0)
+    imap_connections_per_ip: int = Field(default=20, ge=1)
+    # The HTTP door's guards against slow or greedy clients: seconds to send a request's
+    # head (request line and headers), seconds of silence allowed while a body is
+    # being sent, open connections per client address (a trusted proxy's excepted).
+    http_header_timeout: float = Field(default=10.0, gt=0)
+    http_body_timeout: float = Field(default=30.0, gt=0)
+    http_connections_per_ip: int = Field(default=50, ge=1)
+    # Addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed, comma separated; none by default, so the peer's
+    # own address is what rate limits and the authentication log see.
+    trusted_proxies: str = ""
+    # Which parts this process runs: any of http, smtp, lmtp, submission, pop3, imap, queue, gc,
+    # remote (the remote identity fetch scheduler).
+    doors: str = "http,smtp,lmtp,submission,pop3,imap,queue,gc,remote"
 
     # TLS certificate and key (PEM) for STARTTLS; a self-signed pair is made when unset.
     tls_cert: Path | None = None
@@ -149,6 +163,15 @@ class Settings(BaseSettings):
     # The domain of reverse aliases and of the bounce (VERP) addresses of forwarded
     # mail; the first alias domain when unset.
     reverse_alias_domain: str | None = None
+    # Local parts no user may take as an alias on the operator's shared alias domains,
+    # beside the built-in list (RFC 2142 role names, postern's own system senders):
+    # comma-separated in the environment.
+    reserved_local_parts: Annotated[list[str], NoDecode] = []
+    # The operator's policy for POST /api/import/aliases on shared alias domains:
+    # false (the default) takes only the forms alias/options and alias/random offer
+    # (a prefix and a random suffix, or a random alias); true takes any local part
+    # that hand creation takes (never a reserved one).
+    alias_import_any_local_part: bool = False
     # Bounces within 7 days after which an alias is disabled (and its user told).
     alias_bounces_to_disable: int = Field(default=5, ge=1)
     # App store receipts (POST /api/apple/process_payment) are checked only with the
@@ -159,6 +182,18 @@ class Settings(BaseSettings):
     google_client_id: str | None = None
     facebook_app_id: str | None = None
     facebook_app_secret: SecretStr | None = None
+
+    # The identity service (Matrix email validation, /_matrix/identity/...): a folder
+    # of mail templates (validation.subject, validation.txt, validation.html; the
+    # built-in ones when unset or missing); the domains a next_link may lead to
+    # (comma-separated; empty: any http(s) URL); a JSON file of the terms users must
+    # accept ({"policies": {...}} as GET /_matrix/identity/v2/terms answers; unset: no
+    # terms); the CA bundle that homeservers' certificates are checked against when
+    # a v2 account registers (unset: the system's).
+    identity_templates_dir: Path | None = None
+    identity_next_link_domains: Annotated[list[str], NoDecode] = []
+    identity_terms_file: Path | None = None
+    identity_ca_file: Path | None = None
 
     default_quota: int = Field(default=1 << 30, ge=0)
     default_recipients: int = Field(default=2000, ge=0)
@@ -171,9 +206,30 @@ class Settings(BaseSettings):
     # argon2id cost of password hashes (RFC 9106's second recommended profile).
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
+    # Seconds a successful login is remembered (a keyed digest, in memory), so that the
+    # same password again skips argon2id (accounts/login_cache.py); 0: never.
+    login_cache_seconds: float = Field(default=300.0, ge=0)
 
     # Seconds between garbage collection sweeps (expired messages, unreferenced blobs).
     gc_interval: float = Field(default=300.0, gt=0)
+
+    # Remote identities (third-party accounts fetched over IMAP/POP3, sent through by SMTP).
+    # A CA file (PEM) trusted besides the system's CAs' place, for servers with a private CA.
+    remote_ca_file: Path | None = None
+    # Allow TLS mode "plain" (no TLS) for servers on loopback only (tests, a local bridge).
+    remote_allow_plain_loopback: bool = False
+    # Fetches running at once in one process; the poll interval when the user sets none,
+    # and the shortest one a user may set (seconds).
+    remote_concurrency: int = Field(default=4, ge=1, le=256)
+    remote_poll_interval: int = Field(default=300, ge=1)
+    remote_min_poll_interval: int = Field(default=60, ge=1)
+    # Seconds a remote server may stay silent; failing this long stops an identity (and
+    # tells its user).
+    remote_timeout: float = Field(default=60.0, gt=0)
+    remote_stop_after: float = Field(default=3 * 86400.0, gt=0)
+    # OAuth2 providers as JSON: {"gmail": {"client_id": ..., "client_secret": ...,
+    # "token_url": ..., "mechanism": "XOAUTH2" | "OAUTHBEARER"}}.
+    remote_oauth2_providers: str | None = None
 
     log_level: str = "info"
 
@@ -186,11 +242,28 @@ class Settings(BaseSettings):
         parse_listen(value)
         return value
 
-    @field_validator("alias_domains", "premium_alias_domains", mode="before")
+    @field_validator("reserved_local_parts", mode="before")
+    @classmethod
+    def _split_local_parts(cls, value: Any) -> list[str]:
+        items = value.split(",") if isinstance(value, str) else list(value or [])
+        return [str(item).strip().lower() for item in items if str(item).strip()]
+
+    @field_validator("alias_domains", "premium_alias_domains", "identity_next_link_domains", mode="before")
     @classmethod
     def _split_domains(cls, value: Any) -> list[str]:
         items = value.split(",") if isinstance(value, str) else list(value or [])
         return [str(item).strip().lower().rstrip(".") for item in items if str(item).strip()]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: str) -> str:
+        for item in value.split(","):
+            if item.strip():
+                try:
+                    ipaddress.ip_network(item.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"trusted_proxies: {item.strip()!r} is not an IP address or network") from None
+        return value
 
     @field_validator("pop3s_listen", "imaps_listen")
     @classmethod
@@ -256,6 +329,10 @@ class Settings(BaseSettings):
         return self.system_mail_from or f"postern <no-reply@{self.domain}>"
 
     @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [item.strip() for item in self.trusted_proxies.split(",") if item.strip()]
+
+    @property
     def enabled_doors(self) -> set[str]:
         return set(split_doors(self.doors))
 
@@ -283,7 +360,7 @@ class Settings(BaseSettings):
         return self.blob_store or str((self.data_dir / "blobs").resolve())
 
 
-DOORS = {"http", "smtp", "lmtp", "submission", "pop3", "imap", "queue", "gc"}
+DOORS = {"http", "smtp", "lmtp", "submission", "pop3", "imap", "queue", "gc", "remote"}
 
 
 def split_doors(value: str) -> list[str]:

@@ -75,6 +75,16 @@ class UserLoggedOut(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class CredentialsChanged(Event):
+    """What opens the user's account changed without its sessions being ended: the
+    account was disabled or enabled, a second factor turned on or off, an application
+    password deleted. Every process forgets the user's remembered logins
+    (``accounts.login_cache``)."""
+
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RulesChanged(Event):
     """The user's filters or autoreply changed: delivery reloads them."""
 

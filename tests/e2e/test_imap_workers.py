@@ -14,9 +14,16 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyotp
 import pytest
 
-from tests.e2e.crash_support import admin_client, create_user, port_of, serve_env_in, serving
+from tests.e2e.crash_support import (
+    admin_client,
+    create_user,
+    port_of,
+    serve_env_in,
+    serving,
+)
 from tests.e2e.serve_process import ServeProcess
 
 WORKERS = 3
@@ -166,3 +173,57 @@ def test_a_stop_says_bye_to_sessions_in_workers(env: dict[str, str], server: Ser
     finally:
         for client in clients:
             client.close()
+
+
+def login_everywhere(env: dict[str, str], login: str, password: str) -> list[bytes]:
+    """LOGIN on WORKERS connections held open together, so that each is in another
+    worker (each new one goes to the worker with the fewest); the tagged answers."""
+    clients = [Client(port_of(env, "IMAP")) for _ in range(WORKERS)]
+    try:
+        answers = []
+        for client in clients:
+            client.tag += 1
+            tag = b"t%d " % client.tag
+            client.sock.sendall(tag + b'LOGIN %s "%s"\r\n' % (login.encode(), password.encode()))
+            answers.append(client.until(tag)[-1])
+        return answers
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_credential_changes_reach_logins_remembered_in_workers(env: dict[str, str], server: ServeProcess) -> None:
+    """A login remembered by every worker (the same password again skips argon2id) stops
+    working at once when the password changes through the admin API in the serving
+    process, when the account is disabled, when 2FA is turned on and when the
+    application password is deleted."""
+    ok, no = b"OK", b"NO"
+
+    def statuses(password: str) -> list[bytes]:
+        return [answer.split()[1] for answer in login_everywhere(env, "ann", password)]
+
+    with admin_client(env) as api:
+        user, _ = create_user(api, "ann", PASSWORD)
+        for _ in range(2):
+            assert statuses(PASSWORD) == [ok] * WORKERS
+        assert api.put(f"/users/{user}", json={"password": "the new password"}).status_code == 200
+        assert statuses(PASSWORD) == [no] * WORKERS
+        assert statuses("the new password") == [ok] * WORKERS
+
+        assert api.put(f"/users/{user}", json={"disabled": True}).status_code == 200
+        assert statuses("the new password") == [no] * WORKERS
+        assert api.put(f"/users/{user}", json={"disabled": False}).status_code == 200
+        assert statuses("the new password") == [ok] * WORKERS
+
+        created = api.post(f"/users/{user}/asps", json={"description": "phone", "scopes": ["imap"]})
+        assert created.status_code == 200, created.text
+        asp = created.json()["password"]
+        assert statuses(asp) == [ok] * WORKERS
+        assert api.delete(f"/users/{user}/asps/{created.json()['id']}").status_code == 200
+        assert statuses(asp) == [no] * WORKERS
+
+        setup = api.post(f"/users/{user}/2fa/totp/setup", json={})
+        assert setup.status_code == 200, setup.text
+        enabled = api.post(f"/users/{user}/2fa/totp/enable", json={"token": pyotp.TOTP(setup.json()["seed"]).now()})
+        assert enabled.status_code == 200, enabled.text
+        assert statuses("the new password") == [no] * WORKERS

@@ -426,3 +426,18 @@ Content-Type: text/html
     c = extract_content(raw)
     assert c.text == "The real content"
     assert c.html == ("<p>The real content</p>",)
+
+
+def test_extract_text_is_the_text_of_extract_content() -> None:
+    from postern.mime import extract_content, extract_text
+
+    samples = [
+        b"Subject: plain\r\n\r\nJust text\r\n",
+        b"Content-Type: text/html\r\n\r\n<p>Hello <b>there</b></p>",
+        b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n--a\r\nContent-Type: text/plain\r\n\r\n\r\n--a\r\nContent-Type: text/html\r\n\r\n<p>html only</p>\r\n--a--\r\n',
+        b'Content-Type: multipart/mixed; boundary="m"\r\n\r\n--m\r\nContent-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nJ=FCrgen\r\n--m\r\nContent-Type: application/pdf\r\n\r\nx\r\n--m--\r\n',
+        b"",
+        b"\xff\xfe garbage",
+    ]
+    for raw in samples:
+        assert extract_text(raw) == extract_content(raw).text, raw

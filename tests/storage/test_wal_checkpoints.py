@@ -119,3 +119,30 @@ def test_an_idle_truncation_does_not_wait_for_a_writer(tmp_path: Path) -> None:
     assert writer.execute("SELECT count(*) FROM t").fetchone() == (5,)
     writer.close()
     conn.close()
+
+
+async def test_the_checkpointer_survives_any_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Out of file descriptors (as under a flood of connections), a checkpoint fails
+    with OSError: the thread logs it, lives on, and works again once descriptors are
+    back (issue 14, item 7). It used to catch only sqlite3.Error, and died."""
+    failing = {"on": True}
+    checkpoint = _WalCheckpointer.checkpoint
+
+    def no_descriptors(self: _WalCheckpointer, conn: sqlite3.Connection, mode: str, *, wait: bool = True) -> bool:
+        if failing["on"]:
+            raise OSError(24, "Too many open files")
+        return checkpoint(self, conn, mode, wait=wait)
+
+    monkeypatch.setattr(_WalCheckpointer, "checkpoint", no_descriptors)
+    db = Database(f"sqlite+aiosqlite:///{path(tmp_path)}")
+    try:
+        await write_pages(db)
+        checkpointer = db._checkpointer  # type: ignore[attr-defined]
+        await eventually(lambda: "Too many open files" in caplog.text)
+        assert checkpointer._thread is not None and checkpointer._thread.is_alive()
+        before = checkpointer.checkpoints
+        failing["on"] = False
+        await write_pages(db)
+        await eventually(lambda: checkpointer.checkpoints > before)
+    finally:
+        await db.close()

@@ -11,6 +11,7 @@ from postern.http.app import create_app
 from postern.serve.runtime import Runtime
 from tests.aliases import Person, person
 from tests.http.api.helpers import Outbox
+from tests.http.identity_service.conftest import identity, internet  # noqa: F401 - fixtures shared
 
 
 @pytest.fixture

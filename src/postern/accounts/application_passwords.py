@@ -26,6 +26,7 @@ from postern.accounts.authlog import NO_META, AuthLog, AuthMeta
 from postern.accounts.server_key import ServerKey
 from postern.config import Settings, parse_listen
 from postern.errors import InvalidInput, NotFound
+from postern.events import CredentialsChanged, EventBus
 from postern.storage import application_passwords as store
 from postern.storage.database import Database
 from postern.storage.ids import is_id, new_id, now_ms
@@ -171,11 +172,12 @@ def mobileconfig(client: MailClientSettings, *, username: str, address: str, dis
 
 
 class ApplicationPasswords:
-    def __init__(self, db: Database, settings: Settings, server_key: ServerKey, authlog: AuthLog):
+    def __init__(self, db: Database, settings: Settings, server_key: ServerKey, authlog: AuthLog, *, bus: EventBus | None = None):
         self.db = db
         self.settings = settings
         self.server_key = server_key
         self.authlog = authlog
+        self.bus = bus  # told when a password is deleted (remembered logins are forgotten)
 
     def digest(self, normalised: str) -> str:
         return self.server_key.digest(normalised, purpose=DIGEST_PURPOSE)
@@ -250,6 +252,8 @@ class ApplicationPasswords:
             if not is_id(asp_id) or not await store.delete_password(conn, user_id, asp_id):
                 raise NotFound("Application specific password was not found", code="AspNotFound")
             await self.authlog.record_in(conn, user_id, "delete asp", "success", meta, asp=asp_id)
+        if self.bus is not None:
+            self.bus.publish([CredentialsChanged(user_id, "Application password deleted")])
 
     async def find(self, conn: Any, user_id: str, password: str) -> Row | None:
         """The user's ASP matching ``password``, inside the caller's transaction."""

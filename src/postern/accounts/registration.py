@@ -262,6 +262,7 @@ class Registration:
             raise InvalidInput("The email address is too long (at most 128 characters)", field="email")
         existing = await self._by_key_or_username(normalised.key)
         if existing is None:
+            await self._check_not_forwarded(normalised)
             try:
                 user_id = await self.accounts.create_user(
                     NewUser(username=normalised.key, password=password, empty_address=True, email=normalised.display, activated=False)
@@ -284,6 +285,19 @@ class Registration:
             self._later(self._mail_existing(existing.id, normalised.key))
         else:
             self._later(self._mail_activation(existing.id, normalised.key))
+
+    async def _check_not_forwarded(self, email: NormalisedAddress) -> None:
+        """InvalidInput when postern itself forwards mail to ``email`` (an alias, a
+        deleted alias, a reverse alias, an address on a domain of aliases): the
+        activation code would go to whoever the alias forwards to. The rule of the
+        user API's mailboxes (``mailboxes.refusal``): the registration email is the
+        account's first mailbox. (A hosted address is its owner's account: answered
+        as an existing one, above.)"""
+        alias_domains = [*self.settings.resolved_alias_domains, self.settings.resolved_reverse_alias_domain]
+        async with self.db.read() as conn:
+            reason = await mailbox_store.refusal(conn, email.key, email.key.rpartition("@")[2], alias_domains=alias_domains)
+        if reason is not None:
+            raise InvalidInput(f"{email.display} {reason}: register with the address of a mailbox of your own", field="email")
 
     async def _by_key_or_username(self, key: str) -> Row | None:
         """The account this email already belongs to: as its email, its username, or

@@ -23,16 +23,18 @@ from postern.accounts.application_passwords import (
 )
 from postern.accounts.application_passwords import candidate as asp_candidate
 from postern.accounts.authlog import NO_META, AuthLog, AuthMeta
+from postern.accounts.login_cache import LoginCache
 from postern.accounts.passwords import Passwords
-from postern.accounts.rate_limit import RateLimiter
+from postern.accounts.rate_limit import RateLimiter, canonical_login, is_plain_login, login_account
 from postern.accounts.server_key import ServerKey
 from postern.config import Settings
 from postern.errors import AuthFailed, Conflict, Forbidden, InvalidInput, NotFound
-from postern.events import EventBus, UserDeleted, UserLoggedOut
+from postern.events import CredentialsChanged, EventBus, UserDeleted, UserLoggedOut
 from postern.mailstore.folders import default_folder_rows
 from postern.storage import folders as folder_store
 from postern.storage import logins as login_store
 from postern.storage import users as user_store
+from postern.storage.address_claims import AddressClaimed
 from postern.storage.database import Database
 from postern.storage.ids import is_id, new_id, now_ms
 from postern.storage.logins import AspMatch, UserRow
@@ -62,6 +64,8 @@ class NewUser:
     username: str
     password: str | None
     address: str | None = None
+    # The password is a hash made elsewhere (see passwords.Passwords.imported).
+    password_hashed: bool = False
     empty_address: bool = False
     name: str | None = None
     quota: int | None = None
@@ -142,7 +146,12 @@ class Accounts:
 
             two_factor = TwoFactor(db, server_key, limiter, self.authlog)
         self.two_factor = two_factor
-        self.application_passwords = ApplicationPasswords(db, settings, server_key, self.authlog)
+        if two_factor.bus is None:
+            two_factor.bus = bus
+        self.application_passwords = ApplicationPasswords(db, settings, server_key, self.authlog, bus=bus)
+        # Remembered logins, forgotten on the events of credential changes (any process's).
+        self.login_cache = LoginCache(settings.login_cache_seconds)
+        bus.watch(self.login_cache.on_events)
 
     # Users ---------------------------------------------------------------------------
 
@@ -157,7 +166,7 @@ class Accounts:
             else:
                 address = normalise_address(f"{username}@{self.settings.domain}", "address")
         email = normalise_address(new.email, "email") if new.email else None
-        password_hash = await self.passwords.hash(new.password) if new.password is not None else None
+        password_hash = await self._password_hash(new.password, new.password_hashed)
         user_id = new_id()
         created = now_ms()
         values: dict[str, Any] = {
@@ -195,6 +204,9 @@ class Accounts:
                         {"id": new_id(), "user_id": user_id, "address": address.display, "address_key": address.key, "main": True, "created_ms": created},
                     )
                 await folder_store.insert_folders(conn, default_folder_rows(user_id, values["retention_ms"]))
+        except AddressClaimed:
+            # An alias, a deleted alias or a reverse alias holds it (one namespace).
+            raise Conflict("This address already exists", code="AddressExistsError", field="address") from None
         except IntegrityError:
             # Lost a race with a concurrent request for the same name or address.
             raise Conflict("This username or address already exists", code="UserExistsError", field="username") from None
@@ -243,8 +255,7 @@ class Accounts:
         if "forwards" in changes:
             values["forwards_limit"] = changes["forwards"]
         if "password" in changes:
-            password = changes["password"]
-            values["password_hash"] = await self.passwords.hash(password) if password is not None else None
+            values["password_hash"] = await self._password_hash(changes["password"], changes.get("password_hashed", False))
             values["require_password_change"] = False
         if existing_password is not None:
             # Verified before the write transaction: argon2 takes tens of milliseconds
@@ -264,6 +275,22 @@ class Accounts:
         if "password" in changes:
             # Sessions opened with the old password end (their clients log in again).
             self.bus.publish([UserLoggedOut(user_id, "Password changed")])
+        elif "disabled" in changes:
+            self.bus.publish([CredentialsChanged(user_id, "Account disabled" if changes["disabled"] else "Account enabled")])
+
+    async def _password_hash(self, password: str | None, hashed: bool) -> str | None:
+        if password is None:
+            return None
+        return self.passwords.imported(password) if hashed else await self.passwords.hash(password)
+
+    async def rehash_if_needed(self, user: Any, password: str) -> None:
+        """After a successful login with the password: an imported (or outdated) hash
+        becomes an argon2id one. Only if the stored hash is still the one checked."""
+        if not self.passwords.needs_rehash(user.password_hash):
+            return
+        new_hash = await self.passwords.hash(password)
+        async with self.db.write() as conn:
+            await user_store.replace_password_hash(conn, user.id, user.password_hash, new_hash)
 
     async def delete_user(self, user_id: str) -> None:
         async with self.db.write() as conn:
@@ -324,20 +351,31 @@ class Accounts:
         if scope not in SCOPES:
             raise InvalidInput(f"scope must be one of {', '.join(SCOPES)}", field="scope")
         # The limiter's counters may live in this database: none of its calls may sit
-        # inside a transaction of ours.
-        failures = await self.limiter.check("login", ip=meta.ip, account=login)
-        user, asp, totp = await self._login_state(login, password)
+        # inside a transaction of ours. The attempt counts against the account the login
+        # names (whatever its spelling), checked before any password is looked at.
+        # A login is taken in one spelling only (``is_plain_login``): another spelling
+        # (``<alice@example.com>``, ``alice@example.com.``, a fullwidth ``ａlice``) counts
+        # against the account it names, and never opens it.
+        plain = is_plain_login(login)
+        user, asp, totp = await self._login_state(login if plain else canonical_login(login), password)
+        ticket = await self.limiter.check_login(login_account(user.id if user else None, login), ip=meta.ip, asp_id=asp.id if asp else None)
         reason: str | None = None
+        remembered = False
         if asp is not None:
             # An ASP never opens "master", only the mail scopes it was made for.
             ok = covers(scopes_of(asp), scope)
             reason = None if ok else "scope"
+        elif user is not None and user.password_hash is not None and self.login_cache.verified(user.id, user.password_hash, password):
+            # This password opened this account lately, and its hash has not changed since.
+            ok = remembered = True
         else:
             # Verify even when the user does not exist (against a decoy hash), so that
             # the answer's timing does not tell which accounts exist.
             ok = await self.passwords.verify(user.password_hash if user else None, password)
+        if not plain:
+            ok, reason = False, "spelling"
         if user is None or not ok:
-            await self.limiter.failed("login", ip=meta.ip, account=login)
+            await self.limiter.login_failed(ticket)
             if user is not None:
                 await self.authlog.record(user.id, "authentication", "fail", meta, scope=scope, asp=asp.id if asp else None, reason=reason)
             raise AuthFailed("Authentication failed")
@@ -354,10 +392,13 @@ class Accounts:
             raise ApplicationPasswordRequired(
                 "Authentication failed. Two-factor authentication is enabled: use an application specific password"
             )
-        if failures:
-            await self.limiter.succeeded("login", account=login)
+        await self.limiter.login_succeeded(ticket, asp.id if asp else None)
+        if asp is None:
+            await self.rehash_if_needed(user, password)
         require_2fa = ["totp"] if totp and scope == "master" and asp is None else []
 
+        if asp is None and not remembered and user.password_hash is not None:
+            self.login_cache.remember(user.id, user.password_hash, password)
         # Written with concurrent logins' entries: a burst of logins costs a few commits.
         await self.authlog.record_login(user.id, meta, scope, asp.id if asp else None)
         return Authenticated(user, scope, require_2fa, bool(user.require_password_change), asp.id if asp else None)
@@ -406,7 +447,7 @@ class Accounts:
                 # The first address of a user is its main one, whatever was asked.
                 if main or user.address is None:
                     await user_store.set_main_address(conn, user_id, address_id, normalised.display)
-        except IntegrityError:
+        except (IntegrityError, AddressClaimed):
             raise Conflict("This address already exists", code="AddressExistsError", field="address") from None
         return address_id
 

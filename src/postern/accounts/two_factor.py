@@ -21,6 +21,7 @@ from postern.accounts.authlog import NO_META, AuthLog, AuthMeta
 from postern.accounts.rate_limit import RateLimiter
 from postern.accounts.server_key import InvalidSignature, ServerKey
 from postern.errors import AuthFailed, Conflict, InvalidInput
+from postern.events import CredentialsChanged, EventBus
 from postern.storage import two_factor as store
 from postern.storage.database import Database
 from postern.storage.ids import now_ms
@@ -55,11 +56,17 @@ def _qrcode(url: str) -> str:
 
 
 class TwoFactor:
-    def __init__(self, db: Database, server_key: ServerKey, limiter: RateLimiter, authlog: AuthLog):
+    def __init__(self, db: Database, server_key: ServerKey, limiter: RateLimiter, authlog: AuthLog, bus: EventBus | None = None):
         self.db = db
         self.server_key = server_key
         self.limiter = limiter
         self.authlog = authlog
+        # Told when a second factor turns on or off (remembered logins are forgotten).
+        self.bus = bus
+
+    def _changed(self, user_id: str, reason: str) -> None:
+        if self.bus is not None:
+            self.bus.publish([CredentialsChanged(user_id, reason)])
 
     async def enabled_methods(self, conn: Any, user_id: str) -> list[str]:
         """The second factors the user must give, e.g. ["totp"], inside a transaction."""
@@ -96,6 +103,7 @@ class TwoFactor:
         async with self.db.write() as conn:
             await store.enable(conn, user_id, now_ms())
             await self.authlog.record_in(conn, user_id, "enable 2fa totp", "success", meta)
+        self._changed(user_id, "2FA enabled")
 
     async def verify_totp(self, user_id: str, token: str, meta: AuthMeta = NO_META) -> bool:
         """Check a code of a user whose TOTP is on. Raises RateLimited after too many
@@ -149,6 +157,7 @@ class TwoFactor:
             await require_user(conn, user_id, lock=True)
             await store.clear(conn, user_id)
             await self.authlog.record_in(conn, user_id, "disable 2fa totp", "success", meta)
+        self._changed(user_id, "2FA disabled")
 
     async def disable_all(self, user_id: str, meta: AuthMeta = NO_META, *, conn: Any = None) -> None:
         """Turn every second factor off (inside ``conn``'s transaction when given)."""
@@ -159,3 +168,4 @@ class TwoFactor:
         async with self.db.write() as own:
             await require_user(own, user_id, lock=True)
             await self.disable_all(user_id, meta, conn=own)
+        self._changed(user_id, "2FA disabled")

@@ -3,7 +3,8 @@
 
 A wrong email and a wrong password get one answer, after the same work (a password
 verify against a decoy hash for unknown emails); failures count against the shared
-rate limiter ("login") per IP and per email as typed, never inside a write
+rate limiter's login policy (per IP and account, the account whatever the email's
+spelling: ``RateLimiter.check_login``), never inside a write
 transaction (the database limiter opens its own).
 """
 
@@ -15,7 +16,7 @@ from sqlalchemy.engine import Row
 
 from postern.accounts.api_keys import ApiKeys
 from postern.accounts.authlog import NO_META, AuthLog, AuthMeta
-from postern.accounts.rate_limit import RateLimiter
+from postern.accounts.rate_limit import RateLimiter, canonical_login, is_plain_login, login_account
 from postern.accounts.registration import NotActivated, Registration
 from postern.accounts.server_key import InvalidSignature, ServerKey
 from postern.accounts.social_login import PROVIDERS, InvalidSocialToken, Verifier
@@ -65,15 +66,19 @@ class UserLogin:
         self.verifiers = verifiers
 
     async def login(self, email: str, password: str, device: str, meta: AuthMeta = NO_META) -> SignedIn:
-        await self.limiter.check("login", ip=meta.ip, account=email)
-        user = await self.registration.find(email)
-        ok = await self.passwords.verify(user.password_hash if user is not None else None, password)
+        # One spelling per address (see rate_limit.is_plain_login); the attempt counts
+        # against the account it names, whatever the spelling.
+        plain = is_plain_login(email)
+        user = await self.registration.find(email if plain else canonical_login(email))
+        ticket = await self.limiter.check_login(login_account(user.id if user else None, email), ip=meta.ip)
+        ok = await self.passwords.verify(user.password_hash if user is not None else None, password) and plain
         if user is None or not ok:
-            await self.limiter.failed("login", ip=meta.ip, account=email)
+            await self.limiter.login_failed(ticket)
             if user is not None:
                 await self.authlog.record(user.id, "authentication", "fail", meta)
             raise InvalidInput(WRONG_LOGIN, code="AuthFailed")
-        await self.limiter.succeeded("login", account=email)
+        await self.limiter.login_succeeded(ticket)
+        await self.registration.accounts.rehash_if_needed(user, password)
         self._check_usable(user)
         return await self._signed_in(user, device, meta)
 

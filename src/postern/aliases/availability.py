@@ -6,12 +6,13 @@ from __future__ import annotations
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from postern.storage.schema import addresses, aliases, contacts, deleted_aliases
+from postern.storage.schema import address_claims, addresses, aliases, contacts, deleted_aliases
 
 
 async def address_taken(conn: AsyncConnection, key: str) -> bool:
     """``key`` is a normalised address (see accounts.addressing)."""
     checks = [
+        exists().where(address_claims.c.address_key == key),  # the one namespace
         exists().where(addresses.c.address_key == key),
         exists().where(aliases.c.email_key == key),
         exists().where(deleted_aliases.c.email_key == key),

@@ -36,6 +36,7 @@ from postern.aliases.bounces import is_verp_local, verp_address
 from postern.aliases.notifications import Notifications, quote
 from postern.delivery.authentication import AuthenticationResults
 from postern.delivery.committer import GroupCommitter
+from postern.delivery.filtering import Copy
 from postern.delivery.outbound import OutboundQueue, Queued
 # ``normalised`` is remembered (lru_cache): a header's addresses recur from message to message.
 from postern.delivery.router import AliasRecipient, normalised
@@ -133,6 +134,9 @@ class Forwarder:
         self.notifications = notifications
         self.reverse_alias_domain = reverse_alias_domain
         self._recorder = _ForwardRecorder(db, outbound, server_key, reverse_alias_domain)
+        # Set by the runtime: the owners' filters and autoreplies for copies delivered
+        # to their own addresses (delivery.filtering.LocalRules).
+        self.filtering: Any = None
 
     async def forward(
         self, *, recipient: AliasRecipient, data: bytes, trace: bytes, mail_from: str, auth: AuthenticationResults | None, queue_id: str
@@ -334,18 +338,29 @@ class Forwarder:
             # The local copies name the new reverse aliases: they exist before them.
             await self.db.write_shared(lambda conn: _save_new_contacts(conn, plan))
         if local:
-            requests = [
-                AppendRequest(
+            copies = [
+                Copy(
                     owner,
-                    None,
-                    message,
-                    prefix=header_writing.field("Delivered-To", header_writing.clean_address(mailbox.email)),
-                    event={"source": "ALIAS", "origin": "", "from": mail_from, "to": [mailbox.email], "queueId": queue_id, "alias": plan.alias.email},
-                    quota_grace=len(plan.mailboxes) > 1,
+                    mailbox.email,
+                    AppendRequest(
+                        owner,
+                        None,
+                        message,
+                        prefix=header_writing.field("Delivered-To", header_writing.clean_address(mailbox.email)),
+                        event={"source": "ALIAS", "origin": "", "from": mail_from, "to": [mailbox.email], "queueId": queue_id, "alias": plan.alias.email},
+                        quota_grace=len(plan.mailboxes) > 1,
+                    ),
                 )
                 for mailbox, owner in local
             ]
-            results = await self.committer.append(requests)
+            if self.filtering is not None:
+                await self.filtering.apply(copies, mail_from=mail_from, data=message, trace=b"", autoreplies=False)
+            kept = [c for c in copies if not c.dropped]
+            delivered_locally += len(copies) - len(kept)  # dropped by the owner's filter: done with
+            results = await self.committer.append([c.request for c in kept])
+            if self.filtering is not None:
+                await self.filtering.queue_dropped(copies)
+                self.filtering.wake_if(copies)
             for result in results:
                 if isinstance(result, AppendResult):
                     delivered_locally += 1

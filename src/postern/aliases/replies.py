@@ -39,6 +39,7 @@ from postern.delivery.outbound import OutboundQueue
 from postern.delivery.reply_route import ReplyRefused
 from postern.errors import InvalidInput
 from postern.mime.reply_rewrite import ReplyIdentity, addresses_in, rewrite_reply
+from postern.mime.senders import senders
 from postern.storage import alias_activities as activity_store
 from postern.storage import alias_routing as routing_store
 from postern.storage import contacts as contact_store
@@ -182,8 +183,12 @@ class Replies:
         mailbox = context.mailbox_with(sender_key)
         if mailbox is None:
             return NOT_A_MAILBOX
-        header_from = addresses_in(data, ("from",))
-        if len(header_from) != 1 or _key(header_from[0]) != sender_key:
+        # The same reading of the author fields as authenticated submission's
+        # (mime.senders): one From, naming the mailbox for every reader of it.
+        found = senders(data)
+        if found.from_fields != 1 or "from" in found.unreadable:
+            return FROM_MISMATCH
+        if any(_key(address) != sender_key for address in found.addresses.get("from", [])):
             return FROM_MISMATCH
         if auth is None:
             # Not evaluated (the operator turned the checks off, or they failed):

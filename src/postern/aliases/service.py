@@ -21,6 +21,7 @@ from postern.accounts.addressing import NormalisedAddress, normalise_address, no
 from postern.accounts.server_key import ServerKey
 from postern.aliases import contacts as contact_rules
 from postern.aliases import words
+from postern.aliases.address_rules import check_alias_address, is_reserved
 from postern.aliases.availability import address_taken
 from postern.aliases.suffixes import SuffixSigner
 from postern.aliases.usable_domains import UsableDomain, usable_domains
@@ -29,6 +30,7 @@ from postern.errors import Conflict, Forbidden, InvalidInput, NotFound
 from postern.mime import header_writing
 from postern.storage import aliases as store
 from postern.storage import contacts as contact_store
+from postern.storage.address_claims import AddressClaimed
 from postern.storage.database import Database
 from postern.storage.ids import now_ms
 
@@ -346,7 +348,7 @@ class Aliases:
                 hostname=hostname,
                 enabled=enabled,
             )
-        except IntegrityError:
+        except (IntegrityError, AddressClaimed):
             raise Conflict(f"{address.display} already exists or was deleted: please choose another one") from None
 
     async def create_custom(
@@ -375,6 +377,7 @@ class Aliases:
                 raise InvalidInput(f"{domain_ascii} is not a domain you can use for aliases", field="signed_suffix")
             if domain.is_premium and not user.premium:
                 raise Forbidden(f"{domain_ascii} is a premium domain: upgrade to premium to use it")
+            check_alias_address(address, domain, self.settings, imported=False, field="alias_prefix")
             await self.check_can_create(conn, user)
             boxes = await self._checked_mailboxes(conn, user.id, mailbox_ids) if mailbox_ids is not None else [await self._default_mailbox(conn, user.id)]
             alias_id = await self.insert_new(conn, user, address, domain, boxes, note=note, name=name, hostname=host)
@@ -409,7 +412,7 @@ class Aliases:
             mailbox_id = await self._default_mailbox(conn, user.id)
             for _ in range(RANDOM_ATTEMPTS):
                 address = normalise_address(f"{make()}@{domain.domain}", "alias")
-                if not await address_taken(conn, address.key):
+                if not is_reserved(address.local, self.settings) and not await address_taken(conn, address.key):
                     alias_id = await self.insert_new(conn, user, address, domain, [mailbox_id], note=note, hostname=host)
                     break
             else:

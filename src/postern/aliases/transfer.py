@@ -2,8 +2,10 @@
 separated, the alias's primary mailbox first), the format SimpleLogin exports and
 imports.
 
-An import makes each row's alias when its domain is one the user may make aliases on
-and its address is free (never used, never deleted); each row is its own transaction,
+An import makes each row's alias when its domain is one the user may make aliases on,
+its address is one the user could make by hand (``aliases.address_rules``: on a shared
+domain a prefix and a random suffix, never a reserved name) and it is free (held by
+nothing in the one namespace of addresses, never deleted); each row is its own transaction,
 so a row is made whole or not at all. Its mailboxes are matched by email among the
 user's verified mailboxes; a row naming none of them gets the default mailbox."""
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Row
 
 from postern.accounts.addressing import normalise_address
+from postern.aliases.address_rules import check_alias_address
 from postern.aliases.service import MAX_NOTE, Aliases
 from postern.aliases.usable_domains import usable_domains
 from postern.errors import Conflict, DomainError, InvalidInput, TooLarge
@@ -114,6 +117,8 @@ async def _import_row(aliases: Aliases, user: Row, row: dict[str, str]) -> None:
         domain = next((d for d in await usable_domains(conn, aliases.settings, user) if d.domain == domain_ascii), None)
         if domain is None:
             raise InvalidInput(f"{address.domain} is not a domain you can use for aliases")
+        # Exactly the rules of making an alias by hand (aliases.address_rules).
+        check_alias_address(address, domain, aliases.settings, imported=True)
         await aliases.check_can_create(conn, user)
         verified = await store.verified_mailboxes(conn, user.id)
         if not verified:

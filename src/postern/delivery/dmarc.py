@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from postern.delivery.dns import DnsError, Resolver
+from postern.mime import header_fields
 
 from .authentication_results import DMARC_POLICIES, DkimSignatureResult, DmarcResult, SpfResult, _clean, _dns_domain
 
@@ -91,23 +92,10 @@ def _aligned(a: str, b: str, mode: str) -> bool:
 
 
 def _header_fields(raw: bytes) -> list[tuple[str, bytes]]:
-    """(lowercased name, unfolded value) for each field of the header section,
-    split on CRLF or bare LF as dkimpy does."""
-    if raw.startswith((b"\r\n", b"\n")):
-        return []
-    head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
-    fields: list[tuple[str, bytes]] = []
-    for line in re.split(rb"\r?\n", head):
-        if line[:1] in (b" ", b"\t"):
-            if fields:
-                fields[-1] = (fields[-1][0], fields[-1][1] + b" " + line.strip())
-            continue
-        name, colon, value = line.partition(b":")
-        if not colon:
-            continue
-        # "From :" (obsolete syntax, RFC 5322 4.5) counts as a From field too.
-        fields.append((name.rstrip(b" \t").decode("latin-1").lower(), value.strip()))
-    return fields
+    """(lowercased name, unfolded value) for each field of the header section, as
+    the whole program reads it (``mime.header_fields``: "From :", the obsolete
+    syntax of RFC 5322 4.5, counts as a From field too)."""
+    return header_fields.fields(raw)
 
 
 def _split_mailboxes(value: str) -> list[str] | None:

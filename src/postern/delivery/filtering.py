@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.delivery.outbound import OutboundQueue, Queued
 from postern.mailstore.service import AppendRequest, AppendResult
+from postern.mime import header_writing
 from postern.rules import autoreply
 from postern.rules.engine import Message, UserRules, decide
 from postern.rules.model import target_of
@@ -62,11 +63,19 @@ class LocalRules:
         self.hostname = hostname
 
     async def apply(
-        self, copies: Sequence[Copy], *, mail_from: str, data: bytes, trace: bytes
+        self,
+        copies: Sequence[Copy],
+        *,
+        mail_from: str,
+        data: bytes,
+        trace: bytes,
+        autoreplies: bool = True,
     ) -> None:
         """Decide each copy: its folder and flags, dropped or not, and the queue rows
         that go with it (set as the request's ``along``, or in ``copy.queued`` for a
-        dropped copy, which the caller writes with ``queue_dropped``)."""
+        dropped copy, which the caller writes with ``queue_dropped``). No autoreply
+        for alias forwards (``autoreplies`` false): it would give the owner's own
+        address away to the alias's contact."""
         rules_of = await self.rules.for_users([c.user_id for c in copies])
         message: Message | None = None
         for copy in copies:
@@ -85,19 +94,27 @@ class LocalRules:
             if decision.flags:
                 request.flags = tuple(dict.fromkeys((*request.flags, *decision.flags)))
             copy.dropped = decision.drop
+            if message.summary is not None:
+                request.summary = (
+                    message.summary
+                )  # parsed once: the mailstore needs it too
             if decision.targets:
                 copy.queued.extend(
                     await self._forwards(
                         rules, copy, decision.targets, mail_from, message, trace
                     )
                 )
-            if rules.autoreply is not None and autoreply.should_reply(
-                rules_autoreply=rules.autoreply,
-                sender=mail_from,
-                message=message,
-                spam=decision.spam,
-                now_ms=now_ms(),
-                own_addresses=rules.addresses,
+            if (
+                autoreplies
+                and rules.autoreply is not None
+                and autoreply.should_reply(
+                    rules_autoreply=rules.autoreply,
+                    sender=mail_from,
+                    message=message,
+                    spam=decision.spam,
+                    now_ms=now_ms(),
+                    own_addresses=rules.addresses,
+                )
             ):
                 queued = await self._autoreply(rules, copy, mail_from, message)
                 if queued is not None:
@@ -143,7 +160,11 @@ class LocalRules:
                 rules.forwards_limit,
             )
             return []
-        copy_bytes = f"{LOOP_FIELD}: {copy.address}\r\n".encode() + trace + message.data
+        copy_bytes = (
+            header_writing.field(LOOP_FIELD, header_writing.clean_address(copy.address))
+            + trace
+            + message.data
+        )
         key = await self.blobs.put(copy_bytes)
         # A bounce keeps its null sender; anything else is forwarded from the address
         # that received it, so that failures come back to its owner.

@@ -453,8 +453,10 @@ class OutboundQueue:
                 options.append("SMTPUTF8")
             if client.supports_extension("size"):
                 options.append(f"SIZE={len(message)}")
+            # SMTPUTF8 addresses go on the wire as UTF-8 (RFC 6531).
+            encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
             try:
-                await client.mail(mail_from, options=options)
+                await client.mail(mail_from, options=options, encoding=encoding)
             except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError):
                 if not reused:
                     raise
@@ -465,12 +467,12 @@ class OutboundQueue:
                 if isinstance(opened, Attempt):
                     return {r: opened for r in recipients}
                 client = opened
-                await client.mail(mail_from, options=options)
+                await client.mail(mail_from, options=options, encoding=encoding)
             results: dict[str, Attempt] = {}
             accepted = []
             for rcpt in recipients:
                 try:
-                    response = await client.rcpt(rcpt)
+                    response = await client.rcpt(rcpt, encoding=encoding)
                     accepted.append(rcpt)
                     results[rcpt] = Attempt(response.code, f"{response.code} {response.message}", label)
                 except aiosmtplib.SMTPRecipientRefused as error:

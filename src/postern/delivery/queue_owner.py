@@ -45,15 +45,16 @@ class QueueOwner:
             self._fd = None
 
 
-def acquire(data_dir: Path) -> QueueOwner:
+def acquire(data_dir: Path, file_name: str = FILE_NAME) -> QueueOwner:
     """The queue worker identity of ``data_dir``, locked for the life of this process
-    (until ``release``), or a random one when another process holds it."""
+    (until ``release``), or a random one when another process holds it. Other leases
+    (the remote fetch scheduler's) keep their owner in a file of their own."""
     if fcntl is None:
         return QueueOwner(new_id(), exclusive=False)
     try:
-        fd = os.open(data_dir / FILE_NAME, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        fd = os.open(data_dir / file_name, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
     except OSError as error:
-        log.warning("outbound queue: cannot open %s (%s); rows of a crashed run come back when their lease ends", FILE_NAME, error)
+        log.warning("cannot open %s (%s); leases of a crashed run come back when they end", file_name, error)
         return QueueOwner(new_id(), exclusive=False)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

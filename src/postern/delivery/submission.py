@@ -11,9 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from email.utils import getaddresses
 from typing import Any
 
 from postern.accounts.addressing import normalise_address
@@ -24,6 +21,7 @@ from postern.delivery.reply_route import ReplyRefused, ReverseAliasReplies
 from postern.delivery.router import LocalRecipient, RecipientRefused, Router
 from postern.errors import InvalidInput
 from postern.mailstore.service import AppendRequest, AppendResult
+from postern.mime.senders import Senders, senders
 from postern.storage import alias_routing as routing_store
 from postern.storage import users as user_store
 from postern.storage.database import Database
@@ -52,9 +50,21 @@ def address_key(value: str) -> str | None:
 
 
 def from_header_addresses(raw: bytes) -> list[str]:
-    headers = BytesHeaderParser(policy=compat32).parsebytes(raw)
-    values = [str(v) for v in headers.get_all("From") or []] + [str(v) for v in headers.get_all("Sender") or []]
-    return [address for _, address in getaddresses(values) if address]
+    """Every address the message's From, Sender, Resent-From and Resent-Sender name,
+    as any reader of it would see them (``mime.senders``)."""
+    return senders(raw).all()
+
+
+def sender_refusal(found: Senders) -> str | None:
+    """The 550 for a message whose author fields cannot be checked: not exactly one
+    From (counting its obsolete spellings), or one that some reader finds no address
+    in. None when the addresses are to be checked."""
+    if found.from_fields != 1:
+        return "550 5.7.1 The message must have exactly one From header"
+    if found.unreadable:
+        names = ", ".join(sorted(found.unreadable))
+        return f"550 5.7.1 The {names} header must name one of your addresses"
+    return None
 
 
 class Submission:
@@ -105,8 +115,13 @@ class Submission:
     async def submit(
         self, *, user_id: str, mail_from: str, recipients: Sequence[str], data: bytes, client_ip: str, helo: str, transtype: str
     ) -> Submitted:
-        senders = [address_key(address) for address in from_header_addresses(data) or [""]]
-        if not await self.may_send_as(user_id, senders):
+        # From, Sender and Resent-From/-Sender as every reader of the message sees
+        # them (one header scanner, every address parser): all must be the user's.
+        found = senders(data)
+        refusal = sender_refusal(found)
+        if refusal is not None:
+            raise SubmissionRefused(refusal)
+        if not await self.may_send_as(user_id, [address_key(address) for address in found.all()]):
             raise SubmissionRefused("550 5.7.1 The From header must name one of your addresses")
         # Replies through reverse aliases are authorised before anything is stored.
         replies: list[Any] = []  # what the alias room prepared, for send_prepared

@@ -15,9 +15,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
 from postern.http.admin import addresses, asps, authenticate, authlog, autoreply, filters, mailboxes, messages, two_factor, users
-from postern.http.admin.common import AccessDenied, plain_text_query, require_admin
+from postern.http.admin import remote_identities
+from postern.http.admin.common import AccessDenied, guard_admin_routes, plain_text_query, require_admin
 from postern.http.api import router as user_api_router
+from postern.http.content_safety import ContentSafety
 from postern.http.errors import JSONBody, error_response, install_error_handlers
+from postern.http.identity_service import install as install_identity_service
 from postern.http.services import HttpServices
 
 
@@ -65,14 +68,19 @@ def create_app(runtime: HttpServices) -> FastAPI:
         return Response(HEALTH_BODY, media_type="application/json")
 
     admin = APIRouter(dependencies=[Depends(require_admin), Depends(plain_text_query)])
-    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply):
+    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply, remote_identities):
         admin.include_router(module.router)
+        guard_admin_routes(module.router)
     app.include_router(admin)
     # The user API (SimpleLogin), under /api: its own key and error shape.
     app.include_router(user_api_router)
+    # The Matrix identity service (email validation), under /_matrix/identity.
+    install_identity_service(app)
     # Outermost last: legacy paths are rewritten before the fast listing looks at them.
     app.add_middleware(messages.FastMessageListing, runtime=runtime)
     app.add_middleware(LegacyUserPaths)
+    # Around everything, the fast listing included: no answer without nosniff and CSP.
+    app.add_middleware(ContentSafety)
     app.openapi = _without_422(app)  # type: ignore[method-assign]
     return app
 

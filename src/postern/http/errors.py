@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -94,6 +95,39 @@ def _allowed_methods(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
+AUTH_ANSWER = "postern_auth_answer"
+
+
+def guarded_by(endpoint: Any, answer: Callable[[Request], Awaitable[Response | None]]) -> None:
+    """Mark a route's endpoint as needing the access check ``answer`` (see below); for
+    checks a router adds to routes that do not name it themselves."""
+    setattr(endpoint, AUTH_ANSWER, answer)
+
+
+async def auth_answer_first(request: Request) -> Response | None:
+    """The answer of the route's access check, if it refuses the request; None if it
+    lets it pass (or the route has none).
+
+    FastAPI decodes a JSON body before it runs a route's dependencies, so a request
+    that is both unauthenticated and malformed would learn "bad JSON" before "who are
+    you?". The error handlers call this first: whoever has no access is told only that.
+    An access check is found on the endpoint (``guarded_by``) or among the route's own
+    dependencies (a dependency with an ``auth_answer`` attribute: a function of the
+    request that returns the refusal, or None)."""
+    answer = getattr(request.scope.get("endpoint"), AUTH_ANSWER, None)
+    if answer is not None:
+        return await answer(request)
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    stack = list(dependant.dependencies) if dependant is not None else []
+    while stack:
+        dependency = stack.pop()
+        answer = getattr(dependency.call, "auth_answer", None)
+        if answer is not None:
+            return await answer(request)
+        stack.extend(dependency.dependencies)
+    return None
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(_request: Request, error: DomainError) -> JSONBody:
@@ -102,7 +136,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(status_of(error), error.message, error.code, details, headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_request: Request, error: RequestValidationError) -> JSONBody:
+    async def _validation(request: Request, error: RequestValidationError) -> Response:
+        denied = await auth_answer_first(request)
+        if denied is not None:
+            return denied
         details: dict[str, str] = {}
         for item in error.errors():
             # A body that is not JSON at all: its loc names a character position, not a field.
@@ -112,7 +149,11 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(400, f"{first[0]}: {first[1]}", "InputValidationError", details)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, error: StarletteHTTPException) -> JSONBody:
+    async def _http(request: Request, error: StarletteHTTPException) -> Response:
+        if error.status_code == 400:
+            denied = await auth_answer_first(request)
+            if denied is not None:
+                return denied
         messages = {404: "Not found", 405: "Method not allowed"}
         message = error.detail if isinstance(error.detail, str) and error.status_code not in messages else messages.get(error.status_code, "Request failed")
         headers = getattr(error, "headers", None)

@@ -24,7 +24,10 @@ from postern.config import Settings
 from postern.mailstore.service import MailStore
 from postern.rules.service import Rules
 from postern.storage.database import Database
+from postern.remote.service import RemoteIdentities
+from postern.verification.identity_accounts import IdentityAccounts
 from postern.verification.ownership import Ownership
+from postern.verification.sessions import ValidationSessions
 
 
 class HttpServices(Protocol):
@@ -64,3 +67,9 @@ class HttpServices(Protocol):
     def rules(self) -> Rules: ...
     @property
     def ownership(self) -> Ownership: ...
+    @property
+    def validation(self) -> ValidationSessions: ...
+    @property
+    def identity_accounts(self) -> IdentityAccounts: ...
+    @property
+    def remote_identities(self) -> RemoteIdentities: ...

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Row
 
 from postern.errors import NotFound, OverQuota
 from postern.events import Event, MessageAdded, MessagesChanged
-from postern.mailstore.folders import normalise_path
+from postern.mailstore.folders import normalise_path, parents
 from postern.mailstore.service import FLAG_COLUMNS, MailStore
 from postern.storage import flag_writes as flag_store
 from postern.storage import folders as folder_store
@@ -198,11 +198,31 @@ class ImapView:
             return await imap_store.count_deleted(conn, folder_id)
 
     async def create_folder(self, user_id: str, path: str, special_use: str | None = None) -> str:
+        """CREATE: the folder (and any missing parents), not subscribed (RFC 3501
+        §6.3.3) unless its name was subscribed before it existed."""
+        path = normalise_path(path)
+        wanted = [*parents(path), path]
+        async with self.db.read() as conn:
+            before = await folder_store.existing_paths(conn, user_id, wanted) if is_id(user_id) else set()
         folder_id = await self.store.create_folder(user_id, path)
-        if special_use:
-            async with self.db.write() as conn:
+        created = [p for p in wanted if p not in before]
+        async with self.db.write() as conn:
+            if special_use:
                 await imap_store.set_special_use(conn, folder_id, special_use)
+            orphans = set(await imap_state.orphan_subscriptions(conn, user_id))
+            await imap_state.set_subscribed(conn, user_id, [p for p in created if p not in orphans], False)
+            for p in created:
+                if p in orphans:
+                    await imap_state.remove_orphan_subscription(conn, user_id, p)
         return folder_id
+
+    async def delete_folder(self, user_id: str, folder_id: str) -> None:
+        """DELETE: the folder goes, its subscription stays (RFC 3501 §6.3.4)."""
+        folder = await self.store.get_folder(user_id, folder_id)
+        await self.store.delete_folder(user_id, folder_id)
+        if folder.subscribed:
+            async with self.db.write() as conn:
+                await imap_state.add_orphan_subscription(conn, user_id, folder.path)
 
     # Reading -------------------------------------------------------------------------
 
@@ -395,6 +415,12 @@ class ImapView:
     async def expunge_deleted(self, user_id: str, folder_id: str, uids: Sequence[int] | None = None) -> list[int]:
         """Remove the folder's ``\\Deleted`` messages (those among ``uids`` when given);
         returns the UIDs removed."""
+        # Most EXPUNGEs find nothing to remove: they are answered from a read, without
+        # waiting for the writers' turn (a message marked \Deleted after this read
+        # was marked after this EXPUNGE).
+        found = await mailbox_store.deleted_uids(self.db, user_id, folder_id) if is_id(folder_id) and is_id(user_id) else None
+        if found is not None and not (set(found) & set(uids) if uids is not None else found):
+            return []
         events: list[Event] = []
         async with self.db.write() as conn:
             await self.store._folder(conn, user_id, folder_id)
@@ -442,13 +468,19 @@ class ImapView:
         async with self.db.read() as conn:
             return await imap_state.orphan_subscriptions(conn, user_id)
 
-    async def subscribe_name(self, user_id: str, path: str, subscribed: bool) -> None:
-        """(Un)subscribe a name that is no folder."""
+    async def subscribe(self, user_id: str, path: str, subscribed: bool) -> None:
+        """SUBSCRIBE / UNSUBSCRIBE a name: a folder's flag, or for a name that is no
+        folder, a row of its own (RFC 3501 §6.3.6 lets any name be subscribed)."""
+        path = normalise_path(path)
         async with self.db.write() as conn:
-            if subscribed:
-                await imap_state.add_orphan_subscription(conn, user_id, normalise_path(path))
+            found = await folder_store.existing_paths(conn, user_id, [path])
+            if found:
+                await imap_state.set_subscribed(conn, user_id, [path], subscribed)
+                await imap_state.remove_orphan_subscription(conn, user_id, path)
+            elif subscribed:
+                await imap_state.add_orphan_subscription(conn, user_id, path)
             else:
-                await imap_state.remove_orphan_subscription(conn, user_id, normalise_path(path))
+                await imap_state.remove_orphan_subscription(conn, user_id, path)
 
     async def quota(self, user_id: str) -> tuple[int, int]:
         """(storage used, quota) in bytes."""

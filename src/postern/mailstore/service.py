@@ -81,6 +81,8 @@ class AppendRequest:
     # Rows that go with this copy (a filter's forwards, an autoreply), written in the
     # same transaction once the copy is stored: ``along(conn, result)``.
     along: Any = None
+    # The summary of ``raw`` when the caller has it already (the filters needed it).
+    summary: mime.MessageSummary | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +353,9 @@ class MailStore:
         prepared: list[tuple[int, _Prepared]] = []
         try:
             for index, request in fitting:
-                if len(request.raw) > INLINE_PARSE_LIMIT:
+                if request.summary is not None:
+                    summary = request.summary
+                elif len(request.raw) > INLINE_PARSE_LIMIT:
                     summary = await asyncio.to_thread(mime.summarise, request.raw)
                 else:
                     summary = mime.summarise(request.raw)

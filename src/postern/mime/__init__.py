@@ -7,6 +7,7 @@ No I/O, no database, no logging.  None of the public functions raises for any
 from .content import (
     MessageContent,
     extract_content,
+    extract_text,
     get_attachment,
     html_to_text,
     render_plain_text,
@@ -26,6 +27,7 @@ __all__ = [
     "MessageContent",
     "MessageSummary",
     "extract_content",
+    "extract_text",
     "get_attachment",
     "html_to_text",
     "normalise_subject",

@@ -13,6 +13,7 @@ from .sanitise import sanitise_html
 __all__ = [
     "MessageContent",
     "extract_content",
+    "extract_text",
     "get_attachment",
     "html_to_text",
     "render_plain_text",
@@ -95,6 +96,37 @@ def _extract(raw: bytes) -> MessageContent:
             htmls.append(rendered)
 
     return MessageContent(text="\n".join(texts), html=tuple(htmls))
+
+
+def _extract_text(raw: bytes) -> str:
+    """``_extract``'s text alone: no HTML is rendered or sanitised."""
+    parsed = _parse_message(raw)
+    leaves = _leaves(parsed.root)
+    body_ids = {id(leaf.part) for leaf in leaves if leaf.is_body}
+    text_parts, html_parts = _body_segments(parsed.root, body_ids)
+
+    def texts_of(parts: list[_Part]) -> list[str]:
+        texts: list[str] = []
+        for part in parts:
+            text = _part_text(raw, part)
+            piece = _html_to_text(text) if part.ctype == "text/html" else text.strip("\n")
+            if piece.strip():
+                texts.append(piece)
+        return texts
+
+    texts = texts_of(text_parts)
+    if not texts and html_parts != text_parts:
+        texts = texts_of([p for p in html_parts if p.ctype == "text/html"])
+    return "\n".join(texts)
+
+
+def extract_text(raw: bytes) -> str:
+    """The plain text of a raw message, as ``extract_content(raw).text``, for less
+    (no HTML rendered); never raises."""
+    try:
+        return _extract_text(_as_bytes(raw))
+    except Exception:  # pragma: no cover - last-resort safety net
+        return ""
 
 
 def extract_content(raw: bytes) -> MessageContent:

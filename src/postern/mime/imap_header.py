@@ -5,8 +5,8 @@ before it), every field with its offsets, unfolding and decoding for humans."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from .header_fields import FIELD_NAME, HeaderField, scan
 from .parts import MAX_PARTS
 
 ImapValue = None | int | bytes | tuple["ImapValue", ...]
@@ -21,15 +21,10 @@ MAX_ADDRESSES = 5_000
 # header scanning
 # ---------------------------------------------------------------------------
 
-_FIELD_NAME_RE = re.compile(rb"[!-9;-~]+[ \t]*:")
-
-
-@dataclass(slots=True)
-class _Field:
-    name: bytes  # lower-cased
-    line_start: int  # start of the field's first line
-    value_start: int  # after the colon
-    end: int  # after the last line's line ending
+# The scanner is the program's one header scanner (``header_fields``): IMAP finds the
+# same fields as the submission check, DMARC and the APIs.
+_FIELD_NAME_RE = FIELD_NAME
+_Field = HeaderField
 
 
 def _scan_header(raw: bytes, start: int, end: int) -> tuple[list[_Field], int]:
@@ -39,32 +34,7 @@ def _scan_header(raw: bytes, start: int, end: int) -> tuple[list[_Field], int]:
     is neither a field nor a continuation belongs to the header but to no
     field, as Dovecot does it.
     """
-    fields: list[_Field] = []
-    pos = start
-    find = raw.find
-    current: _Field | None = None
-    while pos < end:
-        nl = find(b"\n", pos, end)
-        line_end = end if nl < 0 else nl + 1
-        content_end = nl if nl >= 0 else end
-        if content_end > pos and raw[content_end - 1] == 13:
-            content_end -= 1
-        if content_end == pos and nl >= 0:
-            return fields, line_end
-        first = raw[pos]
-        if (first == 32 or first == 9) and current is not None:
-            current.end = line_end
-        else:
-            m = _FIELD_NAME_RE.match(raw, pos, content_end)
-            if m is None:
-                current = None
-            else:
-                name = raw[pos : m.end() - 1].rstrip(b" \t").lower()
-                current = _Field(name, pos, m.end(), line_end)
-                if len(fields) < MAX_PARTS:
-                    fields.append(current)
-        pos = line_end
-    return fields, end
+    return scan(raw, start, end, MAX_PARTS)
 
 
 def _field_value(raw: bytes, f: _Field) -> bytes:

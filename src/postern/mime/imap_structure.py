@@ -364,6 +364,32 @@ def section(raw: bytes, spec: SectionSpec, partial: tuple[int, int] | None = Non
     return data
 
 
+_QP_HEX_RE = re.compile(rb"=([0-9A-Fa-f]{2})")
+
+
+def _qp_byte(m: re.Match[bytes]) -> bytes:
+    return bytes((int(m.group(1), 16),))
+
+
+def qp_decode(data: bytes) -> bytes:
+    """Quoted-printable as RFC 2045 §6.7 has it: white space at the end of a line is
+    dropped (transport may add it), ``=`` at the end of a line (white space after it
+    too) joins the next line, line breaks are CRLF, ``=XX`` is a byte, and anything
+    malformed is kept as it is."""
+    out: list[bytes] = []
+    for line in data.splitlines(keepends=True):
+        content = line.rstrip(b"\r\n")
+        ending = b"\r\n" if len(content) != len(line) else b""
+        content = content.rstrip(b" \t")
+        if content.endswith(b"="):
+            content = content[:-1]
+            ending = b""
+        if b"=" in content:
+            content = _QP_HEX_RE.sub(_qp_byte, content)
+        out.append(content + ending)
+    return b"".join(out)
+
+
 def binary_section(raw: bytes, part: tuple[int, ...], partial: tuple[int, int] | None = None) -> bytes | None:
     """BINARY[part]: the content with its transfer encoding undone.
 
@@ -379,7 +405,9 @@ def binary_section(raw: bytes, part: tuple[int, ...], partial: tuple[int, int] |
         body = raw[node.body_start : node.body_end]
         if part and node.children is None and node.message is None:
             cte = (_plain_field(raw, node, b"content-transfer-encoding") or b"7bit").lower()
-            if cte in (b"base64", b"quoted-printable"):
+            if cte == b"quoted-printable":
+                body = qp_decode(body)
+            elif cte == b"base64":
                 body = _decode_transfer(body, cte.decode())
             elif cte not in (b"7bit", b"8bit", b"binary"):
                 return None

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
 from .charsets import _b64_size, _bytes_to_str, _clean_line, _decode_bytes, _decode_transfer, _qp_decode, _se_to_str, _unfold, decode_words
+from .header_fields import FIELD_NAME
 
 #: Multipart nesting deeper than this is treated as one opaque part.
 MAX_DEPTH = 50
@@ -35,7 +36,8 @@ class AttachmentInfo:
 # header block parsing
 # ---------------------------------------------------------------------------
 
-_HEADER_NAME_RE = re.compile(rb"[!-9;-~]+[ \t]*:")
+# The program's one rule for a field name (``header_fields``), obsolete "From :" included.
+_HEADER_NAME_RE = FIELD_NAME
 _PART_HEADERS = frozenset(
     {
         b"content-type",

@@ -34,7 +34,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
 
-from . import header_writing
+from . import header_fields, header_writing
 
 __all__ = ["ReplyIdentity", "addresses_in", "mentions", "rewrite_reply"]
 
@@ -176,9 +176,10 @@ def _fields(head: bytes) -> list[tuple[str, bytes, bytes]]:
     out = []
     for parts in fields:
         whole = b"".join(parts)
-        name, colon, value = whole.partition(b":")
-        lowered = name.strip().decode("latin-1").lower() if colon else ""
-        out.append((lowered, whole, re.sub(rb"\r?\n", b"", value).strip()))
+        # The program's one rule for a field name (header_fields): "From :" is a From.
+        name = header_fields.field_name(whole)
+        value = whole.partition(b":")[2] if name is not None else b""
+        out.append(((name or b"").decode("latin-1"), whole, re.sub(rb"\r?\n", b"", value).strip()))
     return out
 
 

@@ -39,7 +39,7 @@ SENDER_FORMATS = ("AT", "A", "NAME_ONLY", "AT_ONLY", "NO_NAME")
 # Display names are shortened to this many characters.
 MAX_NAME = 200
 # Header lines longer than this are folded before the limit of RFC 5322 (998).
-_NAME_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:")
+_NAME_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:")  # header_fields.FIELD_NAME, with the name as a group
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import re
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formataddr, formatdate, make_msgid
+from email.utils import formatdate, make_msgid
 from typing import Any
 
 from postern import mime
+from postern.mime import header_writing
 from postern.rules.engine import Message
 
 # Envelope senders that never get an autoreply (WildDuck's test, and RFC 3834 2).
@@ -61,10 +62,6 @@ def should_reply(
     return not (suppress is not None and _SUPPRESS.search(suppress))
 
 
-def _header_safe(value: str) -> str:
-    return re.sub(r"[\x00-\x1f\x7f]", " ", value).strip()
-
-
 def compose(
     *,
     rules_autoreply: Any,
@@ -77,35 +74,42 @@ def compose(
     """The reply: From the address that received the mail (with the autoreply's
     name), To the envelope sender, ``Auto-Submitted: auto-replied``, In-Reply-To and
     References, subject ``Auto: <subject>`` (or ``Auto: Re: <original subject>``),
-    the text and the sanitised HTML. Every header value goes through the email
-    package's encoder (RFC 2047 where needed)."""
+    the text and the sanitised HTML. Every header value that a user or the sender
+    chose is written by ``mime.header_writing`` (cleaned, RFC 2047 where needed)."""
     reply = rules_autoreply
-    email = EmailMessage(policy=SMTP)
-    name = _header_safe(reply.name or user_name or "")
-    email["From"] = formataddr((name, recipient)) if name else recipient
-    email["To"] = sender
-    original = _header_safe(message.first("subject") or "")
+    body = EmailMessage(policy=SMTP)
+    text = reply.text or (mime.html_to_text(reply.html) if reply.html else "")
+    body.set_content(text or "", subtype="plain", charset="utf-8")
+    if reply.html:
+        body.add_alternative(
+            mime.sanitise_html(reply.html), subtype="html", charset="utf-8"
+        )
+    original = header_writing.clean(message.first("subject") or "")
     subject = (
-        _header_safe(reply.subject)
+        header_writing.clean(reply.subject)
         if reply.subject
         else ("Re: " + original if original else "")
     )
-    email["Subject"] = "Auto: " + subject if subject else "Auto:"
-    email["Date"] = formatdate(localtime=False)
-    email["Message-ID"] = make_msgid(domain=hostname)
-    email["Auto-Submitted"] = "auto-replied"
-    email["X-Auto-Response-Suppress"] = "All"
+    fields = [
+        ("From", header_writing.mailbox(reply.name or user_name or "", recipient)),
+        ("To", header_writing.mailbox(None, sender)),
+        (
+            "Subject",
+            header_writing.unstructured("Auto: " + subject if subject else "Auto:"),
+        ),
+        ("Date", formatdate(localtime=False)),
+        ("Message-ID", make_msgid(domain=hostname)),
+        ("Auto-Submitted", "auto-replied"),
+        ("X-Auto-Response-Suppress", "All"),
+    ]
     in_reply_to = _MSGID.search(message.first("message-id") or "")
     if in_reply_to is not None:
         refs = _MSGID.findall(message.first("references") or "")[
             -(MAX_REFERENCES - 1) :
         ]
-        email["In-Reply-To"] = in_reply_to.group()
-        email["References"] = " ".join([*refs, in_reply_to.group()])
-    text = reply.text or (mime.html_to_text(reply.html) if reply.html else "")
-    email.set_content(text or "", subtype="plain", charset="utf-8")
-    if reply.html:
-        email.add_alternative(
-            mime.sanitise_html(reply.html), subtype="html", charset="utf-8"
-        )
-    return email.as_bytes()
+        fields.append(("In-Reply-To", in_reply_to.group()))
+        fields.append(("References", " ".join([*refs, in_reply_to.group()])))
+    return (
+        b"".join(header_writing.field(name, value) for name, value in fields)
+        + body.as_bytes()
+    )

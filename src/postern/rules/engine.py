@@ -28,9 +28,21 @@ _WANTED = frozenset(
     }
 )  # fmt: skip
 _HEADER_LINE = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$")
-_SPACES = re.compile(r"\s+")
 _LIST_ID = re.compile(r"<([^>]+)")
 MAX_HEAD = 256 * 1024
+# What makes a message's plain text differ from its raw bytes: transfer encodings,
+# HTML, charsets that are not ASCII-compatible, flowed text that joins words.
+_NOT_AS_IS = (
+    b"base64",
+    b"quoted-printable",
+    b"text/html",
+    b"utf-16",
+    b"utf-32",
+    b"utf-7",
+    b"ucs-",
+    b"delsp",
+    b"=?",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +50,37 @@ class Filter:
     id: str
     query: dict[str, Any]
     action: dict[str, Any]
+    # The query's header conditions, lowercased (``listId``: the part inside <...>),
+    # and its text as a pattern (any whitespace between its words).
+    headers: tuple[tuple[str, str], ...] = ()
+    text: re.Pattern[str] | None = None
+    ascii_word: bytes | None = (
+        None  # the text's longest word, when ASCII (a quick test)
+    )
+
+    @classmethod
+    def of(
+        cls, filter_id: str, query: dict[str, Any], action: dict[str, Any]
+    ) -> Filter:
+        headers = []
+        for key in ("from", "to", "subject", "listId"):
+            wanted = query.get(key)
+            if not wanted:
+                continue
+            wanted = wanted.lower()
+            if key == "listId" and "<" in wanted:
+                inner = _LIST_ID.search(wanted)
+                if inner and inner.group(1).strip():
+                    wanted = inner.group(1).strip()
+            headers.append((key, wanted))
+        text = query.get("text")
+        pattern = word = None
+        if text:
+            words = text.lower().split()
+            pattern = re.compile(r"\s+".join(map(re.escape, words)))
+            longest = max(words, key=len)
+            word = longest.encode() if longest.isascii() else None
+        return cls(filter_id, query, action, tuple(headers), pattern, word)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +126,11 @@ class Message:
         self.size = len(data)
         self.delivered_to = delivered_to.lower()
         self._headers: dict[str, list[str]] | None = None
+        self._lowered: dict[str, list[str]] = {}
         self._text: str | None = None
-        self._attachments: bool | None = None
+        self._plain_body: bool | None = None
+        self._raw_lower: bytes | None = None
+        self.summary: mime.MessageSummary | None = None
 
     @property
     def headers(self) -> dict[str, list[str]]:
@@ -122,15 +168,31 @@ class Message:
 
     @property
     def text(self) -> str:
+        """The plain text, lowercased (its whitespace as it is)."""
         if self._text is None:
-            self._text = _SPACES.sub(" ", mime.extract_content(self.data).text).lower()
+            self._text = mime.extract_text(self.data).lower()
         return self._text
+
+    def may_contain(self, word: bytes) -> bool:
+        """False only when the plain text surely lacks ``word`` (ASCII): a message
+        without encoded or HTML parts holds its text as it is, so the raw bytes tell."""
+        if self._raw_lower is None:
+            self._raw_lower = self.data.lower()
+            raw = self._raw_lower
+            self._plain_body = not any(mark in raw for mark in _NOT_AS_IS)
+        return not self._plain_body or word in self._raw_lower
 
     @property
     def has_attachments(self) -> bool:
-        if self._attachments is None:
-            self._attachments = bool(mime.summarise(self.data).attachments)
-        return self._attachments
+        if self.summary is None:
+            self.summary = mime.summarise(self.data)
+        return bool(self.summary.attachments)
+
+    def lowered(self, key: str) -> list[str]:
+        values = self._lowered.get(key)
+        if values is None:
+            values = self._lowered[key] = [v.lower() for v in _header_values(self, key)]
+        return values
 
 
 def _header_values(message: Message, key: str) -> list[str]:
@@ -151,29 +213,25 @@ def _header_values(message: Message, key: str) -> list[str]:
     return headers.get(key, [])
 
 
-def matches(query: dict[str, Any], message: Message) -> bool:
+def matches(item: Filter, message: Message) -> bool:
+    query = item.query
     size = query.get("size")
     if size:
         if size > 0 and message.size < size:
             return False
         if size < 0 and message.size > -size:
             return False
-    for key in ("from", "to", "subject", "listId"):
-        wanted = query.get(key)
-        if not wanted:
-            continue
-        wanted = wanted.lower()
-        if key == "listId" and "<" in wanted:
-            inner = _LIST_ID.search(wanted)
-            if inner and inner.group(1).strip():
-                wanted = inner.group(1).strip()
-        if not any(wanted in value.lower() for value in _header_values(message, key)):
+    for key, wanted in item.headers:
+        if not any(wanted in value for value in message.lowered(key)):
             return False
     ha = query.get("ha")
     if ha is not None and message.has_attachments != ha:
         return False
-    text = query.get("text")
-    return not (text and text.lower() not in message.text)
+    if item.text is None:
+        return True
+    if item.ascii_word is not None and not message.may_contain(item.ascii_word):
+        return False
+    return item.text.search(message.text) is not None
 
 
 @dataclass(slots=True)
@@ -202,7 +260,7 @@ def decide(rules: UserRules, message: Message) -> Decision:
     chosen: dict[str, Any] = {}
     targets: dict[str, None] = {}
     for item in rules.filters:
-        if not matches(item.query, message):
+        if not matches(item, message):
             continue
         decision.matched.append(item.id)
         for key, value in item.action.items():

@@ -135,7 +135,7 @@ class Rules:
             rules = UserRules(
                 user_id=user_id,
                 filters=tuple(
-                    Filter(r.id, orjson.loads(r.query), orjson.loads(r.action))
+                    Filter.of(r.id, orjson.loads(r.query), orjson.loads(r.action))
                     for r in entry["filters"]
                 ),
                 folders=entry["folders"],

@@ -40,10 +40,17 @@ from postern.delivery.system_mail import SystemMail
 from postern.events import EventBus
 from postern.mailstore.service import MailStore
 from postern.protocols.imap.server import ImapServices
+from postern.remote.deliver import FetchedDelivery
+from postern.remote.scheduler import RemoteScheduler
+from postern.remote.service import RemoteIdentities
 from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
+from postern.verification.homeserver import Homeservers
+from postern.verification.identity_accounts import IdentityAccounts
+from postern.verification.mail import ValidationMailer
 from postern.verification.ownership import Ownership
+from postern.verification.sessions import ValidationSessions
 
 
 def resolver_from(settings: Settings) -> Resolver:
@@ -102,6 +109,11 @@ class Runtime:
     rules: Rules = field(init=False)
     # Proof of address ownership (verification/).
     ownership: Ownership = field(init=False)
+    validation: ValidationSessions = field(init=False)
+    identity_accounts: IdentityAccounts = field(init=False)
+    # Remote identities (remote/): third-party accounts fetched and sent through.
+    remote_identities: RemoteIdentities = field(init=False)
+    remote_scheduler: RemoteScheduler = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -149,6 +161,26 @@ class Runtime:
         self.inbound.filtering = LocalRules(self.rules, self.outbound, self.blobs, self.db, self.rate_limiter.counters, settings.hostname)
         self._wire_alias_mail()
         self.ownership = Ownership(self.db)
+        self.validation = ValidationSessions(
+            db=self.db,
+            server_key=self.server_key,
+            limiter=self.rate_limiter,
+            mailer=ValidationMailer(self.system_mail, settings.identity_templates_dir),
+            public_url=settings.resolved_public_url,
+            server_name=settings.hostname,
+            next_link_domains=settings.identity_next_link_domains,
+        )
+        self.identity_accounts = IdentityAccounts(
+            db=self.db, homeservers=Homeservers(ca_file=settings.identity_ca_file), terms_file=settings.identity_terms_file
+        )
+        self.remote_identities = RemoteIdentities(self.db, settings, self.server_key)
+        self.remote_scheduler = RemoteScheduler(
+            self.db,
+            settings,
+            self.remote_identities,
+            FetchedDelivery(self.db, self.committer, self.inbound.filtering, settings.hostname),
+            self.notifications,
+        )
 
     def _wire_alias_mail(self) -> None:
         """Alias mail through the MX and LMTP (forwards, bounces, replies); keep this
@@ -166,6 +198,7 @@ class Runtime:
             reverse_alias_domain=reverse_domain,
         )
         self.inbound.forwarder = self.alias_forwarder
+        self.alias_forwarder.filtering = self.inbound.filtering
         self.inbound.bounces = self.alias_bounces
         self.inbound.replies = getattr(self, "alias_replies", None)
         self.outbound.forward_failures = self.alias_bounces.queue_failure
@@ -182,7 +215,7 @@ class Runtime:
         server_key = ServerKey.load(settings)
         rate_limiter = RateLimiter.for_settings(db, settings.redis_url)
         authlog = AuthLog(db)
-        two_factor = TwoFactor(db, server_key, rate_limiter, authlog)
+        two_factor = TwoFactor(db, server_key, rate_limiter, authlog, bus)
         router = Router(db, server_key=server_key, reverse_alias_domain=settings.resolved_reverse_alias_domain)
         committer = GroupCommitter(mailstore)
         inbound = InboundDelivery(committer, resolver, settings.hostname, settings.check_authentication)
@@ -239,6 +272,8 @@ class Runtime:
             max_message_size=settings.max_message_size,
             tls_context=tls_context,
             timeout=settings.imap_timeout,
+            preauth_timeout=settings.imap_preauth_timeout,
+            connections_per_ip=settings.imap_connections_per_ip,
             appender=self.committer.append,
         )
 

@@ -25,6 +25,7 @@ from postern.delivery import queue_owner
 from postern.delivery.outbound import QueueWakeup
 from postern.errors import DomainError, RateLimited
 from postern.http.app import create_app
+from postern.http.serving import raise_file_limit, uvicorn_config
 from postern.mailstore.pop3_view import Pop3View
 from postern.protocols.imap.server import start_listener as start_imap_listener
 from postern.protocols.pop3.server import Pop3Server, authenticator
@@ -72,6 +73,7 @@ async def _collect_garbage(runtime: Runtime, interval: float) -> None:
             await runtime.authlog.expire()
             await runtime.rate_limiter.sweep()
             await runtime.registration.expire_codes()  # the user API's mailed codes
+            await runtime.validation.expire()  # email validation sessions past their 24 hours
         except Exception:
             log.exception("garbage collection failed; retrying next round")
 
@@ -245,7 +247,12 @@ class MailWorkers:
         self.publish = _worker_events(runtime, self)
         # Where the workers' events go beyond this process (Redis), besides its bus.
         self.beyond: list[Callable[[list[Any]], None]] = []
-        self.limits: dict[str, int | None] = {"smtp": settings.smtp_connections_per_ip, "lmtp": settings.smtp_connections_per_ip}
+        self.limits: dict[str, int | None] = {
+            "smtp": settings.smtp_connections_per_ip,
+            "lmtp": settings.smtp_connections_per_ip,
+            "imap": settings.imap_connections_per_ip,
+            "imaps": settings.imap_connections_per_ip,
+        }
         self.doors = doors
         self.follow_events = "imap" in doors
         self.count = count
@@ -393,6 +400,9 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     # its own deprecated attribute on every login.
     logging.getLogger("mail.log").setLevel(logging.ERROR)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Before anything opens: a flood of connections meets the doors' limits, not EMFILE
+    # (the mail workers inherit it).
+    raise_file_limit()
     runtime = Runtime.build(settings)
     await runtime.start(create_token=False)
     doors = settings.enabled_doors
@@ -417,6 +427,7 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
     mail_servers: list[asyncio.Server] = []
     http: _HttpServer | None = None
     owner: queue_owner.QueueOwner | None = None
+    owners: list[queue_owner.QueueOwner] = []
     workers: MailWorkers | None = None
     relay: Any = None  # RedisEventRelay
     try:
@@ -455,17 +466,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
         announce_doors({"imap": "IMAP:          ", "imaps": "IMAP (TLS):    "}, imap_listeners)
         if "http" in doors:
             address = settings.http_address
-            http = _HttpServer(
-                uvicorn.Config(
-                    create_app(runtime),
-                    host=address.host,
-                    port=address.port,
-                    log_level=settings.log_level.lower(),
-                    access_log=False,
-                    lifespan="off",
-                    server_header=False,
-                )
-            )
+            # Guarded against slow and greedy clients; forwarded headers from trusted proxies only.
+            http = _HttpServer(uvicorn_config(create_app(runtime), settings))
             tasks.append(asyncio.create_task(http.run_until_stopped(address), name="http"))
             while not http.started:
                 if tasks[0].done():
@@ -478,6 +480,11 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
             tasks.append(asyncio.create_task(runtime.outbound.run(owner.id if owner.exclusive else None), name="queue"))
         if "gc" in doors:
             tasks.append(asyncio.create_task(_collect_garbage(runtime, settings.gc_interval), name="gc"))
+        if "remote" in doors:
+            # Remote identities: fetches this data directory's scheduler left leased when it died are its own.
+            remote_owner = queue_owner.acquire(settings.data_dir, "remote-owner")
+            owners.append(remote_owner)
+            tasks.append(asyncio.create_task(runtime.remote_scheduler.run(remote_owner.id, remote_owner.exclusive), name="remote"))
         new_token = await runtime.admin_token.ensure()
         if not settings.admin_auth:
             announce("  admin API:      WITHOUT an access token (POSTERN_ADMIN_AUTH=false)")
@@ -511,6 +518,8 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
         await asyncio.gather(*tasks, return_exceptions=True)
         if owner is not None:
             owner.release()
+        for other in owners:
+            other.release()
         for server in mail_servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), timeout=5)

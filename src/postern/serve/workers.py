@@ -63,6 +63,12 @@ UNAVAILABLE = {
     "lmtp": b"421 4.3.2 Service not available, try again later\r\n",
     "imap": b"* BYE Service not available, try again later\r\n",
 }
+# The doors whose connections a worker serves from end to end (IMAP): one over its
+# per-IP limit is refused here, in a word (none over TLS), not handed over.
+TOO_MANY = {
+    "imap": b"* BYE Too many connections from your address, try again later\r\n",
+    "imaps": b"",
+}
 
 
 def event_messages(kind: bytes, events: list[Any]) -> list[bytes]:
@@ -151,7 +157,7 @@ class Dispatcher:
     ):
         self.listeners = listeners  # (door, listening socket)
         self.on_events = on_events
-        # Doors without a per-IP limit (IMAP) have no limiter.
+        # Doors without a per-IP limit have no limiter.
         self.limiters = {
             door: ConnectionLimiter(limit) for door, _ in listeners if (limit := connections_per_ip.get(door)) is not None
         }
@@ -205,6 +211,12 @@ class Dispatcher:
         ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         limiter = self.limiters.get(door)
         allowed = limiter.acquire(ip) if limiter is not None else True
+        if not allowed and door in TOO_MANY:
+            with contextlib.suppress(OSError):
+                conn.setblocking(False)
+                conn.send(TOO_MANY[door])
+            conn.close()
+            return
         workers = self._ready_workers()
         if not workers:  # between a worker's death and its replacement
             if allowed and limiter is not None:

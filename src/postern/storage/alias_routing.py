@@ -10,6 +10,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from postern.storage import address_claims
 from postern.storage import aliases as alias_store
 from postern.storage.schema import (
     addresses,
@@ -112,6 +113,6 @@ async def create_catch_all_alias(
             return await alias_store.insert_alias(
                 conn, user_id=user_id, email=email, email_key=email_key, mailbox_ids=mailbox_ids, created_ms=created_ms, custom_domain_id=domain_id
             )
-    except IntegrityError:
+    except (IntegrityError, address_claims.AddressClaimed):
         existing = await alias_by_key(conn, email_key)
         return int(existing.id) if existing is not None and existing.user_id == user_id else None

@@ -9,6 +9,7 @@ from sqlalchemy import Select, delete, false, func, or_, select, true, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from postern.storage import address_claims
 from postern.storage.dialect import insert_for, like_pattern
 from postern.storage.schema import alias_activities, alias_mailboxes, aliases, contacts, deleted_aliases, mailboxes
 
@@ -28,7 +29,10 @@ async def insert_alias(
     enabled: bool = True,
 ) -> int:
     """A new alias forwarding to ``mailbox_ids`` (the first is its ``mailbox``); the
-    caller has checked that the address is free and the mailboxes are the user's."""
+    caller has checked that the mailboxes are the user's. The address is claimed in
+    the one namespace of addresses first (``address_claims.AddressClaimed`` when
+    something holds it)."""
+    await address_claims.claim(conn, email_key, address_claims.ALIAS, user_id)
     stmt = aliases.insert().values(
         user_id=user_id,
         email=email,
@@ -253,3 +257,4 @@ async def delete_to_trash(conn: AsyncConnection, alias: Row, deleted_ms: int) ->
     )
     await conn.execute(stmt)
     await conn.execute(delete(aliases).where(aliases.c.id == alias.id))
+    await address_claims.reclassify(conn, [alias.email_key], address_claims.ALIAS, address_claims.DELETED_ALIAS)

@@ -9,6 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from postern.storage import address_claims
 from postern.storage.dialect import insert_for
 from postern.storage.schema import contacts
 
@@ -37,9 +38,15 @@ async def by_reverse_alias(conn: AsyncConnection, reverse_alias_key: str) -> Row
 
 
 async def insert_returning_id(conn: AsyncConnection, values: dict[str, Any]) -> int | None:
-    """Insert unless the alias has this contact already; the new id, or None."""
+    """Insert unless the alias has this contact already; the new id, or None. A new
+    contact's reverse alias is claimed in the one namespace of addresses
+    (``address_claims.AddressClaimed`` when something holds it: the caller's
+    transaction then rolls back)."""
     stmt = insert_for(conn, contacts).values(**values).on_conflict_do_nothing(index_elements=["alias_id", "email_key"]).returning(contacts.c.id)
-    return (await conn.execute(stmt)).scalar_one_or_none()
+    found = (await conn.execute(stmt)).scalar_one_or_none()
+    if found is not None:
+        await address_claims.claim(conn, values["reverse_alias_key"], address_claims.REVERSE_ALIAS, values.get("user_id"))
+    return found
 
 
 async def page_of_alias(conn: AsyncConnection, alias_id: int, offset: int, limit: int) -> Sequence[Row]:

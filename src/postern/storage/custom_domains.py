@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, delete, func, literal, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from postern.storage import address_claims
 from postern.storage.dialect import insert_for
 from postern.storage.schema import addresses, aliases, custom_domain_mailboxes, custom_domains, deleted_aliases, mailboxes
 
@@ -130,6 +131,8 @@ async def delete_domain(conn: AsyncConnection, user_id: str, domain_id: int, now
     ).where(aliases.c.custom_domain_id == domain_id)
     stmt = insert_for(conn, deleted_aliases).from_select(["email_key", "email", "user_id", "custom_domain_id", "deleted_ms"], moved)
     await conn.execute(stmt.on_conflict_do_nothing(index_elements=["email_key"]))
+    keys = (await conn.execute(select(aliases.c.email_key).where(aliases.c.custom_domain_id == domain_id))).scalars().all()
+    await address_claims.reclassify(conn, keys, address_claims.ALIAS, address_claims.DELETED_ALIAS)
     result = await conn.execute(delete(aliases).where(aliases.c.custom_domain_id == domain_id))
     await conn.execute(delete(custom_domains).where(custom_domains.c.id == domain_id, custom_domains.c.user_id == user_id))
     return int(result.rowcount or 0)

@@ -114,6 +114,7 @@ class _WalCheckpointer:
         version: int | None = None
         last_write = time.monotonic()
         truncated = False
+        last_error: str | None = None
         try:
             while not self._stopping.wait(CHECKPOINT_INTERVAL):
                 try:
@@ -128,11 +129,21 @@ class _WalCheckpointer:
                         self.checkpoint(conn, "PASSIVE")
                     elif not truncated and now - last_write >= IDLE_TRUNCATE_AFTER:
                         truncated = self.checkpoint(conn, "TRUNCATE", wait=False)
-                except sqlite3.Error as error:
-                    log.debug("WAL checkpoint of %s failed: %s", self._path, error)
+                except Exception as error:
+                    # Whatever goes wrong (a busy database, no descriptor left when the
+                    # process runs out of them, ...), the thread goes on: it is the only
+                    # one that empties the WAL. Each new kind of failure is logged once.
+                    if isinstance(error, sqlite3.Error):
+                        log.debug("WAL checkpoint of %s failed: %s", self._path, error)
+                    elif repr(error) != last_error:
+                        log.warning("WAL checkpoint of %s failed, retrying: %r", self._path, error)
+                    last_error = repr(error)
                     if conn is not None:
-                        conn.close()
+                        with contextlib.suppress(Exception):
+                            conn.close()
                         conn = None
+                else:
+                    last_error = None
         finally:
             if conn is not None:
                 conn.close()

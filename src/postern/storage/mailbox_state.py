@@ -31,6 +31,8 @@ _MESSAGES_SQL = (
     " WHERE folder_id = (SELECT id FROM folders WHERE user_id = :user AND path = :path) ORDER BY uid"
 )
 _UIDS_AFTER_SQL = "SELECT uid FROM messages WHERE folder_id = :folder AND uid > :after ORDER BY uid"
+_OWNED_SQL = "SELECT 1 FROM folders WHERE id = :folder AND user_id = :user"
+_DELETED_SQL = "SELECT uid FROM messages WHERE folder_id = :folder AND deleted = TRUE ORDER BY uid"
 
 
 def _folder(row: Any) -> FolderRow:
@@ -76,3 +78,11 @@ async def uids_after(db: Database, folder_id: str, after_uid: int) -> list[int]:
     """The UIDs of a folder above ``after_uid``, ascending."""
     rows = (await read_rows(db, [(_UIDS_AFTER_SQL, {"folder": folder_id, "after": after_uid})]))[0]
     return [row[0] for row in rows]
+
+
+async def deleted_uids(db: Database, user_id: str, folder_id: str) -> list[int] | None:
+    """The UIDs of the folder's ``\\Deleted`` messages, ascending, as committed now;
+    None when the folder is not the user's."""
+    params = {"folder": folder_id, "user": user_id}
+    owned, rows = await read_rows(db, [(_OWNED_SQL, params), (_DELETED_SQL, params)])
+    return [row[0] for row in rows] if owned else None

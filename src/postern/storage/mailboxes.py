@@ -9,6 +9,7 @@ from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from postern.storage import address_claims
 from postern.storage.schema import (
     account_codes,
     addresses,
@@ -168,7 +169,11 @@ async def remove(conn: AsyncConnection, user_id: str, mailbox_id: int, default_i
 async def refusal(conn: AsyncConnection, key: str, ascii_domain: str, *, alias_domains: Sequence[str]) -> str | None:
     """Why an address cannot be a mailbox, or None: an alias, a deleted alias or a
     reverse alias (mail to it would loop), or an address on a domain of aliases that
-    is not a hosted address."""
+    is not a hosted address. The one namespace of addresses (``address_claims``) is
+    asked first; the tables themselves after it, for rows older than it."""
+    held = await address_claims.kind_of(conn, key)
+    if held is not None and held != address_claims.ADDRESS:
+        return {"alias": "is an alias", "deleted_alias": "is a deleted alias"}.get(held, "is a reverse alias")
     if await conn.scalar(select(exists().where(aliases.c.email_key == key))):
         return "is an alias"
     if await conn.scalar(select(exists().where(deleted_aliases.c.email_key == key))):

@@ -566,6 +566,91 @@ autoreply_sent = Table(
 )
 
 
+# Remote identities -------------------------------------------------------------------------
+# Third-party mail accounts fetched into the store (IMAP, POP3) and sent through (SMTP),
+# the Caliopen RFC's remote identities (remote/). Secrets (`secret`, `smtp_secret`,
+# `access_token`) are encrypted with the server key, bound to the row's id.
+remote_identities = Table(
+    "remote_identities",
+    metadata,
+    Column("id", String(36), primary_key=True),  # a UUID, as the RFC shows
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("identity_type", String(16), nullable=False),  # email
+    Column("address", Text, nullable=False),  # the identity's address, as displayed
+    Column("address_key", Text, nullable=False),
+    Column("protocol", String(8), nullable=False),  # IMAP | POP3
+    Column("host", Text, nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("tls", String(8), nullable=False),  # ssl | starttls | plain (loopback, if allowed)
+    Column("login", Text, nullable=False),
+    Column("auth", String(8), nullable=False),  # password | oauth2
+    Column("secret", Text),  # the password or the OAuth2 refresh token, encrypted
+    Column("oauth_provider", String(64)),
+    Column("access_token", Text),  # encrypted; with its expiry
+    Column("access_expires_ms", BigInteger),
+    Column("fetch_method", String(16), nullable=False),  # from_now | all
+    Column("folders", Text, nullable=False),  # JSON: ["INBOX"], or ["*"] for all
+    Column("keep_on_server", Boolean, nullable=False, server_default=text("true")),
+    Column("poll_interval_s", Integer, nullable=False),
+    Column("smtp_host", Text),
+    Column("smtp_port", Integer),
+    Column("smtp_tls", String(8)),
+    Column("smtp_login", Text),
+    Column("smtp_secret", Text),  # encrypted; NULL: the incoming secret
+    Column("connection_required", Boolean, nullable=False, server_default=text("true")),
+    Column("cancel_fetch_required", Boolean, nullable=False, server_default=text("false")),
+    Column("is_fetching", Boolean, nullable=False, server_default=text("false")),
+    Column("connected", Boolean, nullable=False, server_default=text("false")),
+    Column("last_connection_ms", BigInteger),
+    Column("last_error", Text),
+    Column("failing_since_ms", BigInteger),
+    Column("failures", Integer, nullable=False, server_default=text("0")),
+    Column("stopped", Boolean, nullable=False, server_default=text("false")),  # after days of failure
+    Column("fetched_count", BigInteger, nullable=False, server_default=text("0")),
+    Column("history_total", BigInteger, nullable=False, server_default=text("0")),
+    Column("history_fetched", BigInteger, nullable=False, server_default=text("0")),
+    Column("next_fetch_ms", BigInteger, nullable=False),
+    Column("lease_owner", ID),
+    Column("lease_until_ms", BigInteger),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Index(None, "user_id", "created_ms"),
+    Index(None, "next_fetch_ms"),
+)
+
+# Per remote folder (IMAP): its UIDVALIDITY and the first UID that counts as new mail.
+remote_folders = Table(
+    "remote_folders",
+    metadata,
+    Column("identity_id", String(36), ForeignKey("remote_identities.id", ondelete="CASCADE"), primary_key=True),
+    Column("path", Text, primary_key=True),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("first_uid", BigInteger, nullable=False),  # from_now: the UIDNEXT when first seen
+)
+
+# Every remote message fetched (or deliberately passed over): its remote position,
+# written in the same transaction as the local copy. IMAP: folder, UIDVALIDITY and UID
+# (uidl ""); POP3: the UIDL (folder "", 0, 0).
+remote_messages = Table(
+    "remote_messages",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("identity_id", String(36), ForeignKey("remote_identities.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("folder", Text, nullable=False),
+    Column("uidvalidity", BigInteger, nullable=False),
+    Column("uid", BigInteger, nullable=False),
+    Column("uidl", Text, nullable=False),
+    Column("message_id", Text),
+    Column("content_hash", String(64)),
+    Column("local_mid", ID),  # NULL: not delivered (there before a from_now identity, too large)
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "identity_id", "folder", "uidvalidity", "uid", "uidl", unique=True),
+    Index(None, "identity_id", "content_hash"),
+    Index(None, "identity_id", "message_id"),
+)
+
 # Proof of address ownership (verification/) ----------------------------------------------
 
 # Email validation sessions: the identity service's requestToken/submitToken, and the
@@ -591,6 +676,7 @@ validation_sessions = Table(
     Index(None, "address_key", "client_secret", unique=True),
     Index(None, "mtime_ms"),
     Index(None, "user_id"),
+    sqlite_autoincrement=True,  # a sid is never given twice
 )
 
 # Addresses a user proved to be theirs (besides their hosted addresses and aliases).
@@ -644,4 +730,19 @@ imap_subscriptions = Table(
     metadata,
     Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("path", Text, primary_key=True),
+)
+
+# One namespace of addresses (issue 14) ---------------------------------------------------
+# Every address postern hosts or forwards, by its normalised form: a hosted address
+# (address), an alias (alias), the address of a deleted alias (deleted_alias, held for
+# ever) or a contact's reverse alias (reverse_alias). The primary key is the one place
+# that decides who holds an address (storage/address_claims.py).
+address_claims = Table(
+    "address_claims",
+    metadata,
+    Column("address_key", Text, primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("user_id", ID),  # no foreign key: a deleted alias stays held after its user goes
+    Column("created_ms", BigInteger, nullable=False),
+    Index(None, "user_id"),
 )

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.errors import NotFound
+from postern.storage import address_claims
 from postern.storage.dialect import like_pattern
 from postern.storage.ids import is_id
 from postern.storage.pagination import Cursor
@@ -124,6 +125,11 @@ async def update_user(conn: AsyncConnection, user_id: str, values: dict[str, Any
         await conn.execute(update(users).where(users.c.id == user_id).values(**values))
 
 
+async def replace_password_hash(conn: AsyncConnection, user_id: str, old_hash: str, new_hash: str) -> None:
+    """Replace the hash only if it is still ``old_hash`` (a password changed meanwhile wins)."""
+    await conn.execute(update(users).where(users.c.id == user_id, users.c.password_hash == old_hash).values(password_hash=new_hash))
+
+
 async def lock_user(conn: AsyncConnection, user_id: str) -> None:
     """Lock the user's row until the transaction ends (a no-op on SQLite, whose writers
     take turns anyway). Mailstore writes take this lock first, as the append path's
@@ -195,6 +201,7 @@ async def delete_user(conn: AsyncConnection, user_id: str) -> bool:
     # Children first: explicit deletes keep the order obvious on both databases.
     for table in (message_events, outbound, messages, thread_refs, threads, folders, addresses, user_tags):
         await conn.execute(delete(table).where(table.c.user_id == user_id))
+    await address_claims.release_user(conn, user_id)
     result = await conn.execute(delete(users).where(users.c.id == user_id))
     return result.rowcount == 1
 
@@ -203,6 +210,9 @@ async def delete_user(conn: AsyncConnection, user_id: str) -> bool:
 
 
 async def insert_address(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """A hosted address, claimed in the one namespace of addresses first
+    (``address_claims.AddressClaimed`` when an alias or anything else holds it)."""
+    await address_claims.claim(conn, values["address_key"], address_claims.ADDRESS, values["user_id"])
     await conn.execute(addresses.insert().values(**values))
 
 
@@ -228,7 +238,10 @@ async def set_main_address(conn: AsyncConnection, user_id: str, address_id: str,
 
 
 async def delete_address(conn: AsyncConnection, address_id: str) -> None:
+    key = await conn.scalar(select(addresses.c.address_key).where(addresses.c.id == address_id))
     await conn.execute(delete(addresses).where(addresses.c.id == address_id))
+    if key is not None:
+        await address_claims.release(conn, key, address_claims.ADDRESS)
 
 
 async def search_addresses(

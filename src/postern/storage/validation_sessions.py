@@ -60,6 +60,18 @@ async def update_session(
     )
 
 
+async def mark_validated(conn: AsyncConnection, sid: int, now: int) -> None:
+    """Validated now, unless it already was (two submits at once: the first wins)."""
+    await conn.execute(
+        update(validation_sessions)
+        .where(
+            validation_sessions.c.id == sid,
+            validation_sessions.c.validated_ms.is_(None),
+        )
+        .values(validated_ms=now, mtime_ms=now)
+    )
+
+
 async def delete_session(conn: AsyncConnection, sid: int) -> None:
     await conn.execute(
         delete(validation_sessions).where(validation_sessions.c.id == sid)
@@ -185,6 +197,16 @@ async def ensure_account(conn: AsyncConnection, matrix_user_id: str, now: int) -
                 matrix_user_id=matrix_user_id, accepted_terms="", created_ms=now
             )
         )
+
+
+async def get_account(conn: AsyncConnection, matrix_user_id: str) -> Row | None:
+    return (
+        await conn.execute(
+            select(identity_accounts).where(
+                identity_accounts.c.matrix_user_id == matrix_user_id
+            )
+        )
+    ).first()
 
 
 async def insert_token(

@@ -175,8 +175,8 @@ async def test_disabled_user_is_refused(client: httpx.AsyncClient, alice: str) -
 async def test_user_without_password_cannot_authenticate(client: httpx.AsyncClient) -> None:
     user_id = await create_user(client, "nopass", password=False)
     unknown = await authenticate(client, "nobody", "anything")
-    for password in ["anything", PASSWORD, "postern-decoy-password", "false", " "]:
-        response = await authenticate(client, "nopass", password)
+    for n, password in enumerate(["anything", PASSWORD, "postern-decoy-password", "false", " "]):
+        response = await authenticate(client, "nopass", password, ip=f"192.0.2.{n}")
         error_of(response, 403, "AuthFailed")
         assert response.json() == unknown.json()
     response = await authenticate(client, "nopass@example.com", "postern-decoy-password")
@@ -223,7 +223,8 @@ async def test_requires_the_access_token(anonymous: httpx.AsyncClient, alice: st
 def small_limits(runtime: Any) -> None:
     from postern.accounts.rate_limit import Policy
 
-    runtime.rate_limiter.policies["login"] = Policy(per_ip=5, per_account=3, window_s=60)
+    # 3 failures per (IP, account), 5 per IP; past 3 per account, new clients wait.
+    runtime.rate_limiter.policies["login"] = Policy(per_ip=5, per_account=3, window_s=60, per_pair=3, backoff_cap_s=60)
 
 
 def assert_rate_limited(response: httpx.Response) -> None:
@@ -235,22 +236,26 @@ def assert_rate_limited(response: httpx.Response) -> None:
 @pytest.mark.usefixtures("small_limits")
 async def test_too_many_failures_per_account_is_429(client: httpx.AsyncClient, alice: str) -> None:
     for _ in range(3):
-        error_of(await authenticate(client, "alice", "wrong password"), 403, "AuthFailed")
-    # Even the right password waits now, from any address, by any name of the account.
-    assert_rate_limited(await authenticate(client, "alice"))
+        error_of(await authenticate(client, "alice", "wrong password", ip="192.0.2.1"), 403, "AuthFailed")
+    # That pair waits now, even with the right password, by any name of the account ...
+    assert_rate_limited(await authenticate(client, "alice", ip="192.0.2.1"))
+    assert_rate_limited(await authenticate(client, "ALICE@example.com", ip="192.0.2.1"))
+    # ... and so does a new client elsewhere (the account's failures reached its limit
+    # and one more makes it wait) ...
+    error_of(await authenticate(client, "alice", "wrong password", ip="192.0.2.2"), 403, "AuthFailed")
     assert_rate_limited(await authenticate(client, "ALICE", ip="198.51.100.1"))
     # Other accounts are not affected.
     bob = await create_user(client, "bob", password="bob's own password")
-    assert_authenticated(await authenticate(client, "bob", "bob's own password"), bob, "bob", "bob@example.com")
+    assert_authenticated(await authenticate(client, "bob", "bob's own password", ip="192.0.2.3"), bob, "bob", "bob@example.com")
 
 
 @pytest.mark.usefixtures("small_limits")
 async def test_unknown_accounts_are_limited_alike(client: httpx.AsyncClient, alice: str) -> None:
     """A limit only real accounts had would tell which accounts exist."""
-    for login in ("alice", "nobody"):
+    for login, ip in (("alice", "192.0.2.1"), ("nobody", "192.0.2.2")):
         for _ in range(3):
-            error_of(await authenticate(client, login, "wrong password"), 403, "AuthFailed")
-        assert_rate_limited(await authenticate(client, login, "wrong password"))
+            error_of(await authenticate(client, login, "wrong password", ip=ip), 403, "AuthFailed")
+        assert_rate_limited(await authenticate(client, login, "wrong password", ip=ip))
 
 
 @pytest.mark.usefixtures("small_limits")
@@ -260,20 +265,20 @@ async def test_too_many_failures_per_ip_is_429(client: httpx.AsyncClient, alice:
         await create_user(client, name)
     for name in users:
         error_of(await authenticate(client, name, "wrong password", ip="203.0.113.9"), 403, "AuthFailed")
-    # That address is refused for every account, even with the right password ...
+    # That address is refused for every account it has not logged in to before ...
     assert_rate_limited(await authenticate(client, "alice", ip="203.0.113.9"))
     # ... while the same accounts still log in from elsewhere.
     assert_authenticated(await authenticate(client, "alice", ip="203.0.113.10"), alice, "alice", "alice@example.com")
 
 
 @pytest.mark.usefixtures("small_limits")
-async def test_success_clears_the_account_failures(client: httpx.AsyncClient, alice: str) -> None:
+async def test_success_clears_the_pairs_failures(client: httpx.AsyncClient, alice: str) -> None:
     for _ in range(2):
-        error_of(await authenticate(client, "alice", "wrong password"), 403, "AuthFailed")
-    assert_authenticated(await authenticate(client, "alice"), alice, "alice", "alice@example.com")
+        error_of(await authenticate(client, "alice", "wrong password", ip="192.0.2.1"), 403, "AuthFailed")
+    assert_authenticated(await authenticate(client, "alice", ip="192.0.2.1"), alice, "alice", "alice@example.com")
     for _ in range(2):
-        error_of(await authenticate(client, "alice", "wrong password"), 403, "AuthFailed")
-    assert_authenticated(await authenticate(client, "alice"), alice, "alice", "alice@example.com")
+        error_of(await authenticate(client, "alice", "wrong password", ip="192.0.2.1"), 403, "AuthFailed")
+    assert_authenticated(await authenticate(client, "alice", ip="192.0.2.1"), alice, "alice", "alice@example.com")
 
 
 @pytest.mark.usefixtures("small_limits")

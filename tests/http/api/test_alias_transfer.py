@@ -87,7 +87,7 @@ async def test_import_skips_what_it_cannot_make(api: httpx.AsyncClient, runtime:
     text = "\r\n".join(
         [
             "alias,note,enabled,mailboxes",
-            "good@example.com,ok,True,ann@example.org",
+            "good.abcde@example.com,ok,True,ann@example.org",
             f"{taken['alias']},,True,",
             f"{deleted['alias']},,True,",
             "rich@premium.example,,True,",
@@ -95,7 +95,7 @@ async def test_import_skips_what_it_cannot_make(api: httpx.AsyncClient, runtime:
             "not an address,,True,",
             "bad-flag@example.com,,maybe,",
             ",,True,",
-            "Second@SL.example,,false,nobody@example.net bob@example.org",
+            "Second.river12@SL.example,,false,nobody@example.net bob@example.org",
         ]
     )
     before = await counts(runtime)
@@ -109,14 +109,14 @@ async def test_import_skips_what_it_cannot_make(api: httpx.AsyncClient, runtime:
     assert "premium.example" in skipped["rich@premium.example"]
     assert await counts(runtime) == (before[0] + 2, before[1] + 2)
     listed = (await api.get("/api/v2/aliases", params={"page_id": 0}, headers=ann.headers)).json()["aliases"]
-    second = next(a for a in listed if a["email"] == "second@sl.example")
+    second = next(a for a in listed if a["email"] == "second.river12@sl.example")
     # Bob's mailbox is not Ann's: the default one.
     assert second["enabled"] is False and second["mailboxes"] == [{"id": ann.mailbox_id, "email": "ann@example.org"}]
 
 
 async def test_import_respects_the_free_plan(api: httpx.AsyncClient, runtime: Runtime, ann: Person) -> None:
     runtime.settings.max_alias_free_plan = 2
-    text = "alias,note,enabled,mailboxes\n" + "".join(f"a{n}@example.com,,True,\n" for n in range(4))
+    text = "alias,note,enabled,mailboxes\n" + "".join(f"a{n}.plain12@example.com,,True,\n" for n in range(4))
     response = await api.post("/api/import/aliases", content=text, headers={**ann.headers, "Content-Type": "text/csv"})
     body = response.json()
     assert body["imported"] == 2 and len(body["skipped"]) == 2

@@ -83,3 +83,22 @@ async def test_expunge_read_only(imap: ImapDoor, alice: str) -> None:
     _, tagged = await client.command("EXPUNGE")
     assert status_of(tagged) == "NO"
     await client.close()
+
+
+async def test_expunge_with_nothing_deleted_and_after_another_session_deleted(imap: ImapDoor, alice: str) -> None:
+    """An EXPUNGE that finds no \\Deleted message is answered from a read; one that
+    follows another session's completed STORE \\Deleted removes the message."""
+    await _messages(imap, alice, 3)
+    first, second = await imap.client(), await imap.client()
+    await first.ok("SELECT INBOX")
+    await second.ok("SELECT INBOX")
+    assert not any("EXPUNGE" in line for line in await first.ok("EXPUNGE"))
+    await first.ok("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    # UID EXPUNGE of a set without the deleted message removes nothing.
+    assert not any("EXPUNGE" in line for line in await second.ok("UID EXPUNGE 1,3"))
+    lines = await second.ok("EXPUNGE")
+    assert "* 2 EXPUNGE" in lines
+    assert "* 2 EXPUNGE" in await first.ok("NOOP")
+    assert await first.ok("SEARCH ALL") == ["* SEARCH 1 2"]
+    for client in (first, second):
+        await client.close()

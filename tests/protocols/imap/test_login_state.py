@@ -80,7 +80,8 @@ async def test_every_successful_login_is_logged(imap: ImapDoor, alice: str) -> N
 
 
 async def test_failed_logins_fill_the_account_bucket(imap: ImapDoor, alice: str) -> None:
-    limit = imap.runtime.rate_limiter.policies["login"].per_account
+    # The failures of one client (address and account) hold it back first.
+    limit = imap.runtime.rate_limiter.policies["login"].per_pair
     for _ in range(limit):
         assert await login_answer(imap, "alice", "wrong") == "NO [AUTHENTICATIONFAILED]"
     # Even the right password is refused now, and an unknown login is counted alike.

@@ -81,11 +81,11 @@ async def test_2fa_refuses_the_master_password(mail_doors: Any, client: httpx.As
 
 
 async def test_too_many_failures_answer_454(mail_doors: Any, client: httpx.AsyncClient, runtime: Runtime, alice: str) -> None:
-    runtime.rate_limiter.policies["login"] = Policy(per_ip=4, per_account=2, window_s=60)
+    runtime.rate_limiter.policies["login"] = Policy(per_ip=4, per_account=2, window_s=60, per_pair=2)
     for _ in range(2):
         code, _ = await auth_reply(mail_doors.submission, "alice", "wrong")
         assert code == 535
-    # The account is limited, even with the right password.
+    # This client (address and account) is limited, even with the right password.
     code, message = await auth_reply(mail_doors.submission, "alice", PASSWORD)
     assert code == 454 and b"4.7.0" in message and b"Too many" in message
     # Then the address: two more failures on other accounts fill its bucket of four.

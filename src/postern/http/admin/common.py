@@ -6,12 +6,14 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.routing import APIRoute
+from fastapi.responses import Response
 from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import AfterValidator, BaseModel, Field
 
 from postern.errors import InvalidInput
-from postern.http.errors import ErrorResponse
+from postern.http.errors import ErrorResponse, error_response, guarded_by
 from postern.http.services import HttpServices
 from postern.storage.pagination import Cursor, Page, decode_cursor
 
@@ -70,6 +72,24 @@ async def require_admin(
         raise AccessDenied(401, "Access token is required", "MissingAccessToken")
     if not await runtime.admin_token.check(token):
         raise AccessDenied(403, "Invalid access token", "InvalidToken")
+
+
+async def _admin_refusal(request: Request) -> Response | None:
+    """require_admin's answer for a request whose body could not even be decoded (see
+    http/errors.auth_answer_first): the token is checked before the body. The admin
+    router marks its routes with it (app.py)."""
+    try:
+        await require_admin(request, request.query_params.get("accessToken"), request.headers.get("x-access-token"))
+    except AccessDenied as denied:
+        return error_response(denied.status, denied.message, denied.code)
+    return None
+
+
+def guard_admin_routes(router: APIRouter) -> None:
+    """Mark the routes of a router that the admin token guards (see _admin_refusal)."""
+    for route in router.routes:
+        if isinstance(route, APIRoute):
+            guarded_by(route.endpoint, _admin_refusal)
 
 
 async def plain_text_query(request: Request) -> None:

@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
@@ -34,6 +34,7 @@ from postern.http.admin.common import (
     iso,
     responses,
 )
+from postern.http.content_safety import attachment_disposition
 from postern.http.errors import ErrorResponse
 from postern.mailstore.service import UNSET
 from postern.mailstore.uidset import parse_uid_set
@@ -436,7 +437,7 @@ async def message_source(user: UserId, mailbox: MailboxId, message: MessageUid, 
 @router.get(
     "/users/{user}/mailboxes/{mailbox}/messages/{message}/attachments/{attachment}",
     summary="Get a message attachment",
-    responses={**responses(Success), 200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}, "description": "The decoded attachment, with its own content type"}},
+    responses={**responses(Success), 200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}, "description": "The decoded attachment, with its own content type; served inline only if it is a PNG, JPEG, GIF or WebP image, for download otherwise"}},
 )
 async def get_attachment(
     user: UserId,
@@ -451,9 +452,7 @@ async def get_attachment(
     if found is None:
         raise NotFound("This attachment does not exist", code="AttachmentNotFound")
     info, content = found
-    headers = {}
-    if info.filename:
-        headers["Content-Disposition"] = f"{info.disposition}; filename*=UTF-8''{quote(info.filename, safe='')}"
+    headers = {"Content-Disposition": attachment_disposition(info.content_type, info.disposition, info.filename)}
     return Response(content, media_type=info.content_type or "application/octet-stream", headers=headers)
 
 

@@ -71,6 +71,11 @@ class UserCreate(BaseModel):
 
     username: str = Field(min_length=1, max_length=128, description="Letters, numbers, dots, hyphens and underscores, or an email address")
     password: Literal[False] | Password = Field(description="The password, or false for an account without one")
+    hashedPassword: bool = Field(
+        default=False,
+        description="The password is a hash made elsewhere: bcrypt, MD5/SHA-256/SHA-512 crypt ($1$, $5$, $6$), PBKDF2 or argon2. "
+        "It is checked at login and replaced by an argon2id hash then; anything else is refused.",
+    )
     address: str | None = Field(default=None, max_length=320, description="Main address; generated from the username when absent")
     emptyAddress: bool = False
     name: str | None = Field(default=None, max_length=256)
@@ -114,6 +119,7 @@ class UserUpdate(BaseModel):
 
     name: str | None = Field(default=None, max_length=256)
     password: Literal[False] | Password | None = None
+    hashedPassword: bool | None = Field(default=None, json_schema_extra=_no_null, description="The password is a hash made elsewhere (as for a new user)")
     existingPassword: str | None = Field(default=None, max_length=256)
     quota: int | None = Field(default=None, ge=0, le=2**62, json_schema_extra=_no_null)
     retention: int | Literal[False] | None = Field(default=None, ge=0, le=2**50)
@@ -256,6 +262,7 @@ async def create_user(body: UserCreate, runtime: RuntimeDep) -> dict[str, Any]:
         NewUser(
             username=body.username,
             password=body.password or None,
+            password_hashed=body.hashedPassword,
             address=body.address,
             empty_address=body.emptyAddress,
             name=body.name,
@@ -321,6 +328,7 @@ async def update_user(user: UserId, body: UserUpdate, runtime: RuntimeDep) -> di
         changes["tags"] = _tags(body.tags)
     if "password" in given and body.password is not None:
         changes["password"] = body.password or None
+        changes["password_hashed"] = bool(body.hashedPassword)
     meta = AuthMeta(protocol="API", sess=body.sess, ip=body.ip)
     await runtime.accounts.update_user(user, changes, body.existingPassword if "existingPassword" in given else None, meta)
     return SUCCESS

@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from postern.http.api import account, aliases, auth, contacts, custom_domains
-from postern.http.api import export, mailboxes, misc, notifications, settings
+from postern.http.api import export, identities, mailboxes, misc, notifications, remote_identities, settings
 from postern.http.api.common import ApiRoute
 
 router = APIRouter(prefix="/api", route_class=ApiRoute)
@@ -19,4 +19,6 @@ router.include_router(mailboxes.router)
 router.include_router(settings.router)
 router.include_router(notifications.router)
 router.include_router(export.router)
+router.include_router(remote_identities.router)
 router.include_router(misc.router)
+router.include_router(identities.router)

@@ -19,7 +19,7 @@ from postern.accounts.authlog import AuthMeta
 from postern.accounts.registration import CodeExhausted, NotActivated
 from postern.accounts.user_profile import SudoRequired
 from postern.errors import AuthFailed, Conflict, DomainError, Forbidden, InvalidInput, NotFound, RateLimited, TooLarge
-from postern.http.errors import JSONBody
+from postern.http.errors import JSONBody, auth_answer_first
 from postern.http.services import HttpServices
 
 RATE_LIMITED = "Rate limit exceeded"
@@ -113,7 +113,9 @@ class ApiRoute(APIRoute):
             try:
                 return await handler(request)
             except RequestValidationError as error:
-                return api_error(400, validation_sentence(error))
+                # Who has no valid key learns only that, not what is wrong with the body.
+                denied = await auth_answer_first(request)
+                return denied if denied is not None else api_error(400, validation_sentence(error))
             except ApiError as error:
                 return api_error(error.status, error.message)
             except DomainError as error:
@@ -167,6 +169,18 @@ async def current_key(request: Request, key: Annotated[str | None, Depends(_key_
         raise ApiError(401, "Wrong API key")
     return holder
 
+
+async def _key_refusal(request: Request) -> Response | None:
+    """current_key's answer for a request whose body could not be decoded: the key is
+    checked before the body (see http/errors.auth_answer_first)."""
+    try:
+        await current_key(request, request.headers.get("Authentication"))
+    except ApiError as error:
+        return api_error(error.status, error.message)
+    return None
+
+
+current_key.auth_answer = _key_refusal  # type: ignore[attr-defined]
 
 KeyHolderDep = Annotated[KeyHolder, Depends(current_key)]
 

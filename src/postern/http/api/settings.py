@@ -42,6 +42,17 @@ class DomainAnswer(BaseModel):
     is_custom: bool
 
 
+# One [is_public, domain] pair. Described without "prefixItems" (JSON Schema 2020-12)
+# and without an array under "items" (draft 4's tuple form, invalid in OpenAPI 3.1):
+# an array of exactly two items, each a boolean or a string, is valid in both.
+DOMAIN_PAIR: dict[str, Any] = {
+    "type": "array",
+    "items": {"anyOf": [{"type": "boolean"}, {"type": "string"}]},
+    "minItems": 2,
+    "maxItems": 2,
+}
+
+
 def setting_answer(value: UserSettings) -> dict[str, Any]:
     return {
         "notification": value.notification,
@@ -74,8 +85,14 @@ async def setting_domains(holder: KeyHolderDep, request: Request) -> list[dict[s
 @router.get(
     "/setting/domains",
     summary="Domains for random aliases (older clients): [is_public, domain] pairs",
-    response_model=list[tuple[bool, str]],
-    responses=responses(401),
+    response_model=None,
+    responses={
+        200: {
+            "description": "[is_public, domain] pairs",
+            "content": {"application/json": {"schema": {"type": "array", "items": DOMAIN_PAIR}}},
+        },
+        **responses(401),
+    },
 )
 async def setting_domains_v1(holder: KeyHolderDep, request: Request) -> list[tuple[bool, str]]:
     """As SimpleLogin's first version: ``true`` for the server's own domains, ``false``

@@ -242,23 +242,25 @@ def _utc(value: datetime) -> datetime:
 
 
 def _address_key(m: SearchableMessage, field_name: str, display: bool) -> str:
-    """RFC 5256's key: the addr-mailbox of the first address (a group's name when the
-    field starts with a group, as its ENVELOPE does); RFC 5957's display key: the
-    first address's display name, else its addr-spec. Compared as i;ascii-casemap."""
-    if display:
-        first = m.first_address(field_name)
-        if first is None:
-            return ""
-        name, address = first
-        return (name or address).upper()
+    """RFC 5256's key: the addr-mailbox of the first address; RFC 5957's display key:
+    its display name, else its addr-spec. A field that starts with a group gives the
+    group's name (as its ENVELOPE does). Compared as i;ascii-casemap."""
     values = m.header_values(field_name)
     if not values:
         return ""
     addresses = address_list(values[0].encode("utf-8", "replace"))
     if not addresses:
         return ""
-    mailbox = addresses[0].mailbox
-    return mailbox.decode("utf-8", "replace").upper() if mailbox else ""
+    first = addresses[0]
+    mailbox = (first.mailbox or b"").decode("utf-8", "replace")
+    if first.host is None:  # a group's name
+        return mailbox.upper()
+    if not display:
+        return mailbox.upper()
+    if first.name:
+        return first.name.decode("utf-8", "replace").upper()
+    host = first.host.decode("utf-8", "replace")
+    return (mailbox if host == "MISSING_DOMAIN" else f"{mailbox}@{host}").upper()
 
 
 def _sort_key(m: SearchableMessage, key: str) -> object:

@@ -25,6 +25,8 @@ from postern.errors import DomainError
 from postern.events import EventBus
 from postern.mailstore.imap_view import ImapView
 from postern.mailstore.service import AppendRequest, AppendResult, MailStore
+from postern.protocols import streams
+from postern.protocols.streams import ConnectionLimiter
 
 from . import encode as enc
 from .dispatch import dispatch
@@ -61,7 +63,12 @@ class ImapServices:
     max_message_size: int = 50 * 1024 * 1024
     tls_context: ssl.SSLContext | None = None
     timeout: float = DEFAULT_TIMEOUT
+    # From the greeting to a successful login, whatever is said meanwhile (NOOP,
+    # CAPABILITY, failed LOGINs...): no command moves this deadline.
     preauth_timeout: float = PREAUTH_TIMEOUT
+    # Open connections per client IP on this process's listeners (None: no limit;
+    # with mail workers the serving process counts instead, see workers.py).
+    connections_per_ip: int | None = None
     max_line_length: int = 64 * 1024
     # How APPEND stores: the process's group committer, so that concurrent APPENDs
     # (and deliveries) share a commit; the mailstore's own transaction without one.
@@ -72,9 +79,12 @@ class ImapServices:
     # uids_after queries running, by (folder, after UID): shared by the sessions
     # that one delivery wakes at once.
     _uids_queries: dict[tuple[str, int], asyncio.Future[list[int]]] = field(default_factory=dict, init=False)
+    limiter: ConnectionLimiter | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.view = ImapView(self.mailstore)
+        if self.connections_per_ip is not None:
+            self.limiter = ConnectionLimiter(self.connections_per_ip)
         if self.appender is None:
             self.appender = self.mailstore.append_many
 
@@ -126,6 +136,7 @@ class Connection:
         # large buffer. ``authenticated`` raises the limit to the largest message.
         self.reader = CommandReader(max_line_length=services.max_line_length, max_literal_size=MAX_UNAUTHENTICATED_LITERAL)
         self.pending: deque[ReaderEvent] = deque()
+        self.login_deadline = asyncio.get_running_loop().time() + services.preauth_timeout
 
     # -- writing ---------------------------------------------------------------
 
@@ -141,7 +152,7 @@ class Connection:
             data = self._output[0] if len(self._output) == 1 else b"".join(self._output)
             self._output = []
             self._output_size = 0
-            self.writer.write(data)
+            streams.write(self.writer, data)
 
     async def drain(self, timeout: float) -> None:
         """Flush, and wait (up to ``timeout``) until the transport's buffer is below its
@@ -166,6 +177,8 @@ class Connection:
         self.flush()  # the client may wait for it before it sends more
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
+        if session.state == "not_authenticated" and self.login_deadline < deadline:
+            deadline = self.login_deadline
         read_task = asyncio.ensure_future(self.stream.read(READ_SIZE))
         try:
             while True:
@@ -176,7 +189,8 @@ class Connection:
                     waits.add(event_task)
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    session.closing = session.closing or "Autologout; idle for too long"
+                    expired = "Too long without logging in" if deadline == self.login_deadline else "Autologout; idle for too long"
+                    session.closing = session.closing or expired
                     raise ConnectionClosed
                 done, _ = await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
                 if event_task is not None and event_task not in done:
@@ -289,13 +303,28 @@ class Connection:
         self.session.tls = True
 
 
+TOO_MANY_CONNECTIONS = b"* BYE Too many connections from your address, try again later\r\n"
+
+
 async def _handle(services: ImapServices, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, implicit_tls: bool) -> None:
-    connection = Connection(services, reader, writer, implicit_tls=implicit_tls)
+    peer = writer.get_extra_info("peername")
+    ip = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+    limiter = services.limiter
+    if limiter is not None and not limiter.acquire(ip):
+        with contextlib.suppress(Exception):
+            writer.write(TOO_MANY_CONNECTIONS)
+            await asyncio.wait_for(writer.drain(), 5)
+        writer.close()
+        return
     try:
+        connection = Connection(services, reader, writer, implicit_tls=implicit_tls)
         await connection.run()
     except asyncio.CancelledError:
         # The server is stopping (its loop cancels the handlers): the BYE is said.
         pass
+    finally:
+        if limiter is not None:
+            limiter.release(ip)
 
 
 async def start_listener(

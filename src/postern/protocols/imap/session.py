@@ -112,6 +112,7 @@ class SelectedMailbox:
         "modseq",
         "keywords",
         "updates",
+        "updates_mark",
     )
 
     def __init__(self, folder_id: str, path: str, uidvalidity: int, read_only: bool, uids: Iterable[int]) -> None:
@@ -135,6 +136,7 @@ class SelectedMailbox:
         self.modseq = 0
         self.keywords: set[str] = set()  # announced in FLAGS (RFC 3501 §7.2.6)
         self.updates: dict[str, UpdateSearch] = {}  # SEARCH RETURN (UPDATE), by tag
+        self.updates_mark: tuple[int, int, int] = (0, 0, 0)  # the view they were run on
 
     @property
     def exists(self) -> int:
@@ -276,6 +278,7 @@ class Session:
             "QUOTA",
             "QUOTA=RES-STORAGE",
             "MULTIAPPEND",
+            "CATENATE",
             "BINARY",
             f"APPENDLIMIT={self.services.max_message_size}",
         ]

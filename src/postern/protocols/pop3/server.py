@@ -21,6 +21,7 @@ from postern.accounts.authlog import AuthMeta
 from postern.errors import AuthFailed
 from postern.events import EventBus, UserDeleted, UserLoggedOut
 from postern.mailstore.pop3_view import Pop3View
+from postern.protocols import streams
 from postern.protocols.pop3 import parser
 from postern.protocols.pop3.session import Reply, Session
 
@@ -235,13 +236,13 @@ class _Connection:
 
     async def send(self, reply: Reply) -> None:
         writer = self.writer
-        writer.write(reply.line.encode("utf-8") + b"\r\n")
+        streams.write(writer, reply.line.encode("utf-8") + b"\r\n")
         if reply.body is not None:
             if isinstance(reply.body, AsyncIterator):
                 body = reply.body
                 try:
                     async for chunk in body:
-                        writer.write(chunk)
+                        streams.write(writer, chunk)
                         await self.drain()
                 finally:
                     # A client gone mid-message: let go of the blob now, not at GC.
@@ -250,9 +251,9 @@ class _Connection:
                         await close()
             else:
                 for chunk in reply.body:
-                    writer.write(chunk)
+                    streams.write(writer, chunk)
                     await self.drain()
-            writer.write(b".\r\n")
+            streams.write(writer, b".\r\n")
         await self.drain()
 
     async def drain(self) -> None:

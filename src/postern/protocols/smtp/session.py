@@ -7,7 +7,6 @@ import ipaddress
 import logging
 import re
 from base64 import b64decode
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.errors import RateLimited
+from postern.protocols.streams import ConnectionLimiter
 
 log = logging.getLogger("postern.smtp")
 
@@ -37,25 +37,6 @@ _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _PLAIN_PATH = re.compile(
     r"[ \t]*<((" + _ATEXT + r"(?:\." + _ATEXT + r")*)@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?=$|[ \t])"
 )
-
-
-class ConnectionLimiter:
-    """Open connections per client IP, shared by every session of one listener."""
-
-    def __init__(self, per_ip: int):
-        self.per_ip = per_ip
-        self._open: Counter[str] = Counter()
-
-    def acquire(self, ip: str) -> bool:
-        if self._open[ip] >= self.per_ip:
-            return False
-        self._open[ip] += 1
-        return True
-
-    def release(self, ip: str) -> None:
-        self._open[ip] -= 1
-        if self._open[ip] <= 0:
-            del self._open[ip]
 
 
 class DoorMixin:

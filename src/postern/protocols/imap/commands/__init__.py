@@ -501,6 +501,9 @@ class AppendMessage:
     flags: tuple[str, ...] = ()
     internaldate: datetime | None = None
     binary: bool = False  # sent as literal8 ``~{n}`` (RFC 3516)
+    # CATENATE (RFC 4469): ("TEXT" | "TEXT8", bytes) and ("URL", url) parts, in order;
+    # ``message`` is then empty until the APPEND puts the parts together.
+    catenate: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

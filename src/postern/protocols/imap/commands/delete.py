@@ -1,4 +1,5 @@
-"""DELETE (RFC 3501 §6.3.4). INBOX and the special-use folders stay."""
+"""DELETE (RFC 3501 §6.3.4). INBOX and the special-use folders stay; a subscription
+stays subscribed after its mailbox is gone."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ async def handle(session: Session, command: c.Delete) -> Done:
     folder = await mailstore.folder_by_path(user_id, command.mailbox)
     selected = session.selected
     closed = selected is not None and selected.folder_id == folder.id
-    await mailstore.delete_folder(user_id, folder.id)
+    await session.services.view.delete_folder(user_id, folder.id)
     if closed:
         unselect(session)
         session.untagged("OK [CLOSED] Mailbox deleted")

@@ -42,6 +42,13 @@ def list_line(kind: str, attributes: Iterable[str], name: str, extra: bytes = b"
     return line + extra
 
 
+async def _subscriptions(session: Session, user_id: str, folders: Iterable[Any]) -> set[str]:
+    """Every subscribed name: the folders' flags and the names that are no folder."""
+    names = {f.path for f in folders if f.subscribed}
+    names.update(await session.services.view.orphan_subscriptions(user_id))
+    return names
+
+
 async def handle(session: Session, command: c.List) -> Done:
     user_id = session.require_user()
     patterns = [p for p in command.patterns]
@@ -60,30 +67,57 @@ async def handle(session: Session, command: c.List) -> Done:
     returns = set(command.return_options)
     subscribed_only = "SUBSCRIBED" in selection
     special_only = "SPECIAL-USE" in selection
+    recursive = "RECURSIVEMATCH" in selection
     show_subscribed = subscribed_only or "SUBSCRIBED" in returns
+    subscribed = await _subscriptions(session, user_id, folders) if show_subscribed else set()
+
+    def matched(path: str) -> bool:
+        return any(r.fullmatch(path) for r in regexes)
+
+    # RECURSIVEMATCH (RFC 5258 §3.5): a name that matches but is not selected itself
+    # is returned with CHILDINFO when a descendant the patterns do not match is.
+    childinfo: set[str] = set()
+    if subscribed_only and recursive:
+        for path in subscribed:
+            if not matched(path):
+                childinfo.update(a for a in _ancestors(path) if matched(a))
+    candidates = list(by_path) + sorted(with_children - by_path.keys())
+    if subscribed_only:
+        candidates += sorted(subscribed - by_path.keys() - with_children)
     names: dict[str, None] = {}
-    for path in list(by_path) + sorted(with_children - by_path.keys()):
-        if any(r.fullmatch(path) for r in regexes):
+    for path in candidates:
+        if matched(path):
             names.setdefault(path, None)
     ordered = sorted(names, key=lambda p: (p != "INBOX", p))
     for path in ordered:
         folder = by_path.get(path)
         attributes: list[str] = []
-        if folder is None:
-            if subscribed_only or special_only:
+        extra = b""
+        if subscribed_only:
+            if path in subscribed:
+                attributes.append("\\Subscribed")
+                if folder is None:
+                    attributes.append("\\NonExistent")
+            elif path in childinfo:
+                extra = b' (CHILDINFO ("SUBSCRIBED"))'
+            else:
                 continue
-            attributes += ["\\NonExistent" if command.extended else "\\Noselect"]
+            if special_only and (folder is None or not folder.special_use):
+                continue
+        elif folder is None:
+            if special_only:
+                continue
+            attributes.append("\\NonExistent" if command.extended else "\\Noselect")
         else:
-            if subscribed_only and not folder.subscribed:
-                continue
             if special_only and not folder.special_use:
                 continue
-            if show_subscribed and folder.subscribed:
+            if show_subscribed and path in subscribed:
                 attributes.append("\\Subscribed")
-        attributes.append("\\HasChildren" if path in with_children else "\\HasNoChildren")
+        if folder is not None or path in with_children:
+            attributes.append("\\HasChildren" if path in with_children else "\\HasNoChildren")
         if folder is not None and folder.special_use:
             attributes.append(folder.special_use)
-        session.untagged(list_line("LIST", attributes, path))
+        session.untagged(list_line("LIST", attributes, path, extra))
         if folder is not None and command.status_items:
             values = await status_values(session, folder, command.status_items)
             session.untagged(b"STATUS " + enc.mailbox(path) + b" " + values)
@@ -97,11 +131,12 @@ async def handle_lsub(session: Session, command: c.Lsub) -> Done:
         return Done()
     regex = pattern_regex(command.reference, command.pattern)
     folders = await session.services.mailstore.list_folders(user_id)
-    subscribed = {f.path for f in folders if f.subscribed}
+    existing = {f.path for f in folders}
+    subscribed = await _subscriptions(session, user_id, folders)
     shown: dict[str, list[str]] = {}
     for path in sorted(subscribed, key=lambda p: (p != "INBOX", p)):
         if regex.fullmatch(path):
-            shown.setdefault(path, [])
+            shown.setdefault(path, [] if path in existing else ["\\Noselect"])
         elif "%" in command.pattern:
             # A subscribed child under a parent the pattern names: the parent is
             # listed \Noselect (RFC 3501 §6.3.9).

@@ -15,6 +15,7 @@ from typing import Any
 from postern.mailstore.imap_view import ImapMessage, ImapView
 
 from .. import commands as c
+from .. import encode as enc
 from .. import esearch
 from ..search import (
     HeaderView,
@@ -26,6 +27,8 @@ from ..search import (
 from ..session import Done, SelectedMailbox, Session, UpdateSearch
 
 CHUNK = 500
+#: Searches one session may keep up to date (RFC 5267 UPDATE) at once.
+MAX_UPDATES = 16
 #: Messages read together while their sizes add up to at most this.
 READ_AHEAD_BYTES = 256 * 1024
 
@@ -154,7 +157,11 @@ async def handle(session: Session, command: c.Search) -> Done:
         if not wanted:
             return Done()
     if "UPDATE" in wanted:
-        selected.updates[command.tag] = UpdateSearch(command.tag, command.uid, command.criteria, {m.uid for m in found})
+        if command.tag in selected.updates or len(selected.updates) < MAX_UPDATES:
+            selected.updates[command.tag] = UpdateSearch(command.tag, command.uid, command.criteria, {m.uid for m in found})
+            selected.updates_mark = (selected.modseq, selected.exists, selected.largest_uid)
+        else:  # each is run again after every change: a few per session
+            session.untagged(b"NO [NOUPDATE " + enc.string(command.tag) + b"] Too many searches kept up to date")
     modseq = esearch.highest_modseq(numbers, [m.modseq for m in found], wanted) if modseq_key else 0
     session.untagged(esearch.esearch_line(command.tag, command.uid, numbers, wanted, partial=command.partial, modseq=modseq))
     return Done()
@@ -166,6 +173,10 @@ async def refresh_updates(session: Session) -> None:
     selected = session.selected
     if selected is None or not selected.updates:
         return
+    mark = (selected.modseq, selected.exists, selected.largest_uid)
+    if mark == selected.updates_mark:
+        return  # nothing changed since they last ran (own changes move MODSEQ too)
+    selected.updates_mark = mark
     for update in list(selected.updates.values()):
         found = {m.uid for m in await run_search(session, selected, update.criteria)}
         removed = update.uids - found

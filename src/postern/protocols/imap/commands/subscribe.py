@@ -1,8 +1,7 @@
-"""SUBSCRIBE and UNSUBSCRIBE (RFC 3501 §6.3.6-7)."""
+"""SUBSCRIBE and UNSUBSCRIBE (RFC 3501 §6.3.6-7): any name may be subscribed, an
+existing mailbox or not; unsubscribing a name that is not subscribed is no error."""
 
 from __future__ import annotations
-
-from postern.errors import NotFound
 
 from .. import commands as c
 from ..session import Done, Session
@@ -10,13 +9,5 @@ from ..session import Done, Session
 
 async def handle(session: Session, command: c.Subscribe | c.Unsubscribe) -> Done:
     user_id = session.require_user()
-    mailstore = session.services.mailstore
-    subscribe = isinstance(command, c.Subscribe)
-    try:
-        folder = await mailstore.folder_by_path(user_id, command.mailbox)
-    except NotFound:
-        if subscribe:
-            raise
-        return Done()  # unsubscribing a mailbox that is gone is no error
-    await mailstore.update_folder(user_id, folder.id, subscribed=subscribe)
+    await session.services.view.subscribe(user_id, command.mailbox, isinstance(command, c.Subscribe))
     return Done()

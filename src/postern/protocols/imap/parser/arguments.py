@@ -274,6 +274,31 @@ def _parse_status(p: Parse, uid: bool) -> c.Command:
     return c.Status(p.tag, mailbox, _status_items(p.cur))
 
 
+#: At most this many parts in one CATENATE.
+MAX_CATENATE_PARTS = 1000
+
+
+def _catenate_parts(cur: Cursor) -> tuple[tuple[str, bytes], ...]:
+    """``(TEXT literal URL "url" ...)``: ("TEXT" or "TEXT8", bytes) and ("URL", url)."""
+    cur.expect(b"(")
+    parts: list[tuple[str, bytes]] = []
+    while True:
+        kind = cur.keyword("TEXT or URL")
+        cur.sp()
+        if kind == "TEXT":
+            data, binary = cur.literal(allow_literal8=True)
+            parts.append(("TEXT8" if binary else "TEXT", data))
+        elif kind == "URL":
+            parts.append(("URL", cur.astring("a URL")))
+        else:
+            raise ImapSyntaxError(f"CATENATE takes TEXT and URL parts, not {kind}")
+        if len(parts) > MAX_CATENATE_PARTS:
+            raise ImapSyntaxError("too many CATENATE parts")
+        if cur.skip(b")"):
+            return tuple(parts)
+        cur.sp()
+
+
 def _parse_append(p: Parse, uid: bool) -> c.Command:
     cur = p.cur
     cur.sp()
@@ -289,15 +314,21 @@ def _parse_append(p: Parse, uid: bool) -> c.Command:
         if cur.peek() == 0x22:
             internaldate = cur.date_time()
             cur.sp()
+        catenate: tuple[tuple[str, bytes], ...] = ()
         if cur.peek_word(b"UTF8"):  # RFC 6855: UTF8 (literal8)
             cur.atom()
             cur.sp()
             cur.expect(b"(")
             data, binary = cur.literal(allow_literal8=True)
             cur.expect(b")")
+        elif cur.peek_word(b"CATENATE"):  # RFC 4469
+            cur.atom()
+            cur.sp()
+            catenate = _catenate_parts(cur)
+            data, binary = b"", any(kind == "TEXT8" for kind, _ in catenate)
         else:
             data, binary = cur.literal(allow_literal8=True)
-        messages.append(c.AppendMessage(data, flags, internaldate, binary))
+        messages.append(c.AppendMessage(data, flags, internaldate, binary, catenate))
         if len(messages) > MAX_APPEND_MESSAGES:
             raise ImapSyntaxError("too many messages in one APPEND")
     return c.Append(p.tag, mailbox, tuple(messages))

@@ -29,7 +29,8 @@ def upgrade() -> None:
     sa.Column('mtime_ms', sa.BigInteger(), nullable=False),
     sa.Column('validated_ms', sa.BigInteger(), nullable=True),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_validation_sessions_user_id_users'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_validation_sessions'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_validation_sessions')),
+    sqlite_autoincrement=True,
     )
     with op.batch_alter_table('validation_sessions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_validation_sessions_address_key_client_secret'), ['address_key', 'client_secret'], unique=True)
