@@ -62,7 +62,19 @@ MODES = {
 # (postern's POSTERN_ARGON2_TIME_COST, POSTERN_ARGON2_MEMORY_KIB) per scheme; Dovecot
 # gets argon2id hashes of the same cost (its passdb verifies whatever the hash says).
 SCHEMES = {"argon2id": (3, 65536), "cheap": (1, 8)}
-COMMANDS = ("Logi", "List", "Stat", "Sele", "Fetc", "Fet2", "Stor", "Dele", "Expu", "Appe", "Logo")
+COMMANDS = (
+    "Logi",
+    "List",
+    "Stat",
+    "Sele",
+    "Fetc",
+    "Fet2",
+    "Stor",
+    "Dele",
+    "Expu",
+    "Appe",
+    "Logo",
+)
 TARGET_RATIO = 1.0
 
 
@@ -90,7 +102,11 @@ def write_mbox(path: Path, count: int, seed: int) -> None:
                 raw = raw[1:]
             text = raw.replace(b"\r\n", b"\n")
             text = re.sub(rb"(?m)^(>*From )", rb">\1", text)
-            out.write(f"From {message.mail_from} Fri Mar  1 08:00:00 2024\n".encode() + text + b"\n")
+            out.write(
+                f"From {message.mail_from} Fri Mar  1 08:00:00 2024\n".encode()
+                + text
+                + b"\n"
+            )
 
 
 # The servers ---------------------------------------------------------------------
@@ -99,15 +115,24 @@ def write_mbox(path: Path, count: int, seed: int) -> None:
 def argon2_hash(password: str, time_cost: int, memory_kib: int) -> str:
     from argon2 import PasswordHasher
 
-    return PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=1).hash(password)
+    return PasswordHasher(
+        time_cost=time_cost, memory_cost=memory_kib, parallelism=1
+    ).hash(password)
 
 
 class Dovecot:
     """Debian's Dovecot, standalone: IMAP on loopback, maildir under ``root``, users
     in a passwd-file with argon2id hashes."""
 
-    def __init__(self, root: Path, port: int, users: int, password_hash: str):
-        self.root, self.port = root, port
+    def __init__(
+        self,
+        root: Path,
+        port: int,
+        users: int,
+        password_hash: str,
+        auth_cache: bool = False,
+    ):
+        self.root, self.port, self.auth_cache = root, port, auth_cache
         for sub in ("run", "log", "mail"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         uid, gid = (65534, 65534) if os.geteuid() == 0 else (os.getuid(), os.getgid())
@@ -119,14 +144,21 @@ class Dovecot:
                 os.chmod(path, os.stat(path).st_mode | 0o011)
             os.chown(root / "mail", uid, gid)
         (root / "passwd").write_text(
-            "".join(f"testuser{n}:{{ARGON2ID}}{password_hash}:{uid}:{gid}::{root}/mail/testuser{n}::\n" for n in range(1, users + 1))
+            "".join(
+                f"testuser{n}:{{ARGON2ID}}{password_hash}:{uid}:{gid}::{root}/mail/testuser{n}::\n"
+                for n in range(1, users + 1)
+            )
         )
         os.chmod(root / "passwd", 0o644)
         self.conf = root / "dovecot.conf"
         self.conf.write_text(self.config(uid))
         self.log = root / "log" / "dovecot.log"
         self.process = subprocess.Popen(
-            ["dovecot", "-F", "-c", str(self.conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+            ["dovecot", "-F", "-c", str(self.conf)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
 
     def config(self, uid: int) -> str:
@@ -146,6 +178,17 @@ class Dovecot:
             "mail_location = maildir:~/Maildir",
             f"first_valid_uid = {min(uid, 1000)}",
             "mail_privileged_group =",
+            # Dovecot's default is no auth cache (auth_cache_size = 0); --dovecot-auth-cache
+            # gives it one as long as postern's (POSTERN_LOGIN_CACHE_SECONDS, 300 s).
+            *(
+                [
+                    "auth_cache_size = 10M",
+                    "auth_cache_ttl = 300 s",
+                    "auth_cache_negative_ttl = 0",
+                ]
+                if self.auth_cache
+                else []
+            ),
             "passdb {",
             "  driver = passwd-file",
             f"  args = username_format=%u {root}/passwd",
@@ -184,7 +227,10 @@ class Dovecot:
             import grp
             import pwd
 
-            user, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+            user, group = (
+                pwd.getpwuid(os.getuid()).pw_name,
+                grp.getgrgid(os.getgid()).gr_name,
+            )
             lines += [
                 f"default_internal_user = {user}",
                 f"default_login_user = {user}",
@@ -198,7 +244,10 @@ class Dovecot:
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.process.poll() is None:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock,
+            ):
                 if sock.recv(256).startswith(b"* OK"):
                     return
             time.sleep(0.1)
@@ -209,7 +258,11 @@ class Dovecot:
     def errors(self) -> list[str]:
         if not self.log.exists():
             return []
-        return [line for line in self.log.read_text(errors="replace").splitlines() if ": Error: " in line or ": Fatal: " in line]
+        return [
+            line
+            for line in self.log.read_text(errors="replace").splitlines()
+            if ": Error: " in line or ": Fatal: " in line
+        ]
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -222,7 +275,16 @@ class Dovecot:
 
 
 class Postern(ServeProcess):
-    def __init__(self, data_dir: Path, token: str, http_port: int, imap_port: int, time_cost: int, memory_kib: int, extra: dict[str, str]):
+    def __init__(
+        self,
+        data_dir: Path,
+        token: str,
+        http_port: int,
+        imap_port: int,
+        time_cost: int,
+        memory_kib: int,
+        extra: dict[str, str],
+    ):
         self.http_port, self.imap_port = http_port, imap_port
         super().__init__(
             {
@@ -242,7 +304,15 @@ class Postern(ServeProcess):
 
 def create_users(api: Api, users: int) -> None:
     for n in range(1, users + 1):
-        status, body = api.call("POST", "/users", {"username": f"testuser{n}", "password": PASSWORD, "address": f"testuser{n}@{DOMAIN}"})
+        status, body = api.call(
+            "POST",
+            "/users",
+            {
+                "username": f"testuser{n}",
+                "password": PASSWORD,
+                "address": f"testuser{n}@{DOMAIN}",
+            },
+        )
         if status != 200 or not body.get("success"):
             raise SystemExit(f"creating testuser{n} failed: {status} {body}")
 
@@ -273,35 +343,77 @@ def parse_stress(output: str, run: Stress) -> None:
     per second; a line of average ms per command ("ms/cmd avg") every few seconds; at
     the end a ``Totals:`` block (names, percentages, counts)."""
     lines = output.splitlines()
-    header_at = [i for i, line in enumerate(lines) if line.split()[:3] == ["Logi", "List", "Stat"]]
-    totals_at = next((i for i, line in enumerate(lines) if line.startswith("Totals:")), None)
+    header_at = [
+        i
+        for i, line in enumerate(lines)
+        if line.split()[:3] == ["Logi", "List", "Stat"]
+    ]
+    totals_at = next(
+        (i for i, line in enumerate(lines) if line.startswith("Totals:")), None
+    )
     if totals_at is not None and totals_at + 1 < len(lines):
         names = lines[totals_at + 1].split()
-        numbers = next((line.split() for line in lines[totals_at + 2 :] if line.split() and all(v.isdigit() for v in line.split())), [])
-        run.per_command = {name: int(v) for name, v in zip(names, numbers, strict=False)}
+        numbers = next(
+            (
+                line.split()
+                for line in lines[totals_at + 2 :]
+                if line.split() and all(v.isdigit() for v in line.split())
+            ),
+            [],
+        )
+        run.per_command = {
+            name: int(v) for name, v in zip(names, numbers, strict=False)
+        }
         run.commands = sum(run.per_command.values())
     averages = [line for line in lines if line.rstrip().endswith("ms/cmd avg")]
     if averages and header_at:
         names = lines[header_at[0]].split()
         values = averages[-1].split()[: len(names)]
-        run.ms = {name: float(v) for name, v in zip(names, values, strict=False) if v.replace(".", "").isdigit()}
+        run.ms = {
+            name: float(v)
+            for name, v in zip(names, values, strict=False)
+            if v.replace(".", "").isdigit()
+        }
     for line in lines:
         if line.startswith("Error:") or " Error: " in line or "BUG:" in line:
             run.errors.append(line.strip())
-    run.stalls = sum(1 for line in lines if "stalled" in line.lower() or "timeout" in line.lower())
+    run.stalls = sum(
+        1 for line in lines if "stalled" in line.lower() or "timeout" in line.lower()
+    )
 
 
-def run_stress(binary: str, port: int, mbox: Path, args: argparse.Namespace, run: Stress) -> str:
+def run_stress(
+    binary: str, port: int, mbox: Path, args: argparse.Namespace, run: Stress
+) -> str:
     command = [
-        binary, "host=127.0.0.1", f"port={port}", "user=testuser%d", f"pass={PASSWORD}", f"mbox={mbox}",
-        f"clients={args.clients}", f"users={args.users}", f"secs={args.secs}", *MODES[run.mode],
+        binary,
+        "host=127.0.0.1",
+        f"port={port}",
+        "user=testuser%d",
+        f"pass={PASSWORD}",
+        f"mbox={mbox}",
+        f"clients={args.clients}",
+        f"users={args.users}",
+        f"secs={args.secs}",
+        *MODES[run.mode],
     ]
     if run.mode == "users1":
         command = [c for c in command if not c.startswith("users=") or c == "users=1"]
         command = [c if c != "user=testuser%d" else "user=testuser1" for c in command]
     started = time.monotonic()
-    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=args.secs + 120, errors="replace")
-    run.seconds = min(time.monotonic() - started, float(args.secs)) if result.returncode == 0 else time.monotonic() - started
+    result = subprocess.run(
+        command,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=args.secs + 120,
+        errors="replace",
+    )
+    run.seconds = (
+        min(time.monotonic() - started, float(args.secs))
+        if result.returncode == 0
+        else time.monotonic() - started
+    )
     output = result.stdout + result.stderr
     parse_stress(output, run)
     if run.seconds <= 0:
@@ -309,11 +421,32 @@ def run_stress(binary: str, port: int, mbox: Path, args: argparse.Namespace, run
     return output
 
 
-def run_compliance(binary: str, port: int, tests: Path) -> tuple[list[str], list[str], str]:
-    command = [binary, "host=127.0.0.1", f"port={port}", "user=testuser1", f"pass={PASSWORD}", f"test={tests}"]
-    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=900, errors="replace")
+def run_compliance(
+    binary: str, port: int, tests: Path
+) -> tuple[list[str], list[str], str]:
+    command = [
+        binary,
+        "host=127.0.0.1",
+        f"port={port}",
+        "user=testuser1",
+        f"pass={PASSWORD}",
+        f"test={tests}",
+    ]
+    result = subprocess.run(
+        command,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        errors="replace",
+    )
     output = result.stdout + result.stderr
-    failed = sorted({m.group(1) for m in re.finditer(r"^\*\*\* Test (\S+) command", output, re.MULTILINE)})
+    failed = sorted(
+        {
+            m.group(1)
+            for m in re.finditer(r"^\*\*\* Test (\S+) command", output, re.MULTILINE)
+        }
+    )
     skipped: list[str] = []
     for line in output.splitlines():
         if line.lower().startswith("skipped"):
@@ -328,14 +461,24 @@ def report(runs: list[Stress]) -> bool:
     ok = True
     print("\n== Stress: commands per second (imaptest totals / seconds) ==")
     print(f"{'scheme':<9} {'mode':<8} {'dovecot':>16} {'postern':>16} {'ratio':>7}")
-    keys = sorted({(r.scheme, r.mode) for r in runs}, key=lambda k: (list(SCHEMES).index(k[0]), list(MODES).index(k[1])))
+    keys = sorted(
+        {(r.scheme, r.mode) for r in runs},
+        key=lambda k: (list(SCHEMES).index(k[0]), list(MODES).index(k[1])),
+    )
     for scheme, mode in keys:
-        by = {s: [r for r in runs if (r.scheme, r.mode, r.server) == (scheme, mode, s)] for s in ("dovecot", "postern")}
-        mean = {s: sum(r.rate for r in rs) / len(rs) if rs else 0.0 for s, rs in by.items()}
+        by = {
+            s: [r for r in runs if (r.scheme, r.mode, r.server) == (scheme, mode, s)]
+            for s in ("dovecot", "postern")
+        }
+        mean = {
+            s: sum(r.rate for r in rs) / len(rs) if rs else 0.0 for s, rs in by.items()
+        }
         ratio = mean["postern"] / mean["dovecot"] if mean["dovecot"] else 0.0
         ok &= ratio >= TARGET_RATIO
         spread = {s: "/".join(f"{r.rate:.0f}" for r in rs) for s, rs in by.items()}
-        print(f"{scheme:<9} {mode:<8} {spread['dovecot']:>16} {spread['postern']:>16} {ratio:>6.2f}x  {verdict(ratio >= TARGET_RATIO)}")
+        print(
+            f"{scheme:<9} {mode:<8} {spread['dovecot']:>16} {spread['postern']:>16} {ratio:>6.2f}x  {verdict(ratio >= TARGET_RATIO)}"
+        )
     print("\n== Average ms per command (imaptest), dovecot/postern, over rounds ==")
     print(f"{'scheme':<9} {'mode':<8} " + " ".join(f"{c:>11}" for c in COMMANDS))
     for scheme, mode in keys:
@@ -343,7 +486,12 @@ def report(runs: list[Stress]) -> bool:
         for command in COMMANDS:
             values = {}
             for server in ("dovecot", "postern"):
-                ms = [r.ms[command] for r in runs if (r.scheme, r.mode, r.server) == (scheme, mode, server) and command in r.ms]
+                ms = [
+                    r.ms[command]
+                    for r in runs
+                    if (r.scheme, r.mode, r.server) == (scheme, mode, server)
+                    and command in r.ms
+                ]
                 values[server] = f"{sum(ms) / len(ms):.0f}" if ms else "-"
             cells.append(f"{values['dovecot'] + '/' + values['postern']:>11}")
         print(f"{scheme:<9} {mode:<8} " + " ".join(cells))
@@ -355,27 +503,75 @@ def report(runs: list[Stress]) -> bool:
             kinds[(r.server, kind)] = kinds.get((r.server, kind), 0) + 1
     if kinds:
         print("\n== imaptest errors, by kind (count over all runs) ==")
-        for (server, kind), count in sorted(kinds.items(), key=lambda item: -item[1])[:20]:
+        for (server, kind), count in sorted(kinds.items(), key=lambda item: -item[1])[
+            :20
+        ]:
             print(f"  {server:<8} {count:>6}  {kind[:120]}")
     return ok
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--schemes", default="argon2id,cheap", help="comma-separated: argon2id, cheap")
-    parser.add_argument("--modes", default="default,users1,logout0", help="comma-separated: default, users1, logout0")
-    parser.add_argument("--rounds", type=int, default=2, help="runs per server, scheme and mode (alternating)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--schemes", default="argon2id,cheap", help="comma-separated: argon2id, cheap"
+    )
+    parser.add_argument(
+        "--modes",
+        default="default,users1,logout0",
+        help="comma-separated: default, users1, logout0",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="runs per server, scheme and mode (alternating)",
+    )
     parser.add_argument("--clients", type=int, default=10)
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--secs", type=int, default=20)
-    parser.add_argument("--messages", type=int, default=300, help="messages in the generated mbox")
+    parser.add_argument(
+        "--messages", type=int, default=300, help="messages in the generated mbox"
+    )
     parser.add_argument("--seed", type=int, default=15)
-    parser.add_argument("--port-base", type=int, default=25100, help="postern HTTP, postern IMAP, Dovecot IMAP: base, +1, +2")
-    parser.add_argument("--compliance", action="store_true", help="also run imaptest's scripted tests on both")
-    parser.add_argument("--tests", default=None, help="imaptest's tests directory (default: beside the binary, src/tests)")
-    parser.add_argument("--profile", default=None, help="write py-spy profiles of postern's processes per stress run here")
-    parser.add_argument("--show-output", action="store_true", help="print imaptest's output of every run")
-    parser.add_argument("--postern-env", action="append", default=[], help="NAME=VALUE for postern (diagnosis)")
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=25100,
+        help="postern HTTP, postern IMAP, Dovecot IMAP: base, +1, +2",
+    )
+    parser.add_argument(
+        "--dovecot-auth-cache",
+        action="store_true",
+        help="give Dovecot an auth cache (off by default in Dovecot) of postern's TTL",
+    )
+    parser.add_argument(
+        "--compliance",
+        action="store_true",
+        help="also run imaptest's scripted tests on both",
+    )
+    parser.add_argument(
+        "--tests",
+        default=None,
+        help="imaptest's tests directory (default: beside the binary, src/tests)",
+    )
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="write py-spy profiles of postern's processes per stress run here",
+    )
+    parser.add_argument(
+        "--show-output",
+        action="store_true",
+        help="print imaptest's output of every run",
+    )
+    parser.add_argument(
+        "--postern-env",
+        action="append",
+        default=[],
+        help="NAME=VALUE for postern (diagnosis)",
+    )
     return parser.parse_args()
 
 
@@ -383,12 +579,31 @@ def start_profilers(pid: int, output: Path, secs: int) -> list[subprocess.Popen[
     """py-spy on the serving process and each of its children (the mail workers)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     children = Path(f"/proc/{pid}/task/{pid}/children")
-    pids = [pid, *(int(p) for p in children.read_text().split())] if children.exists() else [pid]
+    pids = (
+        [pid, *(int(p) for p in children.read_text().split())]
+        if children.exists()
+        else [pid]
+    )
     output.mkdir(parents=True, exist_ok=True)
     return [
         subprocess.Popen(
-            [spy, "record", "--pid", str(p), "--duration", str(secs), "--rate", "200", "--format", "raw", "--output", str(output / f"{p}.txt"), "--nonblocking"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                spy,
+                "record",
+                "--pid",
+                str(p),
+                "--duration",
+                str(secs),
+                "--rate",
+                "200",
+                "--format",
+                "raw",
+                "--output",
+                str(output / f"{p}.txt"),
+                "--nonblocking",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         for p in pids
     ]
@@ -398,7 +613,9 @@ def main() -> int:
     args = parse_args()
     binary = imaptest_binary()
     if binary is None:
-        print("imaptest not found: set IMAPTEST to its path or put it on PATH (Dovecot's imaptest, built separately).")
+        print(
+            "imaptest not found: set IMAPTEST to its path or put it on PATH (Dovecot's imaptest, built separately)."
+        )
         return 2
     if shutil.which("dovecot") is None:
         print("Dovecot is not installed (Debian: apt-get install dovecot-imapd).")
@@ -410,7 +627,9 @@ def main() -> int:
         return 2
     info = machine_basics()
     info["imaptest"] = binary
-    info["dovecot"] = subprocess.run(["dovecot", "--version"], check=False, capture_output=True, text=True).stdout.strip()
+    info["dovecot"] = subprocess.run(
+        ["dovecot", "--version"], check=False, capture_output=True, text=True
+    ).stdout.strip()
     print("imaptest: postern against Dovecot (maildir, passwd-file) in the same run")
     for key, value in info.items():
         print(f"  {key + ':':<10} {value}")
@@ -428,23 +647,48 @@ def main() -> int:
             time_cost, memory_kib = SCHEMES[scheme]
             root = temp / scheme
             token = secrets.token_urlsafe(24)
-            postern = Postern(root / "postern", token, args.port_base, args.port_base + 1, time_cost, memory_kib, extra)
-            dovecot = Dovecot(root / "dovecot", args.port_base + 2, args.users, argon2_hash(PASSWORD, time_cost, memory_kib))
+            postern = Postern(
+                root / "postern",
+                token,
+                args.port_base,
+                args.port_base + 1,
+                time_cost,
+                memory_kib,
+                extra,
+            )
+            dovecot = Dovecot(
+                root / "dovecot",
+                args.port_base + 2,
+                args.users,
+                argon2_hash(PASSWORD, time_cost, memory_kib),
+                args.dovecot_auth_cache,
+            )
             try:
                 postern.wait_ready()
                 dovecot.wait_ready()
                 api = Api(postern.http_port, token)
                 create_users(api, args.users)
                 api.close()
-                print(f"\n-- scheme {scheme}: argon2id t={time_cost} m={memory_kib} KiB on both", flush=True)
+                print(
+                    f"\n-- scheme {scheme}: argon2id t={time_cost} m={memory_kib} KiB on both",
+                    flush=True,
+                )
                 ports = {"dovecot": dovecot.port, "postern": postern.imap_port}
                 for mode in modes:
                     for round_ in range(1, args.rounds + 1):
-                        for server in ("dovecot", "postern") if round_ % 2 else ("postern", "dovecot"):
+                        for server in (
+                            ("dovecot", "postern")
+                            if round_ % 2
+                            else ("postern", "dovecot")
+                        ):
                             run = Stress(server, scheme, mode, round_)
                             spies = []
                             if args.profile and server == "postern":
-                                spies = start_profilers(postern.pid, Path(args.profile) / f"{scheme}-{mode}-{round_}", args.secs)
+                                spies = start_profilers(
+                                    postern.pid,
+                                    Path(args.profile) / f"{scheme}-{mode}-{round_}",
+                                    args.secs,
+                                )
                             output = run_stress(binary, ports[server], mbox, args, run)
                             for spy in spies:
                                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -458,9 +702,15 @@ def main() -> int:
                                 flush=True,
                             )
                 if args.compliance and scheme == schemes[-1]:
-                    tests = Path(args.tests) if args.tests else Path(binary).resolve().parent / "tests"
+                    tests = (
+                        Path(args.tests)
+                        if args.tests
+                        else Path(binary).resolve().parent / "tests"
+                    )
                     for server in ("dovecot", "postern"):
-                        failed, skipped, output = run_compliance(binary, ports[server], tests)
+                        failed, skipped, output = run_compliance(
+                            binary, ports[server], tests
+                        )
                         compliance[server] = (failed, skipped)
                         if args.show_output:
                             print(output)
@@ -476,7 +726,9 @@ def main() -> int:
                 print(f"  {server:<8} failed {len(failed)}: {' '.join(failed) or '-'}")
                 print(f"  {'':<8} skipped {len(skipped)}: {' '.join(skipped) or '-'}")
         print(f"\nload average after: {load_average()}")
-        print(f"target: postern >= {TARGET_RATIO:.1f}x Dovecot's commands/s in every mode: {verdict(ok)}")
+        print(
+            f"target: postern >= {TARGET_RATIO:.1f}x Dovecot's commands/s in every mode: {verdict(ok)}"
+        )
         return 0
     finally:
         shutil.rmtree(temp, ignore_errors=True)

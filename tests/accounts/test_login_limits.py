@@ -27,7 +27,7 @@ from postern.config import Settings
 from postern.http.app import create_app
 from postern.protocols.imap.server import ImapServices, start_listener
 from postern.serve.runtime import Runtime
-from postern.server import bound_port, start_mail_doors, start_pop3_doors
+from postern.serve.server import bound_port, start_mail_doors, start_pop3_doors
 
 PASSWORD = "correct horse battery"
 OWNER_IP = "127.0.0.1"

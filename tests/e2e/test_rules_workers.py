@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -120,6 +121,7 @@ def test_rules_across_two_mail_workers(tmp_path: Path, loop: LoopThread) -> None
                         },
                     )
                     assert response.status_code == 200, response.text
+                    filter_id = response.json()["id"]
 
                     errors: list[str] = []
 
@@ -167,6 +169,22 @@ def test_rules_across_two_mail_workers(tmp_path: Path, loop: LoopThread) -> None
                             (queue_state(env), server.errors)
                         ) from None
                     assert b"Auto-Submitted: auto-replied" in received[0].data
+
+                    # The filter disabled through the API (the serving process): the
+                    # workers hear of it and file no more (a bounded wait for the event).
+                    response = client.put(f"/users/{user}/filters/{filter_id}", json={"disabled": True})
+                    assert response.status_code == 200, response.text
+                    for attempt in range(200):
+                        conn = smtplib.LMTP("127.0.0.1", port_of(env, "LMTP"), timeout=30)
+                        conn.ehlo("rules.test")
+                        data = f"From: <late@remote.example>\r\nTo: <ann@example.com>\r\nSubject: report late {attempt}\r\n\r\nbody\r\n"
+                        assert not conn.sendmail("late@remote.example", ["ann@example.com"], data.encode())
+                        conn.quit()
+                        if f"report late {attempt}" in subjects(client, user, folders["INBOX"]):
+                            break
+                        time.sleep(0.05)
+                    else:
+                        raise AssertionError(("the disabled filter still applies", server.errors))
                 assert server.stop() == 0, server.errors
     finally:
         loop.run(sink.stop())

@@ -148,3 +148,33 @@ async def test_auto_submitted_no_gets_a_reply(
     )
     await deliver(mail_doors.lmtp, make_message(subject="hi", Auto_Submitted="no"))
     assert await queued_to(runtime) == [("", "sender@example.org")]
+
+
+async def test_the_reply_is_dkim_signed(client: httpx.AsyncClient, mail_doors: Any, sink: SmtpSink, runtime: Runtime) -> None:
+    import dkim
+
+    from postern.delivery import dkim_keys
+
+    _, name, value = await dkim_keys.create_key(runtime.db, "example.com")
+    sink.serve_domain("example.org")
+    alice = await create_user(client, "alice", address="alice@example.com")
+    await set_autoreply(client, alice)
+    await deliver(mail_doors.lmtp, make_message(subject="Signed?"))
+    [reply] = await sink.wait_for(1)
+    assert reply.data.startswith(b"DKIM-Signature:")
+
+    def dnsfunc(qname: bytes, timeout: int = 5) -> bytes | None:
+        return value.encode() if qname.lower().rstrip(b".") == name.encode() else None
+
+    assert dkim.verify(reply.data, dnsfunc=dnsfunc) is True
+
+
+async def test_interval_rows_are_swept(client: httpx.AsyncClient, mail_doors: Any, runtime: Runtime) -> None:
+    alice = await create_user(client, "alice", address="alice@example.com")
+    await set_autoreply(client, alice)
+    await deliver(mail_doors.lmtp, make_message(subject="one"))
+    assert await runtime.rules.sweep() == 0  # within the interval: kept
+    runtime.rules.autoreply_interval_ms = 0
+    assert await runtime.rules.sweep() == 1
+    await deliver(mail_doors.lmtp, make_message(subject="two"))  # the interval is over: a new reply
+    assert len(await queued_to(runtime)) == 2

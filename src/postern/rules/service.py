@@ -52,6 +52,10 @@ MAX_AUTOREPLY = {
 }
 
 
+# The events that change what delivery reads of a user's rules (the cache follows them).
+FOLLOWED_EVENTS = (RulesChanged, FolderCreated, FolderDeleted, FolderRenamed, UserDeleted)
+
+
 class TooMany(Forbidden):
     code = "TooMany"
 
@@ -347,6 +351,12 @@ class Rules:
             return await autoreply_store.claim(
                 conn, user_id, sender, now_ms(), self.autoreply_interval_ms
             )
+
+    async def sweep(self) -> int:
+        """Forget the replies older than the interval (the database's record only;
+        Redis keys expire by themselves)."""
+        async with self.db.write() as conn:
+            return await autoreply_store.sweep(conn, now_ms() - self.autoreply_interval_ms)
 
     async def close(self) -> None:
         if self._redis is not None:

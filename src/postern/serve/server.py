@@ -31,6 +31,7 @@ from postern.protocols.imap.server import start_listener as start_imap_listener
 from postern.protocols.pop3.server import Pop3Server, authenticator
 from postern.protocols.smtp.handlers import InboundHandler, SubmissionHandler
 from postern.protocols.smtp.server import start_listener
+from postern.rules.service import FOLLOWED_EVENTS
 from postern.serve import run_marks
 from postern.serve.runtime import Runtime
 from postern.serve.tls import ensure_self_signed, server_context
@@ -72,6 +73,7 @@ async def _collect_garbage(runtime: Runtime, interval: float) -> None:
             # Authentication log entries older than 30 days, ended rate-limit windows.
             await runtime.authlog.expire()
             await runtime.rate_limiter.sweep()
+            await runtime.rules.sweep()  # autoreplies sent longer ago than the interval
             await runtime.registration.expire_codes()  # the user API's mailed codes
             await runtime.validation.expire()  # email validation sessions past their 24 hours
         except Exception:
@@ -284,13 +286,18 @@ class MailWorkers:
 
     def broadcast(self, events: list[Any], skip: WorkerLink | None = None) -> None:
         """Events made elsewhere (this process, another worker, another ``serve``) to
-        every worker's sessions. Only IMAP sessions follow events in a worker: without
-        the IMAP door there, nobody would read them."""
-        if self.dispatcher is not None and self.follow_events:
+        every worker's sessions. Only IMAP sessions follow every event in a worker;
+        without the IMAP door there, the workers hear only of changes to the mail
+        rules that their deliveries apply (rules.service.FOLLOWED_EVENTS)."""
+        if self.dispatcher is None:
+            return
+        if not self.follow_events:
+            events = [e for e in events if isinstance(e, FOLLOWED_EVENTS)]
+        if events:
             self.dispatcher.broadcast(events, skip)
 
     def broadcast_gap(self) -> None:
-        if self.dispatcher is not None and self.follow_events:
+        if self.dispatcher is not None:
             self.dispatcher.broadcast_gap()
 
     def _spawn(self, number: int) -> WorkerLink:

@@ -5,6 +5,8 @@ are no folder now."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -15,6 +17,12 @@ from postern.storage.schema import folders, imap_recent, imap_subscriptions, mes
 
 _FOLDER_STATE_SQL = "SELECT uid_next, modseq FROM folders WHERE id = :folder"
 _CLAIMED_SQL = "SELECT claimed_uid FROM imap_recent WHERE folder_id = :folder"
+# The columns of ``imap.META_COLUMNS``, in their order.
+_CHANGED_SQL = (
+    "SELECT uid, modseq, size, internal_ms, seen, flagged, draft, deleted, answered, keywords, blob_key, prefix"
+    " FROM messages WHERE folder_id = :folder AND modseq > :modseq ORDER BY uid"
+)
+_VANISHED_SQL = "SELECT uid FROM message_tombstones WHERE folder_id = :folder AND modseq > :modseq ORDER BY uid"
 
 
 async def folder_state(db: Database, folder_id: str) -> tuple[int, int] | None:
@@ -23,6 +31,19 @@ async def folder_state(db: Database, folder_id: str) -> tuple[int, int] | None:
     if not rows:
         return None
     return int(rows[0][0]), int(rows[0][1])
+
+
+async def changed_since(db: Database, folder_id: str, modseq: int) -> list[Any]:
+    """The metadata rows (``imap.META_COLUMNS``, as tuples) of the folder's messages
+    changed after ``modseq``, by UID: what a session reads after each command that
+    sees the folder's MODSEQ move (``quick_reads``, not a transaction of the engine)."""
+    return (await read_rows(db, [(_CHANGED_SQL, {"folder": folder_id, "modseq": modseq})]))[0]
+
+
+async def vanished_since(db: Database, folder_id: str, modseq: int) -> list[int]:
+    """UIDs expunged from the folder with a MODSEQ above ``modseq``, ascending."""
+    rows = (await read_rows(db, [(_VANISHED_SQL, {"folder": folder_id, "modseq": modseq})]))[0]
+    return [int(row[0]) for row in rows]
 
 
 async def claimed_uid(db: Database, folder_id: str) -> int:

@@ -19,7 +19,7 @@ from passlib.hash import bcrypt, md5_crypt, pbkdf2_sha256, sha256_crypt, sha512_
 
 from postern.config import Settings
 from postern.serve.runtime import Runtime
-from postern.server import bound_port, start_pop3_doors
+from postern.serve.server import bound_port, start_pop3_doors
 
 PASSWORD = "the real password"
 
