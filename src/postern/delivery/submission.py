@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from postern.accounts.addressing import normalise_address
-from postern.aliases.replies import PreparedReply, Replies, ReplyRefused
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.inbound import Envelope, InboundDelivery
 from postern.delivery.outbound import OutboundQueue
+from postern.delivery.reply_route import ReplyRefused, ReverseAliasReplies
 from postern.delivery.router import LocalRecipient, RecipientRefused, Router
 from postern.errors import InvalidInput
 from postern.mailstore.service import AppendRequest, AppendResult
@@ -74,7 +75,7 @@ class Submission:
         self.inbound = inbound
         self.outbound = outbound
         # Set by the runtime: replies through reverse aliases.
-        self.replies: Replies | None = None
+        self.replies: ReverseAliasReplies | None = None
         # Set by the runtime: the route of mail sent as one of the user's remote
         # identities (remote/sending.py): ``remote_route(user_id, address_keys)`` is an
         # outbound target, or None when the addresses are not one such identity's.
@@ -135,7 +136,7 @@ class Submission:
             if route is None:
                 raise SubmissionRefused("550 5.7.1 The From header must name one of your addresses")
         # Replies through reverse aliases are authorised before anything is stored.
-        replies: list[PreparedReply] = []
+        replies: list[Any] = []  # what the alias room prepared, for send_prepared
         others: list[str] = []
         for rcpt in recipients:
             contact = await self.replies.reverse_alias_of(rcpt) if self.replies is not None else None

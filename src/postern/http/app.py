@@ -21,7 +21,7 @@ from postern.http.api import router as user_api_router
 from postern.http.content_safety import ContentSafety
 from postern.http.errors import JSONBody, error_response, install_error_handlers
 from postern.http.identity_service import install as install_identity_service
-from postern.serve.runtime import Runtime
+from postern.http.services import HttpServices
 
 
 class Health(BaseModel):
@@ -47,7 +47,7 @@ class LegacyUserPaths:
 HEALTH_BODY = b'{"success":true,"version":"' + __version__.encode() + b'"}'
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: HttpServices) -> FastAPI:
     app = FastAPI(
         title="postern admin API",
         version=__version__,
@@ -108,7 +108,7 @@ class AppFactory:
         self._template: FastAPI | None = None
         self._placeholder = _NoRuntime()
 
-    def __call__(self, runtime: Runtime) -> FastAPI:
+    def __call__(self, runtime: HttpServices) -> FastAPI:
         if self._template is None:
             self._template = create_app(self._placeholder)  # type: ignore[arg-type]
         template = self._template

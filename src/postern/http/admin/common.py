@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, Field
 
 from postern.errors import InvalidInput
 from postern.http.errors import ErrorResponse, error_response, guarded_by
-from postern.serve.runtime import Runtime
+from postern.http.services import HttpServices
 from postern.storage.pagination import Cursor, Page, decode_cursor
 
 ID_PATTERN = r"^[0-9a-f]{24}$"
@@ -41,17 +41,17 @@ _token_query = APIKeyQuery(name="accessToken", auto_error=False, description="Ad
 _token_header = APIKeyHeader(name="X-Access-Token", auto_error=False, description="Admin access token")
 
 
-def runtime_of(request: Request) -> Runtime:
+def runtime_of(request: Request) -> HttpServices:
     return request.app.state.runtime
 
 
-async def _runtime_dependency(request: Request) -> Runtime:
+async def _runtime_dependency(request: Request) -> HttpServices:
     # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, which
     # cost every admin request a round trip to a worker thread (see docs/benchmarks.md).
     return request.app.state.runtime
 
 
-RuntimeDep = Annotated[Runtime, Depends(_runtime_dependency)]
+RuntimeDep = Annotated[HttpServices, Depends(_runtime_dependency)]
 
 
 class AccessDenied(Exception):

@@ -20,7 +20,7 @@ from postern.accounts.registration import CodeExhausted, NotActivated
 from postern.accounts.user_profile import SudoRequired
 from postern.errors import AuthFailed, Conflict, DomainError, Forbidden, InvalidInput, NotFound, RateLimited, TooLarge
 from postern.http.errors import JSONBody, auth_answer_first
-from postern.serve.runtime import Runtime
+from postern.http.services import HttpServices
 
 RATE_LIMITED = "Rate limit exceeded"
 
@@ -153,7 +153,7 @@ _key_header = APIKeyHeader(
 )
 
 
-def runtime_of(request: Request) -> Runtime:
+def runtime_of(request: Request) -> HttpServices:
     return request.app.state.runtime
 
 

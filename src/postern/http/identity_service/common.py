@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from postern.errors import RateLimited
 from postern.http.errors import JSONBody
-from postern.serve.runtime import Runtime
+from postern.http.services import HttpServices
 from postern.verification import errors
 from postern.verification.errors import MatrixError
 
@@ -73,7 +73,7 @@ class MatrixRoute(APIRoute):
         return answer
 
 
-def runtime_of(request: Request) -> Runtime:
+def runtime_of(request: Request) -> HttpServices:
     return request.app.state.runtime
 
 
