@@ -18,7 +18,7 @@ from postern.delivery.committer import GroupCommitter
 from postern.delivery.inbound import Envelope, InboundDelivery
 from postern.delivery.outbound import OutboundQueue
 from postern.delivery.reply_route import ReplyRefused, ReverseAliasReplies
-from postern.delivery.router import LocalRecipient, RecipientRefused, Router
+from postern.delivery.router import Recipient, RecipientRefused, Router
 from postern.errors import InvalidInput
 from postern.mailstore.service import AppendRequest, AppendResult
 from postern.mime.senders import Senders, senders
@@ -146,8 +146,8 @@ class Submission:
             assert self.replies is not None
             try:
                 replies.append(await self.replies.prepare_submission(user_id=user_id, mail_from=mail_from, contact=contact, data=data))
-            except ReplyRefused as refusal:
-                raise SubmissionRefused(refusal.reply) from None
+            except ReplyRefused as refused:
+                raise SubmissionRefused(refused.reply) from None
         # The copy in Sent is stored first: the user keeps what they sent even if a
         # later step fails, and its id ties the delivery events to it.
         event = {"source": "SUBMISSION", "origin": client_ip, "originhost": helo, "transtype": transtype, "from": mail_from, "to": list(recipients)}
@@ -157,7 +157,7 @@ class Submission:
         sent_copy = sent[0] if isinstance(sent[0], AppendResult) else None
         if sent_copy is None:
             log.warning("could not store the Sent copy for user %s: %s", user_id, sent[0])
-        local: list[LocalRecipient] = []
+        local: list[Recipient] = []
         remote: list[str] = []
         for rcpt in others:
             try:

@@ -14,8 +14,19 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
-from postern.http.admin import addresses, asps, authenticate, authlog, autoreply, filters, mailboxes, messages, two_factor, users
-from postern.http.admin import remote_identities
+from postern.http.admin import (
+    addresses,
+    asps,
+    authenticate,
+    authlog,
+    autoreply,
+    filters,
+    mailboxes,
+    messages,
+    remote_identities,
+    two_factor,
+    users,
+)
 from postern.http.admin.common import AccessDenied, guard_admin_routes, plain_text_query, require_admin
 from postern.http.api import router as user_api_router
 from postern.http.content_safety import ContentSafety

@@ -22,9 +22,9 @@ from postern.aliases.service import Aliases
 from postern.aliases.settings import AliasSettings
 from postern.config import Settings
 from postern.mailstore.service import MailStore
+from postern.remote.service import RemoteIdentities
 from postern.rules.service import Rules
 from postern.storage.database import Database
-from postern.remote.service import RemoteIdentities
 from postern.verification.identity_accounts import IdentityAccounts
 from postern.verification.ownership import Ownership
 from postern.verification.sessions import ValidationSessions

@@ -17,8 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from postern.mime import extract_content, summarise
-from postern.mime.imap_structure import address_list, decode_value, decoded_headers
 from postern.mime.dates import sent_date_of
+from postern.mime.imap_structure import address_list, decode_value, decoded_headers
 from postern.mime.summary import MessageSummary
 
 from . import commands as c
@@ -302,8 +302,8 @@ def sort_messages(
 def _decoded_values(raw: bytes, wanted: str) -> list[str]:
     """``[v for k, v in decoded_headers(raw) if k == wanted]`` without decoding the
     other fields."""
-    from postern.mime.imap_header import _field_value, _scan_header
     from postern.mime.charsets import _header_text
+    from postern.mime.imap_header import _field_value, _scan_header
 
     if not wanted.isascii():
         return []  # field names are printable ASCII
