@@ -247,6 +247,7 @@ class Postern(ServeProcess):
                 "POSTERN_DOMAIN": DOMAIN,
                 "POSTERN_LOG_LEVEL": "warning",
                 "POSTERN_MAIL_WORKERS": workers,
+                "POSTERN_IMAP_CONNECTIONS_PER_IP": "100000",  # every client comes from 127.0.0.1 (Dovecot's limit is raised too)
                 **(extra or {}),  # --postern-env: for diagnosis (such as POSTERN_FSYNC=false)
             }
         )

@@ -297,6 +297,7 @@ class Postern(ServeProcess):
                 "POSTERN_ARGON2_MEMORY_KIB": str(memory_kib),
                 "POSTERN_DOMAIN": DOMAIN,
                 "POSTERN_LOG_LEVEL": "warning",
+                "POSTERN_IMAP_CONNECTIONS_PER_IP": "100000",  # every client comes from 127.0.0.1 (Dovecot's limit is raised too)
                 **extra,
             }
         )

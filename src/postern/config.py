@@ -145,6 +145,9 @@ class Settings(BaseSettings):
     # The URL users reach the HTTP API at (links in mail, profile picture URLs);
     # http://{http_listen} when unset.
     public_url: str | None = None
+    # The MTA-STS policy's mode for the hosted domains (/.well-known/mta-sts.txt):
+    # "testing" until this is true, then "enforce" (only with real TLS certificates).
+    mta_sts_enforce: bool = False
     # From of the mail postern sends itself (activation codes, password resets);
     # "postern <no-reply@{domain}>" when unset.
     system_mail_from: str | None = None

@@ -112,3 +112,12 @@ async def test_user_api_checks_the_key_before_the_body(anonymous: httpx.AsyncCli
     for method, path in (("POST", "/api/v3/alias/custom/new"), ("PATCH", "/api/setting"), ("PUT", "/api/aliases/1")):
         response = await anonymous.request(method, path, content=b"{not json", headers={**headers, "Content-Type": "application/json"})
         assert response.status_code == 401, (path, response.text)
+
+
+async def test_the_openapi_document_is_public_and_carries_no_data(anonymous: httpx.AsyncClient) -> None:
+    """Decided (README, Security): /openapi.json is served without a token. It is the
+    shape of an open-source API, with no user's data in it."""
+    response = await anonymous.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.json()["paths"]
+    assert (await anonymous.get("/users")).status_code == 401

@@ -172,7 +172,11 @@ async def _seed(client: httpx.AsyncClient) -> dict[str, Any]:
         messages.append({"user": user, "mailbox": projects, "message": in_projects, "attachment": "ATT00001", "address": addresses[-1]})
         for index, folder in enumerate(all_folders):
             folders.append({"user": user, "mailbox": folder, "address": addresses[index % len(addresses)]})
-    return {"messages": messages, "folders": folders, "owner": owner}
+    # The user API's run signs in as a user of its own (its changes stay away from the seed).
+    await create_user(client, "carol", address="carol@example.com")
+    signed_in = await client.post("/api/auth/login", json={"email": "carol", "password": "correct horse battery", "device": "conformance"})
+    assert signed_in.status_code == 200, signed_in.text
+    return {"messages": messages, "folders": folders, "owner": owner, "api_key": signed_in.json()["api_key"]}
 
 
 CONFIG = SchemathesisConfig.from_dict(
@@ -194,40 +198,34 @@ CONFIG = SchemathesisConfig.from_dict(
 )
 APP = SeededApp()
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=CONFIG)
-DOCUMENT = create_app(cast(Runtime, None)).openapi()
+# The same document, for the user API's operations, with a user's API key.
+USER_CONFIG = SchemathesisConfig.from_dict(
+    {
+        "checks": {
+            # Off, for now: the user API refuses well-formed requests for what their
+            # values mean at the time (a wrong password or code, an expired signed
+            # suffix, a feature this server has off, an address that is not one), with
+            # the 400 and 412 its spec gives. Every other check judges every answer.
+            "positive_data_acceptance": {"enabled": False},
+        }
+    }
+)
+user_schema = schemathesis.openapi.from_asgi("/openapi.json", APP, config=USER_CONFIG).include(path_regex="^/api/")
+
+
+@user_schema.auth()
+class _UserApiKey:
+    """The seeded user's API key, in the header the user API reads."""
+
+    def get(self, case: schemathesis.Case, context: Any) -> str:
+        return str(APP.seed.get("api_key", ""))
+
+    def set(self, case: schemathesis.Case, data: str, context: Any) -> None:
+        case.headers = {**(case.headers or {}), "Authentication": data}
 UID_SET = re.compile(r"[0-9]+(:([0-9]+|\*))?(,[0-9]+(:([0-9]+|\*))?)*")
 
 # Uploads of raw messages: sent as the bytes generated for them.
 schemathesis.serializer.alias("message/rfc822", "application/octet-stream")
-
-
-def _json_body_properties(method: str, path: str) -> dict[str, Any]:
-    operation = DOCUMENT["paths"].get(path, {}).get(method.lower(), {})
-    body = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
-    if "$ref" in body:
-        body = DOCUMENT["components"]["schemas"][body["$ref"].rsplit("/", 1)[1]]
-    return body.get("properties", {})
-
-
-def _is_boolean(prop: dict[str, Any]) -> bool:
-    return any(option.get("type") == "boolean" and "const" not in option for option in prop.get("anyOf", [prop]))
-
-
-@schemathesis.hook  # this hook exists only globally; it leaves other schemas alone
-def before_call(context: Any, case: schemathesis.Case, kwargs: dict[str, Any]) -> None:
-    """Send 0 and 1 in boolean fields as false and true.
-
-    Like WildDuck (whose clients send form-style values), the API reads 0 and 1 as
-    booleans, while the document types those fields as booleans only; a case made
-    invalid by nothing but that would be reported as "schema-violating request
-    accepted". Schemathesis re-validates a case changed here, so a case that is still
-    invalid for another reason stays a negative one and negative_data_rejection keeps
-    judging it."""
-    if case.operation.app is APP and isinstance(case.body, dict):
-        properties = _json_body_properties(case.operation.method, case.operation.path)
-        for name, value in list(case.body.items()):
-            if name in properties and _is_boolean(properties[name]) and type(value) is int and value in (0, 1):
-                case.body[name] = bool(value)
 
 
 _header_text = st.text(st.characters(exclude_categories=("Cs", "Cc")), max_size=60)
@@ -348,7 +346,7 @@ def no_foreign_objects(ctx: Any, response: Any, case: schemathesis.Case) -> bool
 REACHED: Counter[str] = Counter()
 
 
-@schemathesis.hook  # global only, like before_call; it leaves other schemas alone
+@schemathesis.hook  # this hook exists only globally; it leaves other schemas alone
 def after_call(context: Any, case: schemathesis.Case, response: Any) -> None:
     if case.operation.app is APP and 200 <= response.status_code < 300:
         REACHED[case.operation.label] += 1
@@ -468,6 +466,20 @@ def test_api_conforms_changing(case: schemathesis.Case) -> None:
 @CONFORMANCE
 def test_api_conforms_deleting_users(case: schemathesis.Case) -> None:
     case.call_and_validate(additional_checks=[no_foreign_objects])
+
+
+# Last of the user API's: those that end the session or the account.
+USER_ENDS = {"DELETE /api/user", "GET /api/logout", "POST /api/logout", "DELETE /api/api_key"}
+
+
+def _ends_session(ctx: Any) -> bool:
+    return ctx.operation.label in USER_ENDS
+
+
+@user_schema.exclude(_ends_session).parametrize()
+@CONFORMANCE
+def test_user_api_conforms(case: schemathesis.Case) -> None:
+    case.call_and_validate()
 
 
 def test_foreign_object_check_catches_a_leak() -> None:

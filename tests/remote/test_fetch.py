@@ -70,7 +70,9 @@ async def test_imap_all_fetches_history_and_several_folders(
     dovecot.append(login, message(10), folder="Archive")
     identity = await connect(api, ann, dovecot, login, password, fetch_method="all", folders=["INBOX", "Archive"])
     await runtime.remote_scheduler.fetch_once(identity["remote_identity_id"])
-    assert await subjects(runtime, ann.user_id) == [f"message {n}" for n in (1, 10, 2, 3, 4, 5)]
+    assert await subjects(runtime, ann.user_id) == [f"message {n}" for n in (1, 2, 3, 4, 5)]
+    # Other folders go under a folder named after the identity.
+    assert await subjects(runtime, ann.user_id, "ann@example.org/Archive") == ["message 10"]
     shown = await state(api, ann, identity)
     assert shown["history"] == {"total": 6, "fetched": 6, "done": True}
     flags = remote_flags(dovecot, login)
@@ -86,7 +88,7 @@ async def test_uidvalidity_change_rematches_instead_of_refetching(
     dovecot.append(login, message(4, message_id="<>"), folder="Lists")  # no usable Message-ID: by hash
     identity = await connect(api, ann, dovecot, login, password, fetch_method="all", folders=["Lists"])
     await runtime.remote_scheduler.fetch_once(identity["remote_identity_id"])
-    assert len(await subjects(runtime, ann.user_id)) == 4
+    assert len(await subjects(runtime, ann.user_id, "ann@example.org/Lists")) == 4
     # The folder is made again (new UIDVALIDITY) with the same mail and one new message.
     client = dovecot.imap_client(login)
     client.delete("Lists")
@@ -97,10 +99,10 @@ async def test_uidvalidity_change_rematches_instead_of_refetching(
     dovecot.append(login, message(5), folder="Lists")
     await due_now(runtime, identity["remote_identity_id"])
     await runtime.remote_scheduler.fetch_once(identity["remote_identity_id"])
-    assert await subjects(runtime, ann.user_id) == [f"message {n}" for n in range(1, 6)]
+    assert await subjects(runtime, ann.user_id, "ann@example.org/Lists") == [f"message {n}" for n in range(1, 6)]
     await due_now(runtime, identity["remote_identity_id"])
     await runtime.remote_scheduler.fetch_once(identity["remote_identity_id"])
-    assert len(await subjects(runtime, ann.user_id)) == 5
+    assert len(await subjects(runtime, ann.user_id, "ann@example.org/Lists")) == 5
 
 
 async def test_folder_deleted_remotely_is_reported_and_others_fetched(

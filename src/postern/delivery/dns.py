@@ -69,6 +69,8 @@ class Resolver(Protocol):
 
     async def ptr(self, ip: str) -> list[str]: ...
 
+    async def srv(self, name: str) -> list[tuple[int, int, int, str]]: ...
+
 
 def _normalise_name(name: str) -> str:
     return name.strip().rstrip(".").lower()
@@ -184,10 +186,18 @@ class DnsPythonResolver:
         return [] if rrset is None else [_host(rdata.target) for rdata in rrset]
 
 
+    async def srv(self, name: str) -> list[tuple[int, int, int, str]]:
+        """(priority, weight, port, target) of each SRV record, by priority."""
+        rrset = await self._query(name, "SRV")
+        if rrset is None:
+            return []
+        return sorted((int(r.priority), int(r.weight), int(r.port), _host(r.target)) for r in rrset)
+
+
 class StaticResolver:
     """Answers from a table: ``{(rtype, name): [values]}``.
 
-    ``rtype`` is ``TXT``, ``MX``, ``A``, ``AAAA`` or ``PTR`` (any case); ``name`` is
+    ``rtype`` is ``TXT``, ``MX``, ``A``, ``AAAA``, ``SRV`` or ``PTR`` (any case); ``name`` is
     matched without case and without a trailing dot.  PTR entries are keyed by the
     IP address (``("PTR", "192.0.2.1")``) or by the reverse name
     (``("PTR", "1.2.0.192.in-addr.arpa")``).  A missing entry is NXDOMAIN (``[]``);
@@ -224,6 +234,9 @@ class StaticResolver:
 
     async def aaaa(self, name: str) -> list[str]:
         return [str(value) for value in self._lookup("AAAA", name)]
+
+    async def srv(self, name: str) -> list[tuple[int, int, int, str]]:
+        return sorted((int(p), int(w), int(port), _normalise_name(str(t))) for p, w, port, t in self._lookup("SRV", name))
 
     async def ptr(self, ip: str) -> list[str]:
         try:

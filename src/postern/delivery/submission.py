@@ -21,6 +21,7 @@ from postern.delivery.reply_route import ReplyRefused, ReverseAliasReplies
 from postern.delivery.router import Recipient, RecipientRefused, Router
 from postern.errors import InvalidInput
 from postern.mailstore.service import AppendRequest, AppendResult
+from postern.mime import header_fields
 from postern.mime.senders import Senders, senders
 from postern.storage import alias_routing as routing_store
 from postern.storage import users as user_store
@@ -122,6 +123,9 @@ class Submission:
     async def submit(
         self, *, user_id: str, mail_from: str, recipients: Sequence[str], data: bytes, client_ip: str, helo: str, transtype: str
     ) -> Submitted:
+        # "From :" (obsolete syntax) becomes "From:": every reader, DKIM signing
+        # included, then sees the fields the check below sees.
+        data = header_fields.without_obsolete_space(data)
         # From, Sender and Resent-From/-Sender as every reader of the message sees
         # them (one header scanner, every address parser): all must be the user's.
         found = senders(data)

@@ -20,9 +20,11 @@ from postern.http.admin import (
     authenticate,
     authlog,
     autoreply,
+    domains,
     filters,
     mailboxes,
     messages,
+    queue,
     remote_identities,
     two_factor,
     users,
@@ -79,7 +81,7 @@ def create_app(runtime: HttpServices) -> FastAPI:
         return Response(HEALTH_BODY, media_type="application/json")
 
     admin = APIRouter(dependencies=[Depends(require_admin), Depends(plain_text_query)])
-    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply, remote_identities):
+    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply, remote_identities, domains, queue):
         admin.include_router(module.router)
         guard_admin_routes(module.router)
     app.include_router(admin)

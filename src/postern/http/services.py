@@ -21,6 +21,8 @@ from postern.aliases.notifications import Notifications
 from postern.aliases.service import Aliases
 from postern.aliases.settings import AliasSettings
 from postern.config import Settings
+from postern.delivery.queue_admin import QueueAdmin
+from postern.domains.service import HostedDomains
 from postern.mailstore.service import MailStore
 from postern.remote.service import RemoteIdentities
 from postern.rules.service import Rules
@@ -73,3 +75,7 @@ class HttpServices(Protocol):
     def identity_accounts(self) -> IdentityAccounts: ...
     @property
     def remote_identities(self) -> RemoteIdentities: ...
+    @property
+    def hosted_domains(self) -> HostedDomains: ...
+    @property
+    def queue_admin(self) -> QueueAdmin: ...

@@ -111,3 +111,22 @@ def values(raw: bytes, name: str) -> list[bytes]:
     wanted = name.lower().encode("latin-1")
     found, _ = scan(raw)
     return [unfold(raw[f.value_start : f.end]) for f in found if f.name == wanted]
+
+
+def without_obsolete_space(raw: bytes) -> bytes:
+    """``raw`` with the white space between each header field's name and its colon
+    removed (``From :`` becomes ``From:``), every other byte kept: RFC 5322 forbids
+    generating the obsolete form, and some readers (dkimpy among them) do not see
+    such a field at all. ``raw`` itself when there is none."""
+    found, _ = scan(raw)
+    spaced = [f for f in found if raw[f.value_start - 2 : f.value_start - 1] in (b" ", b"\t")]
+    if not spaced:
+        return raw
+    out: list[bytes] = []
+    pos = 0
+    for item in spaced:
+        name_end = item.line_start + len(raw[item.line_start : item.value_start - 1].rstrip(b" \t"))
+        out.append(raw[pos:name_end])
+        pos = item.value_start - 1  # the colon
+    out.append(raw[pos:])
+    return b"".join(out)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.filtering import Copy
 from postern.delivery.inbound import header_safe
-from postern.errors import DomainError
+from postern.errors import Conflict, DomainError, InvalidInput, NotFound
 from postern.mailstore.service import AppendRequest, AppendResult
 from postern.storage import remote_identities as store
 from postern.storage.database import Database
@@ -79,7 +79,7 @@ class FetchedDelivery:
         ).encode()
 
     async def deliver(
-        self, identity: Any, position: Position, data: bytes, via: str, internal_ms: int | None = None
+        self, identity: Any, position: Position, data: bytes, via: str, internal_ms: int | None = None, folder_path: str = "INBOX"
     ) -> AppendResult | DomainError | None:
         """Store the message in the identity's user's folders; None when a filter
         dropped it (its position is recorded all the same)."""
@@ -91,10 +91,11 @@ class FetchedDelivery:
             data,
             prefix=trace,
             internal_ms=internal_ms,
+            folder_path=folder_path,
             event={"source": "REMOTE", "origin": header_safe(identity.host), "transtype": via, "from": "", "to": [identity.address]},
         )
         copy = Copy(identity.user_id, identity.address, request)
-        if self.filtering is not None:
+        if self.filtering is not None and folder_path == "INBOX":  # filters act on what comes to the INBOX
             await self.filtering.apply([copy], mail_from="", data=data, trace=trace)
         if copy.dropped:
             if self.filtering is not None:
@@ -116,6 +117,26 @@ class FetchedDelivery:
         if self.filtering is not None:
             self.filtering.wake_if([copy])
         return result
+
+    async def local_folder(self, identity: Any, remote_folder: str) -> str:
+        """Where a remote folder's mail goes: the INBOX for the INBOX, others under a
+        folder named after the identity ("me@isp.example/Archive"), made when needed."""
+        if remote_folder.upper() == "INBOX":
+            return "INBOX"
+        path = f"{identity.address}/{remote_folder}"
+        mailstore = self.committer.mailstore
+        try:
+            await mailstore.folder_by_path(identity.user_id, path)
+        except NotFound:
+            try:
+                await mailstore.create_folder(identity.user_id, path)
+            except Conflict:
+                pass  # made meanwhile
+            except InvalidInput:
+                return "INBOX"  # a name postern cannot hold: into the INBOX rather than lost
+        except InvalidInput:
+            return "INBOX"
+        return path
 
     async def pass_over(self, identity: Any, positions: list[tuple[Position, str | None, str | None, str | None]]) -> None:
         """Record positions without delivering: mail there before a from_now identity,

@@ -533,7 +533,7 @@ class ImapClient:
     async def delete_uids(self, uids: list[int]) -> None:
         if not uids:
             return
-        ranges = ",".join(str(u) for u in uids).encode()
+        ranges = uid_ranges(uids).encode()
         await self.command(b"UID STORE", ranges, b"+FLAGS.SILENT (\\Deleted)")
         if b"UIDPLUS" in self.capabilities:
             await self.command(b"UID EXPUNGE", ranges)
@@ -571,6 +571,21 @@ class ImapClient:
         await self.conn.send(b"DONE\r\n")
         await self._until_tagged(tag, None, expect_ok=True)
         return news
+
+
+def uid_ranges(uids: list[int]) -> str:
+    """A UID set in ranges: [1, 2, 3, 7] -> "1:3,7"."""
+    parts: list[str] = []
+    ordered = sorted(set(uids))
+    start = previous = ordered[0] if ordered else 0
+    for uid in ordered[1:] + [None]:  # type: ignore[list-item]
+        if uid is not None and uid == previous + 1:
+            previous = uid
+            continue
+        parts.append(str(start) if start == previous else f"{start}:{previous}")
+        if uid is not None:
+            start = previous = uid
+    return ",".join(parts)
 
 
 class FolderMissing(RemoteError):

@@ -23,7 +23,7 @@ from postern.remote.deliver import (
     content_hash,
     message_id_of,
 )
-from postern.remote.imap_client import FetchItem, FolderMissing, ImapClient
+from postern.remote.imap_client import FetchItem, FolderMissing, ImapClient, uid_ranges
 from postern.remote.wire import ProtocolError, RemoteError
 from postern.storage import remote_identities as store
 from postern.storage.database import Database
@@ -130,8 +130,9 @@ class ImapFetch:
         if todo:
             async with self.db.write() as conn:
                 await store.add_history_total(conn, identity.id, len(todo))
+        local = await self.delivery.local_folder(identity, name) if todo else "INBOX"
         try:
-            stored = await self._fetch(name, selected.uidvalidity, todo, rematch)
+            stored = await self._fetch(name, selected.uidvalidity, todo, rematch, local)
         except Cancelled as cancelled:
             if cancelled.reason == "cancel":
                 # The history is given up: from now on, only mail newer than this.
@@ -179,7 +180,7 @@ class ImapFetch:
         log.info("remote identity %s: UIDVALIDITY of %r changed; recognising %d known messages", self.identity.id, name, len(rows))
         return index
 
-    async def _fetch(self, name: str, uidvalidity: int, todo: list[int], rematch: Rematch | None) -> int:
+    async def _fetch(self, name: str, uidvalidity: int, todo: list[int], rematch: Rematch | None, local: str = "INBOX") -> int:
         identity = self.identity
         stored = 0
         waiting: set[asyncio.Task[AppendResult | DomainError | None]] = set()
@@ -231,12 +232,12 @@ class ImapFetch:
                 if failures:
                     raise failures[0]
                 await slots.acquire()
-                task = asyncio.ensure_future(self.delivery.deliver(identity, position, data, "IMAP", internal))
+                task = asyncio.ensure_future(self.delivery.deliver(identity, position, data, "IMAP", internal, local))
                 waiting.add(task)
                 task.add_done_callback(finished)
 
             try:
-                await self.client.uid_fetch(",".join(map(str, batch)), b"(UID INTERNALDATE BODY.PEEK[])", item)
+                await self.client.uid_fetch(uid_ranges(batch), b"(UID INTERNALDATE BODY.PEEK[])", item)
             finally:
                 if waiting:
                     await asyncio.gather(*list(waiting), return_exceptions=True)

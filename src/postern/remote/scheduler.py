@@ -40,6 +40,10 @@ MAX_BACKOFF_S = 3600
 IDLE_CHUNK_S = 240.0
 
 
+class Restart(Exception):
+    """The identity changed while its session waited: end it; it starts again at once."""
+
+
 class RemoteScheduler:
     def __init__(self, db: Database, settings: Settings, service: RemoteIdentities, delivery: FetchedDelivery, notifications: Notifications):
         self.db, self.settings, self.service, self.delivery, self.notifications = db, settings, service, delivery, notifications
@@ -47,12 +51,18 @@ class RemoteScheduler:
         self.slots = asyncio.Semaphore(settings.remote_concurrency)
         self.sessions: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._changed: dict[str, asyncio.Event] = {}
         self.backoff_base_s = 30.0
         self.idle_chunk_s = IDLE_CHUNK_S
         service.on_change = self.wake
 
-    def wake(self) -> None:
+    def wake(self, identity_id: str | None = None) -> None:
+        """An identity changed (created, paused, edited, deleted through this process):
+        start what is due, and let its session, if waiting in IDLE, look at its row."""
         self._wake.set()
+        event = self._changed.get(identity_id or "")
+        if event is not None:
+            event.set()
 
     async def run(self, owner: str | None = None, exclusive: bool = False) -> None:
         if owner is not None:
@@ -120,6 +130,8 @@ class RemoteScheduler:
             if idle and isinstance(client, ImapClient) and b"IDLE" in client.capabilities and "INBOX" in self._folders(row):
                 await self._idle(row, client)
             await self._release(row, {"next_fetch_ms": now_ms() + row.poll_interval_s * 1000})
+        except Restart:
+            await self._release(row, {"next_fetch_ms": now_ms()})
         except Cancelled as cancelled:
             values: dict[str, Any] = {"next_fetch_ms": now_ms() + row.poll_interval_s * 1000}
             if cancelled.reason == "cancel":
@@ -135,6 +147,7 @@ class RemoteScheduler:
             log.exception("remote identity %s: the fetch failed", row.id)
             await self._failed(row, "internal error while fetching (see the server log)", connected=client is not None)
         finally:
+            self._changed.pop(row.id, None)
             renewer.cancel()
             if client is not None:
                 with contextlib.suppress(Exception):
@@ -174,7 +187,22 @@ class RemoteScheduler:
         await client.select(selected, readonly=bool(row.keep_on_server))
         while True:
             await fetch.check()
-            news = await client.idle(min(self.idle_chunk_s, float(row.poll_interval_s)))
+            changed = self._changed.setdefault(row.id, asyncio.Event())
+            changed.clear()
+            waiting = asyncio.create_task(client.idle(min(self.idle_chunk_s, float(row.poll_interval_s))))
+            noticed = asyncio.create_task(changed.wait())
+            try:
+                await asyncio.wait({waiting, noticed}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                noticed.cancel()
+            if not waiting.done():
+                # Changed meanwhile: stop waiting (the connection, left in IDLE, ends with
+                # this session); check() says whether to stop or come back at once.
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)
+                await fetch.check()
+                raise Restart()
+            news = waiting.result()
             due_full = time.monotonic() - last_full >= row.poll_interval_s
             if not news and not due_full:
                 continue

@@ -173,7 +173,7 @@ class RemoteIdentities:
             await store.insert(conn, values)
         row = await self.get(user_id, identity_id)
         tried = await self.try_connection(row)
-        self._changed()
+        self._changed(identity_id)
         return await self.get(user_id, identity_id), tried
 
     async def update(self, user_id: str, identity_id: str, body: dict[str, Any]) -> Row:
@@ -234,7 +234,7 @@ class RemoteIdentities:
             values["updated_ms"] = now_ms()
             async with self.db.write() as conn:
                 await store.update_row(conn, row.id, values)
-            self._changed()
+            self._changed(row.id)
         return await self.get(user_id, identity_id)
 
     async def delete(self, user_id: str, identity_id: str) -> None:
@@ -243,11 +243,11 @@ class RemoteIdentities:
         async with self.db.write() as conn:
             if not await store.delete_row(conn, user_id, identity_id):
                 raise NotFound(NOT_FOUND)
-        self._changed()
+        self._changed(identity_id)
 
-    def _changed(self) -> None:
+    def _changed(self, identity_id: str) -> None:
         if self.on_change is not None:
-            self.on_change()
+            self.on_change(identity_id)
 
     async def _owned_address(self, user_id: str, value: Any) -> Any:
         if not isinstance(value, str) or not value.strip():

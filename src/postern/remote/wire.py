@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Longest line (or IMAP response text between literals) accepted from a server.
-MAX_LINE = 256 * 1024
+MAX_LINE = 8 << 20  # a POP3 message may hold very long lines (unwrapped HTML, base64)
 
 
 class RemoteError(Exception):

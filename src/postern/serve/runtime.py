@@ -34,9 +34,11 @@ from postern.delivery.filtering import LocalRules
 from postern.delivery.inbound import InboundDelivery
 from postern.delivery.mx import parse_relay
 from postern.delivery.outbound import OutboundQueue, OutboundSettings
+from postern.delivery.queue_admin import QueueAdmin
 from postern.delivery.router import Router
 from postern.delivery.submission import Submission
 from postern.delivery.system_mail import SystemMail
+from postern.domains.service import HostedDomains
 from postern.events import EventBus
 from postern.mailstore.service import MailStore
 from postern.protocols.imap.server import ImapServices
@@ -116,9 +118,14 @@ class Runtime:
     # Remote identities (remote/): third-party accounts fetched and sent through.
     remote_identities: RemoteIdentities = field(init=False)
     remote_scheduler: RemoteScheduler = field(init=False)
+    # The operator's tools: hosted domains and the queue (cli.py, http/admin/queue.py).
+    hosted_domains: HostedDomains = field(init=False)
+    queue_admin: QueueAdmin = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
+        self.hosted_domains = HostedDomains(self.db, settings, self.resolver)
+        self.queue_admin = QueueAdmin(self.db, wake=self.outbound.wake)
         self.api_keys = ApiKeys(self.db, self.server_key)
         self.system_mail = SystemMail(
             sender=settings.resolved_system_mail_from, hostname=settings.hostname, router=self.router, inbound=self.inbound, outbound=self.outbound

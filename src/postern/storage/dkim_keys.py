@@ -18,3 +18,7 @@ async def put_key(conn: AsyncConnection, domain: str, selector: str, algorithm: 
     values = {"selector": selector, "algorithm": algorithm, "private_key_pem": private_key_pem, "created_ms": now_ms}
     stmt = insert_for(conn, dkim_keys).values(domain=domain, **values)
     await conn.execute(stmt.on_conflict_do_update(index_elements=["domain"], set_=values))
+
+
+async def all_keys(conn: AsyncConnection) -> list[Row]:
+    return list((await conn.execute(select(dkim_keys.c.domain, dkim_keys.c.selector))).all())

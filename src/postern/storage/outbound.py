@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from postern.storage.schema import outbound
 
 PENDING = ("queued", "deferred")
-FINAL = ("delivered", "bounced")
+FINAL = ("delivered", "bounced", "cancelled")
 
 
 async def insert_rows(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
@@ -102,3 +102,49 @@ async def recipients_since(conn: AsyncConnection, user_id: str, since_ms: int, *
 async def purge_final(conn: AsyncConnection, before_ms: int) -> int:
     result = await conn.execute(delete(outbound).where(outbound.c.state.in_(FINAL), outbound.c.updated_ms < before_ms))
     return result.rowcount
+
+
+# The operator's view of the queue (`postern queue`, GET /queue) --------------------------
+
+
+async def list_rows(conn: AsyncConnection, *, states: Sequence[str] | None, user_id: str | None, limit: int) -> list[Row]:
+    """Rows oldest first, of the given states (all when None) and user."""
+    stmt = select(outbound).order_by(outbound.c.created_ms, outbound.c.queue_id, outbound.c.id).limit(limit)
+    if states:
+        stmt = stmt.where(outbound.c.state.in_(list(states)))
+    if user_id:
+        stmt = stmt.where(outbound.c.user_id == user_id)
+    return list((await conn.execute(stmt)).all())
+
+
+async def rows_of(conn: AsyncConnection, queue_id: str) -> list[Row]:
+    stmt = select(outbound).where(outbound.c.queue_id == queue_id).order_by(outbound.c.id)
+    return list((await conn.execute(stmt)).all())
+
+
+async def retry_now(conn: AsyncConnection, queue_id: str, now_ms: int) -> int:
+    """Makes the message's waiting rows due now; how many."""
+    stmt = (
+        update(outbound)
+        .where(outbound.c.queue_id == queue_id, outbound.c.state.in_(PENDING))
+        .values(next_attempt_ms=now_ms, updated_ms=now_ms)
+    )
+    return (await conn.execute(stmt)).rowcount
+
+
+async def cancel(conn: AsyncConnection, queue_id: str, response: str, now_ms: int) -> list[str]:
+    """Ends the message's waiting rows as ``cancelled``; the blob keys they held (one
+    reference each, for the caller to release). Rows being sent now are left to finish."""
+    stmt = (
+        update(outbound)
+        .where(outbound.c.queue_id == queue_id, outbound.c.state.in_(PENDING))
+        .values(state="cancelled", last_response=response, updated_ms=now_ms, lease_until_ms=None)
+        .returning(outbound.c.blob_key)
+    )
+    return list((await conn.scalars(stmt)).all())
+
+
+async def state_counts(conn: AsyncConnection) -> dict[str, tuple[int, int | None]]:
+    """``{state: (rows, oldest created_ms)}``."""
+    stmt = select(outbound.c.state, func.count(), func.min(outbound.c.created_ms)).group_by(outbound.c.state)
+    return {row[0]: (row[1], row[2]) for row in await conn.execute(stmt)}

@@ -746,3 +746,14 @@ address_claims = Table(
     Column("created_ms", BigInteger, nullable=False),
     Index(None, "user_id"),
 )
+
+# Hosted domains (issue 20) ------------------------------------------------------------
+# The domains an operator added ahead of their first address (`postern domain add`).
+# The hosted domains are these together with the domains of users' addresses, the alias
+# domains of the configuration and the users' custom domains (domains/service.py).
+hosted_domains = Table(
+    "hosted_domains",
+    metadata,
+    Column("domain", String(253), primary_key=True),  # ASCII (A-label) form
+    Column("created_ms", BigInteger, nullable=False),
+)

@@ -13,6 +13,7 @@ from postern.errors import NotFound
 from postern.storage import address_claims
 from postern.storage.dialect import like_pattern
 from postern.storage.ids import is_id
+from postern.storage.outbound import FINAL as FINAL_STATES
 from postern.storage.pagination import Cursor
 from postern.storage.schema import (
     addresses,
@@ -196,7 +197,7 @@ async def delete_user(conn: AsyncConnection, user_id: str) -> bool:
     )
     # Mail still waiting in the outbound queue holds references of its own.
     pending = select(outbound.c.blob_key, func.count().label("n")).where(
-        outbound.c.user_id == user_id, outbound.c.state.not_in(("delivered", "bounced"))
+        outbound.c.user_id == user_id, outbound.c.state.not_in(FINAL_STATES)
     ).group_by(outbound.c.blob_key).subquery()
     await conn.execute(update(blobs).where(blobs.c.key == pending.c.blob_key).values(refcount=blobs.c.refcount - pending.c.n))
     # Children first: explicit deletes keep the order obvious on both databases.

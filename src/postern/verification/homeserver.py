@@ -28,7 +28,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpx
 
@@ -36,6 +36,7 @@ log = logging.getLogger("postern.verification.homeserver")
 
 DEFAULT_PORT = 8448
 MAX_ANSWER = 64 * 1024
+MAX_REDIRECTS = 5
 _HOSTNAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*\.?$")
 _USER_ID = re.compile(r"^@[^:\s]{1,255}:(.{1,255})$")
 
@@ -127,8 +128,8 @@ class Homeservers:
         context = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
         return context
 
-    async def _get(self, host: str, port: int, path: str, *, host_header: str, tls_name: str) -> tuple[int, bytes]:
-        """(status, body) of a GET; a body past MAX_ANSWER is cut there (and then
+    async def _get(self, host: str, port: int, path: str, *, host_header: str, tls_name: str) -> tuple[int, bytes, str | None]:
+        """(status, body, Location) of a GET; a body past MAX_ANSWER is cut there (and then
         is no valid answer)."""
         connect_host, connect_port = self.connect_map(host, port)
         url = f"https://{_bracket(connect_host)}:{connect_port}{path}"
@@ -141,7 +142,7 @@ class Homeservers:
                 body += chunk
                 if len(body) > MAX_ANSWER:
                     break
-            return response.status_code, body
+            return response.status_code, body, response.headers.get("location")
 
     async def _srv_target(self, host: str) -> tuple[str, int] | None:
         for prefix in ("_matrix-fed._tcp.", "_matrix._tcp."):
@@ -152,18 +153,32 @@ class Homeservers:
         return None
 
     async def _well_known(self, host: str) -> str | None:
-        try:
-            response = await self._get(host, 443, "/.well-known/matrix/server", host_header=host, tls_name=host)
-        except (httpx.HTTPError, ssl.SSLError, OSError, ValueError):
-            return None
-        status, body = response
-        if status != 200 or len(body) > MAX_ANSWER:
-            return None
-        try:
-            delegated = json.loads(body).get("m.server")
-        except (ValueError, AttributeError):
-            return None
-        return delegated if isinstance(delegated, str) and delegated.strip() else None
+        """The ``m.server`` of ``https://host/.well-known/matrix/server``, following
+        up to MAX_REDIRECTS https redirects."""
+        url = f"https://{host}/.well-known/matrix/server"
+        for _ in range(MAX_REDIRECTS + 1):
+            parts = urlsplit(url)
+            if parts.scheme != "https" or not parts.hostname:
+                return None
+            target_host = parts.hostname
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            try:
+                status, body, location = await self._get(
+                    target_host, parts.port or 443, path, host_header=parts.netloc.rpartition("@")[2], tls_name=target_host
+                )
+            except (httpx.HTTPError, ssl.SSLError, OSError, ValueError):
+                return None
+            if status in (301, 302, 303, 307, 308) and location:
+                url = urljoin(url, location)
+                continue
+            if status != 200 or len(body) > MAX_ANSWER:
+                return None
+            try:
+                delegated = json.loads(body).get("m.server")
+            except (ValueError, AttributeError):
+                return None
+            return delegated if isinstance(delegated, str) and delegated.strip() else None
+        return None
 
     async def _by_name(self, name: ServerName, *, host_header: str) -> Target | None:
         """Steps 1, 2 and the SRV step for a name (the server's or the delegated one)."""
@@ -214,7 +229,7 @@ class Homeservers:
         except (httpx.HTTPError, ssl.SSLError, OSError, ValueError) as error:
             log.info("homeserver %s unreachable: %s", server_name, error)
             raise HomeserverError("the homeserver could not be reached") from None
-        status, body = response
+        status, body, _location = response
         if status != 200:
             raise HomeserverError("the homeserver refused the token")
         try:

@@ -25,9 +25,7 @@ V2 = "/_matrix/identity/v2"
 @pytest.fixture
 async def identity(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=create_app(runtime))
-    async with httpx.AsyncClient(
-        transport=transport, base_url="http://postern.test"
-    ) as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://postern.test") as client:
         yield client
 
 

@@ -95,6 +95,8 @@ class FakeHomeserver:
     tokens: dict[str, str] = field(default_factory=dict)
     # Host header -> the m.server it delegates to
     well_known: dict[str, str] = field(default_factory=dict)
+    # Host header -> where its .well-known redirects (a Location)
+    redirects: dict[str, str] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)  # (path, Host header)
     sni: list[str | None] = field(default_factory=list)  # the names clients asked for
     port: int = 0
@@ -104,9 +106,7 @@ class FakeHomeserver:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(self.cert_file, self.key_file)
         context.sni_callback = lambda _sock, name, _ctx: self.sni.append(name)  # type: ignore[assignment]
-        self._server = await asyncio.start_server(
-            self._serve, "127.0.0.1", 0, ssl=context
-        )
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=context)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -114,23 +114,22 @@ class FakeHomeserver:
             self._server.close()
             await self._server.wait_closed()
 
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             _method, target, _version = lines[0].split(" ", 2)
-            headers = {
-                k.strip().lower(): v.strip()
-                for k, _, v in (line.partition(":") for line in lines[1:] if line)
-            }
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
             host = headers.get("host", "")
             self.requests.append((urlsplit(target).path, host))
             status, body = self._answer(target, host)
             payload = json.dumps(body).encode()
+            location = self.redirects.get(host) if urlsplit(target).path == "/.well-known/matrix/server" else None
+            if location:
+                status = 302
+            extra = f"Location: {location}\r\n" if location else ""
             writer.write(
-                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
                 + payload
             )
             await writer.drain()
@@ -143,11 +142,7 @@ class FakeHomeserver:
         parts = urlsplit(target)
         if parts.path == "/.well-known/matrix/server":
             delegated = self.well_known.get(host)
-            return (
-                (200, {"m.server": delegated})
-                if delegated
-                else (404, {"errcode": "M_NOT_FOUND"})
-            )
+            return (200, {"m.server": delegated}) if delegated else (404, {"errcode": "M_NOT_FOUND"})
         if parts.path == "/_matrix/federation/v1/openid/userinfo":
             token = parse_qs(parts.query).get("access_token", [""])[0]
             user = self.tokens.get(token)

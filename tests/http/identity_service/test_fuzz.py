@@ -71,9 +71,7 @@ class IdentityApp:
                 return []
 
             # Every homeserver is unreachable at once (a closed loopback port).
-            runtime.identity_accounts.homeservers = Homeservers(
-                srv=no_srv, connect_map=lambda _h, _p: ("127.0.0.1", 9), timeout=2
-            )
+            runtime.identity_accounts.homeservers = Homeservers(srv=no_srv, connect_map=lambda _h, _p: ("127.0.0.1", 9), timeout=2)
             async with runtime.db.write() as conn:
                 await store.ensure_account(conn, "@fuzz:example.org", 0)
                 await store.insert_token(
@@ -85,21 +83,15 @@ class IdentityApp:
             self.runtime, self.app = runtime, create_app(runtime)
 
 
-CONFIG = SchemathesisConfig.from_dict(
-    {"checks": {"enabled": False, "not_a_server_error": {"enabled": True}}}
-)
+CONFIG = SchemathesisConfig.from_dict({"checks": {"enabled": False, "not_a_server_error": {"enabled": True}}})
 APP = IdentityApp()
-schema = schemathesis.openapi.from_asgi(
-    "/_matrix/identity/openapi.json", APP, config=CONFIG
-)
+schema = schemathesis.openapi.from_asgi("/_matrix/identity/openapi.json", APP, config=CONFIG)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def identity_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityApp]:
     tmp_path: Path = tmp_path_factory.mktemp("identity-fuzz")
-    database: dict[str, Any] = {
-        "database_url": f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"
-    }
+    database: dict[str, Any] = {"database_url": f"sqlite+aiosqlite:///{tmp_path / 'test.sqlite3'}"}
     db_schema = None
     if TEST_DATABASE_URL:
         db_schema = f"t_{secrets.token_hex(6)}"
@@ -113,9 +105,7 @@ def identity_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityA
         **database,
     )
     try:
-        assert (
-            schema["/_matrix/identity/versions"]["GET"].Case().call().status_code == 200
-        )
+        assert schema["/_matrix/identity/versions"]["GET"].Case().call().status_code == 200
         yield APP
     finally:
         APP.settings = None

@@ -23,9 +23,7 @@ POLICY_URL = "https://example.org/terms-1.0.html"
 
 @pytest.fixture
 async def homeserver(tmp_path: Path, runtime: Runtime) -> AsyncIterator[FakeHomeserver]:
-    ca, cert, key = make_ca_and_leaf(
-        tmp_path, ["hs.test", "matrix.hs.test", "srv.test", "127.0.0.1"]
-    )
+    ca, cert, key = make_ca_and_leaf(tmp_path, ["hs.test", "matrix.hs.test", "srv.test", "127.0.0.1"])
     server = FakeHomeserver(cert, key)
     await server.start()
     srv_records = {"_matrix-fed._tcp.srv.test": [(10, 0, 8449, "target.srv.test.")]}
@@ -35,25 +33,17 @@ async def homeserver(tmp_path: Path, runtime: Runtime) -> AsyncIterator[FakeHome
 
     def connect(host: str, port: int) -> tuple[str, int]:
         # Every name the test uses leads to the fake server (like curl --resolve).
-        return (
-            ("127.0.0.1", server.port)
-            if host in ("hs.test", "matrix.hs.test", "target.srv.test", "srv.test")
-            else (host, port)
-        )
+        return ("127.0.0.1", server.port) if host in ("hs.test", "matrix.hs.test", "target.srv.test", "srv.test") else (host, port)
 
     # POSTERN_IDENTITY_CA_FILE names the test CA.
-    runtime.identity_accounts.homeservers = Homeservers(
-        ca_file=ca, srv=srv, connect_map=connect, timeout=5
-    )
+    runtime.identity_accounts.homeservers = Homeservers(ca_file=ca, srv=srv, connect_map=connect, timeout=5)
     try:
         yield server
     finally:
         await server.stop()
 
 
-async def register(
-    identity: httpx.AsyncClient, server_name: str, token: str
-) -> httpx.Response:
+async def register(identity: httpx.AsyncClient, server_name: str, token: str) -> httpx.Response:
     body = {
         "access_token": token,
         "token_type": "Bearer",
@@ -67,9 +57,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def test_register_with_an_ip_literal(
-    identity: httpx.AsyncClient, homeserver: FakeHomeserver
-) -> None:
+async def test_register_with_an_ip_literal(identity: httpx.AsyncClient, homeserver: FakeHomeserver) -> None:
     name = f"127.0.0.1:{homeserver.port}"
     homeserver.tokens["openid-1"] = f"@alice:{name}"
     response = await register(identity, name, "openid-1")
@@ -77,15 +65,11 @@ async def test_register_with_an_ip_literal(
     token = response.json()["token"]
     assert response.json()["access_token"] == token
     response = await identity.get(f"{V2}/account", headers=bearer(token))
-    assert response.status_code == 200 and response.json() == {
-        "user_id": f"@alice:{name}"
-    }
+    assert response.status_code == 200 and response.json() == {"user_id": f"@alice:{name}"}
     assert homeserver.requests[-1] == ("/_matrix/federation/v1/openid/userinfo", name)
 
 
-async def test_register_through_well_known_delegation(
-    identity: httpx.AsyncClient, homeserver: FakeHomeserver
-) -> None:
+async def test_register_through_well_known_delegation(identity: httpx.AsyncClient, homeserver: FakeHomeserver) -> None:
     homeserver.well_known["hs.test"] = "matrix.hs.test:8448"
     homeserver.tokens["openid-2"] = "@bob:hs.test"
     response = await register(identity, "hs.test", "openid-2")
@@ -98,9 +82,25 @@ async def test_register_through_well_known_delegation(
     assert homeserver.sni == ["hs.test", "matrix.hs.test"]
 
 
-async def test_register_through_srv(
-    identity: httpx.AsyncClient, homeserver: FakeHomeserver
-) -> None:
+async def test_well_known_redirects_are_followed(identity: httpx.AsyncClient, homeserver: FakeHomeserver) -> None:
+    homeserver.redirects["hs.test"] = "https://matrix.hs.test/.well-known/matrix/server"
+    homeserver.well_known["matrix.hs.test"] = "matrix.hs.test:8448"
+    homeserver.tokens["openid-r"] = "@dan:hs.test"
+    response = await register(identity, "hs.test", "openid-r")
+    assert response.status_code == 200, response.text
+    assert [path for path, _host in homeserver.requests] == [
+        "/.well-known/matrix/server",
+        "/.well-known/matrix/server",
+        "/_matrix/federation/v1/openid/userinfo",
+    ]
+    # A redirect away from https is not followed: no delegation, then port 8448.
+    homeserver.redirects["hs.test"] = "http://matrix.hs.test/.well-known/matrix/server"
+    homeserver.requests.clear()
+    response = await register(identity, "hs.test", "openid-r")
+    assert [path for path, _host in homeserver.requests] == ["/.well-known/matrix/server", "/_matrix/federation/v1/openid/userinfo"]
+
+
+async def test_register_through_srv(identity: httpx.AsyncClient, homeserver: FakeHomeserver) -> None:
     homeserver.tokens["openid-3"] = "@carol:srv.test"
     response = await register(identity, "srv.test", "openid-3")
     assert response.status_code == 200, response.text
@@ -112,9 +112,7 @@ async def test_register_through_srv(
     assert homeserver.sni[-1] == "srv.test"
 
 
-async def test_register_refusals(
-    identity: httpx.AsyncClient, homeserver: FakeHomeserver, runtime: Runtime
-) -> None:
+async def test_register_refusals(identity: httpx.AsyncClient, homeserver: FakeHomeserver, runtime: Runtime) -> None:
     name = f"127.0.0.1:{homeserver.port}"
     homeserver.tokens["someone-else"] = "@eve:other.test"
     for server_name, token in ((name, "unknown"), (name, "someone-else")):
@@ -127,14 +125,9 @@ async def test_register_refusals(
         {"access_token": 5, "matrix_server_name": "hs.test"},
     ):
         response = await identity.post(f"{V2}/account/register", json=body)
-        assert (
-            response.status_code == 400
-            and response.json()["errcode"] == "M_INVALID_PARAM"
-        ), body
+        assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM", body
     response = await identity.post(f"{V2}/account/register", json={"access_token": "x"})
-    assert (
-        response.status_code == 400 and response.json()["errcode"] == "M_MISSING_PARAMS"
-    )
+    assert response.status_code == 400 and response.json()["errcode"] == "M_MISSING_PARAMS"
     # A certificate the CA file does not vouch for is refused.
     homeserver.tokens["openid-4"] = f"@alice:{name}"
     runtime.identity_accounts.homeservers.ca_file = None
@@ -160,43 +153,29 @@ async def test_v2_validation_behind_tokens_and_terms(
     body = {"client_secret": SECRET, "email": "v2@example.net", "send_attempt": 1}
     for headers in ({}, bearer("wrong")):
         response = await identity.post(request_url, json=body, headers=headers)
-        assert (
-            response.status_code == 401
-            and response.json()["errcode"] == "M_UNAUTHORIZED"
-        )
+        assert response.status_code == 401 and response.json()["errcode"] == "M_UNAUTHORIZED"
 
     # Terms off: the token is enough (in the header, or the query as older clients do).
     assert (await identity.get(f"{V2}/terms")).json() == {"policies": {}}
-    response = await identity.post(
-        request_url, json=body, params={"access_token": token}
-    )
+    response = await identity.post(request_url, json=body, params={"access_token": token})
     assert response.status_code == 200, response.text
     sid = response.json()["sid"]
     mail = await mail_number(internet, 1)
     submit = {"sid": sid, "client_secret": SECRET, "token": mail.token}
-    response = await identity.post(
-        f"{V2}/validate/email/submitToken", json=submit, headers=bearer(token)
-    )
+    response = await identity.post(f"{V2}/validate/email/submitToken", json=submit, headers=bearer(token))
     assert response.status_code == 200 and response.json() == {"success": True}
 
     # Terms on: nothing but the account and the terms until they are accepted.
     terms_file = tmp_path / "terms.json"
-    terms_file.write_text(
-        f'{{"policies": {{"terms": {{"version": "1.0", "en": {{"name": "Terms", "url": "{POLICY_URL}"}}}}}}}}'
-    )
+    terms_file.write_text(f'{{"policies": {{"terms": {{"version": "1.0", "en": {{"name": "Terms", "url": "{POLICY_URL}"}}}}}}}}')
     runtime.identity_accounts.policies = load_terms(terms_file)
     response = await identity.get(
         f"{V2}/3pid/getValidated3pid",
         params={"sid": sid, "client_secret": SECRET},
         headers=bearer(token),
     )
-    assert (
-        response.status_code == 403
-        and response.json()["errcode"] == "M_TERMS_NOT_SIGNED"
-    )
-    assert (
-        await identity.get(f"{V2}/account", headers=bearer(token))
-    ).status_code == 200
+    assert response.status_code == 403 and response.json()["errcode"] == "M_TERMS_NOT_SIGNED"
+    assert (await identity.get(f"{V2}/account", headers=bearer(token))).status_code == 200
     response = await identity.get(f"{V2}/terms")
     assert response.json()["policies"]["terms"]["en"]["url"] == POLICY_URL
     response = await identity.post(
@@ -206,42 +185,25 @@ async def test_v2_validation_behind_tokens_and_terms(
     )
     assert response.status_code == 200
     response = await identity.post(request_url, json=body, headers=bearer(token))
-    assert (
-        response.status_code == 403
-        and response.json()["errcode"] == "M_TERMS_NOT_SIGNED"
-    )
-    assert (
-        await identity.post(f"{V2}/terms", json={"user_accepts": [POLICY_URL]})
-    ).status_code == 401
-    response = await identity.post(
-        f"{V2}/terms", json={"user_accepts": [POLICY_URL]}, headers=bearer(token)
-    )
+    assert response.status_code == 403 and response.json()["errcode"] == "M_TERMS_NOT_SIGNED"
+    assert (await identity.post(f"{V2}/terms", json={"user_accepts": [POLICY_URL]})).status_code == 401
+    response = await identity.post(f"{V2}/terms", json={"user_accepts": [POLICY_URL]}, headers=bearer(token))
     assert response.status_code == 200 and response.json() == {}
     response = await identity.get(
         f"{V2}/3pid/getValidated3pid",
         params={"sid": sid, "client_secret": SECRET},
         headers=bearer(token),
     )
-    assert (
-        response.status_code == 200 and response.json()["address"] == "v2@example.net"
-    )
+    assert response.status_code == 200 and response.json()["address"] == "v2@example.net"
 
     # The mailed link needs no token.
-    response = await identity.get(
-        f"{V2}/validate/email/submitToken", params=mail.link_params
-    )
-    assert response.status_code == 200 and response.headers["content-type"].startswith(
-        "text/html"
-    )
+    response = await identity.get(f"{V2}/validate/email/submitToken", params=mail.link_params)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
 
     # Logout ends the token.
-    assert (
-        await identity.post(f"{V2}/account/logout", headers=bearer(token))
-    ).status_code == 200
+    assert (await identity.post(f"{V2}/account/logout", headers=bearer(token))).status_code == 200
     response = await identity.get(f"{V2}/account", headers=bearer(token))
-    assert (
-        response.status_code == 401 and response.json()["errcode"] == "M_UNAUTHORIZED"
-    )
+    assert response.status_code == 401 and response.json()["errcode"] == "M_UNAUTHORIZED"
 
 
 async def test_cors_for_browsers(identity: httpx.AsyncClient) -> None:
@@ -252,9 +214,6 @@ async def test_cors_for_browsers(identity: httpx.AsyncClient) -> None:
             "Access-Control-Request-Method": "POST",
         },
     )
-    assert (
-        response.status_code == 200
-        and response.headers["access-control-allow-origin"] == "*"
-    )
+    assert response.status_code == 200 and response.headers["access-control-allow-origin"] == "*"
     response = await identity.get("/_matrix/identity/versions")
     assert response.headers["access-control-allow-origin"] == "*"

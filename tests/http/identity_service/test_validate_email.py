@@ -15,18 +15,14 @@ from tests.sink import SmtpSink
 SECRET = "monkeys_are_GREAT"
 
 
-async def request_token(
-    client: httpx.AsyncClient, email: str = "foo@example.net", **extra: object
-) -> httpx.Response:
+async def request_token(client: httpx.AsyncClient, email: str = "foo@example.net", **extra: object) -> httpx.Response:
     return await client.post(
         f"{V1}/validate/email/requestToken",
         json={"client_secret": SECRET, "email": email, **extra},
     )
 
 
-async def test_full_flow_with_the_mailed_token(
-    identity: httpx.AsyncClient, internet: SmtpSink
-) -> None:
+async def test_full_flow_with_the_mailed_token(identity: httpx.AsyncClient, internet: SmtpSink) -> None:
     response = await identity.get(V1)
     assert response.status_code == 200 and response.json() == {}
     response = await request_token(identity, "Foo@Example.NET", send_attempt=1)
@@ -46,29 +42,18 @@ async def test_full_flow_with_the_mailed_token(
     }
 
     # Not validated yet.
-    response = await identity.get(
-        f"{V1}/3pid/getValidated3pid", params={"sid": sid, "client_secret": SECRET}
-    )
-    assert (
-        response.status_code == 400
-        and response.json()["errcode"] == "M_SESSION_NOT_VALIDATED"
-    )
+    response = await identity.get(f"{V1}/3pid/getValidated3pid", params={"sid": sid, "client_secret": SECRET})
+    assert response.status_code == 400 and response.json()["errcode"] == "M_SESSION_NOT_VALIDATED"
 
     response = await identity.post(
         f"{V1}/validate/email/submitToken",
         json={"sid": sid, "client_secret": SECRET, "token": mail.token},
     )
     assert response.status_code == 200 and response.json() == {"success": True}
-    response = await identity.get(
-        f"{V1}/3pid/getValidated3pid", params={"sid": sid, "client_secret": SECRET}
-    )
+    response = await identity.get(f"{V1}/3pid/getValidated3pid", params={"sid": sid, "client_secret": SECRET})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (
-        body["medium"] == "email"
-        and body["address"] == "foo@example.net"
-        and isinstance(body["validated_at"], int)
-    )
+    assert body["medium"] == "email" and body["address"] == "foo@example.net" and isinstance(body["validated_at"], int)
     # Submitting again is still a success (the same proof).
     response = await identity.post(
         f"{V1}/validate/email/submitToken",
@@ -77,9 +62,7 @@ async def test_full_flow_with_the_mailed_token(
     assert response.status_code == 200
 
 
-async def test_form_encoded_bodies(
-    identity: httpx.AsyncClient, internet: SmtpSink
-) -> None:
+async def test_form_encoded_bodies(identity: httpx.AsyncClient, internet: SmtpSink) -> None:
     response = await identity.post(
         f"{V1}/validate/email/requestToken",
         data={
@@ -98,9 +81,7 @@ async def test_form_encoded_bodies(
     assert response.status_code == 200 and response.json() == {"success": True}
 
 
-async def test_get_submit_token_answers_a_page_or_the_stored_redirect(
-    identity: httpx.AsyncClient, internet: SmtpSink
-) -> None:
+async def test_get_submit_token_answers_a_page_or_the_stored_redirect(identity: httpx.AsyncClient, internet: SmtpSink) -> None:
     response = await request_token(identity, "page@example.net")
     mail = await mail_number(internet, 1)
     path = mail.link.removeprefix("http://127.0.0.1:8080")
@@ -132,20 +113,12 @@ async def test_get_submit_token_answers_a_page_or_the_stored_redirect(
         f"{V1}/validate/email/submitToken",
         params={**mail.link_params, "token": "wrong"},
     )
-    assert response.status_code == 400 and response.headers["content-type"].startswith(
-        "text/html"
-    )
-    response = await identity.get(
-        f"{V1}/validate/email/submitToken", params={"sid": "1"}
-    )
-    assert response.status_code == 400 and response.headers["content-type"].startswith(
-        "text/html"
-    )
+    assert response.status_code == 400 and response.headers["content-type"].startswith("text/html")
+    response = await identity.get(f"{V1}/validate/email/submitToken", params={"sid": "1"})
+    assert response.status_code == 400 and response.headers["content-type"].startswith("text/html")
 
 
-async def test_hostile_next_links_are_refused(
-    identity: httpx.AsyncClient, runtime: Runtime
-) -> None:
+async def test_hostile_next_links_are_refused(identity: httpx.AsyncClient, runtime: Runtime) -> None:
     for link in (
         "javascript:alert(1)",
         "file:///etc/passwd",
@@ -162,32 +135,20 @@ async def test_hostile_next_links_are_refused(
         assert response.json()["errcode"] == "M_INVALID_PARAM", link
     # The operator's allow-list: its domains and their subdomains only.
     runtime.validation.next_link_domains = ["example.org"]
-    response = await request_token(
-        identity, "hostile@example.net", next_link="https://app.evil.com/"
-    )
-    assert (
-        response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM"
-    )
-    response = await request_token(
-        identity, "hostile@example.net", next_link="https://notexample.org/"
-    )
+    response = await request_token(identity, "hostile@example.net", next_link="https://app.evil.com/")
+    assert response.status_code == 400 and response.json()["errcode"] == "M_INVALID_PARAM"
+    response = await request_token(identity, "hostile@example.net", next_link="https://notexample.org/")
     assert response.status_code == 400
 
 
-async def test_allowed_next_link(
-    identity: httpx.AsyncClient, runtime: Runtime, internet: SmtpSink
-) -> None:
+async def test_allowed_next_link(identity: httpx.AsyncClient, runtime: Runtime, internet: SmtpSink) -> None:
     runtime.validation.next_link_domains = ["example.org"]
-    response = await request_token(
-        identity, "ok@example.net", next_link="https://app.example.org/x"
-    )
+    response = await request_token(identity, "ok@example.net", next_link="https://app.example.org/x")
     assert response.status_code == 200, response.text
     await mail_number(internet, 1)
 
 
-async def test_same_session_and_send_attempt(
-    identity: httpx.AsyncClient, internet: SmtpSink
-) -> None:
+async def test_same_session_and_send_attempt(identity: httpx.AsyncClient, internet: SmtpSink) -> None:
     first = await request_token(identity, "again@example.net", send_attempt=1)
     mail = await mail_number(internet, 1)
     # The same attempt, or no attempt: the same sid, no new mail.
@@ -210,9 +171,7 @@ async def test_same_session_and_send_attempt(
     assert (await mail_number(internet, 3)).token != mail.token
 
 
-async def test_wrong_secrets_tokens_and_sids(
-    identity: httpx.AsyncClient, internet: SmtpSink
-) -> None:
+async def test_wrong_secrets_tokens_and_sids(identity: httpx.AsyncClient, internet: SmtpSink) -> None:
     sid = (await request_token(identity, "wrong@example.net")).json()["sid"]
     mail = await mail_number(internet, 1)
     submit = f"{V1}/validate/email/submitToken"
@@ -248,17 +207,10 @@ async def test_wrong_secrets_tokens_and_sids(
         assert response.status_code == 400, body
         assert response.json()["errcode"] == errcode, (body, response.json())
         assert isinstance(response.json()["error"], str)
-    response = await identity.get(
-        f"{V1}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "not_it"}
-    )
-    assert (
-        response.status_code == 400
-        and response.json()["errcode"] == "M_NO_VALID_SESSION"
-    )
+    response = await identity.get(f"{V1}/3pid/getValidated3pid", params={"sid": sid, "client_secret": "not_it"})
+    assert response.status_code == 400 and response.json()["errcode"] == "M_NO_VALID_SESSION"
     response = await identity.get(f"{V1}/3pid/getValidated3pid", params={"sid": sid})
-    assert (
-        response.status_code == 400 and response.json()["errcode"] == "M_MISSING_PARAMS"
-    )
+    assert response.status_code == 400 and response.json()["errcode"] == "M_MISSING_PARAMS"
 
 
 async def test_invalid_requests(identity: httpx.AsyncClient) -> None:
@@ -283,17 +235,13 @@ async def test_invalid_requests(identity: httpx.AsyncClient) -> None:
         response = await identity.post(url, json=body)
         assert response.status_code == 400, body
         assert response.json()["errcode"] == errcode, (body, response.json())
-    response = await identity.post(
-        url, content=b"{not json", headers={"content-type": "application/json"}
-    )
+    response = await identity.post(url, content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 400 and response.json()["errcode"] == "M_NOT_JSON"
     response = await identity.post(url, json=["a list"])
     assert response.status_code == 400 and response.json()["errcode"] == "M_BAD_JSON"
 
 
-async def test_internationalised_addresses(
-    identity: httpx.AsyncClient, runtime: Runtime, internet: SmtpSink
-) -> None:
+async def test_internationalised_addresses(identity: httpx.AsyncClient, runtime: Runtime, internet: SmtpSink) -> None:
     internet.serve_domain("xn--bcher-kva.example")
     response = await request_token(identity, "Jöran@Bücher.example")
     assert response.status_code == 200, response.text
@@ -305,9 +253,7 @@ async def test_internationalised_addresses(
         json={"sid": sid, "client_secret": SECRET, "token": mail.token},
     )
     assert response.status_code == 200
-    response = await identity.get(
-        f"{V1}/3pid/getValidated3pid", params={"sid": sid, "client_secret": SECRET}
-    )
+    response = await identity.get(f"{V1}/3pid/getValidated3pid", params={"sid": sid, "client_secret": SECRET})
     assert response.json()["address"] == "jöran@bücher.example"
     # The other spelling of the domain is the same session.
     again = await request_token(identity, "jöran@xn--bcher-kva.example")

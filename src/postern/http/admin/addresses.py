@@ -12,6 +12,7 @@ from postern.http.admin.common import (
     AddressId,
     Created,
     CursorPage,
+    Flag,
     Limit,
     NextCursor,
     PageNumber,
@@ -33,7 +34,7 @@ class AddressCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     address: str = Field(min_length=3, max_length=320, description="Internationalised addresses are accepted")
-    main: bool = False
+    main: Flag = False
 
 
 class AddressUpdate(BaseModel):

@@ -12,6 +12,7 @@ from postern.accounts.authlog import AuthMeta
 from postern.http.admin.common import (
     ID_PATTERN,
     SUCCESS,
+    Flag,
     Ip,
     IpQuery,
     RuntimeDep,
@@ -46,7 +47,7 @@ class AspCreate(BaseModel):
     scopes: Annotated[list[Scope] | str | None, AfterValidator(_scope_list)] = Field(
         default=None, description='Scopes as a list or a comma separated string: some of "imap", "pop3", "smtp", or "*" (the default) for all of them'
     )
-    generateMobileconfig: bool = Field(default=False, description="Also answer an Apple configuration profile (base64) for iOS and macOS Mail")
+    generateMobileconfig: Flag = Field(default=False, description="Also answer an Apple configuration profile (base64) for iOS and macOS Mail")
     sess: Sess = None
     ip: Ip = None
 

@@ -12,6 +12,7 @@ from postern.errors import InvalidInput
 from postern.http.admin.common import (
     SUCCESS,
     Created,
+    Flag,
     RuntimeDep,
     Success,
     UserId,
@@ -29,7 +30,7 @@ DateOrFalse = Any  # a date (ISO 8601 or milliseconds), false, or "" (checked by
 class AutoreplyBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    status: bool | None = Field(
+    status: Flag | None = Field(
         default=None, description="Whether autoreplies are sent"
     )
     name: Annotated[

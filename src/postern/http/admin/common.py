@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, APIKeyQuery
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, PlainValidator, WithJsonSchema
 
 from postern.errors import InvalidInput
 from postern.http.errors import ErrorResponse, error_response, guarded_by
@@ -25,6 +25,24 @@ def no_nul(value: str | None) -> str | None:
     if value is not None and "\x00" in value:
         raise ValueError("must not contain NUL characters")
     return value
+
+
+def _flag(value: Any) -> bool:
+    """true or false; 1 or 0 as well, as WildDuck's clients send form-style values.
+    Nothing else (pydantic alone would also take "yes", "off", "t", 1.0 ...)."""
+    if isinstance(value, bool):
+        return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    raise ValueError("must be true or false")
+
+
+# A boolean of the admin API's input, documented as exactly what it takes.
+Flag = Annotated[
+    bool,
+    PlainValidator(_flag),
+    WithJsonSchema({"anyOf": [{"type": "boolean"}, {"type": "integer", "enum": [0, 1]}]}),
+]
 
 
 # What a caller tells about the request it makes for a user, for the authentication log.

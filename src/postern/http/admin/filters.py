@@ -17,6 +17,7 @@ from postern.http.admin.common import (
     SUCCESS,
     Created,
     CursorPage,
+    Flag,
     Limit,
     NextCursor,
     PageNumber,
@@ -66,7 +67,7 @@ class FilterBody(BaseModel):
     action: dict[str, Any] | None = Field(
         default=None, description="seen, flag, delete, spam, mailbox, targets"
     )
-    disabled: bool | None = None
+    disabled: Flag | None = None
 
 
 def _parts(body: FilterBody) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:

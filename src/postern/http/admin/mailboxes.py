@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Row
 
-from postern.http.admin.common import SUCCESS, Created, MailboxId, RuntimeDep, Success, UserId, responses
+from postern.http.admin.common import SUCCESS, Created, Flag, MailboxId, RuntimeDep, Success, UserId, responses
 from postern.mailstore.folders import name_of
 from postern.mailstore.service import UNSET
 
@@ -30,7 +30,7 @@ class MailboxUpdate(BaseModel):
 
     path: str | None = Field(default=None, min_length=1, max_length=1024, description="New path (renames the mailbox and its children)")
     retention: Retention | Literal[False] | None = None
-    subscribed: bool | None = None
+    subscribed: Flag | None = None
 
 
 class Mailbox(BaseModel):

@@ -20,6 +20,7 @@ from postern.errors import InvalidInput, NotFound, TooLarge
 from postern.http.admin.common import (
     SUCCESS,
     CursorPage,
+    Flag,
     Limit,
     MailboxId,
     MessageUid,
@@ -132,9 +133,9 @@ class MessageUpload(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     raw: str = Field(min_length=1, description="The RFC 822 message")
-    unseen: bool = False
-    flagged: bool = False
-    draft: bool = False
+    unseen: Flag = False
+    flagged: Flag = False
+    draft: Flag = False
     date: datetime | None = Field(default=None, description="Internal date; now when absent")
 
     @field_validator("date", mode="before")
@@ -158,10 +159,10 @@ class MessageUpdate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     moveTo: Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")] | None = None
-    seen: bool | None = None
-    flagged: bool | None = None
-    draft: bool | None = None
-    deleted: bool | None = None
+    seen: Flag | None = None
+    flagged: Flag | None = None
+    draft: Flag | None = None
+    deleted: Flag | None = None
     expires: datetime | Literal[False] | None = Field(default=None, description="When to delete the message, or false to keep it")
 
     @field_validator("expires", mode="before")

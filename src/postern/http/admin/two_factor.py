@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from postern.accounts.authlog import AuthMeta
 from postern.errors import AuthFailed
-from postern.http.admin.common import SUCCESS, Ip, IpQuery, RuntimeDep, Sess, SessQuery, Success, UserId, no_nul, responses
+from postern.http.admin.common import SUCCESS, Flag, Ip, IpQuery, RuntimeDep, Sess, SessQuery, Success, UserId, no_nul, responses
 
 router = APIRouter(tags=["2FA"])
 
@@ -20,7 +20,7 @@ class TotpSetupRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     issuer: Annotated[str | None, AfterValidator(no_nul)] = Field(default=None, max_length=255, description="Name shown in the authenticator app")
-    fresh: bool = Field(default=False, description="Make a new seed even if one was set up before")
+    fresh: Flag = Field(default=False, description="Make a new seed even if one was set up before")
     sess: Sess = None
     ip: Ip = None
 

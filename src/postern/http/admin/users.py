@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 from sqlalchemy.engine import Row
 
 from postern.accounts.authlog import AuthMeta
@@ -14,6 +14,7 @@ from postern.http.admin.common import (
     SUCCESS,
     Created,
     CursorPage,
+    Flag,
     Ip,
     Limit,
     NextCursor,
@@ -34,7 +35,15 @@ from postern.storage.pagination import page_from_rows
 
 router = APIRouter(tags=["Users"])
 
+def _false_or_text(value: Any) -> Any:
+    # Exactly false or a string: pydantic alone would read 0 as false.
+    if value is False or isinstance(value, str):
+        return value
+    raise ValueError("must be a string, or false for no password")
+
+
 Password = Annotated[str, Field(min_length=1, max_length=256)]
+PasswordOrFalse = Annotated[Literal[False] | Password, BeforeValidator(_false_or_text)]
 
 
 def _not_bool(value: Any, field: str | None) -> Any:
@@ -70,25 +79,25 @@ class UserCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     username: str = Field(min_length=1, max_length=128, description="Letters, numbers, dots, hyphens and underscores, or an email address")
-    password: Literal[False] | Password = Field(description="The password, or false for an account without one")
-    hashedPassword: bool = Field(
+    password: PasswordOrFalse = Field(description="The password, or false for an account without one")
+    hashedPassword: Flag = Field(
         default=False,
         description="The password is a hash made elsewhere: bcrypt, MD5/SHA-256/SHA-512 crypt ($1$, $5$, $6$), PBKDF2 or argon2. "
         "It is checked at login and replaced by an argon2id hash then; anything else is refused.",
     )
     address: str | None = Field(default=None, max_length=320, description="Main address; generated from the username when absent")
-    emptyAddress: bool = False
+    emptyAddress: Flag = False
     name: str | None = Field(default=None, max_length=256)
     quota: int | None = Field(default=None, ge=0, le=2**62)
-    retention: int | None = Field(default=None, ge=0, le=2**50, description="Default retention in ms for new folders")
+    retention: int | Literal[False] | None = Field(default=None, ge=0, le=2**50, description="Default retention in ms for new folders; false for none")
     language: str | None = Field(default=None, max_length=16)
     recipients: int | None = Field(default=None, ge=0, le=10**9)
     forwards: int | None = Field(default=None, ge=0, le=10**9)
     tags: list[Annotated[str, Field(max_length=128)]] | str | None = Field(default=None, max_length=1000)
     pubKey: str | None = Field(default=None, max_length=65536)
-    encryptMessages: bool = False
-    encryptForwarded: bool = False
-    premium: bool = Field(default=False, description="The user API's premium plan (its user_info.is_premium)")
+    encryptMessages: Flag = False
+    encryptForwarded: Flag = False
+    premium: Flag = Field(default=False, description="The user API's premium plan (its user_info.is_premium)")
     sess: str | None = Field(default=None, max_length=255)
     ip: str | None = Field(default=None, max_length=64)
 
@@ -110,7 +119,11 @@ class UserCreate(BaseModel):
 
 def _no_null(schema: dict[str, Any]) -> None:
     """Document a field that may be left out but not sent as null (see _not_null)."""
-    schema.update(next(option for option in schema.pop("anyOf") if option.get("type") != "null"))
+    options = [option for option in schema.pop("anyOf") if option.get("type") != "null"]
+    if len(options) == 1:
+        schema.update(options[0])
+    else:
+        schema["anyOf"] = options
     schema.pop("default", None)
 
 
@@ -118,8 +131,8 @@ class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     name: str | None = Field(default=None, max_length=256)
-    password: Literal[False] | Password | None = None
-    hashedPassword: bool | None = Field(default=None, json_schema_extra=_no_null, description="The password is a hash made elsewhere (as for a new user)")
+    password: PasswordOrFalse | None = None
+    hashedPassword: Flag | None = Field(default=None, json_schema_extra=_no_null, description="The password is a hash made elsewhere (as for a new user)")
     existingPassword: str | None = Field(default=None, max_length=256)
     quota: int | None = Field(default=None, ge=0, le=2**62, json_schema_extra=_no_null)
     retention: int | Literal[False] | None = Field(default=None, ge=0, le=2**50)
@@ -128,10 +141,10 @@ class UserUpdate(BaseModel):
     forwards: int | None = Field(default=None, ge=0, le=10**9, json_schema_extra=_no_null)
     tags: list[Annotated[str, Field(max_length=128)]] | str | None = Field(default=None, max_length=1000)
     pubKey: str | None = Field(default=None, max_length=65536)
-    encryptMessages: bool | None = Field(default=None, json_schema_extra=_no_null)
-    encryptForwarded: bool | None = Field(default=None, json_schema_extra=_no_null)
-    disabled: bool | None = Field(default=None, json_schema_extra=_no_null)
-    premium: bool | None = Field(default=None, json_schema_extra=_no_null, description="The user API's premium plan")
+    encryptMessages: Flag | None = Field(default=None, json_schema_extra=_no_null)
+    encryptForwarded: Flag | None = Field(default=None, json_schema_extra=_no_null)
+    disabled: Flag | None = Field(default=None, json_schema_extra=_no_null)
+    premium: Flag | None = Field(default=None, json_schema_extra=_no_null, description="The user API's premium plan")
     sess: Sess = None
     ip: Ip = None
 
@@ -267,7 +280,7 @@ async def create_user(body: UserCreate, runtime: RuntimeDep) -> dict[str, Any]:
             empty_address=body.emptyAddress,
             name=body.name,
             quota=body.quota,
-            retention_ms=body.retention,
+            retention_ms=body.retention or None,
             language=body.language,
             recipients=body.recipients,
             forwards=body.forwards,

@@ -150,7 +150,7 @@ async def verify_mailbox_link(
     "/mailboxes/{mailbox_id}/verify",
     summary="Verify a mailbox with the mailed code",
     response_model=MailboxAnswer,
-    responses=responses(401, 404, 410, 409),
+    responses=responses(401, 404, 410, 409, 429),
 )
 async def verify_mailbox(mailbox_id: MailboxId, body: VerifyBody, holder: KeyHolderDep, request: Request) -> dict[str, Any]:
     """Verifies a new mailbox, or the new address of a mailbox whose address change

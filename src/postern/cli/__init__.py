@@ -4,35 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 
 from postern import __version__
-from postern.config import Settings, load_settings
+from postern.cli.common import ConfigOption, console, error_console
+from postern.cli.common import load as _settings
+from postern.cli.operator import domain_app, queue_app, user_app
 
 app = typer.Typer(help="postern: a self-hosted mail platform.", no_args_is_help=True, add_completion=False)
-# soft_wrap: never fold lines at the terminal width (paths, URLs and the token must
-# stay whole, also when the output goes to a pipe, where rich assumes 80 columns).
-console = Console(soft_wrap=True)
-error_console = Console(stderr=True, soft_wrap=True)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="TOML configuration file (environment variables POSTERN_* take precedence)", envvar="POSTERN_CONFIG"),
-]
+app.add_typer(user_app, name="user")
+app.add_typer(domain_app, name="domain")
+app.add_typer(queue_app, name="queue")
 
 
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except (FileNotFoundError, ValidationError, ValueError) as error:
-        error_console.print(f"[red]configuration error:[/red] {escape(str(error))}")
-        raise typer.Exit(2) from None
+def _print_version(value: bool) -> None:
+    if value:
+        console.print(f"postern {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit")] = False,
+) -> None:
+    """postern: a self-hosted mail platform."""
 
 
 def _uvloop() -> None:
