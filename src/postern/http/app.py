@@ -32,6 +32,7 @@ from postern.http.admin import (
 from postern.http.admin.common import AccessDenied, guard_admin_routes, plain_text_query, require_admin
 from postern.http.api import router as user_api_router
 from postern.http.content_safety import ContentSafety
+from postern.http.discovery import install as install_discovery
 from postern.http.errors import JSONBody, error_response, install_error_handlers
 from postern.http.identity_service import install as install_identity_service
 from postern.http.services import HttpServices
@@ -89,6 +90,8 @@ def create_app(runtime: HttpServices) -> FastAPI:
     app.include_router(user_api_router)
     # The Matrix identity service (email validation), under /_matrix/identity.
     install_identity_service(app)
+    # Public: client autoconfiguration, the MTA-STS policy, the front page and /docs.
+    install_discovery(app)
     # Outermost last: legacy paths are rewritten before the fast listing looks at them.
     app.add_middleware(messages.FastMessageListing, runtime=runtime)
     app.add_middleware(LegacyUserPaths)
