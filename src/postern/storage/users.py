@@ -15,8 +15,8 @@ from postern.storage.outbound import FINAL as FINAL_STATES
 from postern.storage.pagination import Cursor
 from postern.storage.schema import (
     addresses,
-    custom_domains,
     blobs,
+    custom_domains,
     folders,
     message_events,
     messages,
