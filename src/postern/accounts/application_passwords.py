@@ -124,8 +124,13 @@ def _text(value: str) -> str:
 
 
 def mobileconfig(client: MailClientSettings, *, username: str, address: str, display_name: str, password: str, description: str) -> str:
-    """An Apple configuration profile (unsigned) with one IMAP account (com.apple.mail.managed),
-    base64 encoded. Signing it would need a certificate postern does not have; iOS and
+    """The profile of :func:`mobileconfig_plist`, base64 encoded (the admin API's answer)."""
+    return base64.b64encode(mobileconfig_plist(client, username=username, address=address, display_name=display_name, password=password, description=description)).decode("ascii")
+
+
+def mobileconfig_plist(client: MailClientSettings, *, username: str, address: str, display_name: str, password: str | None, description: str) -> bytes:
+    """An Apple configuration profile (unsigned, XML plist) with one IMAP account
+    (com.apple.mail.managed); without a password the device asks for it. Signing it would need a certificate postern does not have; iOS and
     macOS install unsigned profiles after warning that they are unverified."""
     identifier = ".".join(reversed(client.hostname.split("."))) or "postern"
     account = {
@@ -144,19 +149,19 @@ def mobileconfig(client: MailClientSettings, *, username: str, address: str, dis
         "IncomingMailServerPortNumber": client.imap_port,
         "IncomingMailServerUseSSL": True,
         "IncomingMailServerUsername": username,
-        "IncomingPassword": password,
         "OutgoingMailServerAuthentication": "EmailAuthPassword",
         "OutgoingMailServerHostName": client.hostname,
         "OutgoingMailServerPortNumber": client.smtp_port,
         "OutgoingMailServerUseSSL": True,
         "OutgoingMailServerUsername": username,
-        "OutgoingPassword": password,
         "OutgoingPasswordSameAsIncomingPassword": True,
         "PreventMove": False,
         "PreventAppSheet": False,
         "SMIMEEnabled": False,
         "allowMailDrop": True,
     }
+    if password is not None:  # without one, the device asks for it when installing
+        account["IncomingPassword"] = account["OutgoingPassword"] = password
     profile = {
         "PayloadType": "Configuration",
         "PayloadVersion": 1,
@@ -168,7 +173,7 @@ def mobileconfig(client: MailClientSettings, *, username: str, address: str, dis
         "PayloadRemovalDisallowed": False,
         "PayloadContent": [account],
     }
-    return base64.b64encode(plistlib.dumps(profile, fmt=plistlib.FMT_XML)).decode("ascii")
+    return plistlib.dumps(profile, fmt=plistlib.FMT_XML)
 
 
 class ApplicationPasswords:
@@ -191,7 +196,7 @@ class ApplicationPasswords:
         generate_mobileconfig: bool = False,
         meta: AuthMeta = NO_META,
     ) -> CreatedPassword:
-        from postern.accounts.service import require_user
+        from postern.storage.users import require_user
 
         description = description.strip()
         if not description:
@@ -238,14 +243,14 @@ class ApplicationPasswords:
         )
 
     async def list(self, user_id: str) -> list[Row]:
-        from postern.accounts.service import require_user
+        from postern.storage.users import require_user
 
         async with self.db.read() as conn:
             await require_user(conn, user_id)
             return await store.list_for_user(conn, user_id)
 
     async def delete(self, user_id: str, asp_id: str, meta: AuthMeta = NO_META) -> None:
-        from postern.accounts.service import require_user
+        from postern.storage.users import require_user
 
         async with self.db.write() as conn:
             await require_user(conn, user_id, lock=True)

@@ -55,7 +55,7 @@ def _print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     copied); tab-separated lines with a header line elsewhere, for scripts."""
     if not console.is_terminal:
         for line in (columns, *rows):
-            console.print("\t".join(str(cell) for cell in line), highlight=False, markup=False)
+            typer.echo("\t".join(str(cell) for cell in line))  # rich would expand the tabs
         return
     table = Table()
     for column in columns:

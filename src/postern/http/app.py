@@ -14,14 +14,29 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
-from postern.http.admin import addresses, asps, authenticate, authlog, autoreply, filters, mailboxes, messages, two_factor, users
-from postern.http.admin import domains, queue, quota, remote_identities
+from postern.http.admin import (
+    addresses,
+    asps,
+    authenticate,
+    authlog,
+    autoreply,
+    domains,
+    filters,
+    mailboxes,
+    messages,
+    queue,
+    quota,
+    remote_identities,
+    two_factor,
+    users,
+)
 from postern.http.admin.common import AccessDenied, guard_admin_routes, plain_text_query, require_admin
 from postern.http.api import router as user_api_router
 from postern.http.content_safety import ContentSafety
+from postern.http.discovery import install as install_discovery
 from postern.http.errors import JSONBody, error_response, install_error_handlers
 from postern.http.identity_service import install as install_identity_service
-from postern.serve.runtime import Runtime
+from postern.http.services import HttpServices
 
 
 class Health(BaseModel):
@@ -47,7 +62,7 @@ class LegacyUserPaths:
 HEALTH_BODY = b'{"success":true,"version":"' + __version__.encode() + b'"}'
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: HttpServices) -> FastAPI:
     app = FastAPI(
         title="postern admin API",
         version=__version__,
@@ -76,6 +91,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(user_api_router)
     # The Matrix identity service (email validation), under /_matrix/identity.
     install_identity_service(app)
+    # Public: client autoconfiguration, the MTA-STS policy, the front page and /docs.
+    install_discovery(app)
     # Outermost last: legacy paths are rewritten before the fast listing looks at them.
     app.add_middleware(messages.FastMessageListing, runtime=runtime)
     app.add_middleware(LegacyUserPaths)
@@ -108,7 +125,7 @@ class AppFactory:
         self._template: FastAPI | None = None
         self._placeholder = _NoRuntime()
 
-    def __call__(self, runtime: Runtime) -> FastAPI:
+    def __call__(self, runtime: HttpServices) -> FastAPI:
         if self._template is None:
             self._template = create_app(self._placeholder)  # type: ignore[arg-type]
         template = self._template

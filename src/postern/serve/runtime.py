@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +42,7 @@ from postern.domains.service import HostedDomains
 from postern.events import EventBus
 from postern.mailstore.quota import Quota
 from postern.mailstore.service import MailStore
+from postern.protocols.imap.server import ImapServices
 from postern.remote.deliver import FetchedDelivery
 from postern.remote.scheduler import RemoteScheduler
 from postern.remote.sending import SCHEME as REMOTE_SCHEME
@@ -275,6 +277,22 @@ class Runtime:
         that fails never stores a token nobody was shown."""
         await migrate(self.db)
         return await self.admin_token.ensure() if create_token else None
+
+    def imap_services(self, tls_context: ssl.SSLContext | None) -> ImapServices:
+        """The services of this process's IMAP door, configured from its settings."""
+        settings = self.settings
+        return ImapServices(
+            self.mailstore,
+            self.accounts,
+            self.bus,
+            hostname=settings.hostname,
+            max_message_size=settings.max_message_size,
+            tls_context=tls_context,
+            timeout=settings.imap_timeout,
+            preauth_timeout=settings.imap_preauth_timeout,
+            connections_per_ip=settings.imap_connections_per_ip,
+            appender=self.committer.append,
+        )
 
     async def close(self) -> None:
         await self.quota.close()
