@@ -24,15 +24,10 @@ from postern.mime import (
     sanitise_html,
     summarise,
 )
+from postern.mime.body_text import _INVISIBLE_TABLE, _normalise_text
+from postern.mime.charsets import _collapse
 from postern.mime.content import _extract, _get_attachment
-from postern.mime.summary import (
-    _INVISIBLE_TABLE,
-    INTRO_LENGTH,
-    _collapse,
-    _collapsed_head,
-    _normalise_text,
-    _summarise,
-)
+from postern.mime.summary import INTRO_LENGTH, _collapsed_head, _summarise
 from tests.mime.test_summary import ALTERNATIVE, FORWARD, MIXED, RELATED, crlf
 
 FUZZ = settings(
@@ -439,7 +434,7 @@ _HTML_PIECES = st.sampled_from(
     st.lists(_HTML_PIECES, max_size=60).map("".join), st.none() | st.integers(0, 200)
 )
 def test_html_to_text_total(markup: str, limit: int | None) -> None:
-    from postern.mime.summary import _html_to_text
+    from postern.mime.body_text import _html_to_text
 
     text = _html_to_text(markup, limit)
     assert isinstance(text, str)

@@ -917,7 +917,7 @@ def test_plain_dates_read_as_the_general_date_parser_reads_them() -> None:
     range, leap seconds, zones with comments, odd spacing."""
     import random
 
-    from postern.mime.summary import _PLAIN_DATE, _parse_any_date, _parse_date
+    from postern.mime.dates import _PLAIN_DATE, _parse_any_date, _parse_date
 
     rng = random.Random(20261121)
     fast = 0

@@ -196,7 +196,7 @@ class ApplicationPasswords:
         generate_mobileconfig: bool = False,
         meta: AuthMeta = NO_META,
     ) -> CreatedPassword:
-        from postern.accounts.service import require_user
+        from postern.storage.users import require_user
 
         description = description.strip()
         if not description:
@@ -243,14 +243,14 @@ class ApplicationPasswords:
         )
 
     async def list(self, user_id: str) -> list[Row]:
-        from postern.accounts.service import require_user
+        from postern.storage.users import require_user
 
         async with self.db.read() as conn:
             await require_user(conn, user_id)
             return await store.list_for_user(conn, user_id)
 
     async def delete(self, user_id: str, asp_id: str, meta: AuthMeta = NO_META) -> None:
-        from postern.accounts.service import require_user
+        from postern.storage.users import require_user
 
         async with self.db.write() as conn:
             await require_user(conn, user_id, lock=True)

@@ -76,7 +76,7 @@ class AuthLog:
         self, user_id: str, *, action: str | None, sess: str | None, ip: str | None, limit: int, cursor: Cursor | None
     ) -> tuple[builtins.list[Row], int]:
         """A page of the user's live entries, newest first (NotFound for no such user)."""
-        from postern.accounts.service import require_user
+        from postern.storage.users import require_user
 
         async with self.db.read() as conn:
             await require_user(conn, user_id)

@@ -23,7 +23,7 @@ import logging
 import secrets
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from sqlalchemy.engine import Row
@@ -35,7 +35,6 @@ from postern.accounts.rate_limit import RateLimiter
 from postern.accounts.server_key import InvalidSignature, ServerKey
 from postern.accounts.service import Accounts, NewUser
 from postern.config import Settings
-from postern.delivery.system_mail import SystemMail
 from postern.errors import Conflict, DomainError, Forbidden, InvalidInput
 from postern.storage import account_codes as code_store
 from postern.storage import mailboxes as mailbox_store
@@ -50,6 +49,14 @@ MAX_TRIES = 3
 ACTIVATE = "activate"
 RESET = "reset_password"
 WRONG_CODE = "Wrong email or code"
+
+
+class AccountMail(Protocol):
+    """How the accounts room sends a user its codes and notices (activation, password
+    reset): ``delivery.system_mail.SystemMail`` fills it in, so that accounts does not
+    import delivery (the arrow points from delivery to accounts)."""
+
+    async def send(self, *, user_id: str, to: str, subject: str, text: str) -> None: ...
 
 
 class CodeExhausted(DomainError):
@@ -102,7 +109,7 @@ class Registration:
         limiter: RateLimiter,
         authlog: AuthLog,
         api_keys: ApiKeys,
-        mail: SystemMail,
+        mail: AccountMail,
     ):
         self.db = db
         self.settings = settings

@@ -39,6 +39,7 @@ from postern.storage.database import Database
 from postern.storage.ids import is_id, new_id, now_ms
 from postern.storage.logins import AspMatch, UserRow
 from postern.storage.pagination import Cursor
+from postern.storage.users import require_user  # what every service checks first; importable from here too
 
 if TYPE_CHECKING:
     from postern.accounts.two_factor import TwoFactor
@@ -55,13 +56,6 @@ class ApplicationPasswordRequired(AuthFailed):
     doors may say more, as the password itself was right."""
 
 
-async def require_user(conn: Any, user_id: str, *, lock: bool = False) -> Row:
-    """The user row inside the caller's transaction (locked for update if asked), or
-    NotFound: what every service checks first."""
-    user = await user_store.get_user(conn, user_id, for_update=lock) if is_id(user_id) else None
-    if user is None:
-        raise NotFound("This user does not exist", code="UserNotFound")
-    return user
 UNSET: Any = object()
 
 

@@ -20,12 +20,12 @@ from segno.encoder import DataOverflowError
 from postern.accounts.authlog import NO_META, AuthLog, AuthMeta
 from postern.accounts.rate_limit import RateLimiter
 from postern.accounts.server_key import InvalidSignature, ServerKey
-from postern.accounts.service import require_user
 from postern.errors import AuthFailed, Conflict, InvalidInput
 from postern.events import CredentialsChanged, EventBus
 from postern.storage import two_factor as store
 from postern.storage.database import Database
 from postern.storage.ids import now_ms
+from postern.storage.users import require_user
 
 # Codes from the step before and after the current one are accepted too (clock drift).
 VALID_WINDOW = 1

@@ -15,15 +15,15 @@ later; a signature only proves that we made the address).
 
 from __future__ import annotations
 
-import hmac
 import logging
-import re
 from dataclasses import dataclass
 
 from postern.accounts.addressing import normalise_address
 from postern.accounts.server_key import ServerKey
 from postern.aliases.notifications import Notifications, quote
-from postern.delivery.outbound import FORWARD_SENDER_PREFIX
+
+# The VERP forms live in delivery, whose router reads them; named here too for the alias room.
+from postern.delivery.address_forms import VERP_PREFIX, BadVerpSignature, is_verp_local, parse_verp, verp_address  # noqa: F401
 from postern.errors import InvalidInput
 from postern.storage import alias_activities as activity_store
 from postern.storage import alias_routing as routing_store
@@ -32,39 +32,7 @@ from postern.storage.ids import now_ms
 
 log = logging.getLogger("postern.aliases")
 
-VERP_PREFIX = FORWARD_SENDER_PREFIX  # the queue leaves these out of the sending limit
-_PAYLOAD = re.compile(r"^([0-9]{1,18})-([0-9]{1,18})$")
 WEEK_MS = 7 * 24 * 3600 * 1000
-_PURPOSE = "verp"
-
-
-class BadVerpSignature(Exception):
-    pass
-
-
-def is_verp_local(local: str) -> bool:
-    return local.startswith(VERP_PREFIX)
-
-
-def _signature(server_key: ServerKey, payload: str) -> str:
-    return server_key.digest(payload, purpose=_PURPOSE)[:16]
-
-
-def verp_address(server_key: ServerKey, activity_id: int, mailbox_id: int, domain: str) -> str:
-    payload = f"{activity_id}-{mailbox_id}"
-    return f"{VERP_PREFIX}{payload}+{_signature(server_key, payload)}@{domain}"
-
-
-def parse_verp(server_key: ServerKey, local: str) -> tuple[int, int]:
-    """(activity id, mailbox id) of a VERP local part; BadVerpSignature when it is
-    malformed or not signed by this server."""
-    if not is_verp_local(local):
-        raise BadVerpSignature("not a VERP address")
-    payload, plus, signature = local[len(VERP_PREFIX) :].rpartition("+")
-    match = _PAYLOAD.match(payload)
-    if not plus or match is None or not hmac.compare_digest(signature.lower().encode(), _signature(server_key, payload).encode()):
-        raise BadVerpSignature("bad signature")
-    return int(match.group(1)), int(match.group(2))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,21 +15,19 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.accounts.addressing import normalise_address
+
+# The reverse alias form lives in delivery, whose router reads it; named here too for the alias room.
+from postern.delivery.address_forms import REVERSE_ALIAS_PREFIX, is_reverse_alias_local  # noqa: F401
 from postern.errors import InvalidInput
 from postern.mime import header_writing
 from postern.storage import contacts as store
 from postern.storage.ids import now_ms
 
-REVERSE_ALIAS_PREFIX = "ra+"
 _LETTERS = string.ascii_lowercase
 
 
 def new_reverse_alias(domain: str) -> str:
     return f"{REVERSE_ALIAS_PREFIX}{''.join(secrets.choice(_LETTERS) for _ in range(26))}@{domain}"
-
-
-def is_reverse_alias_local(local: str) -> bool:
-    return local.startswith(REVERSE_ALIAS_PREFIX)
 
 
 def at_form(email: str) -> str:

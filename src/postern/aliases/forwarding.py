@@ -38,6 +38,7 @@ from postern.delivery.authentication import AuthenticationResults
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.filtering import Copy
 from postern.delivery.outbound import OutboundQueue, Queued
+
 # ``normalised`` is remembered (lru_cache): a header's addresses recur from message to message.
 from postern.delivery.router import AliasRecipient, normalised
 from postern.errors import Conflict, DomainError, InvalidInput, OverQuota, TooLarge

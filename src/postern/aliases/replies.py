@@ -36,6 +36,7 @@ from postern.aliases.notifications import Notifications, quote
 from postern.delivery.authentication import AuthenticationResults, organizational_domain
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.outbound import OutboundQueue
+from postern.delivery.reply_route import ReplyRefused
 from postern.errors import InvalidInput
 from postern.mime.reply_rewrite import ReplyIdentity, addresses_in, rewrite_reply
 from postern.mime.senders import senders
@@ -56,14 +57,6 @@ UNKNOWN = "550 5.1.1 Recipient address rejected: no such user here"
 LOOP = "554 5.4.6 Routing loop: a reverse alias cannot reply to another reverse alias"
 # Messages larger than this are rewritten in a worker thread.
 _THREAD_ABOVE = 256 * 1024
-
-
-class ReplyRefused(Exception):
-    """A reply that may not go out: ``reply`` is the SMTP reply line."""
-
-    def __init__(self, reply: str):
-        super().__init__(reply)
-        self.reply = reply
 
 
 @dataclass(frozen=True, slots=True)

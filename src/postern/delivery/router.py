@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 from postern.accounts.addressing import NormalisedAddress, normalise_address, normalise_domain
 from postern.accounts.server_key import ServerKey
-from postern.aliases.bounces import BadVerpSignature, is_verp_local, parse_verp
-from postern.aliases.contacts import is_reverse_alias_local
+from postern.delivery.address_forms import BadVerpSignature, is_reverse_alias_local, is_verp_local, parse_verp
 from postern.errors import InvalidInput
 from postern.storage.database import Database
 from postern.storage.hot_reads import HotReads

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from postern.accounts.addressing import normalise_address
-from postern.aliases.replies import PreparedReply, Replies, ReplyRefused
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.inbound import Envelope, InboundDelivery
 from postern.delivery.outbound import OutboundQueue
-from postern.delivery.router import LocalRecipient, RecipientRefused, Router
+from postern.delivery.reply_route import ReplyRefused, ReverseAliasReplies
+from postern.delivery.router import Recipient, RecipientRefused, Router
 from postern.errors import InvalidInput
 from postern.mailstore.service import AppendRequest, AppendResult
 from postern.mime import header_fields
@@ -75,7 +76,7 @@ class Submission:
         self.inbound = inbound
         self.outbound = outbound
         # Set by the runtime: replies through reverse aliases.
-        self.replies: Replies | None = None
+        self.replies: ReverseAliasReplies | None = None
         # Set by the runtime: the route of mail sent as one of the user's remote
         # identities (remote/sending.py): ``remote_route(user_id, address_keys)`` is an
         # outbound target, or None when the addresses are not one such identity's.
@@ -139,7 +140,7 @@ class Submission:
             if route is None:
                 raise SubmissionRefused("550 5.7.1 The From header must name one of your addresses")
         # Replies through reverse aliases are authorised before anything is stored.
-        replies: list[PreparedReply] = []
+        replies: list[Any] = []  # what the alias room prepared, for send_prepared
         others: list[str] = []
         for rcpt in recipients:
             contact = await self.replies.reverse_alias_of(rcpt) if self.replies is not None else None
@@ -149,8 +150,8 @@ class Submission:
             assert self.replies is not None
             try:
                 replies.append(await self.replies.prepare_submission(user_id=user_id, mail_from=mail_from, contact=contact, data=data))
-            except ReplyRefused as refusal:
-                raise SubmissionRefused(refusal.reply) from None
+            except ReplyRefused as refused:
+                raise SubmissionRefused(refused.reply) from None
         # The copy in Sent is stored first: the user keeps what they sent even if a
         # later step fails, and its id ties the delivery events to it.
         event = {"source": "SUBMISSION", "origin": client_ip, "originhost": helo, "transtype": transtype, "from": mail_from, "to": list(recipients)}
@@ -160,7 +161,7 @@ class Submission:
         sent_copy = sent[0] if isinstance(sent[0], AppendResult) else None
         if sent_copy is None:
             log.warning("could not store the Sent copy for user %s: %s", user_id, sent[0])
-        local: list[LocalRecipient] = []
+        local: list[Recipient] = []
         remote: list[str] = []
         for rcpt in others:
             try:

@@ -14,8 +14,22 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
-from postern.http.admin import addresses, asps, authenticate, authlog, autoreply, filters, mailboxes, messages, two_factor, users
-from postern.http.admin import domains, queue, remote_identities
+from postern.http.admin import (
+    addresses,
+    asps,
+    authenticate,
+    authlog,
+    autoreply,
+    domains,
+    filters,
+    mailboxes,
+    messages,
+    queue,
+    quota,
+    remote_identities,
+    two_factor,
+    users,
+)
 from postern.http.admin.common import AccessDenied, guard_admin_routes, plain_text_query, require_admin
 from postern.http import metrics_endpoint
 from postern.http.access_log import AccessLog
@@ -24,7 +38,7 @@ from postern.http.content_safety import ContentSafety
 from postern.http.discovery import install as install_discovery
 from postern.http.errors import JSONBody, error_response, install_error_handlers
 from postern.http.identity_service import install as install_identity_service
-from postern.serve.runtime import Runtime
+from postern.http.services import HttpServices
 
 
 class Health(BaseModel):
@@ -50,7 +64,7 @@ class LegacyUserPaths:
 HEALTH_BODY = b'{"success":true,"version":"' + __version__.encode() + b'"}'
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: HttpServices) -> FastAPI:
     app = FastAPI(
         title="postern admin API",
         version=__version__,
@@ -71,7 +85,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return Response(HEALTH_BODY, media_type="application/json")
 
     admin = APIRouter(dependencies=[Depends(require_admin), Depends(plain_text_query)])
-    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply, remote_identities, domains, queue):
+    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply, remote_identities, domains, queue, quota):
         admin.include_router(module.router)
         guard_admin_routes(module.router)
     app.include_router(admin)
@@ -116,7 +130,7 @@ class AppFactory:
         self._template: FastAPI | None = None
         self._placeholder = _NoRuntime()
 
-    def __call__(self, runtime: Runtime) -> FastAPI:
+    def __call__(self, runtime: HttpServices) -> FastAPI:
         if self._template is None:
             self._template = create_app(self._placeholder)  # type: ignore[arg-type]
         template = self._template

@@ -6,19 +6,9 @@ import html as _html
 import re
 from dataclasses import dataclass
 
+from .body_text import _html_to_text, _part_text
+from .parts import AttachmentInfo, _as_bytes, _attachment_info, _attachment_leaves, _body_segments, _leaves, _parse_message, _Part
 from .sanitise import sanitise_html
-from .summary import (
-    AttachmentInfo,
-    _as_bytes,
-    _attachment_info,
-    _attachment_leaves,
-    _body_segments,
-    _html_to_text,
-    _leaves,
-    _parse_message,
-    _Part,
-    _part_text,
-)
 
 __all__ = [
     "MessageContent",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from .header_fields import FIELD_NAME, HeaderField, scan
-from .summary import MAX_PARTS
+from .parts import MAX_PARTS
 
 ImapValue = None | int | bytes | tuple["ImapValue", ...]
 

@@ -23,6 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .charsets import _decode_transfer
 from .imap_envelope import (
     Address,
     Envelope,
@@ -40,13 +41,7 @@ from .imap_header import (
     _scan_header,
     _unfolded,
 )
-from .summary import (
-    MAX_DEPTH,
-    MAX_PARTS,
-    _decode_transfer,
-    _split_multipart,
-    _split_semicolons,
-)
+from .parts import MAX_DEPTH, MAX_PARTS, _split_multipart, _split_semicolons
 
 __all__ = [
     "Address",
@@ -444,7 +439,7 @@ def decoded_headers(raw: bytes) -> list[tuple[str, str]]:
     The text is unfolded with RFC 2047 words and 8-bit bytes decoded (for
     SEARCH, which compares what a person reads).  Never raises.
     """
-    from .summary import _header_text  # the same decoding as the summaries
+    from .charsets import _header_text
 
     raw = _as_bytes(raw)
     try:
@@ -482,7 +477,7 @@ def header_facts(raw: bytes) -> HeaderFacts:
 
 def decode_value(value: bytes) -> str:
     """A header field's value as :func:`decoded_headers` gives it (never raises)."""
-    from .summary import _header_text
+    from .charsets import _header_text
 
     try:
         return _header_text(value)

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import header_writing
-from .summary import _parse_addresses, decode_words
+from .addresses import _parse_addresses
+from .charsets import decode_words
 
 # Fields that name the path a message took to us or that forwarding breaks: an
 # original DKIM signature or ARC seal does not verify once From, To and Cc change;

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from email.utils import getaddresses
 
 from . import header_fields
+from .addresses import _parse_addresses
+from .charsets import decode_words
 from .imap_envelope import address_list
-from .summary import _parse_addresses, decode_words
 
 __all__ = ["SENDER_FIELDS", "Senders", "senders"]
 

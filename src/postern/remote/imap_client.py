@@ -245,8 +245,8 @@ def fetch_item(response: Response) -> FetchItem | None:
             if isinstance(value, TooBig):
                 item.too_big = value.size
             elif (
-                isinstance(value, bytes)
-                and value.upper() != b"NIL"
+                (isinstance(value, bytes)
+                and value.upper() != b"NIL")
                 or isinstance(value, Str)
             ):
                 item.body = bytes(value)
@@ -339,7 +339,7 @@ class ImapClient:
         if word in _STATUS and len(segments) == 1:
             # Free text follows a status (it may hold anything): not tokenized.
             return Response(head, [word], rest)
-        segments[0] = bytes(segments[0]).partition(b" ")[2]
+        segments[0] = bytes(segments[0]).partition(b" ")[2]  # type: ignore[arg-type]  # the first segment is the line's own bytes
         return Response(head, tokenize(segments), rest)
 
     def _codes(self, response: Response) -> None:

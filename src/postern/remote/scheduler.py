@@ -96,7 +96,7 @@ class RemoteScheduler:
                 continue  # another process took it
             task = asyncio.create_task(self._session(row), name=f"remote {identity_id}")
             self.sessions[identity_id] = task
-            task.add_done_callback(lambda _t, i=identity_id: self.sessions.pop(i, None))
+            task.add_done_callback(lambda _t, i=identity_id: self.sessions.pop(i, None))  # type: ignore[misc]
 
     async def close(self) -> None:
         tasks = list(self.sessions.values())

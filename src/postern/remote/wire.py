@@ -158,4 +158,4 @@ def _reason(error: BaseException) -> str:
         return "timed out"
     if isinstance(error, ssl.SSLError):
         return error.reason or "TLS error"
-    return error.strerror or str(error) or type(error).__name__
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__

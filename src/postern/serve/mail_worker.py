@@ -22,7 +22,7 @@ import sys
 
 from postern.config import Settings
 from postern.delivery.outbound import QueueWakeup
-from postern.protocols.imap.server import ImapServices, serve_accepted
+from postern.protocols.imap.server import serve_accepted
 from postern.protocols.smtp.handlers import InboundHandler
 from postern.protocols.smtp.server import session_factory
 from postern.serve.logs import configure as configure_logging
@@ -87,7 +87,7 @@ async def _serve(settings: Settings, channel: socket.socket) -> None:
         }
         stream_doors: dict[str, StreamDoor] = {}
         if "imap" in settings.enabled_doors:
-            imap = ImapServices.for_runtime(runtime, tls)
+            imap = runtime.imap_services(tls)
             stream_doors["imap"] = lambda sock: serve_accepted(imap, sock)
             stream_doors["imaps"] = lambda sock: serve_accepted(imap, sock, implicit_tls=True)
         # The events of this worker's changes reach its own sessions and go to the

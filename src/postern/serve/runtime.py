@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,7 +41,9 @@ from postern.delivery.submission import Submission
 from postern.delivery.system_mail import SystemMail
 from postern.domains.service import HostedDomains
 from postern.events import EventBus
+from postern.mailstore.quota import Quota
 from postern.mailstore.service import MailStore
+from postern.protocols.imap.server import ImapServices
 from postern.remote.deliver import FetchedDelivery
 from postern.remote.scheduler import RemoteScheduler
 from postern.remote.sending import SCHEME as REMOTE_SCHEME
@@ -120,11 +123,14 @@ class Runtime:
     # The operator's tools: hosted domains and the queue (cli.py, http/admin/queue.py).
     hosted_domains: HostedDomains = field(init=False)
     queue_admin: QueueAdmin = field(init=False)
+    # Quota reset (mailstore/quota.py): one user, or every user in the background.
+    quota: Quota = field(init=False)
 
     def __post_init__(self) -> None:
         settings = self.settings
         self.hosted_domains = HostedDomains(self.db, settings, self.resolver)
         self.queue_admin = QueueAdmin(self.db, wake=self.outbound.wake)
+        self.quota = Quota(self.db)
         self.api_keys = ApiKeys(self.db, self.server_key)
         self.system_mail = SystemMail(
             sender=settings.resolved_system_mail_from, hostname=settings.hostname, router=self.router, inbound=self.inbound, outbound=self.outbound
@@ -274,7 +280,24 @@ class Runtime:
         await migrate(self.db)
         return await self.admin_token.ensure() if create_token else None
 
+    def imap_services(self, tls_context: ssl.SSLContext | None) -> ImapServices:
+        """The services of this process's IMAP door, configured from its settings."""
+        settings = self.settings
+        return ImapServices(
+            self.mailstore,
+            self.accounts,
+            self.bus,
+            hostname=settings.hostname,
+            max_message_size=settings.max_message_size,
+            tls_context=tls_context,
+            timeout=settings.imap_timeout,
+            preauth_timeout=settings.imap_preauth_timeout,
+            connections_per_ip=settings.imap_connections_per_ip,
+            appender=self.committer.append,
+        )
+
     async def close(self) -> None:
+        await self.quota.close()
         await self.registration.settle()
         await self.rules.close()
         self.mailstore.hot.close()

@@ -27,7 +27,6 @@ from postern.errors import DomainError, RateLimited
 from postern.http.app import create_app
 from postern.http.serving import raise_file_limit, uvicorn_config
 from postern.mailstore.pop3_view import Pop3View
-from postern.protocols.imap.server import ImapServices
 from postern.protocols.imap.server import start_listener as start_imap_listener
 from postern.protocols.pop3.server import Pop3Server, authenticator
 from postern.protocols.smtp.handlers import InboundHandler, SubmissionHandler
@@ -173,7 +172,7 @@ async def start_imap_doors(runtime: Runtime) -> dict[str, asyncio.Server]:
     settings = runtime.settings
     if "imap" not in settings.enabled_doors:
         return {}
-    services = ImapServices.for_runtime(runtime, server_context(*await _tls_files(settings)))
+    services = runtime.imap_services(server_context(*await _tls_files(settings)))
     listeners: dict[str, asyncio.Server] = {}
     try:
         for door, listen in (("imap", settings.imap_listen), ("imaps", settings.imaps_listen)):

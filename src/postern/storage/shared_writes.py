@@ -22,14 +22,24 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from postern.storage.sqlite_driver import SqliteDriver, sqlite_driver
 
-if TYPE_CHECKING:
-    from postern.storage.database import Database
+
+class Database(Protocol):
+    """What the shared writes ask of ``database.Database``, which makes them (defined
+    here so that this module does not import the one that imports it)."""
+
+    is_sqlite: bool
+    engine: AsyncEngine
+
+    def write(self) -> AbstractAsyncContextManager[AsyncConnection]: ...
+
+    def writer_turn(self, *, ends_at_commit: bool = False) -> AbstractAsyncContextManager[None]: ...
 
 T = TypeVar("T")
 Item = TypeVar("Item")

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from postern.storage.inline_sqlite import _InlineConnection
+
 T = TypeVar("T")
 
 
@@ -21,7 +23,7 @@ class SqliteDriver:
     connection: sqlite3.Connection
     # Runs a function in the thread that owns the connection (aiosqlite); None: inline.
     hop: Callable[..., Any] | None
-    # Inline: the ``database._InlineConnection`` around ``connection``. A transaction
+    # Inline: the ``inline_sqlite._InlineConnection`` around ``connection``. A transaction
     # begun here must begin and commit through it (``begin``, ``commit``), which
     # knows what makes a COMMIT durable on that connection.
     inline: Any = None
@@ -40,9 +42,6 @@ async def sqlite_driver(conn: AsyncConnection) -> SqliteDriver | None:
     else None."""
     if conn.dialect.name != "sqlite":
         return None
-    # Here, not above: the database module imports this one's users.
-    from postern.storage.database import _InlineConnection
-
     driver = (await conn.get_raw_connection()).driver_connection
     if isinstance(driver, _InlineConnection):
         return SqliteDriver(driver._conn, None, driver)

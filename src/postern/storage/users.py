@@ -9,14 +9,16 @@ from sqlalchemy import and_, bindparam, case, delete, exists, func, or_, select,
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from postern.errors import NotFound
 from postern.storage import address_claims
 from postern.storage.dialect import like_pattern
+from postern.storage.ids import is_id
 from postern.storage.outbound import FINAL as FINAL_STATES
 from postern.storage.pagination import Cursor
 from postern.storage.schema import (
     addresses,
-    custom_domains,
     blobs,
+    custom_domains,
     folders,
     message_events,
     messages,
@@ -37,6 +39,15 @@ async def set_tags(conn: AsyncConnection, user_id: str, tags: Sequence[str]) -> 
     await conn.execute(delete(user_tags).where(user_tags.c.user_id == user_id))
     if tags:
         await conn.execute(user_tags.insert(), [{"user_id": user_id, "tag": t} for t in tags])
+
+
+async def require_user(conn: Any, user_id: str, *, lock: bool = False) -> Row:
+    """The user row inside the caller's transaction (locked for update if asked), or
+    NotFound: what every service checks first."""
+    user = await get_user(conn, user_id, for_update=lock) if is_id(user_id) else None
+    if user is None:
+        raise NotFound("This user does not exist", code="UserNotFound")
+    return user
 
 
 async def get_user(conn: AsyncConnection, user_id: str, *, for_update: bool = False) -> Row | None:

@@ -243,4 +243,4 @@ class Homeservers:
         expected = (f"[{name.host}]" if ":" in name.host else name.host) + (f":{name.port}" if name.port else "")
         if server_part != expected and server_part != server_name.strip().lower():
             raise HomeserverError("the user id is not of that homeserver")
-        return sub
+        return str(sub)

@@ -20,6 +20,7 @@ import re
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy.engine import Row
@@ -172,7 +173,7 @@ class ValidationSessions:
             if attempt is None or (row.send_attempt is not None and attempt <= row.send_attempt):
                 return int(row.id)
             await self.limiter.attempt(MAIL_ACTION, account=address.key)
-            values = {"send_attempt": attempt, "mtime_ms": now}
+            values: dict[str, Any] = {"send_attempt": attempt, "mtime_ms": now}
             if link is not None:
                 values["next_link"] = link
             async with self.db.write() as conn:

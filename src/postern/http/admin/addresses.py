@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from postern.http.admin.common import (
-    Flag,
     SUCCESS,
     AddressId,
     Created,
     CursorPage,
+    Flag,
     Limit,
     NextCursor,
     PageNumber,

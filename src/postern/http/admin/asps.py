@@ -10,9 +10,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from postern.accounts.application_passwords import scopes_of
 from postern.accounts.authlog import AuthMeta
 from postern.http.admin.common import (
-    Flag,
     ID_PATTERN,
     SUCCESS,
+    Flag,
     Ip,
     IpQuery,
     RuntimeDep,

@@ -10,9 +10,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from postern.errors import InvalidInput
 from postern.http.admin.common import (
-    Flag,
     SUCCESS,
     Created,
+    Flag,
     RuntimeDep,
     Success,
     UserId,

@@ -7,15 +7,15 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.routing import APIRoute
 from fastapi.responses import Response
+from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import AfterValidator, BaseModel, Field, PlainValidator, WithJsonSchema
 
 from postern import metrics
 from postern.errors import InvalidInput
 from postern.http.errors import ErrorResponse, error_response, guarded_by
-from postern.serve.runtime import Runtime
+from postern.http.services import HttpServices
 from postern.storage.pagination import Cursor, Page, decode_cursor
 
 ID_PATTERN = r"^[0-9a-f]{24}$"
@@ -60,17 +60,17 @@ _token_query = APIKeyQuery(name="accessToken", auto_error=False, description="Ad
 _token_header = APIKeyHeader(name="X-Access-Token", auto_error=False, description="Admin access token")
 
 
-def runtime_of(request: Request) -> Runtime:
+def runtime_of(request: Request) -> HttpServices:
     return request.app.state.runtime
 
 
-async def _runtime_dependency(request: Request) -> Runtime:
+async def _runtime_dependency(request: Request) -> HttpServices:
     # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, which
     # cost every admin request a round trip to a worker thread (see docs/benchmarks.md).
     return request.app.state.runtime
 
 
-RuntimeDep = Annotated[Runtime, Depends(_runtime_dependency)]
+RuntimeDep = Annotated[HttpServices, Depends(_runtime_dependency)]
 
 
 class AccessDenied(Exception):

@@ -13,11 +13,11 @@ from sqlalchemy.engine import Row
 
 from postern.errors import InvalidInput
 from postern.http.admin.common import (
-    Flag,
     ID_PATTERN,
     SUCCESS,
     Created,
     CursorPage,
+    Flag,
     Limit,
     NextCursor,
     PageNumber,

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Row
 
-from postern.http.admin.common import Flag, SUCCESS, Created, MailboxId, RuntimeDep, Success, UserId, responses
+from postern.http.admin.common import SUCCESS, Created, Flag, MailboxId, RuntimeDep, Success, UserId, responses
 from postern.mailstore.folders import name_of
 from postern.mailstore.service import UNSET
 

@@ -18,9 +18,9 @@ from sqlalchemy.engine import Row
 from postern import mime
 from postern.errors import InvalidInput, NotFound, TooLarge
 from postern.http.admin.common import (
-    Flag,
     SUCCESS,
     CursorPage,
+    Flag,
     Limit,
     MailboxId,
     MessageUid,
@@ -385,7 +385,7 @@ async def update_messages(
 ) -> dict[str, Any]:
     uids = parse_uid_set(message)
     given = body.model_fields_set
-    flags = {name: getattr(body, name) for name in ("seen", "flagged", "draft", "deleted") if name in given and getattr(body, name) is not None}
+    flags: dict[str, Any] = {name: getattr(body, name) for name in ("seen", "flagged", "draft", "deleted") if name in given and getattr(body, name) is not None}
     expires: Any = UNSET
     if "expires" in given and body.expires is not None:
         if body.expires is False:

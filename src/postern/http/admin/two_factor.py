@@ -9,7 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from postern.accounts.authlog import AuthMeta
 from postern.errors import AuthFailed
-from postern.http.admin.common import Flag, SUCCESS, Ip, IpQuery, RuntimeDep, Sess, SessQuery, Success, UserId, no_nul, responses
+from postern.http.admin.common import SUCCESS, Flag, Ip, IpQuery, RuntimeDep, Sess, SessQuery, Success, UserId, no_nul, responses
 
 router = APIRouter(tags=["2FA"])
 

@@ -11,14 +11,14 @@ from sqlalchemy.engine import Row
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import NewUser
 from postern.http.admin.common import (
-    Flag,
     SUCCESS,
     Created,
     CursorPage,
+    Flag,
+    Ip,
     Limit,
     NextCursor,
     PageNumber,
-    Ip,
     PreviousCursor,
     RuntimeDep,
     Sess,

@@ -5,8 +5,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from postern.http.api import account, aliases, auth, contacts, custom_domains
-from postern.http.api import export, identities, mailboxes, misc, notifications, remote_identities, settings
+from postern.http.api import (
+    account,
+    aliases,
+    auth,
+    contacts,
+    custom_domains,
+    export,
+    identities,
+    mailboxes,
+    misc,
+    notifications,
+    remote_identities,
+    settings,
+)
 from postern.http.api.common import ApiRoute
 
 router = APIRouter(prefix="/api", route_class=ApiRoute)

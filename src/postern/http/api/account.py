@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from postern.accounts.user_profile import MAX_NAME, UserInfo
 from postern.http.api.common import ApiErrorBody, ApiRoute, KeyHolderDep, Ok, Text, meta_of, responses, runtime_of
-from postern.serve.runtime import Runtime
+from postern.http.services import HttpServices
 
 router = APIRouter(tags=["User API: account"], route_class=ApiRoute)
 
@@ -40,7 +40,7 @@ class SudoBody(BaseModel):
     password: Annotated[Text, Field(max_length=1024)]
 
 
-def _info_answer(runtime: Runtime, info: UserInfo) -> dict[str, Any]:
+def _info_answer(runtime: HttpServices, info: UserInfo) -> dict[str, Any]:
     return {
         "name": info.name,
         "email": info.email,

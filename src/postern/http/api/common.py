@@ -3,7 +3,7 @@ client may show as is), the API key check, request metadata and answer models.""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,7 +21,7 @@ from postern.accounts.registration import CodeExhausted, NotActivated
 from postern.accounts.user_profile import SudoRequired
 from postern.errors import AuthFailed, Conflict, DomainError, Forbidden, InvalidInput, NotFound, RateLimited, TooLarge
 from postern.http.errors import JSONBody, auth_answer_first
-from postern.serve.runtime import Runtime
+from postern.http.services import HttpServices
 
 RATE_LIMITED = "Rate limit exceeded"
 
@@ -107,7 +107,7 @@ class ApiRoute(APIRoute):
     errors get the user API's statuses (410 for a dead code, 422 for an account not
     activated, 429 ``Rate limit exceeded``...)."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
@@ -154,7 +154,7 @@ _key_header = APIKeyHeader(
 )
 
 
-def runtime_of(request: Request) -> Runtime:
+def runtime_of(request: Request) -> HttpServices:
     return request.app.state.runtime
 
 
@@ -192,8 +192,8 @@ def responses(*statuses: int, **described: str) -> dict[int | str, dict[str, Any
     result: dict[int | str, dict[str, Any]] = {400: {"model": ApiErrorBody, "description": "Invalid input"}}
     for status in statuses:
         result[status] = {"model": ApiErrorBody, "description": _DESCRIPTIONS.get(status, "Error")}
-    for status, description in described.items():
-        result[int(status.lstrip("_"))] = {"model": ApiErrorBody, "description": description}
+    for name, description in described.items():
+        result[int(name.lstrip("_"))] = {"model": ApiErrorBody, "description": description}
     return result
 
 

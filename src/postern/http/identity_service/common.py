@@ -5,7 +5,7 @@ and terms checks, and the documented shapes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -17,7 +17,7 @@ from starlette.responses import Response
 
 from postern.errors import RateLimited
 from postern.http.errors import JSONBody
-from postern.serve.runtime import Runtime
+from postern.http.services import HttpServices
 from postern.verification import errors
 from postern.verification.errors import MatrixError
 
@@ -49,7 +49,7 @@ def rate_limited(error: RateLimited) -> JSONBody:
 class MatrixRoute(APIRoute):
     """Answers in the identity service's words, whatever went wrong."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def answer(request: Request) -> Response:
@@ -73,7 +73,7 @@ class MatrixRoute(APIRoute):
         return answer
 
 
-def runtime_of(request: Request) -> Runtime:
+def runtime_of(request: Request) -> HttpServices:
     return request.app.state.runtime
 
 

@@ -40,9 +40,7 @@ from .commands import (
     enable,
     expunge,
     fetch,
-    id as id_,
     idle,
-    list as list_,
     login,
     logout,
     namespace,
@@ -57,6 +55,12 @@ from .commands import (
     store,
     subscribe,
     thread,
+)
+from .commands import (
+    id as id_,
+)
+from .commands import (
+    list as list_,
 )
 from .session import ConnectionClosed, Done, ImapError, Session
 

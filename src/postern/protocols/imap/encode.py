@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from postern.mime.imap_structure import Envelope, ImapValue
 
@@ -104,7 +104,7 @@ def flag_list(flags: Iterable[str]) -> bytes:
 def internaldate(value: datetime) -> bytes:
     """``"17-Jul-1996 02:44:25 -0700"`` (naive datetimes are taken as UTC)."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     offset = value.utcoffset()
     minutes = int(offset.total_seconds() // 60) if offset is not None else 0
     sign = "-" if minutes < 0 else "+"

@@ -20,10 +20,10 @@ from typing import Protocol
 
 from postern.mailstore.imap_view import ImapMessage
 from postern.mime import summarise
+from postern.mime.dates import sent_date_of
 from postern.mime.imap_structure import decode_value, has_whole_header, header_facts
 
 from . import encode as enc
-from .search import sent_date_of
 
 __all__ = ["DEFAULT_MAX_BYTES", "HeaderCache", "MessageReader", "ParsedHeader", "SummaryFacts", "parse_header"]
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Protocol
 
 from postern.mime import extract_content, summarise
+from postern.mime.dates import sent_date_of
 from postern.mime.imap_structure import address_list, decode_value, decoded_headers
 from postern.mime.summary import MessageSummary
 
@@ -299,24 +299,11 @@ def sort_messages(
 # ---------------------------------------------------------------------------
 
 
-def sent_date_of(values: Sequence[str]) -> datetime | None:
-    """The first of a message's decoded Date values parsed, None when there is none
-    or it is unreadable; in the field's own zone (SENT* compare the day the sender
-    wrote)."""
-    if not values:
-        return None
-    try:
-        parsed = parsedate_to_datetime(values[0])
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
 def _decoded_values(raw: bytes, wanted: str) -> list[str]:
     """``[v for k, v in decoded_headers(raw) if k == wanted]`` without decoding the
     other fields."""
+    from postern.mime.charsets import _header_text
     from postern.mime.imap_header import _field_value, _scan_header
-    from postern.mime.summary import _header_text
 
     if not wanted.isascii():
         return []  # field names are printable ASCII

@@ -18,7 +18,7 @@ import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from postern import metrics
 from postern.accounts.service import Accounts
@@ -40,9 +40,6 @@ from .parser import (
     ReaderEvent,
 )
 from .session import ConnectionClosed, Session
-
-if TYPE_CHECKING:
-    from postern.serve.runtime import Runtime
 
 log = logging.getLogger("postern.imap")
 log_login = logging.getLogger("postern.imap.login")
@@ -85,23 +82,6 @@ class ImapServices:
     # that one delivery wakes at once.
     _uids_queries: dict[tuple[str, int], asyncio.Future[list[int]]] = field(default_factory=dict, init=False)
     limiter: ConnectionLimiter | None = field(default=None, init=False)
-
-    @classmethod
-    def for_runtime(cls, runtime: Runtime, tls_context: ssl.SSLContext | None) -> ImapServices:
-        """The services of a process's IMAP door, configured from its settings."""
-        settings = runtime.settings
-        return cls(
-            runtime.mailstore,
-            runtime.accounts,
-            runtime.bus,
-            hostname=settings.hostname,
-            max_message_size=settings.max_message_size,
-            tls_context=tls_context,
-            timeout=settings.imap_timeout,
-            preauth_timeout=settings.imap_preauth_timeout,
-            connections_per_ip=settings.imap_connections_per_ip,
-            appender=runtime.committer.append,
-        )
 
     def __post_init__(self) -> None:
         self.view = ImapView(self.mailstore)

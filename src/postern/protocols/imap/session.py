@@ -39,6 +39,7 @@ from . import esearch
 if TYPE_CHECKING:
     from postern.mailstore.imap_view import ImapMessage
 
+    # import cycle: type only; a session holds the services of the listener that made it.
     from .server import ImapServices
 
 log = logging.getLogger("postern.imap")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 __all__ = [
     "ThreadMessage",
@@ -102,7 +102,7 @@ def base_subject(subject: str) -> tuple[str, bool]:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def thread_orderedsubject(messages: Sequence[ThreadMessage]) -> list[ThreadNode]:
@@ -160,7 +160,7 @@ def _sort_key(node: _Container) -> tuple[datetime, int]:
         return _utc(node.message.date), node.message.order
     if node.children:
         return _sort_key(node.children[0])
-    return datetime.max.replace(tzinfo=timezone.utc), 0  # pragma: no cover - pruned
+    return datetime.max.replace(tzinfo=UTC), 0  # pragma: no cover - pruned
 
 
 def _sort_tree(nodes: list[_Container]) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
@@ -151,7 +151,7 @@ class SubmissionHandler(_Base):
         self.submission = submission
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, options: list[str]) -> str:
-        user_id = session.auth_data
+        user_id = cast(str, session.auth_data)  # set by the authenticator: the user id
         if not address:
             return "553 5.7.1 A sender address is required"
         try:
@@ -169,7 +169,7 @@ class SubmissionHandler(_Base):
         if not _plausible(address):
             return "553 5.1.3 Recipient address syntax is invalid"
         try:
-            await self.submission.check_recipient_limit(session.auth_data, len(envelope.rcpt_tos) + 1)
+            await self.submission.check_recipient_limit(cast(str, session.auth_data), len(envelope.rcpt_tos) + 1)
         except SubmissionRefused as refusal:
             return refusal.reply
         except Exception:
@@ -191,7 +191,7 @@ class SubmissionHandler(_Base):
         peer = session.peer[0] if isinstance(session.peer, tuple) else str(session.peer)
         try:
             result = await self.submission.submit(
-                user_id=session.auth_data,
+                user_id=cast(str, session.auth_data),
                 mail_from=envelope.mail_from or "",
                 recipients=list(envelope.rcpt_tos),
                 data=data,

@@ -91,10 +91,10 @@ async def handle(session: Session, command: c.Fetch) -> Done:
                 )
                 if outcome.modseq is not None:
                     selected.own_modseqs.add(outcome.modseq)
-                for message in outcome.messages:
-                    if message.uid in rows:
-                        rows[message.uid] = message
-                        flag_changed.add(message.uid)
+                for changed in outcome.messages:
+                    if changed.uid in rows:
+                        rows[changed.uid] = changed
+                        flag_changed.add(changed.uid)
         raws: dict[int, bytes] = {}
         envelopes: dict[int, bytes] = {}
         if from_cache:

@@ -58,7 +58,7 @@ def _section(cur: Cursor, binary: bool) -> SectionSpec:
         if binary:
             raise ImapSyntaxError("BINARY sections are part numbers only")
         word = cur._match(_SECTION_WORD_RE, "a section name").decode("ascii").upper()
-        if word == "MIME" and parts or word in ("HEADER", "TEXT"):
+        if (word == "MIME" and parts) or word in ("HEADER", "TEXT"):
             text = word
         elif word in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
             text = word
