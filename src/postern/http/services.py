@@ -23,6 +23,7 @@ from postern.aliases.settings import AliasSettings
 from postern.config import Settings
 from postern.delivery.queue_admin import QueueAdmin
 from postern.domains.service import HostedDomains
+from postern.mailstore.quota import Quota
 from postern.mailstore.service import MailStore
 from postern.remote.service import RemoteIdentities
 from postern.rules.service import Rules
@@ -79,3 +80,5 @@ class HttpServices(Protocol):
     def hosted_domains(self) -> HostedDomains: ...
     @property
     def queue_admin(self) -> QueueAdmin: ...
+    @property
+    def quota(self) -> Quota: ...
