@@ -19,6 +19,12 @@ class InvalidInput(DomainError):
     code = "InputValidationError"
 
 
+class NotPermitted(InvalidInput):
+    """An operation WildDuck refuses on a protected folder (INBOX, special-use)."""
+
+    code = "NotPermitted"
+
+
 class NotFound(DomainError):
     code = "NotFound"
 

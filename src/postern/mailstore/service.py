@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from postern.errors import (
     Conflict,
-    Forbidden,
     InvalidInput,
     NotFound,
+    NotPermitted,
 )
 from postern.events import (
     Event,
@@ -151,7 +151,7 @@ class MailStore(Appending):
         if new_path == old_path:
             return []
         if old_path == "INBOX":
-            raise Forbidden("INBOX can not be renamed", code="CANNOT")
+            raise NotPermitted("INBOX can not be renamed")
         if new_path == "INBOX" or new_path.startswith(old_path + "/"):
             raise InvalidInput("A mailbox can not be moved to INBOX or into itself", code="CANNOT", field="path")
         user_id = folder.user_id
@@ -174,7 +174,7 @@ class MailStore(Appending):
             folder = await self._folder(conn, user_id, folder_id)
             await user_store.lock_user(conn, user_id)
             if is_protected(folder.path, folder.special_use):
-                raise Forbidden("Special mailboxes can not be deleted", code="CANNOT")
+                raise NotPermitted("Special mailboxes can not be deleted")
             contents = await message_store.folder_message_keys(conn, folder_id)
             await message_store.release_blobs(conn, [r.blob_key for r in contents])
             await user_store.add_storage_used(conn, user_id, -sum(r.size for r in contents))

@@ -298,7 +298,6 @@ async def test_same_path_for_two_users(client: httpx.AsyncClient) -> None:
     "path",
     [
         "a//b",
-        "/a",
         "a/",
         "/",
         "//",
@@ -512,7 +511,7 @@ async def test_rename_normalises_inbox_prefix(client: httpx.AsyncClient) -> None
 async def test_rename_inbox_is_forbidden(client: httpx.AsyncClient) -> None:
     user = await create_user(client)
     inbox = await folder_id(client, user)
-    assert_error(await rename(client, user, inbox, "Not inbox"), 403)
+    assert_error(await rename(client, user, inbox, "Not inbox"), 400, "NotPermitted")
     assert (await get_mailbox(client, user, inbox))["path"] == "INBOX"
     assert "Not inbox" not in await paths(client, user)
 
@@ -549,7 +548,7 @@ async def test_rename_into_own_subtree_is_invalid(client: httpx.AsyncClient) -> 
     assert not any(p.startswith("Tree/Branch/") or p == "Tree/New" for p in await paths(client, user))
 
 
-@pytest.mark.parametrize("path", ["a//b", "/lead", "trail/", "", "ctl\x01", "x" * 1025])
+@pytest.mark.parametrize("path", ["a//b", "trail/", "", "ctl\x01", "x" * 1025])
 async def test_rename_invalid_path(client: httpx.AsyncClient, path: str) -> None:
     user = await create_user(client)
     new = await create_ok(client, user, "Valid")
@@ -638,7 +637,7 @@ async def test_delete_protected_folders_is_forbidden(client: httpx.AsyncClient, 
     user = await create_user(client)
     mailbox = await folder_id(client, user, path)
     await upload(client, user, mailbox, make_message("stays"))
-    assert_error(await client.delete(f"/users/{user}/mailboxes/{mailbox}"), 403)
+    assert_error(await client.delete(f"/users/{user}/mailboxes/{mailbox}"), 400, "NotPermitted")
     assert path in await paths(client, user)
     assert (await get_mailbox(client, user, mailbox))["total"] == 1
 
@@ -647,7 +646,7 @@ async def test_delete_renamed_special_folder_is_still_forbidden(client: httpx.As
     user = await create_user(client)
     junk = await folder_id(client, user, "Junk")
     assert (await rename(client, user, junk, "Spam")).status_code == 200
-    assert_error(await client.delete(f"/users/{user}/mailboxes/{junk}"), 403)
+    assert_error(await client.delete(f"/users/{user}/mailboxes/{junk}"), 400, "NotPermitted")
 
 
 async def test_delete_folder_with_messages_releases_quota(client: httpx.AsyncClient) -> None:
@@ -743,3 +742,34 @@ async def test_recreated_folder_gets_new_uid_validity(client: httpx.AsyncClient)
     assert (await rename(client, user, second, "Moved away")).status_code == 200
     third = await create_ok(client, user, "Again")
     assert (await get_mailbox(client, user, third))["uidValidity"] not in (old["uidValidity"], new["uidValidity"])
+
+
+async def test_leading_slash_is_stripped(client: httpx.AsyncClient) -> None:
+    user = await create_user(client)
+    new = await create_ok(client, user, "/Lead/Child")
+    assert (await get_mailbox(client, user, new))["path"] == "Lead/Child"
+    assert (await rename(client, user, new, "//Moved")).status_code == 200
+    assert (await get_mailbox(client, user, new))["path"] == "Moved"
+
+
+async def test_resolve_path(client: httpx.AsyncClient) -> None:
+    user = await create_user(client)
+    new = await create_ok(client, user, "Deep/Nested folder")
+    for path in ("Deep/Nested%20folder", "/Deep/Nested folder"):
+        response = await client.get(f"/users/{user}/mailboxes/resolve/{path}")
+        assert response.status_code == 200, response.text
+        assert response.json() == {"success": True, "id": new}
+    inbox = await folder_id(client, user)
+    assert (await client.get(f"/users/{user}/mailboxes/resolve/inbox")).json() == {"success": True, "id": inbox}
+    assert_error(await client.get(f"/users/{user}/mailboxes/resolve/Missing"), 404, "NoSuchMailbox")
+    assert_error(await client.get(f"/users/{user}/mailboxes/resolve/Deep/messages"), 404, "NoSuchMailbox")
+    assert_error(await client.get(f"/users/{UNKNOWN_ID}/mailboxes/resolve/INBOX"), 404, "UserNotFound")
+    assert (await client.get("/users/not-an-id/mailboxes/resolve/INBOX")).status_code == 400
+
+
+async def test_special_use_filter(client: httpx.AsyncClient) -> None:
+    user = await create_user(client)
+    await create_ok(client, user, "Plain")
+    response = await client.get(f"/users/{user}/mailboxes", params={"specialUse": "true"})
+    assert response.status_code == 200, response.text
+    assert {m["path"]: m["specialUse"] for m in response.json()["results"]} == SPECIAL_USE

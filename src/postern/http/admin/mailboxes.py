@@ -57,6 +57,11 @@ class MailboxDetails(Mailbox):
     uidValidity: int
 
 
+def _lstrip(path: str) -> str:
+    # WildDuck takes "/Folder" as "Folder": leading separators are dropped, not refused.
+    return path.lstrip("/")
+
+
 def mailbox_json(row: Row, counters: bool) -> dict[str, Any]:
     result: dict[str, Any] = {
         "id": row.id,
@@ -77,15 +82,24 @@ async def list_mailboxes(
     user: UserId,
     runtime: RuntimeDep,
     counters: Annotated[bool, Query(description="Include total and unseen message counts")] = False,
+    specialUse: Annotated[bool, Query(description="List only the special-use mailboxes")] = False,
 ) -> dict[str, Any]:
     rows = await runtime.mailstore.list_folders(user)
+    if specialUse:
+        rows = [r for r in rows if r.special_use]
     return {"success": True, "results": [mailbox_json(r, counters) for r in rows]}
 
 
 @router.post("/users/{user}/mailboxes", summary="Add a new mailbox", responses=responses(Created, 409))
 async def create_mailbox(user: UserId, body: MailboxCreate, runtime: RuntimeDep) -> dict[str, Any]:
-    folder_id = await runtime.mailstore.create_folder(user, body.path, body.retention)
+    folder_id = await runtime.mailstore.create_folder(user, _lstrip(body.path), body.retention)
     return {"success": True, "id": folder_id}
+
+
+@router.get("/users/{user}/mailboxes/resolve/{path:path}", summary="Resolve a mailbox path to its ID", responses=responses(Created))
+async def resolve_mailbox(user: UserId, path: str, runtime: RuntimeDep) -> dict[str, Any]:
+    row = await runtime.mailstore.folder_by_path(user, _lstrip(path))
+    return {"success": True, "id": row.id}
 
 
 @router.get("/users/{user}/mailboxes/{mailbox}", summary="Get one mailbox", responses=responses(MailboxDetails))
@@ -100,7 +114,7 @@ async def update_mailbox(user: UserId, mailbox: MailboxId, body: MailboxUpdate, 
     await runtime.mailstore.update_folder(
         user,
         mailbox,
-        path=body.path,
+        path=None if body.path is None else _lstrip(body.path),
         retention_ms=(body.retention or None) if "retention" in given else UNSET,
         subscribed=body.subscribed,
     )
