@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -528,3 +529,27 @@ async def test_publish_after_close_is_ignored(relays: Any) -> None:
     a.publish(_added(5))
     assert a.buffered == 0
 
+
+
+async def test_the_bus_lag_is_measured_on_the_relays_own_messages(relays: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each message a relay sends comes back to its own subscription, in order: that
+    pairing gives the lag from publish() to the message on the bus (the metric
+    postern_event_bus_lag_seconds), with no time stamp on the wire."""
+    from postern import metrics
+
+    observed: list[float] = []
+
+    class Lag:
+        def observe(self, value: float) -> None:
+            observed.append(value)
+
+    monkeypatch.setattr(metrics.M, "event_bus_lag", Lag())
+    a, _ = await relays()
+    _b, from_b = await relays()
+    before = time.monotonic()
+    a.publish(_added(3))
+    await until(lambda: len(from_b.events) == 3 and len(observed) == 1)
+    a.publish(_added(2, user="u2"))
+    await until(lambda: len(from_b.events) == 5 and len(observed) == 2)
+    elapsed = time.monotonic() - before
+    assert all(0 <= value <= elapsed for value in observed)

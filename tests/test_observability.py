@@ -264,6 +264,7 @@ async def test_metrics_move_with_transactions(
     assert moved("postern_http_request_duration_seconds_count", method="GET", route="/api/user_info") == 1
     assert after[("postern_connections_open", (("door", "imap"),))] == 0
     assert ("postern_queue_depth", ()) in after and ("postern_worker_restarts_total", ()) in after
+    assert ("postern_event_bus_lag_seconds_count", ()) in after  # exported even before Redis carries anything
 
 
 async def test_metrics_turned_off(settings: Settings, resolver: Any) -> None:

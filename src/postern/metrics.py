@@ -81,6 +81,7 @@ class Metrics:
     deferred: Any
     bounced: Any
     worker_restarts: Any
+    event_bus_lag: Any
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -88,7 +89,7 @@ class Metrics:
             none = _Labelled(None)
             self.connections = self.connections_open = self.auth_failures = self.accepted = none
             self.http_duration = self.imap_duration = self.smtp_duration = none
-            self.delivered = self.deferred = self.bounced = self.worker_restarts = NULL
+            self.delivered = self.deferred = self.bounced = self.worker_restarts = self.event_bus_lag = NULL
             return
         from prometheus_client import Counter, Gauge, Histogram
 
@@ -118,6 +119,11 @@ class Metrics:
             SMTP_DOORS,
         )
         self.worker_restarts = Counter("postern_worker_restarts", "Mail worker processes started again after they died")
+        self.event_bus_lag = Histogram(
+            "postern_event_bus_lag_seconds",
+            "Change events between nodes: from their publication to their message on the Redis bus",
+            buckets=BUCKETS,
+        )
 
 
 M = Metrics(enabled=False)

@@ -37,6 +37,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from postern import events as event_types
+from postern import metrics
 from postern.events import Event
 
 log = logging.getLogger("postern.serve.event_relay")
@@ -57,6 +58,8 @@ MESSAGES_PER_ROUND = 16
 # Events kept while the publishing connection is down; beyond, they are dropped and the
 # next message tells the receivers to resynchronise.
 MAX_BUFFERED = 10_000
+# Sent messages waiting to come back, for the lag metric (older ones are forgotten).
+MAX_IN_FLIGHT = 1_000
 CONNECT_TIMEOUT_S = 5.0
 PUBLISH_TIMEOUT_S = 10.0
 # A subscription silent this long is PINGed; without an answer within as long again
@@ -319,6 +322,13 @@ class RedisEventRelay:
         self._connection_kwargs = {**pool.connection_kwargs, "decode_responses": False, "protocol": 2}
         self._own_prefix = encode_message(self.origin, [])[: -len(b',"e":[]}')]
         self._buffer: deque[Event] = deque()
+        # When the event at the front of the buffer was published, and when each
+        # message sent since was published (its oldest event), in order: Redis hands
+        # our own messages back to our subscription in the same order, which gives
+        # the bus's lag (publish() to the message on the bus) without a time stamp
+        # on the wire.
+        self._oldest_published: float | None = None
+        self._in_flight: deque[float] = deque(maxlen=MAX_IN_FLIGHT)
         # Events dropped so far, and how many of those a sent message has told of.
         self._drops = 0
         self._drops_told = 0
@@ -403,6 +413,7 @@ class RedisEventRelay:
                 log.exception("event relay: the subscription failed; reconnecting")
             await self._subscriber.disconnect(nowait=True)
             self._subscriber = await self._resubscribe()
+            self._in_flight.clear()  # messages of the gap never come back: no pairing
             log.warning("event relay: subscribed again; every session resynchronises (events may have been missed)")
             self._call(self._on_gap)
 
@@ -441,7 +452,11 @@ class RedisEventRelay:
             self._bad_payloads.warn("event relay: dropped a message that is not bytes on %s", self.channel)
             return
         if payload.startswith(self._own_prefix):
-            return  # this relay's own message (encode_message puts the origin first)
+            # This relay's own message (encode_message puts the origin first): only
+            # the bus's lag to measure.
+            if self._in_flight:
+                metrics.M.event_bus_lag.observe(time.monotonic() - self._in_flight.popleft())
+            return
         try:
             message = decode_message(payload)
         except MalformedPayload as error:
@@ -481,6 +496,8 @@ class RedisEventRelay:
                 log.warning("event relay: buffer full (%d events); dropping events until Redis answers", MAX_BUFFERED)
             self._drops += len(events) - max(room, 0)
             events = events[: max(room, 0)]
+        if not self._buffer and events:
+            self._oldest_published = time.monotonic()
         self._buffer.extend(events)
         if self._buffer:
             self._drained.clear()
@@ -568,9 +585,14 @@ class RedisEventRelay:
                     log.warning("event relay: publishing failed (%s); reconnecting", error or type(error).__name__)
                     await connection.disconnect(nowait=True)
                     connection = None
+                    self._in_flight.clear()  # part of the round may come back twice
                     continue
                 for _ in range(taken):
                     self._buffer.popleft()
+                # Each message counts from when its round's oldest event was published.
+                published = self._oldest_published or time.monotonic()
+                self._in_flight.extend(published for _ in messages)
+                self._oldest_published = time.monotonic() if self._buffer else None
                 # Events dropped while the round was in flight get a mark of their own.
                 self._drops_told = drops
         finally:
