@@ -14,6 +14,8 @@ from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from postern import __version__
+from postern.http import metrics_endpoint
+from postern.http.access_log import AccessLog
 from postern.http.admin import (
     addresses,
     asps,
@@ -31,8 +33,6 @@ from postern.http.admin import (
     users,
 )
 from postern.http.admin.common import AccessDenied, guard_admin_routes, plain_text_query, require_admin
-from postern.http import metrics_endpoint
-from postern.http.access_log import AccessLog
 from postern.http.api import router as user_api_router
 from postern.http.content_safety import ContentSafety
 from postern.http.discovery import install as install_discovery

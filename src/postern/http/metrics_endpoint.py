@@ -16,7 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from postern import metrics
 from postern.http.admin.common import require_admin
-from postern.serve.runtime import Runtime
+from postern.http.services import HttpServices as Runtime
 
 log = logging.getLogger("postern.metrics")
 

@@ -21,6 +21,7 @@ from postern.aliases.notifications import Notifications
 from postern.aliases.service import Aliases
 from postern.aliases.settings import AliasSettings
 from postern.config import Settings
+from postern.delivery.outbound import OutboundQueue
 from postern.delivery.queue_admin import QueueAdmin
 from postern.domains.service import HostedDomains
 from postern.mailstore.quota import Quota
@@ -82,3 +83,5 @@ class HttpServices(Protocol):
     def queue_admin(self) -> QueueAdmin: ...
     @property
     def quota(self) -> Quota: ...
+    @property
+    def outbound(self) -> OutboundQueue: ...
