@@ -37,7 +37,7 @@ def child(mode: str, calls: int) -> None:
     enabled, level, fmt = MODES[mode]
     if enabled:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="postern-bench-metrics-")
-    from postern import metrics
+    from postern.telemetry import metrics
     from postern.protocols.smtp.handlers import log_transaction
     from postern.serve.logs import configure
 

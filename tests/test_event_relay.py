@@ -535,7 +535,7 @@ async def test_the_bus_lag_is_measured_on_the_relays_own_messages(relays: Any, m
     """Each message a relay sends comes back to its own subscription, in order: that
     pairing gives the lag from publish() to the message on the bus (the metric
     postern_event_bus_lag_seconds), with no time stamp on the wire."""
-    from postern import metrics
+    from postern.telemetry import metrics
 
     observed: list[float] = []
 

@@ -49,8 +49,8 @@ def serve(config: ConfigOption = None) -> None:
     configure(settings.log_level, settings.log_format)
     if settings.metrics:
         # Before prometheus_client is imported: the mail workers' metrics reach /metrics
-        # through their files there (postern/metrics.py).
-        from postern.metrics import prepare_multiprocess
+        # through their files there (postern/telemetry/metrics.py).
+        from postern.telemetry.metrics import prepare_multiprocess
 
         prepare_multiprocess(settings.data_dir)
     from postern.serve.server import serve as run

@@ -27,7 +27,6 @@ from urllib.parse import urlsplit
 import aiosmtplib
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from postern import metrics
 from postern.accounts.addressing import normalise_domain
 from postern.delivery import dkim_signing, dsn, mx
 from postern.delivery.authentication import parse_header_from
@@ -45,6 +44,7 @@ from postern.storage.database import Database
 from postern.storage.ids import new_id, now_ms
 from postern.storage.message_events import add_events
 from postern.storage.shared_writes import WriteBatcher
+from postern.telemetry import metrics
 
 log = logging.getLogger("postern.outbound")
 

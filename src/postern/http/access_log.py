@@ -13,7 +13,7 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from postern import metrics
+from postern.telemetry import metrics
 
 log = logging.getLogger("postern.http.access")
 

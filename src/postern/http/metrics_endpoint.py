@@ -14,11 +14,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from postern import metrics
 from postern.http.admin.common import require_admin
 from postern.http.services import HttpServices as Runtime
+from postern.telemetry import metrics
 
-log = logging.getLogger("postern.metrics")
+log = logging.getLogger("postern.telemetry.metrics")
 
 router = APIRouter()
 

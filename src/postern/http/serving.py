@@ -34,8 +34,8 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from postern import metrics
 from postern.config import Settings
+from postern.telemetry import metrics
 
 log = logging.getLogger("postern.http")
 

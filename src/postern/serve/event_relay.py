@@ -37,8 +37,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from postern import events as event_types
-from postern import metrics
 from postern.events import Event
+from postern.telemetry import metrics
 
 log = logging.getLogger("postern.serve.event_relay")
 

@@ -6,7 +6,6 @@ import ssl
 from dataclasses import dataclass, field
 from typing import Any
 
-from postern import metrics
 from postern.accounts.addressing import normalise_domain
 from postern.accounts.admin_token import AdminToken
 from postern.accounts.api_keys import ApiKeys
@@ -52,6 +51,7 @@ from postern.remote.service import RemoteIdentities
 from postern.rules.service import Rules
 from postern.storage.blobs import BlobStore, open_blob_store
 from postern.storage.database import Database, migrate
+from postern.telemetry import metrics
 from postern.verification.homeserver import Homeservers
 from postern.verification.identity_accounts import IdentityAccounts
 from postern.verification.mail import ValidationMailer

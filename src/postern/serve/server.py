@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from postern import __version__, metrics
+from postern import __version__
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.config import Settings, parse_listen
@@ -36,6 +36,7 @@ from postern.serve import run_marks
 from postern.serve.runtime import Runtime
 from postern.serve.tls import ensure_self_signed, server_context
 from postern.serve.workers import Dispatcher, WorkerLink, channel_pair
+from postern.telemetry import metrics
 
 log = logging.getLogger("postern")
 

@@ -12,11 +12,11 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import AfterValidator, BaseModel, Field, PlainValidator, WithJsonSchema
 
-from postern import metrics
 from postern.errors import InvalidInput
 from postern.http.errors import ErrorResponse, error_response, guarded_by
 from postern.http.services import HttpServices
 from postern.storage.pagination import Cursor, Page, decode_cursor
+from postern.telemetry import metrics
 
 ID_PATTERN = r"^[0-9a-f]{24}$"
 

@@ -14,7 +14,6 @@ from fastapi.security import APIKeyHeader
 from pydantic import AfterValidator, BaseModel, Field
 from starlette.responses import Response
 
-from postern import metrics
 from postern.accounts.api_keys import KeyHolder
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.registration import CodeExhausted, NotActivated
@@ -22,6 +21,7 @@ from postern.accounts.user_profile import SudoRequired
 from postern.errors import AuthFailed, Conflict, DomainError, Forbidden, InvalidInput, NotFound, RateLimited, TooLarge
 from postern.http.errors import JSONBody, auth_answer_first
 from postern.http.services import HttpServices
+from postern.telemetry import metrics
 
 RATE_LIMITED = "Rate limit exceeded"
 

@@ -13,7 +13,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from postern import metrics
 from postern.errors import (
     AuthFailed,
     Conflict,
@@ -25,6 +24,7 @@ from postern.errors import (
     RateLimited,
     TooLarge,
 )
+from postern.telemetry import metrics
 
 from . import commands as c
 from . import encode as enc

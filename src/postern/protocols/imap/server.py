@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from postern import metrics
 from postern.accounts.service import Accounts
 from postern.errors import DomainError
 from postern.events import EventBus
@@ -28,6 +27,7 @@ from postern.mailstore.imap_view import ImapView
 from postern.mailstore.service import AppendRequest, AppendResult, MailStore
 from postern.protocols import streams
 from postern.protocols.streams import ConnectionLimiter
+from postern.telemetry import metrics
 
 from . import encode as enc
 from .dispatch import dispatch

@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from postern import metrics
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.errors import AuthFailed, RateLimited
@@ -26,6 +25,7 @@ from postern.mailstore.pop3_view import Pop3View
 from postern.protocols import streams
 from postern.protocols.pop3 import parser
 from postern.protocols.pop3.session import Reply, Session
+from postern.telemetry import metrics
 
 log = logging.getLogger(__name__)
 log_login = logging.getLogger("postern.pop3.login")

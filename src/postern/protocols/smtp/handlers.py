@@ -11,11 +11,11 @@ from typing import Any, cast
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-from postern import metrics
 from postern.delivery.inbound import Envelope, InboundDelivery, smuggling_attempt
 from postern.delivery.router import LocalRecipient, Recipient, RecipientRefused, ReverseAliasRecipient, Router, normalised
 from postern.delivery.submission import Submission, SubmissionRefused
 from postern.errors import InvalidInput
+from postern.telemetry import metrics
 
 log = logging.getLogger("postern.smtp")
 log_transactions = logging.getLogger("postern.smtp.transactions")

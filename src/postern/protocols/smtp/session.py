@@ -13,10 +13,10 @@ from typing import Any
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
-from postern import metrics
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.errors import RateLimited
 from postern.protocols.streams import ConnectionLimiter
+from postern.telemetry import metrics
 
 log = logging.getLogger("postern.smtp")
 log_session = logging.getLogger("postern.smtp.session")

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from postern import metrics
 from postern.accounts.authlog import AuthMeta
 from postern.accounts.service import ApplicationPasswordRequired
 from postern.errors import AuthFailed, DomainError, Forbidden, RateLimited
+from postern.telemetry import metrics
 
 from .. import commands as c
 from .. import encode as enc
