@@ -392,7 +392,7 @@ _ASYNC_DRIVERS = {
 def async_database_url(url: str) -> str:
     for prefix, replacement in _ASYNC_DRIVERS.items():
         if url.startswith(prefix):
-            return replacement + url[len(prefix):]
+            return replacement + url[len(prefix) :]
     return url
 
 

@@ -60,13 +60,15 @@ def normalise_address(value: str, field: str = "address") -> NormalisedAddress:
     local = unicodedata.normalize("NFC", local)
     # Lone surrogates ("Cs") stand for undecodable bytes (SMTP arguments are decoded
     # with surrogateescape): not an address, and not encodable as UTF-8.
-    if len(local.encode("utf-8", "surrogatepass")) > 64 or not _DOT_ATOM.match(local) or any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zs", "Zl", "Zp") for c in local):
+    if (
+        len(local.encode("utf-8", "surrogatepass")) > 64
+        or not _DOT_ATOM.match(local)
+        or any(unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zs", "Zl", "Zp") for c in local)
+    ):
         raise InvalidInput(f"{field} has an invalid local part", field=field)
     ascii_domain, unicode_domain = normalise_domain(domain, field)
     local = local.lower()
-    return NormalisedAddress(
-        display=f"{local}@{unicode_domain}", key=f"{local}@{ascii_domain}", local=local, domain=unicode_domain
-    )
+    return NormalisedAddress(display=f"{local}@{unicode_domain}", key=f"{local}@{ascii_domain}", local=local, domain=unicode_domain)
 
 
 def normalise_username(value: str) -> str:

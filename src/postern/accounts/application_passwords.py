@@ -125,10 +125,16 @@ def _text(value: str) -> str:
 
 def mobileconfig(client: MailClientSettings, *, username: str, address: str, display_name: str, password: str, description: str) -> str:
     """The profile of :func:`mobileconfig_plist`, base64 encoded (the admin API's answer)."""
-    return base64.b64encode(mobileconfig_plist(client, username=username, address=address, display_name=display_name, password=password, description=description)).decode("ascii")
+    return base64.b64encode(
+        mobileconfig_plist(
+            client, username=username, address=address, display_name=display_name, password=password, description=description
+        )
+    ).decode("ascii")
 
 
-def mobileconfig_plist(client: MailClientSettings, *, username: str, address: str, display_name: str, password: str | None, description: str) -> bytes:
+def mobileconfig_plist(
+    client: MailClientSettings, *, username: str, address: str, display_name: str, password: str | None, description: str
+) -> bytes:
     """An Apple configuration profile (unsigned, XML plist) with one IMAP account
     (com.apple.mail.managed); without a password the device asks for it. Signing it would need a certificate postern does not have; iOS and
     macOS install unsigned profiles after warning that they are unverified."""

@@ -81,9 +81,7 @@ class LoginCache:
         if not entries:
             return False
         digest = self._digest(user_id, stored_hash, password)
-        expiry = next(
-            (e for d, e in entries.items() if hmac.compare_digest(d, digest)), None
-        )
+        expiry = next((e for d, e in entries.items() if hmac.compare_digest(d, digest)), None)
         if expiry is None:
             return False
         if expiry <= time.monotonic():

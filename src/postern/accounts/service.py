@@ -201,7 +201,14 @@ class Accounts:
                 if address:
                     await user_store.insert_address(
                         conn,
-                        {"id": new_id(), "user_id": user_id, "address": address.display, "address_key": address.key, "main": True, "created_ms": created},
+                        {
+                            "id": new_id(),
+                            "user_id": user_id,
+                            "address": address.display,
+                            "address_key": address.key,
+                            "main": True,
+                            "created_ms": created,
+                        },
                     )
                 await folder_store.insert_folders(conn, default_folder_rows(user_id, values["retention_ms"]))
         except AddressClaimed:
@@ -442,7 +449,14 @@ class Accounts:
                     raise Conflict("This address already exists", code="AddressExistsError", field="address")
                 await user_store.insert_address(
                     conn,
-                    {"id": address_id, "user_id": user_id, "address": normalised.display, "address_key": normalised.key, "main": False, "created_ms": now_ms()},
+                    {
+                        "id": address_id,
+                        "user_id": user_id,
+                        "address": normalised.display,
+                        "address_key": normalised.key,
+                        "main": False,
+                        "created_ms": now_ms(),
+                    },
                 )
                 # The first address of a user is its main one, whatever was asked.
                 if main or user.address is None:

@@ -80,7 +80,8 @@ class FacebookVerifier:
 
     async def verify(self, token: str) -> SocialIdentity:
         debug = await get_json(
-            "https://graph.facebook.com/debug_token?" + urlencode({"input_token": token, "access_token": f"{self.app_id}|{self.app_secret}"})
+            "https://graph.facebook.com/debug_token?"
+            + urlencode({"input_token": token, "access_token": f"{self.app_id}|{self.app_secret}"})
         )
         data = debug.get("data", {}) if isinstance(debug, dict) else {}
         if not data.get("is_valid") or str(data.get("app_id")) != self.app_id:

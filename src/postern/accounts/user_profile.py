@@ -122,7 +122,13 @@ class UserProfiles:
                 else:
                     data, kind = picture
                     # A new token with every picture: its URL changes, and caches may keep it forever.
-                    values = {"user_id": user_id, "token": secrets.token_hex(16), "content_type": kind, "data": data, "updated_ms": now_ms()}
+                    values = {
+                        "user_id": user_id,
+                        "token": secrets.token_hex(16),
+                        "content_type": kind,
+                        "data": data,
+                        "updated_ms": now_ms(),
+                    }
                     await picture_store.put(conn, values)
 
     async def picture(self, user_id: str, token: str) -> tuple[bytes, str]:

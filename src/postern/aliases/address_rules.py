@@ -62,9 +62,7 @@ _WORD_SUFFIX = r"[a-z]+[0-9]{2,3}"  # words.word_suffix without its dot
 _STRING_SUFFIX = r"[a-z0-9]{5}"  # words.string_suffix without its dot
 _SUFFIXED = re.compile(rf"([0-9a-z_.-]+)\.(?:{_WORD_SUFFIX}|{_STRING_SUFFIX})")
 _RANDOM_WORDS = re.compile(r"[a-z]+_[a-z]+[0-9]{2,3}")  # words.word_local
-_UUID = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
-)  # words.uuid_local
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")  # words.uuid_local
 
 
 def reserved_local_parts(settings: Settings) -> frozenset[str]:
@@ -99,9 +97,7 @@ def offered_form(local: str) -> bool:
     if _RANDOM_WORDS.fullmatch(local) or _UUID.fullmatch(local):
         return True
     match = _SUFFIXED.fullmatch(local)
-    return (
-        match is not None and _valid_local(match.group(1)) and len(match.group(1)) <= 40
-    )
+    return match is not None and _valid_local(match.group(1)) and len(match.group(1)) <= 40
 
 
 def check_alias_address(
@@ -124,14 +120,8 @@ def check_alias_address(
     if domain.is_custom:
         return
     if is_reserved(local, settings):
-        raise InvalidInput(
-            f"{address.display} is reserved: nobody can make it an alias", field=field
-        )
-    if (
-        imported
-        and not settings.alias_import_any_local_part
-        and not offered_form(local)
-    ):
+        raise InvalidInput(f"{address.display} is reserved: nobody can make it an alias", field=field)
+    if imported and not settings.alias_import_any_local_part and not offered_form(local):
         raise InvalidInput(
             f"{address.display}: on {domain.domain} an alias is a prefix and a random suffix, as alias/options offers",
             field=field,

@@ -42,7 +42,9 @@ class BounceOutcome:
 
 
 class Bounces:
-    def __init__(self, db: Database, notifications: Notifications, server_key: ServerKey, *, reverse_alias_domain: str, bounces_to_disable: int):
+    def __init__(
+        self, db: Database, notifications: Notifications, server_key: ServerKey, *, reverse_alias_domain: str, bounces_to_disable: int
+    ):
         self.db = db
         self.notifications = notifications
         self.server_key = server_key

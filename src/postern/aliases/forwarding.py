@@ -108,8 +108,14 @@ async def _save_new_contacts(conn: Any, plan: _Plan) -> None:
         contact_id = await contact_store.insert_returning_id(
             conn,
             {
-                "user_id": new.user_id, "alias_id": new.alias_id, "email": new.email, "email_key": new.email_key, "name": new.name,
-                "reverse_alias": new.reverse_alias, "reverse_alias_key": new.reverse_alias_key, "created_ms": created,
+                "user_id": new.user_id,
+                "alias_id": new.alias_id,
+                "email": new.email,
+                "email_key": new.email_key,
+                "name": new.name,
+                "reverse_alias": new.reverse_alias,
+                "reverse_alias_key": new.reverse_alias_key,
+                "created_ms": created,
             },
         )
         if contact_id is None:
@@ -240,7 +246,13 @@ class Forwarder:
             return None
         mailbox_ids = await routing_store.catch_all_mailbox_ids(conn, domain_id, recipient.user_id)
         return await routing_store.create_catch_all_alias(
-            conn, user_id=recipient.user_id, email=recipient.address, email_key=recipient.key, domain_id=domain_id, mailbox_ids=mailbox_ids, created_ms=now_ms()
+            conn,
+            user_id=recipient.user_id,
+            email=recipient.address,
+            email_key=recipient.key,
+            domain_id=domain_id,
+            mailbox_ids=mailbox_ids,
+            created_ms=now_ms(),
         )
 
     def _contact(self, plan: _Plan, party: _Party | None) -> Any | None:
@@ -275,7 +287,9 @@ class Forwarder:
     async def _plan(self, conn: Any, alias: Any, sender: _Party | None, reply_to: _Party | None, others: list[_Party]) -> _Plan:
         plan = _Plan(alias, None, None, {}, [])
         parties = [p for p in (sender, reply_to, *others) if p is not None]
-        plan.existing = await contact_store.by_alias_and_emails(conn, alias.id, [k for k in map(_key_or_none, (p.address for p in parties)) if k])
+        plan.existing = await contact_store.by_alias_and_emails(
+            conn, alias.id, [k for k in map(_key_or_none, (p.address for p in parties)) if k]
+        )
         plan.sender = self._contact(plan, sender)
         if not alias.enabled or (plan.sender is not None and plan.sender.block_forward):
             return plan
@@ -348,7 +362,14 @@ class Forwarder:
                         None,
                         message,
                         prefix=header_writing.field("Delivered-To", header_writing.clean_address(mailbox.email)),
-                        event={"source": "ALIAS", "origin": "", "from": mail_from, "to": [mailbox.email], "queueId": queue_id, "alias": plan.alias.email},
+                        event={
+                            "source": "ALIAS",
+                            "origin": "",
+                            "from": mail_from,
+                            "to": [mailbox.email],
+                            "queueId": queue_id,
+                            "alias": plan.alias.email,
+                        },
                         quota_grace=len(plan.mailboxes) > 1,
                     ),
                 )
@@ -378,7 +399,9 @@ class Forwarder:
             self.outbound.wake()
         return f"250 2.0.0 Ok: forwarded as {queue_id}"
 
-    async def _quarantine(self, alias: Any, sender: _Party | None, data: bytes, trace: bytes, auth: AuthenticationResults | None, queue_id: str) -> str:
+    async def _quarantine(
+        self, alias: Any, sender: _Party | None, data: bytes, trace: bytes, auth: AuthenticationResults | None, queue_id: str
+    ) -> str:
         try:
             await self.committer.mailstore.create_folder(alias.user_id, QUARANTINE)
         except Conflict:

@@ -69,9 +69,7 @@ DISABLED = _Refusal("550 5.7.1 This alias is disabled and cannot send mail", "th
 NOT_A_MAILBOX = _Refusal(
     "550 5.7.1 Only the alias's owner may reply through this address", "the sender is not one of the alias's mailboxes"
 )
-FROM_MISMATCH = _Refusal(
-    "550 5.7.1 The From header must name the sending mailbox", "the From header does not name the sending mailbox"
-)
+FROM_MISMATCH = _Refusal("550 5.7.1 The From header must name the sending mailbox", "the From header does not name the sending mailbox")
 SPF_FAIL = _Refusal("550 5.7.1 SPF check failed for the sender", "the sender's SPF check failed")
 FORGED = _Refusal("550 5.7.1 The From header failed DMARC or DKIM verification", "the From header looks forged (DMARC or DKIM failed)")
 UNAUTHENTICATED = _Refusal(

@@ -379,7 +379,11 @@ class Aliases:
                 raise Forbidden(f"{domain_ascii} is a premium domain: upgrade to premium to use it")
             check_alias_address(address, domain, self.settings, imported=False, field="alias_prefix")
             await self.check_can_create(conn, user)
-            boxes = await self._checked_mailboxes(conn, user.id, mailbox_ids) if mailbox_ids is not None else [await self._default_mailbox(conn, user.id)]
+            boxes = (
+                await self._checked_mailboxes(conn, user.id, mailbox_ids)
+                if mailbox_ids is not None
+                else [await self._default_mailbox(conn, user.id)]
+            )
             alias_id = await self.insert_new(conn, user, address, domain, boxes, note=note, name=name, hostname=host)
         return await self.get(user.id, alias_id)
 

@@ -22,7 +22,9 @@ class UsableDomain:
     random_prefix_generation: bool = False
 
 
-async def usable_domains(conn: AsyncConnection, settings: Settings, user: Row, *, include_premium_offers: bool = False) -> list[UsableDomain]:
+async def usable_domains(
+    conn: AsyncConnection, settings: Settings, user: Row, *, include_premium_offers: bool = False
+) -> list[UsableDomain]:
     """The user's verified custom domains first, then the operator's domains. Premium
     domains are listed for premium users, or as offers (``is_premium``) when
     ``include_premium_offers`` is set."""

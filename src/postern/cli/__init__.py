@@ -54,6 +54,7 @@ def serve(config: ConfigOption = None) -> None:
 
         prepare_multiprocess(settings.data_dir)
     from postern.serve.server import serve as run
+
     _uvloop()
     try:
         asyncio.run(run(settings, announce=lambda line: console.print(line, highlight=False, markup=False)))
@@ -139,7 +140,7 @@ def dkim(
         raise typer.Exit(2) from None
     console.print("Publish this TXT record, then mail from this domain is signed:", highlight=False)
     # A TXT string holds at most 255 characters; longer values are several strings.
-    strings = " ".join(f'"{value[i:i + 250]}"' for i in range(0, len(value), 250))
+    strings = " ".join(f'"{value[i : i + 250]}"' for i in range(0, len(value), 250))
     console.print(f"{name}. IN TXT {strings}", highlight=False, markup=False, soft_wrap=True)
 
 

@@ -19,7 +19,9 @@ error_console = Console(stderr=True, soft_wrap=True)
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="TOML configuration file (environment variables POSTERN_* take precedence)", envvar="POSTERN_CONFIG"),
+    typer.Option(
+        "--config", "-c", help="TOML configuration file (environment variables POSTERN_* take precedence)", envvar="POSTERN_CONFIG"
+    ),
 ]
 
 

@@ -27,6 +27,7 @@ user_app = typer.Typer(help="Users: add, list, show, change the password, disabl
 domain_app = typer.Typer(help="Hosted domains: add (with DKIM key and DNS records), list, check, remove.", no_args_is_help=True)
 queue_app = typer.Typer(help="The outbound queue: list, show, retry, delete.", no_args_is_help=True)
 
+
 def run(config: Any, work: Callable[[Any], Awaitable[T]]) -> T:
     """Runs ``work(runtime)`` with a runtime on the configured database; a domain
     error becomes a message and exit status 1 (2 for bad input)."""
@@ -305,7 +306,10 @@ def domain_check(
 
 @queue_app.command("list")
 def queue_list(
-    state: Annotated[list[str] | None, typer.Option(help="Only these states (queued, sending, deferred, delivered, bounced, cancelled); default: waiting")] = None,
+    state: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these states (queued, sending, deferred, delivered, bounced, cancelled); default: waiting"),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """List queued messages, oldest first."""

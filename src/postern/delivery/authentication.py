@@ -63,9 +63,7 @@ log = logging.getLogger(__name__)
 # All three
 
 
-async def authenticate(
-    resolver: Resolver, raw: bytes, *, client_ip: str, helo: str, mail_from: str
-) -> AuthenticationResults:
+async def authenticate(resolver: Resolver, raw: bytes, *, client_ip: str, helo: str, mail_from: str) -> AuthenticationResults:
     """SPF and DKIM (concurrently), then DMARC, for a message received by MX.
     Never raises (except cancellation)."""
     spf_result, dkim_results = await asyncio.gather(
@@ -84,9 +82,7 @@ async def authenticate(
         log.exception("reading the From field failed")
         status, from_domain = "permerror", None
     if status == "permerror":
-        dmarc_result = DmarcResult(
-            "permerror", "", "none", False, False, "no single usable From address"
-        )
+        dmarc_result = DmarcResult("permerror", "", "none", False, False, "no single usable From address")
     else:
         dmarc_result = await _guard(
             check_dmarc(
@@ -95,9 +91,7 @@ async def authenticate(
                 spf=spf_result,
                 dkim=dkim_results,
             ),
-            lambda: DmarcResult(
-                "temperror", from_domain or "", "none", False, False, "internal error"
-            ),
+            lambda: DmarcResult("temperror", from_domain or "", "none", False, False, "internal error"),
         )
     return AuthenticationResults(spf_result, dkim_results, dmarc_result, from_domain)
 

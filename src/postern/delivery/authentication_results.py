@@ -12,9 +12,7 @@ import idna
 
 _EXPLANATION_LIMIT = 300
 
-SPF_RESULTS = frozenset(
-    {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"}
-)
+SPF_RESULTS = frozenset({"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"})
 DKIM_RESULTS = frozenset({"pass", "fail", "neutral", "temperror", "permerror", "none"})
 DMARC_RESULTS = frozenset({"pass", "fail", "none", "temperror", "permerror"})
 DMARC_POLICIES = frozenset({"none", "quarantine", "reject"})

@@ -73,15 +73,10 @@ def _prepare_dkim(raw: bytes) -> tuple[Any, list[_Signature]]:
         head = re.split(rb"\r?\n\r?\n", raw, maxsplit=1)[0]
         count = len(re.findall(rb"(?im)^dkim-signature[ \t]*:", head))
         sigs = [
-            _Signature(
-                i, "", "", "permerror", f"unparseable message: {_clean(exc, 120)}"
-            )
-            for i in range(min(count, MAX_DKIM_SIGNATURES))
+            _Signature(i, "", "", "permerror", f"unparseable message: {_clean(exc, 120)}") for i in range(min(count, MAX_DKIM_SIGNATURES))
         ]
         return None, sigs
-    fields = [
-        value for name, value in message.headers if name.lower() == b"dkim-signature"
-    ]
+    fields = [value for name, value in message.headers if name.lower() == b"dkim-signature"]
     sigs = []
     for index, value in enumerate(fields[:MAX_DKIM_SIGNATURES]):
         sig = _Signature(index, _tag(_TAG_D, value).lower(), _tag(_TAG_S, value))
@@ -105,9 +100,7 @@ def _verify_dkim(message: Any, sigs: list[_Signature], keys: dict[str, bytes]) -
     """Verify the signatures whose key was found (in a worker thread)."""
 
     def dnsfunc(name: bytes | str, timeout: float = 5) -> bytes | None:
-        text = (
-            name.decode("ascii", errors="replace") if isinstance(name, bytes) else name
-        )
+        text = name.decode("ascii", errors="replace") if isinstance(name, bytes) else name
         return keys.get(text.rstrip(".").lower())
 
     for sig in sigs:
@@ -181,9 +174,4 @@ async def check_dkim(resolver: Resolver, raw: bytes) -> tuple[DkimSignatureResul
     except Exception:  # pragma: no cover - every step above catches its own errors
         log.exception("DKIM verification failed")
         return (DkimSignatureResult("temperror", "", "", "internal error"),)
-    return tuple(
-        DkimSignatureResult(
-            sig.result or "permerror", sig.domain, sig.selector, sig.explanation
-        )
-        for sig in sigs
-    )
+    return tuple(DkimSignatureResult(sig.result or "permerror", sig.domain, sig.selector, sig.explanation) for sig in sigs)

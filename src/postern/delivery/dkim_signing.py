@@ -55,26 +55,61 @@ MIN_RSA_KEY_BITS = 1024
 # Header fields signed when present (each instance), in the order they appear in
 # the message.  RFC 6376 5.4.1's list, plus RFC 8058's List-Unsubscribe-Post.
 DEFAULT_SIGNED_HEADERS: tuple[bytes, ...] = (
-    b"from", b"sender", b"reply-to", b"subject", b"date", b"message-id", b"to", b"cc",
-    b"in-reply-to", b"references", b"mime-version", b"content-type",
-    b"content-transfer-encoding", b"content-id", b"content-description",
-    b"content-language", b"resent-date", b"resent-from", b"resent-sender", b"resent-to",
-    b"resent-cc", b"resent-message-id", b"list-id", b"list-help", b"list-unsubscribe",
-    b"list-unsubscribe-post", b"list-subscribe", b"list-post", b"list-owner",
-    b"list-archive", b"autocrypt", b"openpgp",
+    b"from",
+    b"sender",
+    b"reply-to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"to",
+    b"cc",
+    b"in-reply-to",
+    b"references",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"content-id",
+    b"content-description",
+    b"content-language",
+    b"resent-date",
+    b"resent-from",
+    b"resent-sender",
+    b"resent-to",
+    b"resent-cc",
+    b"resent-message-id",
+    b"list-id",
+    b"list-help",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"list-subscribe",
+    b"list-post",
+    b"list-owner",
+    b"list-archive",
+    b"autocrypt",
+    b"openpgp",
 )
 # Header fields signed once more than they occur (also when absent), so that an
 # instance added later (a second From, a Reply-To or an unsubscribe link slipped
 # into a replayed message) breaks the signature.  Relays do not add these.
 OVERSIGNED_HEADERS: tuple[bytes, ...] = (
-    b"from", b"sender", b"reply-to", b"subject", b"date", b"message-id", b"to", b"cc",
-    b"in-reply-to", b"references", b"mime-version", b"content-type",
-    b"content-transfer-encoding", b"list-unsubscribe", b"list-unsubscribe-post",
+    b"from",
+    b"sender",
+    b"reply-to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"to",
+    b"cc",
+    b"in-reply-to",
+    b"references",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
 )
 # RFC 6376 5.4: never signed (dkimpy refuses them too).
-_NEVER_SIGNED = frozenset(
-    {b"return-path", b"received", b"comments", b"keywords", b"bcc", b"resent-bcc", b"dkim-signature"}
-)
+_NEVER_SIGNED = frozenset({b"return-path", b"received", b"comments", b"keywords", b"bcc", b"resent-bcc", b"dkim-signature"})
 _FIELD_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")  # RFC 5322 ftext
 _SELECTOR_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _CANONICALIZE = (b"relaxed", b"relaxed")
@@ -117,9 +152,7 @@ def generate_key(domain: str, selector: str | None = None, algorithm: str = "rsa
         private = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
     else:
         private = ed25519.Ed25519PrivateKey.generate()
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     return DkimKey(domain=ascii_domain, selector=selector, private_key_pem=pem, algorithm=algorithm)
 
 
@@ -140,9 +173,7 @@ def dns_record_value(key: DkimKey) -> str:
         public = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
         kind = "ed25519"
     else:
-        public = private.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        public = private.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         kind = "rsa"
     return f"v=DKIM1; k={kind}; p={base64.b64encode(public).decode('ascii')}"
 
@@ -317,9 +348,7 @@ def _check_selector(selector: Any) -> str:
     value = selector.strip().lower()
     labels = value.split(".")
     if not value or len(value) > 200 or not all(_SELECTOR_LABEL.match(label) for label in labels):
-        raise DkimSigningError(
-            f"invalid DKIM selector {selector[:70]!r}: use letters, digits and hyphens, in dot-separated labels"
-        )
+        raise DkimSigningError(f"invalid DKIM selector {selector[:70]!r}: use letters, digits and hyphens, in dot-separated labels")
     return value
 
 

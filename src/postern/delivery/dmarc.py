@@ -257,11 +257,7 @@ def _parse_dmarc(text: str) -> _DmarcRecord | None:
 
 async def _dmarc_record(resolver: Resolver, domain: str) -> _DmarcRecord | None:
     """The record at ``_dmarc.<domain>``; DnsError propagates."""
-    records = [
-        text
-        for text in await resolver.txt(f"_dmarc.{domain}")
-        if _DMARC_VERSION.match(text)
-    ]
+    records = [text for text in await resolver.txt(f"_dmarc.{domain}") if _DMARC_VERSION.match(text)]
     if len(records) != 1:  # none, or several: no DMARC (RFC 7489 6.6.3 step 5)
         return None
     return _parse_dmarc(records[0])
@@ -304,9 +300,7 @@ async def check_dmarc(
             record = await _dmarc_record(resolver, org)
             from_org = True
     except DnsError as exc:
-        return _dmarc_alignment(
-            domain, spf, dkim, None, "temperror", "none", _clean(f"DNS: {exc}")
-        )
+        return _dmarc_alignment(domain, spf, dkim, None, "temperror", "none", _clean(f"DNS: {exc}"))
     except Exception as exc:
         return _dmarc_alignment(
             domain,
@@ -318,9 +312,7 @@ async def check_dmarc(
             f"policy lookup failed: {exc.__class__.__name__}",
         )
     if record is None:
-        return _dmarc_alignment(
-            domain, spf, dkim, None, "none", "none", "no DMARC record"
-        )
+        return _dmarc_alignment(domain, spf, dkim, None, "none", "none", "no DMARC record")
     policy = record.sp if from_org and record.sp else record.p
     result = _dmarc_alignment(domain, spf, dkim, record, "", policy, "")
     if result.result == "fail" and record.pct < 100:
@@ -349,15 +341,12 @@ def _dmarc_alignment(
     aspf = record.aspf if record else "r"
     adkim = record.adkim if record else "r"
     spf_aligned = spf.result == "pass" and _aligned(spf.domain, domain, aspf)
-    dkim_aligned = any(
-        sig.result == "pass" and _aligned(sig.domain, domain, adkim) for sig in dkim
-    )
+    dkim_aligned = any(sig.result == "pass" and _aligned(sig.domain, domain, adkim) for sig in dkim)
     if not result:
         if spf_aligned or dkim_aligned:
             result, explanation = "pass", ""
         elif (spf.result == "temperror" and _aligned(spf.domain, domain, aspf)) or any(
-            sig.result == "temperror" and _aligned(sig.domain, domain, adkim)
-            for sig in dkim
+            sig.result == "temperror" and _aligned(sig.domain, domain, adkim) for sig in dkim
         ):
             result, explanation = "temperror", "an aligned check had a temporary error"
         else:

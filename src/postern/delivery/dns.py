@@ -44,9 +44,7 @@ class DnsError(Exception):
     a malformed question or answer.
     """
 
-    def __init__(
-        self, message: str = "DNS lookup failed", temporary: bool = True
-    ) -> None:
+    def __init__(self, message: str = "DNS lookup failed", temporary: bool = True) -> None:
         super().__init__(message)
         self.temporary = temporary
 
@@ -101,9 +99,7 @@ class DnsPythonResolver:
     their TTL.
     """
 
-    def __init__(
-        self, nameservers: list[str] | None = None, port: int = 53, timeout: float = 5.0
-    ) -> None:
+    def __init__(self, nameservers: list[str] | None = None, port: int = 53, timeout: float = 5.0) -> None:
         self._config_error: str | None = None
         if nameservers is None:
             try:
@@ -127,15 +123,11 @@ class DnsPythonResolver:
         if self._config_error is not None:
             raise DnsError(self._config_error, temporary=True)
         try:
-            qname = (
-                name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
-            )
+            qname = name if isinstance(name, dns.name.Name) else dns.name.from_text(name)
         except (dns.exception.DNSException, ValueError, UnicodeError) as exc:
             raise DnsError(f"invalid name {name!r}: {exc}", temporary=False) from exc
         try:
-            answer = await self._resolver.resolve(
-                qname, rdtype, raise_on_no_answer=False, search=False
-            )
+            answer = await self._resolver.resolve(qname, rdtype, raise_on_no_answer=False, search=False)
         except dns.resolver.NXDOMAIN:
             return None
         except dns.resolver.NoAnswer:  # raise_on_no_answer=False, but be sure
@@ -143,9 +135,7 @@ class DnsPythonResolver:
         except dns.exception.Timeout as exc:
             raise DnsError(f"{rdtype} {qname}: timeout", temporary=True) from exc
         except dns.resolver.NoNameservers as exc:
-            raise DnsError(
-                f"{rdtype} {qname}: no server answered: {exc}", temporary=True
-            ) from exc
+            raise DnsError(f"{rdtype} {qname}: no server answered: {exc}", temporary=True) from exc
         except dns.resolver.NoResolverConfiguration as exc:
             raise DnsError(f"{rdtype} {qname}: {exc}", temporary=True) from exc
         except dns.resolver.YXDOMAIN as exc:
@@ -184,7 +174,6 @@ class DnsPythonResolver:
             raise DnsError(f"invalid address {ip!r}", temporary=False) from exc
         rrset = await self._query(qname, "PTR")
         return [] if rrset is None else [_host(rdata.target) for rdata in rrset]
-
 
     async def srv(self, name: str) -> list[tuple[int, int, int, str]]:
         """(priority, weight, port, target) of each SRV record, by priority."""

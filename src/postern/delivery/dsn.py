@@ -162,17 +162,18 @@ def _text_part(recipients: list[FailedRecipient], mta: str, attach_full: bool) -
     attached = "Your message is attached below." if attach_full else "The headers of your message are attached below."
     if failed:
         paragraphs.append(
-            "Your message could not be delivered to the recipients listed below, and "
-            "the mail system has stopped trying. " + attached
+            "Your message could not be delivered to the recipients listed below, and the mail system has stopped trying. " + attached
         )
         paragraphs.extend(_explain(r) for r in failed)
     if delayed:
         paragraphs.append(
-            ("Your message has also not been delivered yet to the recipients below. " if failed else
-             "Your message has not been delivered yet to the recipients below. ")
+            (
+                "Your message has also not been delivered yet to the recipients below. "
+                if failed
+                else "Your message has not been delivered yet to the recipients below. "
+            )
             + "The mail system will keep trying and will tell you if it finally "
-            "fails. You do not need to send it again."
-            + ("" if failed else " " + attached)
+            "fails. You do not need to send it again." + ("" if failed else " " + attached)
         )
         paragraphs.extend(_explain(r) for r in delayed)
     text = "\r\n\r\n".join(paragraphs) + "\r\n"
@@ -184,11 +185,7 @@ def _text_part(recipients: list[FailedRecipient], mta: str, attach_full: bool) -
         body = quopri.encodestring(text.replace("\r\n", "\n").encode("utf-8")).replace(b"\n", b"\r\n")
         if not body.endswith(b"\r\n"):
             body += b"\r\n"
-    headers = (
-        "Content-Type: text/plain; charset=utf-8\r\n"
-        f"Content-Transfer-Encoding: {cte}\r\n"
-        "Content-Description: Notification\r\n\r\n"
-    )
+    headers = f"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: {cte}\r\nContent-Description: Notification\r\n\r\n"
     return headers.encode("ascii") + body
 
 
@@ -202,7 +199,10 @@ def _explain(recipient: FailedRecipient) -> str:
         remote = _mta_name(recipient.remote_mta)
         said = f"The recipient's mail server ({remote}) said:" if remote else "The mail system said:"
         lines += textwrap.wrap(
-            f"{said} {diagnostic}", 72, initial_indent="    ", subsequent_indent="    ",
+            f"{said} {diagnostic}",
+            72,
+            initial_indent="    ",
+            subsequent_indent="    ",
             break_on_hyphens=False,
         )
     return "\r\n".join(lines)
@@ -238,9 +238,7 @@ def _reason(status: str, action: str) -> str:
     return "The recipient's mail server refused the message."
 
 
-def _status_part(
-    recipients: list[FailedRecipient], mta: str, arrival: datetime, envelope_id: str | None
-) -> bytes:
+def _status_part(recipients: list[FailedRecipient], mta: str, arrival: datetime, envelope_id: str | None) -> bytes:
     blocks: list[list[str]] = []
     message_fields = []
     if envelope_id:
@@ -287,11 +285,7 @@ def _headers_part(header_section: bytes) -> bytes:
 
 def _message_part(message: bytes) -> bytes:
     cte = "7bit" if message.isascii() else "8bit"
-    head = (
-        "Content-Type: message/rfc822\r\n"
-        f"Content-Transfer-Encoding: {cte}\r\n"
-        "Content-Description: Undelivered Message\r\n\r\n"
-    )
+    head = f"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: {cte}\r\nContent-Description: Undelivered Message\r\n\r\n"
     body = message if message.endswith(b"\r\n") else message + b"\r\n"
     return head.encode("ascii") + body
 

@@ -97,15 +97,9 @@ class LocalRules:
                 request.flags = tuple(dict.fromkeys((*request.flags, *decision.flags)))
             copy.dropped = decision.drop
             if message.summary is not None:
-                request.summary = (
-                    message.summary
-                )  # parsed once: the mailstore needs it too
+                request.summary = message.summary  # parsed once: the mailstore needs it too
             if decision.targets:
-                copy.queued.extend(
-                    await self._forwards(
-                        rules, copy, decision.targets, mail_from, message, trace
-                    )
-                )
+                copy.queued.extend(await self._forwards(rules, copy, decision.targets, mail_from, message, trace))
             if (
                 autoreplies
                 and rules.autoreply is not None
@@ -162,11 +156,7 @@ class LocalRules:
                 rules.forwards_limit,
             )
             return []
-        copy_bytes = (
-            header_writing.field(LOOP_FIELD, header_writing.clean_address(copy.address))
-            + (copy.trace or trace)
-            + message.data
-        )
+        copy_bytes = header_writing.field(LOOP_FIELD, header_writing.clean_address(copy.address)) + (copy.trace or trace) + message.data
         key = await self.blobs.put(copy_bytes)
         # A bounce keeps its null sender; anything else is forwarded from the address
         # that received it, so that failures come back to its owner.
@@ -189,9 +179,7 @@ class LocalRules:
                 )
         return queued
 
-    async def _autoreply(
-        self, rules: UserRules, copy: Copy, mail_from: str, message: Message
-    ) -> Queued | None:
+    async def _autoreply(self, rules: UserRules, copy: Copy, mail_from: str, message: Message) -> Queued | None:
         if not await self.rules.claim_autoreply(copy.user_id, mail_from):
             return None
         try:

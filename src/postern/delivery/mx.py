@@ -59,9 +59,7 @@ def is_null_mx(mx_records: Sequence[tuple[int, str]]) -> bool:
     return len(records) == 1 and _mx_host(records[0][1]) == ""
 
 
-def order_mx(
-    mx_records: Sequence[tuple[int, str]], domain: str, *, rng: random.Random | None = None
-) -> list[str]:
+def order_mx(mx_records: Sequence[tuple[int, str]], domain: str, *, rng: random.Random | None = None) -> list[str]:
     """The hosts to try, in order (RFC 5321 5.1).
 
     Lowest preference first, in random order among equal preferences (``rng`` makes
@@ -144,9 +142,7 @@ def parse_relay(value: str) -> tuple[str, int]:
         try:  # a bare IPv6 address, without a port
             host, port_text = str(ipaddress.IPv6Address(text)), None
         except ValueError:
-            raise ValueError(
-                f"the relay must be host:port (an IPv6 address in brackets: [2001:db8::1]:587), not {text[:100]!r}"
-            ) from None
+            raise ValueError(f"the relay must be host:port (an IPv6 address in brackets: [2001:db8::1]:587), not {text[:100]!r}") from None
     return _relay_host(host, text), _relay_port(port_text, text)
 
 

@@ -223,7 +223,15 @@ class OutboundQueue:
         return queue_id
 
     async def enqueue_in(
-        self, conn: AsyncConnection, *, user_id: str | None, mail_from: str, recipients: Sequence[str], blob_key: str, size: int, message_mid: str | None = None
+        self,
+        conn: AsyncConnection,
+        *,
+        user_id: str | None,
+        mail_from: str,
+        recipients: Sequence[str],
+        blob_key: str,
+        size: int,
+        message_mid: str | None = None,
     ) -> str:
         """``enqueue`` in the caller's transaction (e.g. with the activity of an alias
         forward); call ``wake`` once it is committed."""
@@ -242,9 +250,19 @@ class OutboundQueue:
             recipients = list(dict.fromkeys(message.recipients))
             rows.extend(
                 {
-                    "id": new_id(), "user_id": message.user_id, "queue_id": queue_id, "blob_key": message.blob_key, "mail_from": message.mail_from,
-                    "rcpt": rcpt, "domain": _ascii_domain(rcpt), "state": "queued", "attempts": 0, "next_attempt_ms": created,
-                    "message_mid": message.message_mid, "created_ms": created, "updated_ms": created,
+                    "id": new_id(),
+                    "user_id": message.user_id,
+                    "queue_id": queue_id,
+                    "blob_key": message.blob_key,
+                    "mail_from": message.mail_from,
+                    "rcpt": rcpt,
+                    "domain": _ascii_domain(rcpt),
+                    "state": "queued",
+                    "attempts": 0,
+                    "next_attempt_ms": created,
+                    "message_mid": message.message_mid,
+                    "created_ms": created,
+                    "updated_ms": created,
                     "expires_ms": created + int(self.settings.lifetime_seconds * 1000),
                     "target": message.target,
                 }
@@ -262,7 +280,9 @@ class OutboundQueue:
         finds them at its next look, within 30 seconds)."""
         self._wakeup.set()
 
-    async def record_local(self, *, user_id: str, mail_from: str, recipients: Sequence[str], blob_key: str, message_mid: str | None) -> None:
+    async def record_local(
+        self, *, user_id: str, mail_from: str, recipients: Sequence[str], blob_key: str, message_mid: str | None
+    ) -> None:
         """Rows for recipients delivered locally at submission: already final, so
         they hold no blob reference, but they count toward the sender's daily limit
         and show in the sent message's timeline."""
@@ -270,10 +290,22 @@ class OutboundQueue:
         queue_id = new_id()
         rows = [
             {
-                "id": new_id(), "user_id": user_id, "queue_id": queue_id, "blob_key": blob_key, "mail_from": mail_from,
-                "rcpt": rcpt, "domain": _ascii_domain(rcpt), "state": "delivered", "attempts": 1, "next_attempt_ms": now,
-                "last_response": "250 2.0.0 Delivered locally", "message_mid": message_mid,
-                "created_ms": now, "updated_ms": now, "expires_ms": now, "target": None,
+                "id": new_id(),
+                "user_id": user_id,
+                "queue_id": queue_id,
+                "blob_key": blob_key,
+                "mail_from": mail_from,
+                "rcpt": rcpt,
+                "domain": _ascii_domain(rcpt),
+                "state": "delivered",
+                "attempts": 1,
+                "next_attempt_ms": now,
+                "last_response": "250 2.0.0 Delivered locally",
+                "message_mid": message_mid,
+                "created_ms": now,
+                "updated_ms": now,
+                "expires_ms": now,
+                "target": None,
             }
             for rcpt in dict.fromkeys(recipients)
         ]
@@ -281,7 +313,20 @@ class OutboundQueue:
             await queue_store.insert_rows(conn, rows)
             if message_mid:
                 events = [
-                    (user_id, message_mid, "ACCEPTED", {"queueId": queue_id, "seq": f"{i:03d}", "from": mail_from, "to": [r["rcpt"]], "dst": "local", "response": r["last_response"]}, now)
+                    (
+                        user_id,
+                        message_mid,
+                        "ACCEPTED",
+                        {
+                            "queueId": queue_id,
+                            "seq": f"{i:03d}",
+                            "from": mail_from,
+                            "to": [r["rcpt"]],
+                            "dst": "local",
+                            "response": r["last_response"],
+                        },
+                        now,
+                    )
                     for i, r in enumerate(rows, start=1)
                 ]
                 await add_events(conn, events)
@@ -403,7 +448,10 @@ class OutboundQueue:
             records = await self.resolver.mx(first.domain)
         except DnsError as error:
             code = 451 if error.temporary else 550
-            return {r: Attempt(code, f"{code} {'4.4.3' if code == 451 else '5.1.2'} DNS lookup failed for {first.domain}: {error}", None) for r in recipients}
+            return {
+                r: Attempt(code, f"{code} {'4.4.3' if code == 451 else '5.1.2'} DNS lookup failed for {first.domain}: {error}", None)
+                for r in recipients
+            }
         if mx.is_null_mx(records):
             return {r: Attempt(556, f"556 5.1.10 {first.domain} does not accept mail (null MX)", None) for r in recipients}
         hosts = mx.order_mx(records, first.domain, rng=self._rng)
@@ -432,11 +480,15 @@ class OutboundQueue:
             if 200 <= status < 300:
                 return {r: Attempt(250, f"250 2.0.0 {host} answered HTTP {status}", host) for r in recipients}
             code = 451 if status >= 500 or status in (408, 429) else 550
-            return {r: Attempt(code, f"{code} {'4.4.0' if code == 451 else '5.0.0'} {host} answered HTTP {status}", host) for r in recipients}
+            return {
+                r: Attempt(code, f"{code} {'4.4.0' if code == 451 else '5.0.0'} {host} answered HTTP {status}", host) for r in recipients
+            }
         port = parts.port or (465 if scheme == "smtps" else 25)
         return await self._send_via(host, port, scheme == "smtps", mail_from, recipients, message)
 
-    async def _send_via(self, host: str, port: int, use_tls: bool, mail_from: str, recipients: list[str], message: bytes) -> dict[str, Attempt]:
+    async def _send_via(
+        self, host: str, port: int, use_tls: bool, mail_from: str, recipients: list[str], message: bytes
+    ) -> dict[str, Attempt]:
         """One SMTP transaction with a filter's relay (opportunistic STARTTLS)."""
         client = aiosmtplib.SMTP(
             hostname=host, port=port, local_hostname=self.settings.hostname, timeout=self.settings.connect_timeout,
@@ -705,8 +757,17 @@ class OutboundQueue:
             envelope_id=first.queue_id,
             message_id_domain=self.settings.hostname,
         )
-        event = {"source": "BOUNCE", "origin": self.settings.hostname, "transtype": "LOCAL", "from": "", "to": [first.mail_from], "queueId": first.queue_id}
-        await self.committer.append([AppendRequest(first.user_id, None, report, prefix=b"Return-Path: <>\r\n", event=event, quota_grace=True)])
+        event = {
+            "source": "BOUNCE",
+            "origin": self.settings.hostname,
+            "transtype": "LOCAL",
+            "from": "",
+            "to": [first.mail_from],
+            "queueId": first.queue_id,
+        }
+        await self.committer.append(
+            [AppendRequest(first.user_id, None, report, prefix=b"Return-Path: <>\r\n", event=event, quota_grace=True)]
+        )
 
 
 def _post_message(url: str, message: bytes, mail_from: str, recipients: list[str], timeout: float) -> int:
@@ -734,4 +795,3 @@ def _ascii_domain(address: str) -> str:
         return normalise_domain(domain)[0]
     except InvalidInput:
         return domain.lower()
-

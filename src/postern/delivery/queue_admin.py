@@ -85,9 +85,7 @@ def _messages(rows: Sequence[Any]) -> list[QueuedMessage]:
             created_ms=group[0].created_ms,
             expires_ms=group[0].expires_ms,
             blob_key=group[0].blob_key,
-            recipients=[
-                QueuedRecipient(r.id, r.rcpt, r.state, r.attempts, r.next_attempt_ms, r.last_response, r.target) for r in group
-            ],
+            recipients=[QueuedRecipient(r.id, r.rcpt, r.state, r.attempts, r.next_attempt_ms, r.last_response, r.target) for r in group],
         )
         for queue_id, group in grouped.items()
     ]
@@ -107,7 +105,9 @@ class QueueAdmin:
         self.db = db
         self._wake = wake  # the queue's wake(), in the process that runs the queue
 
-    async def messages(self, *, states: Sequence[str] | None = WAITING, user_id: str | None = None, limit: int = 1000) -> list[QueuedMessage]:
+    async def messages(
+        self, *, states: Sequence[str] | None = WAITING, user_id: str | None = None, limit: int = 1000
+    ) -> list[QueuedMessage]:
         """Messages oldest first (by default those still waiting)."""
         async with self.db.read() as conn:
             rows = await store.list_rows(conn, states=_states(states), user_id=user_id, limit=limit)

@@ -46,9 +46,7 @@ class _DnsBridge:
     """Lets pyspf, running in a worker thread, ask the async resolver: each lookup
     is scheduled on the event loop and waited for, within the overall deadline."""
 
-    def __init__(
-        self, resolver: Resolver, loop: asyncio.AbstractEventLoop, deadline: float
-    ):
+    def __init__(self, resolver: Resolver, loop: asyncio.AbstractEventLoop, deadline: float):
         self.resolver = resolver
         self.loop = loop
         self.deadline = deadline
@@ -94,9 +92,7 @@ class _DnsBridge:
                 raise spf.TempError(f"DNS {qtype} {name}: {exc}") from exc
             raise spf.PermError(f"DNS {qtype} {name}: {exc}") from exc
         except Exception as exc:  # a resolver bug must not crash the evaluation
-            raise spf.TempError(
-                f"DNS {qtype} {name}: {exc.__class__.__name__}"
-            ) from exc
+            raise spf.TempError(f"DNS {qtype} {name}: {exc.__class__.__name__}") from exc
         finally:
             with self._lock:
                 self._current = None
@@ -147,9 +143,7 @@ class _BridgedQuery(spf.query):  # type: ignore[misc]
         self._answers: dict[tuple[str, str], list[Any]] = {}
         super().__init__(i=i, s=s, h=h, strict=True)
 
-    def dns(
-        self, name: Any, qtype: str, cnames: Any = None, ignore_void: bool = False
-    ) -> list[Any]:
+    def dns(self, name: Any, qtype: str, cnames: Any = None, ignore_void: bool = False) -> list[Any]:
         # Mirrors spf.query.dns: invalid names have no data, answers are cached per
         # evaluation, and empty answers count towards the void lookup limit.  CNAMEs
         # are followed by the resolver.
@@ -165,9 +159,7 @@ class _BridgedQuery(spf.query):  # type: ignore[misc]
         if not result and not ignore_void:
             self.void_lookups += 1
             if self.void_lookups > spf.MAX_VOID_LOOKUPS:
-                raise spf.PermError(
-                    f"Void lookup limit of {spf.MAX_VOID_LOOKUPS} exceeded"
-                )
+                raise spf.PermError(f"Void lookup limit of {spf.MAX_VOID_LOOKUPS} exceeded")
         return result
 
 
@@ -183,9 +175,7 @@ def _spf_executor() -> concurrent.futures.ThreadPoolExecutor:
     global _SPF_EXECUTOR
     with _SPF_EXECUTOR_LOCK:
         if _SPF_EXECUTOR is None:
-            _SPF_EXECUTOR = concurrent.futures.ThreadPoolExecutor(
-                max_workers=SPF_THREADS, thread_name_prefix="postern-spf"
-            )
+            _SPF_EXECUTOR = concurrent.futures.ThreadPoolExecutor(max_workers=SPF_THREADS, thread_name_prefix="postern-spf")
         return _SPF_EXECUTOR
 
 
@@ -252,9 +242,7 @@ async def check_spf(
     loop = asyncio.get_running_loop()
     bridge = _DnsBridge(resolver, loop, time.monotonic() + time_limit)
     try:
-        result, explanation = await loop.run_in_executor(
-            _spf_executor(), _run_spf, bridge, ip, identity, helo
-        )
+        result, explanation = await loop.run_in_executor(_spf_executor(), _run_spf, bridge, ip, identity, helo)
     except asyncio.CancelledError:
         bridge.stop()
         raise

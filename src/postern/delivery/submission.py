@@ -154,9 +154,20 @@ class Submission:
                 raise SubmissionRefused(refused.reply) from None
         # The copy in Sent is stored first: the user keeps what they sent even if a
         # later step fails, and its id ties the delivery events to it.
-        event = {"source": "SUBMISSION", "origin": client_ip, "originhost": helo, "transtype": transtype, "from": mail_from, "to": list(recipients)}
+        event = {
+            "source": "SUBMISSION",
+            "origin": client_ip,
+            "originhost": helo,
+            "transtype": transtype,
+            "from": mail_from,
+            "to": list(recipients),
+        }
         sent = await self.committer.append(
-            [AppendRequest(user_id, None, data, flags=("\\Seen",), folder_path=await self._sent_path(user_id), event=event, quota_grace=True)]
+            [
+                AppendRequest(
+                    user_id, None, data, flags=("\\Seen",), folder_path=await self._sent_path(user_id), event=event, quota_grace=True
+                )
+            ]
         )
         sent_copy = sent[0] if isinstance(sent[0], AppendResult) else None
         if sent_copy is None:

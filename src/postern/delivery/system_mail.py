@@ -76,6 +76,8 @@ class SystemMail:
                 log.warning("system mail for user %s could not be stored locally: %s", user_id, outcomes[0].reply)
                 return
             blob_key = await self.outbound.blobs.put(raw)
-            await self.outbound.enqueue(user_id=user_id, mail_from=mail_from, recipients=[to], blob_key=blob_key, size=len(raw), message_mid=None)
+            await self.outbound.enqueue(
+                user_id=user_id, mail_from=mail_from, recipients=[to], blob_key=blob_key, size=len(raw), message_mid=None
+            )
         except Exception:
             log.exception("system mail for user %s could not be sent", user_id)

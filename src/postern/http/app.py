@@ -56,7 +56,7 @@ class LegacyUserPaths:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith("/user/"):
             scope = dict(scope)
-            scope["path"] = "/users/" + scope["path"][len("/user/"):]
+            scope["path"] = "/users/" + scope["path"][len("/user/") :]
             scope["raw_path"] = scope["path"].encode()
         await self.app(scope, receive, send)
 
@@ -85,7 +85,22 @@ def create_app(runtime: HttpServices) -> FastAPI:
         return Response(HEALTH_BODY, media_type="application/json")
 
     admin = APIRouter(dependencies=[Depends(require_admin), Depends(plain_text_query)])
-    for module in (users, authenticate, authlog, asps, two_factor, addresses, mailboxes, messages, filters, autoreply, remote_identities, domains, queue, quota):
+    for module in (
+        users,
+        authenticate,
+        authlog,
+        asps,
+        two_factor,
+        addresses,
+        mailboxes,
+        messages,
+        filters,
+        autoreply,
+        remote_identities,
+        domains,
+        queue,
+        quota,
+    ):
         admin.include_router(module.router)
         guard_admin_routes(module.router)
     app.include_router(admin)
@@ -166,4 +181,3 @@ def _without_422(app: FastAPI) -> Callable[[], dict[str, Any]]:
         return app.openapi_schema  # type: ignore[return-value]
 
     return openapi
-

@@ -77,7 +77,12 @@ async def apple_profile(request: Request, runtime: RuntimeDep, emailaddress: Ema
     _domain, email = await _hosted_domain(runtime, request, emailaddress)
     assert email is not None
     body = mobileconfig_plist(
-        mail_client_settings(runtime.settings), username=email, address=email, display_name=email, password=None, description=f"Mail at {runtime.settings.hostname}"
+        mail_client_settings(runtime.settings),
+        username=email,
+        address=email,
+        display_name=email,
+        password=None,
+        description=f"Mail at {runtime.settings.hostname}",
     )
     filename = email.split("@", 1)[0].encode("ascii", "replace").decode().replace("?", "_") or "mail"
     return Response(
@@ -108,7 +113,7 @@ def _docs_page() -> str:
         "<!doctype html><html><head><meta charset=utf-8><title>postern API documentation</title>"
         '<link rel="stylesheet" href="/docs/static/swagger-ui.css">'
         '<link rel="icon" type="image/png" href="/docs/static/favicon-32x32.png"></head>'
-        f'<body><div id="swagger-ui" data-urls=\'[{urls}]\'></div>'
+        f"<body><div id=\"swagger-ui\" data-urls='[{urls}]'></div>"
         '<script src="/docs/static/swagger-ui-bundle.js"></script>'
         '<script src="/docs/init.js"></script></body></html>'
     )

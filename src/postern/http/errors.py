@@ -32,6 +32,7 @@ class JSONBody(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 
+
 STATUS_OF: dict[type[DomainError], int] = {
     InvalidInput: 400,
     AuthFailed: 403,
@@ -50,7 +51,9 @@ class ErrorResponse(BaseModel):
     details: dict[str, str] | None = None
 
 
-def error_response(status: int, message: str, code: str | None = None, details: dict[str, str] | None = None, headers: dict[str, str] | None = None) -> JSONBody:
+def error_response(
+    status: int, message: str, code: str | None = None, details: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> JSONBody:
     body: dict[str, Any] = {"error": message}
     if code:
         body["code"] = code
@@ -155,7 +158,11 @@ def install_error_handlers(app: FastAPI) -> None:
             if denied is not None:
                 return denied
         messages = {404: "Not found", 405: "Method not allowed"}
-        message = error.detail if isinstance(error.detail, str) and error.status_code not in messages else messages.get(error.status_code, "Request failed")
+        message = (
+            error.detail
+            if isinstance(error.detail, str) and error.status_code not in messages
+            else messages.get(error.status_code, "Request failed")
+        )
         headers = getattr(error, "headers", None)
         if error.status_code == 405:
             headers = {**(headers or {}), "Allow": _allowed_methods(request)}

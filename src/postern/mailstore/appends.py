@@ -256,9 +256,7 @@ class Appending:
             self.bus.publish(events)
         return [[r for r in batch.results if r is not None] for batch in batches]
 
-    async def _store_batch(
-        self, conn: AsyncConnection, prepared: Sequence[tuple[int, _Prepared]]
-    ) -> dict[int, AppendResult | DomainError]:
+    async def _store_batch(self, conn: AsyncConnection, prepared: Sequence[tuple[int, _Prepared]]) -> dict[int, AppendResult | DomainError]:
         """The rows of a batch of appends, by index. The outcome is that of storing the
         messages one by one in order (folder, quota, UID and MODSEQ, blob reference,
         thread), in a number of statements that does not grow with the batch."""
@@ -366,7 +364,9 @@ class Appending:
             for _, p in prepared
             if p.request.folder_id is not None and is_id(p.request.folder_id) and is_id(p.request.user_id)
         ]
-        by_path = [(p.request.user_id, p.request.folder_path) for _, p in prepared if p.request.folder_id is None and is_id(p.request.user_id)]
+        by_path = [
+            (p.request.user_id, p.request.folder_path) for _, p in prepared if p.request.folder_id is None and is_id(p.request.user_id)
+        ]
         rows = await store.folders(by_id, by_path)
         with_id = {r.id: r for r in rows}
         at_path = {(r.user_id, r.path): r for r in rows}

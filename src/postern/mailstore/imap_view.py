@@ -498,9 +498,7 @@ class ImapView:
         return int(user.storage_used), int(user.quota_allowed)
 
 
-def _apply(
-    current: tuple[str, ...], mode: str, system: set[str], keywords: list[str]
-) -> tuple[set[str], list[str]]:
+def _apply(current: tuple[str, ...], mode: str, system: set[str], keywords: list[str]) -> tuple[set[str], list[str]]:
     old_system = {f for f in current if f.startswith("\\")}
     old_keywords = [f for f in current if not f.startswith("\\")]
     if mode == "replace":

@@ -261,7 +261,9 @@ class Pop3View:
         seen_ranges = uid_ranges(seen)
         for start in range(0, len(seen_ranges), RANGES_PER_STATEMENT):
             try:
-                await store.update_messages(user_id, maildrop.folder_id, seen_ranges[start : start + RANGES_PER_STATEMENT], flags={"seen": True})
+                await store.update_messages(
+                    user_id, maildrop.folder_id, seen_ranges[start : start + RANGES_PER_STATEMENT], flags={"seen": True}
+                )
             except NotFound:
                 pass
         deleted_ranges = uid_ranges(deleted)

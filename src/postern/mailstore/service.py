@@ -160,7 +160,7 @@ class MailStore(Appending):
         events: list[Event] = []
         # Children move with their parent, as IMAP RENAME requires.
         for row in sorted(await folder_store.subtree(conn, user_id, old_path), key=lambda r: r.path):
-            renamed = new_path + row.path[len(old_path):]
+            renamed = new_path + row.path[len(old_path) :]
             await folder_store.set_path(conn, row.id, renamed)
             events.append(FolderRenamed(user_id, row.id, row.path, renamed))
         missing = [p for p in parents(new_path) if p not in await folder_store.existing_paths(conn, user_id, parents(new_path))]
@@ -307,9 +307,7 @@ class MailStore(Appending):
         self.bus.publish([event])
         return len(deleted)
 
-    async def _expunge(
-        self, conn: AsyncConnection, user_id: str, folder_id: str, uids: Sequence[int]
-    ) -> tuple[list[Row], Event | None]:
+    async def _expunge(self, conn: AsyncConnection, user_id: str, folder_id: str, uids: Sequence[int]) -> tuple[list[Row], Event | None]:
         """Delete messages; the event is the caller's to publish once committed."""
         await user_store.lock_user(conn, user_id)
         deleted = await message_store.delete_messages(conn, folder_id, uids)

@@ -27,9 +27,7 @@ class AddressInfo:
 # addresses
 # ---------------------------------------------------------------------------
 
-_ADDR_TOKEN_RE = re.compile(
-    r'"(?:[^"\\]|\\.)*"?|<[^<>,]*>?|[,;:]|\(|\s+|[^"<>,;:()\s]+|.', re.DOTALL
-)
+_ADDR_TOKEN_RE = re.compile(r'"(?:[^"\\]|\\.)*"?|<[^<>,]*>?|[,;:]|\(|\s+|[^"<>,;:()\s]+|.', re.DOTALL)
 _QUOTED_UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 
 
@@ -111,11 +109,7 @@ class _MailboxBuilder:
         return not self.chunks and self.angle is None and not self.comments
 
     def build(self) -> AddressInfo | None:
-        comment_name = (
-            _display_name([c for c in self.comments if c.strip()])
-            if self.comments
-            else ""
-        )
+        comment_name = _display_name([c for c in self.comments if c.strip()]) if self.comments else ""
         if self.angle is not None:
             name = _display_name([t for chunk in self.chunks for t in chunk])
             address = _clean_address(self.angle)
@@ -204,9 +198,7 @@ def _parse_addresses(value: str) -> list[AddressInfo]:
     return result
 
 
-def _address_header(
-    headers: dict[bytes, list[bytes]], name: bytes
-) -> list[AddressInfo]:
+def _address_header(headers: dict[bytes, list[bytes]], name: bytes) -> list[AddressInfo]:
     values = headers.get(name)
     if not values:
         return []

@@ -52,9 +52,7 @@ def encode_binary_parts(raw: bytes) -> bytes:
                 edits.append((end, end, header))
             else:
                 edits.append((part.header_start, part.header_start, header))
-            edits.append(
-                (part.body_start, part.body_end, b"\x00BODY%d\x00" % len(edits))
-            )
+            edits.append((part.body_start, part.body_end, b"\x00BODY%d\x00" % len(edits)))
         if not edits:
             return to_crlf(raw)
         bodies: dict[bytes, bytes] = {}

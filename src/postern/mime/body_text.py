@@ -71,10 +71,7 @@ def _unflow(text: str, delsp: bool) -> str:
 
 
 def _is_flowed(part: _Part) -> bool:
-    return (
-        part.ctype == "text/plain"
-        and (part.ctparams.text("format") or "").strip().lower() == "flowed"
-    )
+    return part.ctype == "text/plain" and (part.ctparams.text("format") or "").strip().lower() == "flowed"
 
 
 def _plain_from_text(part: _Part, text: str) -> str:
@@ -100,9 +97,7 @@ _BREAK = "\x01"
 _PRE_SPACE = "\x02"
 _PRE_NEWLINE = "\x03"
 _PRE_TAB = "\x04"
-_PRE_TABLE = str.maketrans(
-    {" ": _PRE_SPACE, "\n": _PRE_NEWLINE, "\t": _PRE_TAB, "\r": None}
-)
+_PRE_TABLE = str.maketrans({" ": _PRE_SPACE, "\n": _PRE_NEWLINE, "\t": _PRE_TAB, "\r": None})
 _SENTINELS_TABLE = dict.fromkeys((1, 2, 3, 4), None)
 _SENTINELS_RE = re.compile("[\x01-\x04]")
 _BLOCK_NAMES = frozenset(
@@ -165,18 +160,14 @@ def _tag_replacement(m: re.Match[str]) -> str:
 # Elements whose content is not text.  Only these need a Python-level loop.
 # Searched in an ASCII-lowercased bytes copy (same offsets, much faster than
 # a case-insensitive str pattern).
-_SPECIAL_RE = re.compile(
-    rb"<(?:!--|(/?)(script|style|head|title|noscript|template|xml|object|iframe|svg|math|pre)(?![a-z0-9:\-]))"
-)
+_SPECIAL_RE = re.compile(rb"<(?:!--|(/?)(script|style|head|title|noscript|template|xml|object|iframe|svg|math|pre)(?![a-z0-9:\-]))")
 _RAWTEXT_TAGS = frozenset({"script", "style"})
 _HTML_WINDOW = 2048
 _MAX_SPECIAL_ELEMENTS = 10_000
 _SPACE_RUN_RE = re.compile(r"[^\S\x01]+")
 _MULTI_SPACE_RE = re.compile(r" {2,}")
 _CLOSE_RE_CACHE: dict[str, re.Pattern[bytes]] = {}
-_INVISIBLE_TABLE = dict.fromkeys(
-    map(ord, "\u200b\u200c\u200d\u2060\ufeff\u034f\u00ad\u180e"), None
-)
+_INVISIBLE_TABLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u034f\u00ad\u180e"), None)
 _BLANK_LINES_RE = re.compile(r"\n{3,}")
 
 
@@ -195,8 +186,7 @@ def _html_segment_text(segment: str, pre: bool) -> str:
     if "&" in segment:
         # "&#1;" must not turn into a sentinel
         segment = _BREAK.join(
-            _html.unescape(piece).translate(_SENTINELS_TABLE) if "&" in piece else piece
-            for piece in segment.split(_BREAK)
+            _html.unescape(piece).translate(_SENTINELS_TABLE) if "&" in piece else piece for piece in segment.split(_BREAK)
         )
         if not pre:
             segment = _SPACE_RUN_RE.sub(" ", segment)
@@ -294,15 +284,8 @@ def _html_to_text(markup: str, limit: int | None = None) -> str:
     if pos < n and (limit is None or produced <= limit):
         emit(n)
     text = "".join(out).translate(_INVISIBLE_TABLE).replace("\xa0", " ")
-    lines = [
-        _MULTI_SPACE_RE.sub(" ", line).strip()
-        for line in text.replace(_BREAK, "\n").split("\n")
-    ]
+    lines = [_MULTI_SPACE_RE.sub(" ", line).strip() for line in text.replace(_BREAK, "\n").split("\n")]
     text = _BLANK_LINES_RE.sub("\n\n", "\n".join(lines).strip("\n"))
     if _PRE_SPACE in text or _PRE_NEWLINE in text or _PRE_TAB in text:
-        text = (
-            text.replace(_PRE_SPACE, " ")
-            .replace(_PRE_NEWLINE, "\n")
-            .replace(_PRE_TAB, "\t")
-        )
+        text = text.replace(_PRE_SPACE, " ").replace(_PRE_NEWLINE, "\n").replace(_PRE_TAB, "\t")
     return text

@@ -356,6 +356,4 @@ def _cap(value: bytes, limit: int) -> bytes:
 
 def _header_text(value: bytes) -> str:
     """Unstructured header value to text: unfold, 8-bit, RFC 2047."""
-    return _clean_line(
-        decode_words(_bytes_to_str(_unfold(_cap(value, MAX_HEADER_TEXT))))
-    ).strip()
+    return _clean_line(decode_words(_bytes_to_str(_unfold(_cap(value, MAX_HEADER_TEXT))))).strip()

@@ -137,9 +137,7 @@ def extract_content(raw: bytes) -> MessageContent:
         return _EMPTY_CONTENT
 
 
-def _get_attachment(
-    raw: bytes, attachment_id: str
-) -> tuple[AttachmentInfo, bytes] | None:
+def _get_attachment(raw: bytes, attachment_id: str) -> tuple[AttachmentInfo, bytes] | None:
     if not isinstance(attachment_id, str):
         return None
     parsed = _parse_message(raw)
@@ -150,9 +148,7 @@ def _get_attachment(
     return None
 
 
-def get_attachment(
-    raw: bytes, attachment_id: str
-) -> tuple[AttachmentInfo, bytes] | None:
+def get_attachment(raw: bytes, attachment_id: str) -> tuple[AttachmentInfo, bytes] | None:
     """The decoded bytes of the attachment with that id (same numbering as
     :func:`postern.mime.summarise`), or None; never raises."""
     try:

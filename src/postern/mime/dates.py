@@ -36,7 +36,12 @@ def _parse_plain_date(match: re.Match[bytes]) -> datetime | None:
     offset = int(zone_hours) * 3600 + int(zone_minutes) * 60
     try:
         dt = datetime(
-            int(year), _MONTHS[month], int(day), int(hour), int(minute), min(int(second), 59),
+            int(year),
+            _MONTHS[month],
+            int(day),
+            int(hour),
+            int(minute),
+            min(int(second), 59),
             tzinfo=timezone(timedelta(seconds=-offset if sign == b"-" else offset)),
         ).astimezone(UTC)
     except Exception:
@@ -79,9 +84,7 @@ def _parse_any_date(value: bytes) -> datetime | None:
             return None
     elif text[:4].isdigit():
         try:
-            dt = datetime.fromisoformat(
-                text.replace("Z", "+00:00").replace("z", "+00:00")
-            )
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
         except Exception:
             return None
         if dt.tzinfo is None:

@@ -53,9 +53,7 @@ def field_name(line: bytes) -> bytes | None:
     return line[: match.end() - 1].rstrip(b" \t").lower()
 
 
-def scan(
-    raw: bytes, start: int = 0, end: int | None = None, limit: int | None = None
-) -> tuple[list[HeaderField], int]:
+def scan(raw: bytes, start: int = 0, end: int | None = None, limit: int | None = None) -> tuple[list[HeaderField], int]:
     """The fields of the header section at ``raw[start:end]`` (at most ``limit`` of
     them) and the offset where the body starts (after the empty line, or ``end``)."""
     end = len(raw) if end is None else end
@@ -100,9 +98,7 @@ def unfold(value: bytes) -> bytes:
 def fields(raw: bytes) -> list[tuple[str, bytes]]:
     """(lower-cased name, unfolded value) of every field of the message's header."""
     found, _ = scan(raw)
-    return [
-        (f.name.decode("latin-1"), unfold(raw[f.value_start : f.end])) for f in found
-    ]
+    return [(f.name.decode("latin-1"), unfold(raw[f.value_start : f.end])) for f in found]
 
 
 def values(raw: bytes, name: str) -> list[bytes]:

@@ -46,9 +46,7 @@ _MAX_WORD = 75
 _WORD_HEAD = "=?utf-8?b?"
 _WORD_TAIL = "?="
 # A phrase of atoms (RFC 5322 atext separated by spaces) needs no quotes.
-_ATOMS = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+( [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$"
-)
+_ATOMS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+( [A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
 _FIELD_NAME = re.compile(r"^[!-9;-~]+$")
 # Everything a header must never carry raw: C0, DEL, C1, and the Unicode separators that
 # some readers treat as line breaks (NEL is in C1).
@@ -87,17 +85,13 @@ def _needs_words(text: str) -> bool:
 def _encoded_words(text: str) -> str:
     """``text`` as RFC 2047 encoded words (UTF-8, base64) separated by spaces, each at
     most 75 characters, never splitting a character."""
-    room = (
-        (_MAX_WORD - len(_WORD_HEAD) - len(_WORD_TAIL)) // 4 * 3
-    )  # raw bytes per word
+    room = (_MAX_WORD - len(_WORD_HEAD) - len(_WORD_TAIL)) // 4 * 3  # raw bytes per word
     words: list[str] = []
     chunk = b""
     for char in text:
         data = char.encode("utf-8", "surrogatepass")
         if chunk and len(chunk) + len(data) > room:
-            words.append(
-                _WORD_HEAD + base64.b64encode(chunk).decode("ascii") + _WORD_TAIL
-            )
+            words.append(_WORD_HEAD + base64.b64encode(chunk).decode("ascii") + _WORD_TAIL)
             chunk = b""
         chunk += data
     if chunk:
@@ -152,10 +146,7 @@ def field(name: str, value: str, eol: bytes = b"\r\n") -> bytes:
     text = _CONTROL.sub(" ", value).strip(" ")
     if eol not in (b"\r\n", b"\n"):
         eol = b"\r\n"
-    return (
-        _fold(f"{name}: {text}").replace("\r\n", eol.decode("ascii"))
-        + eol.decode("ascii")
-    ).encode("utf-8", "replace")
+    return (_fold(f"{name}: {text}").replace("\r\n", eol.decode("ascii")) + eol.decode("ascii")).encode("utf-8", "replace")
 
 
 def _fold(line: str) -> str:

@@ -129,11 +129,7 @@ def _unquote(text: bytes) -> bytes:
 
 
 def _phrase(tokens: list[tuple[str, bytes]]) -> bytes | None:
-    words = [
-        _unquote(t) if kind == "quoted" else t
-        for kind, t in tokens
-        if kind in ("word", "quoted")
-    ]
+    words = [_unquote(t) if kind == "quoted" else t for kind, t in tokens if kind in ("word", "quoted")]
     text = _for_humans(b" ".join(words))
     return text or None
 
@@ -143,9 +139,7 @@ def _addr_spec(
 ) -> tuple[bytes | None, bytes | None, bytes | None]:
     """(adl, mailbox, host) from the tokens of an addr-spec (maybe with route)."""
     adl = None
-    colon = next(
-        (i for i, (k, t) in enumerate(tokens) if t == b":" and k == "special"), None
-    )
+    colon = next((i for i, (k, t) in enumerate(tokens) if t == b":" and k == "special"), None)
     if colon is not None and tokens[0][1] == b"@":
         adl = b"".join(t for k, t in tokens[:colon] if k != "space") or None
         tokens = tokens[colon + 1 :]
@@ -170,11 +164,7 @@ def _mailbox(tokens: list[tuple[str, bytes]]) -> Address | None:
     angle = next((i for i, t in enumerate(tokens) if t == ("special", b"<")), None)
     if angle is not None:
         close = next(
-            (
-                i
-                for i in range(angle + 1, len(tokens))
-                if tokens[i] == ("special", b">")
-            ),
+            (i for i in range(angle + 1, len(tokens)) if tokens[i] == ("special", b">")),
             len(tokens),
         )
         name = _phrase(tokens[:angle])
@@ -216,12 +206,7 @@ def _address_list(value: bytes | None) -> tuple[Address, ...] | None:
             elif not in_angle and text == b",":
                 flush()
                 continue
-            elif (
-                not in_angle
-                and text == b":"
-                and not in_group
-                and not any(t == b"@" for _, t in current)
-            ):
+            elif not in_angle and text == b":" and not in_group and not any(t == b"@" for _, t in current):
                 result.append(Address(None, None, _phrase(current) or b"", None))
                 current.clear()
                 in_group = True

@@ -64,6 +64,7 @@ __all__ = [
     "to_crlf",
 ]
 
+
 @dataclass(frozen=True, slots=True)
 class SectionSpec:
     """A FETCH BODY[...] section: part numbers and an optional text part.
@@ -152,9 +153,7 @@ class _Budget:
         self.parts = MAX_PARTS
 
 
-def _entity(
-    raw: bytes, start: int, end: int, default_type: tuple[bytes, bytes], depth: int, budget: _Budget
-) -> BodyPart:
+def _entity(raw: bytes, start: int, end: int, default_type: tuple[bytes, bytes], depth: int, budget: _Budget) -> BodyPart:
     fields, body_start = _scan_header(raw, start, end)
     part = BodyPart(start, body_start, max(end, body_start), fields)
     if default_type == (b"text", b"plain"):
@@ -193,7 +192,6 @@ def body_tree(raw: bytes) -> BodyPart:
     """The MIME tree of a message (the root is the message itself)."""
     raw = _as_bytes(raw)
     return _entity(raw, 0, len(raw), (b"text", b"plain"), 0, _Budget())
-
 
 
 # ---------------------------------------------------------------------------
@@ -236,8 +234,7 @@ def _structure(raw: bytes, part: BodyPart, extensible: bool) -> ImapValue:
         if not children:
             # IMAP needs at least one part; Dovecot shows an empty text/plain.
             children.append(
-                (b"text", b"plain", (b"charset", b"us-ascii"), None, None, b"7bit", 0, 0)
-                + ((None, None, None, None) if extensible else ())
+                (b"text", b"plain", (b"charset", b"us-ascii"), None, None, b"7bit", 0, 0) + ((None, None, None, None) if extensible else ())
             )
         value: tuple[ImapValue, ...] = (*children, part.media_subtype)
         if extensible:

@@ -61,9 +61,7 @@ _TOP_HEADERS = _PART_HEADERS | {
 }
 
 
-def _parse_header_block(
-    raw: bytes, start: int, end: int, wanted: frozenset[bytes]
-) -> tuple[dict[bytes, list[bytes]], int]:
+def _parse_header_block(raw: bytes, start: int, end: int, wanted: frozenset[bytes]) -> tuple[dict[bytes, list[bytes]], int]:
     """Parse the header block of raw[start:end].
 
     Returns the wanted headers (lowercased name -> raw folded values in order)
@@ -99,9 +97,7 @@ def _parse_header_block(
             continue
         m = _HEADER_NAME_RE.match(raw, pos, ce)
         if m is None:
-            if first and (
-                raw.startswith(b"From ", pos) or raw.startswith(b">From ", pos)
-            ):
+            if first and (raw.startswith(b"From ", pos) or raw.startswith(b">From ", pos)):
                 pos = next_pos  # mbox separator line
                 first = False
                 continue
@@ -323,9 +319,7 @@ class _Counter:
         self.left = left
 
 
-def _split_multipart(
-    raw: bytes, start: int, end: int, boundary: bytes, max_parts: int
-) -> list[tuple[int, int]] | None:
+def _split_multipart(raw: bytes, start: int, end: int, boundary: bytes, max_parts: int) -> list[tuple[int, int]] | None:
     """Body ranges of the parts of a multipart body, None if no delimiter."""
     if not boundary or len(boundary) > 256:
         return None
@@ -407,17 +401,13 @@ def _build_part(
         ranges = None
         if boundary:
             boundary = boundary.rstrip(b" \t")
-            ranges = _split_multipart(
-                raw, part.body_start, part.body_end, boundary, counter.left
-            )
+            ranges = _split_multipart(raw, part.body_start, part.body_end, boundary, counter.left)
         if ranges is None:
             # A multipart without usable boundary: show its body as text.
             part.ctype = "text/plain"
             part.ctparams = _EMPTY_PARAMS
         else:
-            child_default = (
-                "message/rfc822" if ctype == "multipart/digest" else "text/plain"
-            )
+            child_default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
             child_related = in_related or ctype == "multipart/related"
             children: list[_Part] = []
             prefix = "" if top else number + "."
@@ -426,9 +416,7 @@ def _build_part(
                 if counter.left <= 0:
                     break
                 counter.left -= 1
-                child_headers, child_body = _parse_header_block(
-                    raw, s, e, _PART_HEADERS
-                )
+                child_headers, child_body = _parse_header_block(raw, s, e, _PART_HEADERS)
                 children.append(
                     _build_part(
                         raw,
@@ -551,23 +539,14 @@ def _content_id(part: _Part) -> str | None:
 def _classify(part: _Part) -> _Leaf:
     disp_header = part.header(b"content-disposition")
     dparams = _parse_params(disp_header) if disp_header is not None else None
-    dtype = (
-        dparams.value.split()[0]
-        if dparams is not None and dparams.value.split()
-        else ""
-    )
+    dtype = dparams.value.split()[0] if dparams is not None and dparams.value.split() else ""
     filename = None
     if dparams is not None:
         filename = _clean_filename(dparams.text("filename"))
     if filename is None:
         filename = _clean_filename(part.ctparams.text("name"))
     content_id = _content_id(part)
-    if (
-        part.children is None
-        and part.ctype in _BODY_TYPES
-        and dtype != "attachment"
-        and filename is None
-    ):
+    if part.children is None and part.ctype in _BODY_TYPES and dtype != "attachment" and filename is None:
         return _Leaf(part, True, None, "inline", content_id)
     if dtype == "inline":
         disposition = "inline"

@@ -254,9 +254,7 @@ _STYLE_PROPERTIES = frozenset(
 _URL_SCHEMES = frozenset({"http", "https", "mailto", "tel", "cid", "data"})
 _LINK_SCHEMES = frozenset({"http", "https", "mailto", "tel"})
 _IMAGE_SCHEMES = frozenset({"http", "https", "cid"})
-_URL_ATTRIBUTES = frozenset(
-    {"href", "src", "cite", "action", "background", "longdesc", "poster", "srcset"}
-)
+_URL_ATTRIBUTES = frozenset({"href", "src", "cite", "action", "background", "longdesc", "poster", "srcset"})
 _LINK_REL = "noopener noreferrer nofollow"
 
 _SCHEME_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*):")
@@ -277,11 +275,7 @@ def _scheme(value: str) -> tuple[str | None, str]:
 def _filter_style(value: str) -> str | None:
     if not _DANGEROUS_CSS_RE.search(value):
         return value
-    kept = [
-        decl
-        for decl in value.split(";")
-        if decl.strip() and not _DANGEROUS_CSS_RE.search(decl)
-    ]
+    kept = [decl for decl in value.split(";") if decl.strip() and not _DANGEROUS_CSS_RE.search(decl)]
     return "; ".join(d.strip() for d in kept) or None
 
 
@@ -324,11 +318,7 @@ def _make_cleaner() -> Callable[[str], str]:
         {k: v for k, v in base.items() if k != "url_relative"},
     ]
     # Without style filtering, style attributes are not allowed at all.
-    no_style = {
-        k: v
-        for k, v in base.items()
-        if k not in ("url_relative", "filter_style_properties")
-    }
+    no_style = {k: v for k, v in base.items() if k not in ("url_relative", "filter_style_properties")}
     no_style["attributes"] = {k: set(v) - {"style"} for k, v in _ATTRIBUTES.items()}
     variants.append(no_style)
     for kwargs in variants:

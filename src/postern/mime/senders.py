@@ -34,26 +34,18 @@ class Senders:
     unreadable: frozenset[str] = frozenset()
 
     def all(self) -> list[str]:
-        return list(
-            dict.fromkeys(a for found in self.addresses.values() for a in found)
-        )
+        return list(dict.fromkeys(a for found in self.addresses.values() for a in found))
 
 
 def _readings(value: bytes) -> list[list[str]]:
     """The addresses of one field's value, as each parser reads them."""
     text = value.decode("utf-8", "replace")
     stdlib = [address for _, address in getaddresses([text]) if address]
-    decoded = [
-        info.address for info in _parse_addresses(decode_words(text)) if info.address
-    ]
+    decoded = [info.address for info in _parse_addresses(decode_words(text)) if info.address]
     envelope = []
     for entry in address_list(value):
         if entry.mailbox is not None and entry.host is not None:
-            envelope.append(
-                entry.mailbox.decode("utf-8", "replace")
-                + "@"
-                + entry.host.decode("utf-8", "replace")
-            )
+            envelope.append(entry.mailbox.decode("utf-8", "replace") + "@" + entry.host.decode("utf-8", "replace"))
     return [stdlib, decoded, envelope]
 
 

@@ -82,14 +82,8 @@ _REPLY_WORDS = (
     r"re|fwd?|aw|sv|vs|antw|wg|tr|rv|odp|enc|res|ref|rif|"
     r"回复|回覆|答复|答覆|转发|轉寄|轉發"
 )
-_PREFIX_RE = re.compile(
-    r"(?:\s*(?:(?:"
-    + _REPLY_WORDS
-    + r")\s?(?:\[\d{1,6}\]|\(\d{1,6}\))?\s?[:：]|\[[^\[\]]{0,100}\]))+"
-)
-_REPLY_PREFIX_RE = re.compile(
-    r"(?:^|[\s\]])(?:" + _REPLY_WORDS + r")\s?(?:\[\d{1,6}\]|\(\d{1,6}\))?\s?[:：]"
-)
+_PREFIX_RE = re.compile(r"(?:\s*(?:(?:" + _REPLY_WORDS + r")\s?(?:\[\d{1,6}\]|\(\d{1,6}\))?\s?[:：]|\[[^\[\]]{0,100}\]))+")
+_REPLY_PREFIX_RE = re.compile(r"(?:^|[\s\]])(?:" + _REPLY_WORDS + r")\s?(?:\[\d{1,6}\]|\(\d{1,6}\))?\s?[:：]")
 _FWD_SUFFIX_RE = re.compile(r"(?:\s*\(fwd\))+\s*$")
 
 
@@ -171,23 +165,14 @@ def _intro(raw: bytes, parts: list[_Part]) -> str:
         while True:
             data, complete = part.decoded_prefix(raw, limit)
             charset = _part_charset(part, data)
-            text = (
-                _decode_bytes(data, charset)
-                if complete
-                else _decode_prefix(data, charset)
-            )
+            text = _decode_bytes(data, charset) if complete else _decode_prefix(data, charset)
             if html:
                 piece = _collapsed_head(_html_to_text(_plain_from_text(part, text), limit=4 * INTRO_LENGTH))
             elif _is_flowed(part):  # lines are joined: the whole text first
                 piece = _collapsed_head(_plain_from_text(part, text))
             else:  # _plain_from_text is _normalise_text here
                 piece = _collapsed_head(text, normalise=True)
-            if (
-                complete
-                or html
-                or len(piece) > INTRO_LENGTH
-                or limit >= _INTRO_MAX_PLAIN
-            ):
+            if complete or html or len(piece) > INTRO_LENGTH or limit >= _INTRO_MAX_PLAIN:
                 break
             limit = min(limit * 8, _INTRO_MAX_PLAIN)
         if piece:
@@ -229,10 +214,7 @@ def _summarise(raw: bytes) -> MessageSummary:
     date = _parse_date(date_raw) if date_raw is not None else None
 
     leaves = _leaves(parsed.root)
-    attachments = tuple(
-        _attachment_info(att_id, leaf, leaf.part.decoded_size(raw))
-        for att_id, leaf in _attachment_leaves(leaves)
-    )
+    attachments = tuple(_attachment_info(att_id, leaf, leaf.part.decoded_size(raw)) for att_id, leaf in _attachment_leaves(leaves))
     body_ids = {id(leaf.part) for leaf in leaves if leaf.is_body}
     text_parts, html_parts = _body_segments(parsed.root, body_ids)
     intro = _intro(raw, text_parts)

@@ -42,9 +42,7 @@ def is_loopback(host: str) -> bool:
 class Connector:
     def __init__(self, db: Database, settings: Settings, server_key: ServerKey):
         self.db, self.settings, self.server_key = db, settings, server_key
-        self.providers: dict[str, OAuthProvider] = providers_from(
-            settings.remote_oauth2_providers
-        )
+        self.providers: dict[str, OAuthProvider] = providers_from(settings.remote_oauth2_providers)
         self._context: ssl.SSLContext | None = None
 
     @property
@@ -54,9 +52,7 @@ class Connector:
         return self._context
 
     def endpoint(self, host: str, port: int, tls: str) -> Endpoint:
-        if tls == "plain" and not (
-            self.settings.remote_allow_plain_loopback and is_loopback(host)
-        ):
+        if tls == "plain" and not (self.settings.remote_allow_plain_loopback and is_loopback(host)):
             raise RemoteError("a connection without TLS is not allowed")
         return Endpoint(host, port, tls, self.settings.remote_timeout)
 
@@ -66,9 +62,7 @@ class Connector:
     async def access_token(self, row: Any) -> str:
         provider = self.providers.get(row.oauth_provider or "")
         if provider is None:
-            raise AuthenticationFailed(
-                f"the OAuth2 provider {row.oauth_provider!r} is not configured"
-            )
+            raise AuthenticationFailed(f"the OAuth2 provider {row.oauth_provider!r} is not configured")
         if row.access_token and (row.access_expires_ms or 0) > now_ms() + 60_000:
             cached = unseal(self.server_key, row.id, "access_token", row.access_token)
             if cached:
@@ -82,9 +76,7 @@ class Connector:
                 conn,
                 row.id,
                 {
-                    "access_token": seal(
-                        self.server_key, row.id, "access_token", fresh.token
-                    ),
+                    "access_token": seal(self.server_key, row.id, "access_token", fresh.token),
                     "access_expires_ms": now_ms() + fresh.expires_in * 1000,
                 },
             )
@@ -92,9 +84,7 @@ class Connector:
 
     async def forget_access_token(self, row: Any) -> None:
         async with self.db.write() as conn:
-            await store.update_row(
-                conn, row.id, {"access_token": None, "access_expires_ms": None}
-            )
+            await store.update_row(conn, row.id, {"access_token": None, "access_expires_ms": None})
 
     async def open(self, row: Any) -> ImapClient | Pop3Client:
         """A connected, authenticated client for the identity's incoming server."""
@@ -111,9 +101,7 @@ class Connector:
                 token = await self.access_token(row)
                 provider = self.providers[row.oauth_provider]
                 try:
-                    await client.login_oauth(
-                        provider.mechanism, row.login, token, row.host, row.port
-                    )
+                    await client.login_oauth(provider.mechanism, row.login, token, row.host, row.port)
                 except AuthenticationFailed:
                     # The token may have been revoked before its time: once more, fresh.
                     await self.forget_access_token(row)

@@ -17,25 +17,19 @@ from postern.accounts.server_key import InvalidSignature, ServerKey
 from postern.remote.wire import AuthenticationFailed, RemoteError
 
 
-def seal(
-    key: ServerKey, identity_id: str, column: str, value: str | None
-) -> str | None:
+def seal(key: ServerKey, identity_id: str, column: str, value: str | None) -> str | None:
     if value is None:
         return None
     return key.encrypt(value, context=f"remote identity {identity_id} {column}")
 
 
-def unseal(
-    key: ServerKey, identity_id: str, column: str, token: str | None
-) -> str | None:
+def unseal(key: ServerKey, identity_id: str, column: str, token: str | None) -> str | None:
     if token is None:
         return None
     try:
         return key.decrypt(token, context=f"remote identity {identity_id} {column}")
     except InvalidSignature:
-        raise RemoteError(
-            "the stored credentials cannot be read with this server key"
-        ) from None
+        raise RemoteError("the stored credentials cannot be read with this server key") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +49,7 @@ def providers_from(text: str | None) -> dict[str, OAuthProvider]:
     for name, item in data.items():
         mechanism = str(item.get("mechanism", "XOAUTH2")).upper()
         if mechanism not in ("XOAUTH2", "OAUTHBEARER"):
-            raise ValueError(
-                f"OAuth2 provider {name}: mechanism must be XOAUTH2 or OAUTHBEARER"
-            )
+            raise ValueError(f"OAuth2 provider {name}: mechanism must be XOAUTH2 or OAUTHBEARER")
         found[name] = OAuthProvider(
             name,
             str(item["client_id"]),
@@ -74,9 +66,7 @@ class AccessToken:
     expires_in: int
 
 
-async def refresh(
-    provider: OAuthProvider, refresh_token: str, timeout: float
-) -> AccessToken:
+async def refresh(provider: OAuthProvider, refresh_token: str, timeout: float) -> AccessToken:
     """A new access token (RFC 6749 section 6); AuthenticationFailed when the provider
     refuses the refresh token (revoked, expired)."""
     body = urllib.parse.urlencode(
@@ -106,30 +96,17 @@ async def refresh(
     try:
         status, raw = await asyncio.to_thread(post)
     except (OSError, ValueError) as error:
-        raise RemoteError(
-            f"the token endpoint of {provider.name} cannot be reached: {type(error).__name__}"
-        ) from None
+        raise RemoteError(f"the token endpoint of {provider.name} cannot be reached: {type(error).__name__}") from None
     try:
         data: Any = json.loads(raw)
     except ValueError:
         data = {}
-    if status in (400, 401) or (
-        isinstance(data, dict)
-        and data.get("error") in ("invalid_grant", "unauthorized_client")
-    ):
-        raise AuthenticationFailed(
-            f"{provider.name} refused the refresh token (sign in again)"
-        )
-    if (
-        status != 200
-        or not isinstance(data, dict)
-        or not isinstance(data.get("access_token"), str)
-    ):
+    if status in (400, 401) or (isinstance(data, dict) and data.get("error") in ("invalid_grant", "unauthorized_client")):
+        raise AuthenticationFailed(f"{provider.name} refused the refresh token (sign in again)")
+    if status != 200 or not isinstance(data, dict) or not isinstance(data.get("access_token"), str):
         raise RemoteError(f"the token endpoint of {provider.name} answered {status}")
     expires = data.get("expires_in", 3600)
     return AccessToken(
         data["access_token"],
-        int(expires)
-        if isinstance(expires, (int, float, str)) and str(expires).isdigit()
-        else 3600,
+        int(expires) if isinstance(expires, (int, float, str)) and str(expires).isdigit() else 3600,
     )

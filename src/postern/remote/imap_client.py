@@ -128,11 +128,7 @@ def quote(value: str) -> bytes:
     """A string argument: quoted (no CR, LF or NUL may reach here)."""
     if any(ch in value for ch in "\r\n\x00"):
         raise ValueError("line breaks and NUL cannot be sent")
-    return (
-        b'"'
-        + value.encode("utf-8").replace(b"\\", b"\\\\").replace(b'"', b'\\"')
-        + b'"'
-    )
+    return b'"' + value.encode("utf-8").replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
 def mailbox_name(value: str) -> bytes:
@@ -145,27 +141,13 @@ def _utf7_encode(name: str) -> str:
     for ch in name:
         if 0x20 <= ord(ch) <= 0x7E:
             if pending:
-                out.append(
-                    "&"
-                    + base64.b64encode(pending.encode("utf-16-be"))
-                    .decode()
-                    .rstrip("=")
-                    .replace("/", ",")
-                    + "-"
-                )
+                out.append("&" + base64.b64encode(pending.encode("utf-16-be")).decode().rstrip("=").replace("/", ",") + "-")
                 pending = ""
             out.append("&-" if ch == "&" else ch)
         else:
             pending += ch
     if pending:
-        out.append(
-            "&"
-            + base64.b64encode(pending.encode("utf-16-be"))
-            .decode()
-            .rstrip("=")
-            .replace("/", ",")
-            + "-"
-        )
+        out.append("&" + base64.b64encode(pending.encode("utf-16-be")).decode().rstrip("=").replace("/", ",") + "-")
     return "".join(out)
 
 
@@ -183,11 +165,7 @@ def utf7_decode(name: bytes) -> str:
             else:
                 raw = chunk.replace(",", "/")
                 try:
-                    out.append(
-                        base64.b64decode(raw + "=" * (-len(raw) % 4)).decode(
-                            "utf-16-be"
-                        )
-                    )
+                    out.append(base64.b64decode(raw + "=" * (-len(raw) % 4)).decode("utf-16-be"))
                 except (ValueError, UnicodeDecodeError):
                     raise ProtocolError("bad mailbox name from the server") from None
             i = end + 1
@@ -244,22 +222,13 @@ def fetch_item(response: Response) -> FetchItem | None:
         elif name in (b"BODY[]", b"RFC822") or name.startswith(b"BODY[]<"):
             if isinstance(value, TooBig):
                 item.too_big = value.size
-            elif (
-                (isinstance(value, bytes)
-                and value.upper() != b"NIL")
-                or isinstance(value, Str)
-            ):
+            elif (isinstance(value, bytes) and value.upper() != b"NIL") or isinstance(value, Str):
                 item.body = bytes(value)
     return item
 
 
 def _number(value: Any) -> int:
-    if (
-        not isinstance(value, bytes)
-        or isinstance(value, Str)
-        or not value.isdigit()
-        or len(value) > 12
-    ):
+    if not isinstance(value, bytes) or isinstance(value, Str) or not value.isdigit() or len(value) > 12:
         raise ProtocolError("malformed number in a server answer")
     return int(value)
 
@@ -268,9 +237,7 @@ Untagged = Callable[[Response], Awaitable[None]]
 
 
 class ImapClient:
-    def __init__(
-        self, endpoint: Endpoint, context: ssl.SSLContext | None, max_literal: int
-    ):
+    def __init__(self, endpoint: Endpoint, context: ssl.SSLContext | None, max_literal: int):
         self.endpoint, self.context, self.max_literal = endpoint, context, max_literal
         self.conn: Connection | None = None
         self.capabilities: set[bytes] = set()
@@ -344,25 +311,17 @@ class ImapClient:
 
     def _codes(self, response: Response) -> None:
         """Capabilities in an OK's response code, and EXISTS counts."""
-        found = (
-            _CODE.match(response.text.partition(b" ")[2])
-            if response.word(0) in (b"OK", b"PREAUTH")
-            else None
-        )
+        found = _CODE.match(response.text.partition(b" ")[2]) if response.word(0) in (b"OK", b"PREAUTH") else None
         if found and found.group(1).upper() == b"CAPABILITY":
             self.capabilities = {c.upper() for c in (found.group(2) or b"").split()}
         if response.word(0) == b"CAPABILITY":
-            self.capabilities = {
-                bytes(c).upper() for c in response.tokens[1:] if isinstance(c, bytes)
-            }
+            self.capabilities = {bytes(c).upper() for c in response.tokens[1:] if isinstance(c, bytes)}
 
     def _next_tag(self) -> bytes:
         self._tag += 1
         return b"P%d" % self._tag
 
-    async def command(
-        self, *parts: bytes, on_untagged: Untagged | None = None, expect_ok: bool = True
-    ) -> tuple[bytes, list[Response]]:
+    async def command(self, *parts: bytes, on_untagged: Untagged | None = None, expect_ok: bool = True) -> tuple[bytes, list[Response]]:
         """Run one command; its status (OK/NO/BAD) and the untagged answers not
         handed to ``on_untagged``."""
         assert self.conn is not None
@@ -370,9 +329,7 @@ class ImapClient:
         await self.conn.send(tag + b" " + b" ".join(parts) + b"\r\n")
         return await self._until_tagged(tag, on_untagged, expect_ok)
 
-    async def _until_tagged(
-        self, tag: bytes, on_untagged: Untagged | None, expect_ok: bool
-    ) -> tuple[bytes, list[Response]]:
+    async def _until_tagged(self, tag: bytes, on_untagged: Untagged | None, expect_ok: bool) -> tuple[bytes, list[Response]]:
         collected: list[Response] = []
         while True:
             response = await self._response()
@@ -382,9 +339,7 @@ class ImapClient:
                     raise ProtocolError("a tagged answer that is not OK, NO or BAD")
                 self._codes(response)
                 if expect_ok and status != b"OK":
-                    raise RemoteError(
-                        f"the server answered {status.decode()}: {_safe_text(response.text)}"
-                    )
+                    raise RemoteError(f"the server answered {status.decode()}: {_safe_text(response.text)}")
                 return status, collected
             if response.tag == b"+":
                 raise ProtocolError("an unexpected continuation from the server")
@@ -394,11 +349,7 @@ class ImapClient:
             if response.word(0) == b"BYE":
                 collected.append(response)
                 continue
-            if (
-                len(response.tokens) >= 2
-                and response.word(1) == b"EXISTS"
-                and isinstance(response.tokens[0], bytes)
-            ):
+            if len(response.tokens) >= 2 and response.word(1) == b"EXISTS" and isinstance(response.tokens[0], bytes):
                 self.exists = _number(response.tokens[0])
             if on_untagged is not None:
                 await on_untagged(response)
@@ -409,28 +360,20 @@ class ImapClient:
 
     async def login(self, user: str, password: str) -> None:
         if b"AUTH=PLAIN" in self.capabilities:
-            initial = base64.b64encode(
-                b"\x00" + user.encode() + b"\x00" + password.encode()
-            )
+            initial = base64.b64encode(b"\x00" + user.encode() + b"\x00" + password.encode())
             await self._authenticate(b"PLAIN", initial)
         else:
             if b"LOGINDISABLED" in self.capabilities:
                 raise AuthenticationFailed("the server does not allow a login here")
             try:
-                status, _ = await self.command(
-                    b"LOGIN", quote(user), quote(password), expect_ok=False
-                )
+                status, _ = await self.command(b"LOGIN", quote(user), quote(password), expect_ok=False)
             except ValueError:
-                raise AuthenticationFailed(
-                    "the login or password holds characters IMAP cannot send"
-                ) from None
+                raise AuthenticationFailed("the login or password holds characters IMAP cannot send") from None
             if status != b"OK":
                 raise AuthenticationFailed("the server refused the login or password")
         await self._after_login()
 
-    async def login_oauth(
-        self, mechanism: str, user: str, token: str, host: str, port: int
-    ) -> None:
+    async def login_oauth(self, mechanism: str, user: str, token: str, host: str, port: int) -> None:
         if mechanism == "OAUTHBEARER":
             raw = f"n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01"
         else:
@@ -442,9 +385,7 @@ class ImapClient:
         assert self.conn is not None
         tag = self._next_tag()
         if b"SASL-IR" in self.capabilities:
-            await self.conn.send(
-                tag + b" AUTHENTICATE " + mechanism + b" " + initial + b"\r\n"
-            )
+            await self.conn.send(tag + b" AUTHENTICATE " + mechanism + b" " + initial + b"\r\n")
         else:
             await self.conn.send(tag + b" AUTHENTICATE " + mechanism + b"\r\n")
         sent_initial = b"SASL-IR" in self.capabilities
@@ -490,18 +431,12 @@ class ImapClient:
 
     async def select(self, name: str, readonly: bool) -> Selected:
         self.exists = None
-        status, answers = await self.command(
-            b"EXAMINE" if readonly else b"SELECT", mailbox_name(name), expect_ok=False
-        )
+        status, answers = await self.command(b"EXAMINE" if readonly else b"SELECT", mailbox_name(name), expect_ok=False)
         if status != b"OK":
             raise FolderMissing(name)
         uidvalidity = uidnext = None
         for answer in answers:
-            found = (
-                _CODE.match(answer.text.partition(b" ")[2])
-                if answer.word(0) == b"OK"
-                else None
-            )
+            found = _CODE.match(answer.text.partition(b" ")[2]) if answer.word(0) == b"OK" else None
             if found and found.group(1).upper() == b"UIDVALIDITY":
                 uidvalidity = _digits(found.group(2))
             elif found and found.group(1).upper() == b"UIDNEXT":
@@ -518,17 +453,13 @@ class ImapClient:
                 uids.extend(_number(t) for t in answer.tokens[1:])
         return uids
 
-    async def uid_fetch(
-        self, uids: str, items: bytes, on_item: Callable[[FetchItem], Awaitable[None]]
-    ) -> None:
+    async def uid_fetch(self, uids: str, items: bytes, on_item: Callable[[FetchItem], Awaitable[None]]) -> None:
         async def untagged(response: Response) -> None:
             item = fetch_item(response)
             if item is not None:
                 await on_item(item)
 
-        await self.command(
-            b"UID FETCH", uids.encode("ascii"), items, on_untagged=untagged
-        )
+        await self.command(b"UID FETCH", uids.encode("ascii"), items, on_untagged=untagged)
 
     async def delete_uids(self, uids: list[int]) -> None:
         if not uids:
@@ -559,11 +490,7 @@ class ImapClient:
                 response = await self._response(timeout=left)
             except TimedOut:
                 break
-            if (
-                response.tag == b"*"
-                and len(response.tokens) >= 2
-                and response.word(1) in (b"EXISTS", b"RECENT")
-            ):
+            if response.tag == b"*" and len(response.tokens) >= 2 and response.word(1) in (b"EXISTS", b"RECENT"):
                 news = True
                 break
             if response.tag == b"*" and response.word(0) == b"BYE":

@@ -94,7 +94,9 @@ class ImapFetch:
     async def folders(self) -> list[str]:
         wanted = json.loads(self.identity.folders)
         if wanted == ["*"]:
-            return [name for name, flags in await self.client.list_folders() if b"\\NOSELECT" not in flags and b"\\NONEXISTENT" not in flags]
+            return [
+                name for name, flags in await self.client.list_folders() if b"\\NOSELECT" not in flags and b"\\NONEXISTENT" not in flags
+            ]
         return list(wanted)
 
     async def run(self, only: list[str] | None = None) -> int:
@@ -137,7 +139,9 @@ class ImapFetch:
             if cancelled.reason == "cancel":
                 # The history is given up: from now on, only mail newer than this.
                 async with self.db.write() as conn:
-                    await store.set_folder_state(conn, identity.id, identity.user_id, name, selected.uidvalidity, max(present, default=0) + 1)
+                    await store.set_folder_state(
+                        conn, identity.id, identity.user_id, name, selected.uidvalidity, max(present, default=0) + 1
+                    )
             raise
         if rematch is not None:
             async with self.db.write() as conn:

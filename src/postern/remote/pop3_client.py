@@ -17,9 +17,7 @@ from postern.remote.wire import (
 
 
 class Pop3Client:
-    def __init__(
-        self, endpoint: Endpoint, context: ssl.SSLContext | None, max_message: int
-    ):
+    def __init__(self, endpoint: Endpoint, context: ssl.SSLContext | None, max_message: int):
         self.endpoint, self.context, self.max_message = endpoint, context, max_message
         self.conn: Connection | None = None
         self.capabilities: set[str] = set()
@@ -65,10 +63,7 @@ class Pop3Client:
         if line.startswith(b"+OK"):
             return line[3:].strip()
         if line.startswith(b"-ERR"):
-            raise RemoteError(
-                "the server answered -ERR: "
-                + line[4:].strip()[:200].decode("utf-8", "replace")
-            )
+            raise RemoteError("the server answered -ERR: " + line[4:].strip()[:200].decode("utf-8", "replace"))
         raise ProtocolError("the server's answer is not POP3")
 
     async def simple(self, command: str) -> bytes:
@@ -95,14 +90,10 @@ class Pop3Client:
 
     async def login(self, user: str, password: str) -> None:
         if any(c in user + password for c in "\r\n\x00"):
-            raise AuthenticationFailed(
-                "the login or password holds characters POP3 cannot send"
-            )
+            raise AuthenticationFailed("the login or password holds characters POP3 cannot send")
         try:
             if "SASL PLAIN" in self.capabilities:
-                token = base64.b64encode(
-                    b"\x00" + user.encode() + b"\x00" + password.encode()
-                ).decode()
+                token = base64.b64encode(b"\x00" + user.encode() + b"\x00" + password.encode()).decode()
                 await self.simple("AUTH PLAIN " + token)
             else:
                 await self.simple("USER " + user)
@@ -110,21 +101,15 @@ class Pop3Client:
         except ProtocolError:
             raise
         except RemoteError:
-            raise AuthenticationFailed(
-                "the server refused the login or password"
-            ) from None
+            raise AuthenticationFailed("the server refused the login or password") from None
 
-    async def login_oauth(
-        self, mechanism: str, user: str, token: str, host: str, port: int
-    ) -> None:
+    async def login_oauth(self, mechanism: str, user: str, token: str, host: str, port: int) -> None:
         if mechanism == "OAUTHBEARER":
             raw = f"n,a={user},\x01host={host}\x01port={port}\x01auth=Bearer {token}\x01\x01"
         else:
             raw = f"user={user}\x01auth=Bearer {token}\x01\x01"
         assert self.conn is not None
-        await self.conn.send(
-            f"AUTH {mechanism} {base64.b64encode(raw.encode()).decode()}\r\n".encode()
-        )
+        await self.conn.send(f"AUTH {mechanism} {base64.b64encode(raw.encode()).decode()}\r\n".encode())
         line = await self.conn.line()
         if line.startswith(b"+ ") or line == b"+":
             await self.conn.send(b"\r\n")  # an error report: end the exchange
@@ -137,12 +122,7 @@ class Pop3Client:
         result = []
         for line in await self.multi("UIDL", limit=64 << 20):
             parts = line.split()
-            if (
-                len(parts) != 2
-                or not parts[0].isdigit()
-                or len(parts[0]) > 9
-                or not 0 < len(parts[1]) <= 70
-            ):
+            if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 9 or not 0 < len(parts[1]) <= 70:
                 raise ProtocolError("malformed UIDL answer")
             try:
                 uid = parts[1].decode("ascii")
@@ -157,12 +137,7 @@ class Pop3Client:
         sizes = {}
         for line in await self.multi("LIST", limit=64 << 20):
             parts = line.split()
-            if (
-                len(parts) < 2
-                or not parts[0].isdigit()
-                or not parts[1].isdigit()
-                or len(parts[1]) > 15
-            ):
+            if len(parts) < 2 or not parts[0].isdigit() or not parts[1].isdigit() or len(parts[1]) > 15:
                 raise ProtocolError("malformed LIST answer")
             sizes[int(parts[0])] = int(parts[1])
         return sizes

@@ -58,7 +58,9 @@ class Pop3Fetch:
                 done.add(uidl)
         except Cancelled as cancelled:
             if cancelled.reason == "cancel":
-                rest: list[tuple[Position, str | None, str | None, str | None]] = [(Position("", 0, 0, u), None, None, None) for _, u in todo if u not in done]
+                rest: list[tuple[Position, str | None, str | None, str | None]] = [
+                    (Position("", 0, 0, u), None, None, None) for _, u in todo if u not in done
+                ]
                 await self.delivery.pass_over(identity, rest)
             raise
         if not identity.keep_on_server:

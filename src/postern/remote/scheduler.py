@@ -45,7 +45,9 @@ class Restart(Exception):
 
 
 class RemoteScheduler:
-    def __init__(self, db: Database, settings: Settings, service: RemoteIdentities, delivery: FetchedDelivery, notifications: Notifications):
+    def __init__(
+        self, db: Database, settings: Settings, service: RemoteIdentities, delivery: FetchedDelivery, notifications: Notifications
+    ):
         self.db, self.settings, self.service, self.delivery, self.notifications = db, settings, service, delivery, notifications
         self.owner = new_id()
         self.slots = asyncio.Semaphore(settings.remote_concurrency)
@@ -91,7 +93,9 @@ class RemoteScheduler:
             async with self.db.write() as conn:
                 row = await store.claim(conn, identity_id, self.owner, now_ms(), LEASE_MS)
                 if row is not None:
-                    await store.update_row(conn, identity_id, {"is_fetching": True, "history_total": 0, "history_fetched": 0}, owner=self.owner)
+                    await store.update_row(
+                        conn, identity_id, {"is_fetching": True, "history_total": 0, "history_fetched": 0}, owner=self.owner
+                    )
             if row is None:
                 continue  # another process took it
             task = asyncio.create_task(self._session(row), name=f"remote {identity_id}")

@@ -39,9 +39,7 @@ DEFAULT_PORTS = {
     ("POP3", "plain"): 110,
 }
 SMTP_PORTS = {"ssl": 465, "starttls": 587, "plain": 25}
-_HOST = re.compile(
-    r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$"
-)
+_HOST = re.compile(r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.?$")
 MAX_PER_USER = 50
 NOT_FOUND = "Remote identity not found"
 
@@ -82,9 +80,7 @@ def _text(value: Any, field: str, limit: int = 320) -> str:
     return value
 
 
-def _choice(
-    value: Any, field: str, choices: tuple[str, ...], upper: bool = False
-) -> str:
+def _choice(value: Any, field: str, choices: tuple[str, ...], upper: bool = False) -> str:
     text = value.upper() if upper and isinstance(value, str) else value
     if text not in choices:
         raise InvalidInput(f"{field} must be one of {', '.join(choices)}", field=field)
@@ -157,9 +153,7 @@ class RemoteIdentities:
             identity_type="email",
             address=address.display,
             address_key=address.key,
-            connection_required=_bool(
-                body.get("connection_required", True), "connection_required"
-            ),
+            connection_required=_bool(body.get("connection_required", True), "connection_required"),
             cancel_fetch_required=False,
             next_fetch_ms=now,
             created_ms=now,
@@ -167,9 +161,7 @@ class RemoteIdentities:
         )
         async with self.db.write() as conn:
             if await store.count_for_user(conn, user_id) >= MAX_PER_USER:
-                raise InvalidInput(
-                    f"A user may have at most {MAX_PER_USER} remote identities"
-                )
+                raise InvalidInput(f"A user may have at most {MAX_PER_USER} remote identities")
             await store.insert(conn, values)
         row = await self.get(user_id, identity_id)
         tried = await self.try_connection(row)
@@ -188,9 +180,7 @@ class RemoteIdentities:
             address = await self._owned_address(user_id, body["identity_id"])
             values.update(address=address.display, address_key=address.key)
         if "connection_required" in body:
-            values["connection_required"] = _bool(
-                body["connection_required"], "connection_required"
-            )
+            values["connection_required"] = _bool(body["connection_required"], "connection_required")
             if values["connection_required"] and not row.connection_required:
                 values.update(
                     stopped=False,
@@ -199,9 +189,7 @@ class RemoteIdentities:
                     next_fetch_ms=now_ms(),
                 )
         if "cancel_fetch_required" in body:
-            values["cancel_fetch_required"] = _bool(
-                body["cancel_fetch_required"], "cancel_fetch_required"
-            )
+            values["cancel_fetch_required"] = _bool(body["cancel_fetch_required"], "cancel_fetch_required")
         params = body.get("params")
         if params is not None:
             if not isinstance(params, dict):
@@ -217,9 +205,7 @@ class RemoteIdentities:
                 "auth",
                 "oauth_provider",
             )
-            if any(
-                k in changed and changed[k] != getattr(row, k) for k in connection_keys
-            ):
+            if any(k in changed and changed[k] != getattr(row, k) for k in connection_keys):
                 changed.update(
                     connected=False,
                     stopped=False,
@@ -251,9 +237,7 @@ class RemoteIdentities:
 
     async def _owned_address(self, user_id: str, value: Any) -> Any:
         if not isinstance(value, str) or not value.strip():
-            raise InvalidInput(
-                "identity_id must be the identity's email address", field="identity_id"
-            )
+            raise InvalidInput("identity_id must be the identity's email address", field="identity_id")
         address = normalise_address(_text(value, "identity_id"), "identity_id")
         if not await address_is_proven(user_id, address.key, db=self.db):
             raise InvalidInput(
@@ -262,9 +246,7 @@ class RemoteIdentities:
             )
         return address
 
-    def _params(
-        self, identity_id: str, params: dict[str, Any], current: Row | None
-    ) -> dict[str, Any]:
+    def _params(self, identity_id: str, params: dict[str, Any], current: Row | None) -> dict[str, Any]:
         """The columns for ``params`` (all of them when creating, the ones given when
         updating). A password left out (or null) keeps the stored one."""
         known = {
@@ -274,9 +256,7 @@ class RemoteIdentities:
         }  # fmt: skip
         unknown = sorted(set(params) - known)
         if unknown:
-            raise InvalidInput(
-                f"params.{unknown[0]} is not a known parameter", field=unknown[0]
-            )
+            raise InvalidInput(f"params.{unknown[0]} is not a known parameter", field=unknown[0])
         creating = current is None
         values: dict[str, Any] = {}
 
@@ -291,38 +271,28 @@ class RemoteIdentities:
                 upper=True,
             )
         if creating or given("incomming_mail_server"):
-            values["host"] = _host(
-                params.get("incomming_mail_server"), "params.incomming_mail_server"
-            )
+            values["host"] = _host(params.get("incomming_mail_server"), "params.incomming_mail_server")
         if creating or given("tls"):
             values["tls"] = _choice(params.get("tls", "ssl"), "params.tls", TLS_MODES)
         protocol = values.get("protocol", current.protocol if current else "IMAP")
         tls = values.get("tls", current.tls if current else "ssl")
         host = values.get("host", current.host if current else "")
-        if tls == "plain" and not (
-            self.settings.remote_allow_plain_loopback and is_loopback(host)
-        ):
+        if tls == "plain" and not (self.settings.remote_allow_plain_loopback and is_loopback(host)):
             raise InvalidInput(
                 "params.tls must be ssl or starttls: connections without TLS are not allowed",
                 field="tls",
             )
         if given("mail_port"):
             values["port"] = _port(params["mail_port"], "params.mail_port")
-        elif creating or (
-            ("protocol" in values or "tls" in values) and _default_port(current)
-        ):
+        elif creating or (("protocol" in values or "tls" in values) and _default_port(current)):
             values["port"] = DEFAULT_PORTS[(protocol, tls)]
         if creating or given("login"):
             values["login"] = _text(params.get("login"), "params.login")
         if creating or given("auth"):
-            values["auth"] = _choice(
-                params.get("auth", "password"), "params.auth", ("password", "oauth2")
-            )
+            values["auth"] = _choice(params.get("auth", "password"), "params.auth", ("password", "oauth2"))
         auth = values.get("auth", current.auth if current else "password")
         if auth == "oauth2":
-            provider = params.get(
-                "oauth_provider", current.oauth_provider if current else None
-            )
+            provider = params.get("oauth_provider", current.oauth_provider if current else None)
             if provider not in self.connector.providers:
                 raise InvalidInput(
                     "params.oauth_provider must name an OAuth2 provider the operator configured",
@@ -337,9 +307,7 @@ class RemoteIdentities:
                     _text(params["refresh_token"], "params.refresh_token", 4096),
                 )
             elif creating or (current is not None and current.auth != "oauth2"):
-                raise InvalidInput(
-                    "params.refresh_token is required for OAuth2", field="refresh_token"
-                )
+                raise InvalidInput("params.refresh_token is required for OAuth2", field="refresh_token")
         else:
             values["oauth_provider"] = None
             if given("password"):
@@ -360,17 +328,9 @@ class RemoteIdentities:
         if creating or given("folders"):
             values["folders"] = json.dumps(_folders(params.get("folders", ["INBOX"])))
         if creating or given("keep_on_server"):
-            values["keep_on_server"] = _bool(
-                params.get("keep_on_server", True), "params.keep_on_server"
-            )
-        if (
-            protocol == "POP3"
-            and (values.get("folders") or (current.folders if current else '["INBOX"]'))
-            != '["INBOX"]'
-        ):
-            raise InvalidInput(
-                "params.folders: POP3 has only the INBOX", field="folders"
-            )
+            values["keep_on_server"] = _bool(params.get("keep_on_server", True), "params.keep_on_server")
+        if protocol == "POP3" and (values.get("folders") or (current.folders if current else '["INBOX"]')) != '["INBOX"]':
+            raise InvalidInput("params.folders: POP3 has only the INBOX", field="folders")
         if creating or given("poll_interval"):
             interval = params.get("poll_interval", self.settings.remote_poll_interval)
             if (
@@ -384,23 +344,13 @@ class RemoteIdentities:
                 )
             values["poll_interval_s"] = interval
         if given("outgoing_mail_server"):
-            values["smtp_host"] = _host(
-                params["outgoing_mail_server"], "params.outgoing_mail_server"
-            )
+            values["smtp_host"] = _host(params["outgoing_mail_server"], "params.outgoing_mail_server")
         if creating or given("smtp_tls"):
-            values["smtp_tls"] = _choice(
-                params.get("smtp_tls", "starttls"), "params.smtp_tls", TLS_MODES
-            )
+            values["smtp_tls"] = _choice(params.get("smtp_tls", "starttls"), "params.smtp_tls", TLS_MODES)
         smtp_tls = values.get("smtp_tls", current.smtp_tls if current else "starttls")
         smtp_host = values.get("smtp_host", current.smtp_host if current else None)
-        if smtp_tls == "plain" and not (
-            smtp_host
-            and self.settings.remote_allow_plain_loopback
-            and is_loopback(smtp_host)
-        ):
-            raise InvalidInput(
-                "params.smtp_tls must be ssl or starttls", field="smtp_tls"
-            )
+        if smtp_tls == "plain" and not (smtp_host and self.settings.remote_allow_plain_loopback and is_loopback(smtp_host)):
+            raise InvalidInput("params.smtp_tls must be ssl or starttls", field="smtp_tls")
         if given("smtp_port"):
             values["smtp_port"] = _port(params["smtp_port"], "params.smtp_port")
         elif creating or "smtp_tls" in values:

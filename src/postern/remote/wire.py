@@ -59,9 +59,7 @@ class Connection:
         self.reader, self.writer, self.endpoint = reader, writer, endpoint
 
     @classmethod
-    async def open(
-        cls, endpoint: Endpoint, context: ssl.SSLContext | None
-    ) -> Connection:
+    async def open(cls, endpoint: Endpoint, context: ssl.SSLContext | None) -> Connection:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(
@@ -74,13 +72,9 @@ class Connection:
                 endpoint.timeout,
             )
         except ssl.SSLCertVerificationError as error:
-            raise ConnectFailed(
-                f"TLS certificate of {endpoint.host} not trusted: {error.verify_message}"
-            ) from None
+            raise ConnectFailed(f"TLS certificate of {endpoint.host} not trusted: {error.verify_message}") from None
         except (TimeoutError, OSError, ssl.SSLError) as error:
-            raise ConnectFailed(
-                f"cannot connect to {endpoint.host}:{endpoint.port}: {_reason(error)}"
-            ) from None
+            raise ConnectFailed(f"cannot connect to {endpoint.host}:{endpoint.port}: {_reason(error)}") from None
         return cls(reader, writer, endpoint)
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
@@ -90,20 +84,14 @@ class Connection:
                 self.endpoint.timeout,
             )
         except ssl.SSLCertVerificationError as error:
-            raise ConnectFailed(
-                f"TLS certificate of {self.endpoint.host} not trusted: {error.verify_message}"
-            ) from None
+            raise ConnectFailed(f"TLS certificate of {self.endpoint.host} not trusted: {error.verify_message}") from None
         except (TimeoutError, OSError, ssl.SSLError) as error:
-            raise ConnectFailed(
-                f"TLS with {self.endpoint.host} failed: {_reason(error)}"
-            ) from None
+            raise ConnectFailed(f"TLS with {self.endpoint.host} failed: {_reason(error)}") from None
 
     async def line(self, timeout: float | None = None) -> bytes:
         """One line, CRLF (or LF) removed."""
         try:
-            data = await asyncio.wait_for(
-                self.reader.readuntil(b"\n"), timeout or self.endpoint.timeout
-            )
+            data = await asyncio.wait_for(self.reader.readuntil(b"\n"), timeout or self.endpoint.timeout)
         except asyncio.LimitOverrunError:
             raise ProtocolError("the server sent a line too long") from None
         except asyncio.IncompleteReadError:
@@ -123,9 +111,7 @@ class Connection:
                 max(self.endpoint.timeout, size / 100_000),
             )
         except asyncio.IncompleteReadError:
-            raise RemoteError(
-                "the server closed the connection in the middle of a message"
-            ) from None
+            raise RemoteError("the server closed the connection in the middle of a message") from None
         except TimeoutError:
             raise RemoteError("the server did not answer in time") from None
         except (OSError, ssl.SSLError) as error:

@@ -14,9 +14,7 @@ from postern.mime import header_writing
 from postern.rules.engine import Message
 
 # Envelope senders that never get an autoreply (WildDuck's test, and RFC 3834 2).
-_MACHINE_SENDER = re.compile(
-    r"mailer-daemon|no-?reply|postmaster@|bounce", re.IGNORECASE
-)
+_MACHINE_SENDER = re.compile(r"mailer-daemon|no-?reply|postmaster@|bounce", re.IGNORECASE)
 _SUPPRESS = re.compile(r"OOF|AutoReply", re.IGNORECASE)
 _MSGID = re.compile(r"<[^<>\s]+>")
 MAX_REFERENCES = 20
@@ -81,15 +79,9 @@ def compose(
     text = reply.text or (mime.html_to_text(reply.html) if reply.html else "")
     body.set_content(text or "", subtype="plain", charset="utf-8")
     if reply.html:
-        body.add_alternative(
-            mime.sanitise_html(reply.html), subtype="html", charset="utf-8"
-        )
+        body.add_alternative(mime.sanitise_html(reply.html), subtype="html", charset="utf-8")
     original = header_writing.clean(message.first("subject") or "")
-    subject = (
-        header_writing.clean(reply.subject)
-        if reply.subject
-        else ("Re: " + original if original else "")
-    )
+    subject = header_writing.clean(reply.subject) if reply.subject else ("Re: " + original if original else "")
     fields = [
         ("From", header_writing.mailbox(reply.name or user_name or "", recipient)),
         ("To", header_writing.mailbox(None, sender)),
@@ -104,12 +96,7 @@ def compose(
     ]
     in_reply_to = _MSGID.search(message.first("message-id") or "")
     if in_reply_to is not None:
-        refs = _MSGID.findall(message.first("references") or "")[
-            -(MAX_REFERENCES - 1) :
-        ]
+        refs = _MSGID.findall(message.first("references") or "")[-(MAX_REFERENCES - 1) :]
         fields.append(("In-Reply-To", in_reply_to.group()))
         fields.append(("References", " ".join([*refs, in_reply_to.group()])))
-    return (
-        b"".join(header_writing.field(name, value) for name, value in fields)
-        + body.as_bytes()
-    )
+    return b"".join(header_writing.field(name, value) for name, value in fields) + body.as_bytes()

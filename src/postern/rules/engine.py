@@ -54,14 +54,10 @@ class Filter:
     # and its text as a pattern (any whitespace between its words).
     headers: tuple[tuple[str, str], ...] = ()
     text: re.Pattern[str] | None = None
-    ascii_word: bytes | None = (
-        None  # the text's longest word, when ASCII (a quick test)
-    )
+    ascii_word: bytes | None = None  # the text's longest word, when ASCII (a quick test)
 
     @classmethod
-    def of(
-        cls, filter_id: str, query: dict[str, Any], action: dict[str, Any]
-    ) -> Filter:
+    def of(cls, filter_id: str, query: dict[str, Any], action: dict[str, Any]) -> Filter:
         headers = []
         for key in ("from", "to", "subject", "listId"):
             wanted = query.get(key)
@@ -248,9 +244,7 @@ class Decision:
 
     @property
     def flags(self) -> tuple[str, ...]:
-        return (("\\Seen",) if self.seen else ()) + (
-            ("\\Flagged",) if self.flagged else ()
-        )
+        return (("\\Seen",) if self.seen else ()) + (("\\Flagged",) if self.flagged else ())
 
 
 def decide(rules: UserRules, message: Message) -> Decision:

@@ -25,9 +25,7 @@ MAX_QUERY_TEXT = 255
 MAX_TARGETS = 100
 MAX_TARGET_LENGTH = 1024
 _SPACES = re.compile(r"\s+")
-_ADDRESS = re.compile(
-    r"^[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+\.[^\s@<>()\[\],;:\"\\]+$"
-)
+_ADDRESS = re.compile(r"^[^\s@<>()\[\],;:\"\\]+@[^\s@<>()\[\],;:\"\\]+\.[^\s@<>()\[\],;:\"\\]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -40,30 +38,18 @@ class Target:
 def target_of(value: str) -> Target:
     """A forward target as WildDuck reads one: a relay URL, a web hook URL, or an
     email address; anything else is refused."""
-    if (
-        not isinstance(value, str)
-        or not value
-        or len(value) > MAX_TARGET_LENGTH
-        or _CONTROL.search(value)
-    ):
+    if not isinstance(value, str) or not value or len(value) > MAX_TARGET_LENGTH or _CONTROL.search(value):
         raise InvalidInput(f'Unknown target type "{str(value)[:100]}"', field="targets")
     lowered = value.lower()
     if lowered.startswith(("smtp:", "smtps:", "http:", "https:")):
         parts = urlsplit(value)
-        if (
-            parts.scheme.lower() not in ("smtp", "smtps", "http", "https")
-            or not parts.hostname
-        ):
+        if parts.scheme.lower() not in ("smtp", "smtps", "http", "https") or not parts.hostname:
             raise InvalidInput(f'Unknown target type "{value[:100]}"', field="targets")
         try:
             parts.port  # noqa: B018 (raises on a bad port)
         except ValueError:
-            raise InvalidInput(
-                f'Invalid port in target "{value[:100]}"', field="targets"
-            ) from None
-        return Target(
-            "relay" if parts.scheme.lower().startswith("smtp") else "http", value
-        )
+            raise InvalidInput(f'Invalid port in target "{value[:100]}"', field="targets") from None
+        return Target("relay" if parts.scheme.lower().startswith("smtp") else "http", value)
     if _ADDRESS.match(value):
         return Target("mail", value)
     raise InvalidInput(f'Unknown target type "{value[:100]}"', field="targets")
@@ -85,9 +71,7 @@ def clean_query(query: dict[str, Any]) -> dict[str, Any]:
                 field=f"query.{key}",
             )
         if "\x00" in value:
-            raise InvalidInput(
-                f'"query.{key}" must not contain NUL characters', field=f"query.{key}"
-            )
+            raise InvalidInput(f'"query.{key}" must not contain NUL characters', field=f"query.{key}")
         if value:
             cleaned[key] = value
     if query.get("ha") is not None:
@@ -110,15 +94,11 @@ def clean_action(action: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if not isinstance(value, bool):
-            raise InvalidInput(
-                f'"action.{key}" must be a boolean', field=f"action.{key}"
-            )
+            raise InvalidInput(f'"action.{key}" must be a boolean', field=f"action.{key}")
         cleaned[key] = value
     mailbox = action.get("mailbox")
     if mailbox:
-        if not isinstance(mailbox, str) or not re.fullmatch(
-            r"[0-9a-fA-F]{24}", mailbox
-        ):
+        if not isinstance(mailbox, str) or not re.fullmatch(r"[0-9a-fA-F]{24}", mailbox):
             raise InvalidInput(
                 '"action.mailbox" must be a 24 character hex string',
                 field="action.mailbox",
@@ -127,9 +107,7 @@ def clean_action(action: dict[str, Any]) -> dict[str, Any]:
     targets = action.get("targets")
     if targets:
         if not isinstance(targets, list):
-            raise InvalidInput(
-                '"action.targets" must be an array', field="action.targets"
-            )
+            raise InvalidInput('"action.targets" must be an array', field="action.targets")
         if len(targets) > MAX_TARGETS:
             raise InvalidInput(
                 f'"action.targets" must contain at most {MAX_TARGETS} items',
@@ -139,14 +117,10 @@ def clean_action(action: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
-def describe(
-    query: dict[str, Any], action: dict[str, Any], folder_paths: dict[str, str]
-) -> tuple[list[list[Any]], list[list[Any]]]:
+def describe(query: dict[str, Any], action: dict[str, Any], folder_paths: dict[str, str]) -> tuple[list[list[Any]], list[list[Any]]]:
     """WildDuck's listing descriptions: ``[["from", "(abc)"], ["larger", 100]]`` and
     ``[["mark as read"], ["move to folder", "\\"Work\\""]]``."""
-    described: list[list[Any]] = [
-        [key, f"({query[key]})"] for key in HEADER_KEYS if key in query
-    ]
+    described: list[list[Any]] = [[key, f"({query[key]})"] for key in HEADER_KEYS if key in query]
     if query.get("ha") is True:
         described.append(["has attachment"])
     elif query.get("ha") is False:
@@ -170,17 +144,11 @@ def describe(
             actions.append([words[key][0 if action[key] else 1]])
         elif key == "mailbox":
             path = folder_paths.get(action[key])
-            actions.append(
-                ["move to folder", f'"{path}"' if path is not None else action[key]]
-            )
+            actions.append(["move to folder", f'"{path}"' if path is not None else action[key]])
         elif key == "targets" and action[key]:
             shown = []
             for value in action[key]:
                 target = target_of(value)
-                shown.append(
-                    urlsplit(value).hostname or value
-                    if target.kind == "http"
-                    else value
-                )
+                shown.append(urlsplit(value).hostname or value if target.kind == "http" else value)
             actions.append(["forward to", ", ".join(shown)])
     return described, actions

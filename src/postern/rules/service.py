@@ -105,9 +105,7 @@ class Rules:
                 ),
             ):
                 self._cache.pop(event.user_id, None)
-                self._generation[event.user_id] = (
-                    self._generation.get(event.user_id, 0) + 1
-                )
+                self._generation[event.user_id] = self._generation.get(event.user_id, 0) + 1
             elif isinstance(event, EventsLost):
                 self._forget_all()
 
@@ -138,10 +136,7 @@ class Rules:
         for user_id, entry in rows.items():
             rules = UserRules(
                 user_id=user_id,
-                filters=tuple(
-                    Filter.of(r.id, orjson.loads(r.query), orjson.loads(r.action))
-                    for r in entry["filters"]
-                ),
+                filters=tuple(Filter.of(r.id, orjson.loads(r.query), orjson.loads(r.action)) for r in entry["filters"]),
                 folders=entry["folders"],
                 addresses=frozenset(entry["addresses"]),
                 name=entry["name"],
@@ -149,9 +144,7 @@ class Rules:
                 autoreply=entry["autoreply"],
             )
             found[user_id] = rules
-            if epoch == self._epoch and generations[user_id] == self._generation.get(
-                user_id, 0
-            ):
+            if epoch == self._epoch and generations[user_id] == self._generation.get(user_id, 0):
                 self._cache[user_id] = (now, rules)
         return found
 
@@ -160,9 +153,7 @@ class Rules:
 
     # Filters -------------------------------------------------------------------------
 
-    async def _check_mailbox(
-        self, conn: Any, user_id: str, action: dict[str, Any]
-    ) -> None:
+    async def _check_mailbox(self, conn: Any, user_id: str, action: dict[str, Any]) -> None:
         mailbox = action.get("mailbox")
         if mailbox and await folder_store.get_folder(conn, user_id, mailbox) is None:
             raise NotFound("This mailbox does not exist", code="NoSuchMailbox")
@@ -217,11 +208,7 @@ class Rules:
 
     async def get_filter(self, user_id: str, filter_id: str) -> Row:
         async with self.db.read() as conn:
-            row = (
-                await filter_store.get(conn, user_id, filter_id)
-                if is_id(user_id) and is_id(filter_id)
-                else None
-            )
+            row = await filter_store.get(conn, user_id, filter_id) if is_id(user_id) and is_id(filter_id) else None
             if row is None:
                 await require_user(conn, user_id)
                 raise _filter_not_found()
@@ -240,11 +227,7 @@ class Rules:
         """Change what is given; in ``query`` and ``action``, a key given as empty
         (``""``, None, ``[]``) is removed, a key not given is kept."""
         async with self.db.write() as conn:
-            row = (
-                await filter_store.get(conn, user_id, filter_id)
-                if is_id(user_id) and is_id(filter_id)
-                else None
-            )
+            row = await filter_store.get(conn, user_id, filter_id) if is_id(user_id) and is_id(filter_id) else None
             if row is None:
                 await require_user(conn, user_id)
                 raise _filter_not_found()
@@ -268,23 +251,15 @@ class Rules:
 
     async def delete_filter(self, user_id: str, filter_id: str) -> None:
         async with self.db.write() as conn:
-            deleted = (
-                await filter_store.delete_one(conn, user_id, filter_id)
-                if is_id(user_id) and is_id(filter_id)
-                else False
-            )
+            deleted = await filter_store.delete_one(conn, user_id, filter_id) if is_id(user_id) and is_id(filter_id) else False
             if not deleted:
                 await require_user(conn, user_id)
                 raise _filter_not_found()
         self._changed(user_id)
 
-    async def all_filters(
-        self, *, forward: str | None, limit: int, cursor: Cursor | None
-    ) -> tuple[list[Row], int, dict[str, str]]:
+    async def all_filters(self, *, forward: str | None, limit: int, cursor: Cursor | None) -> tuple[list[Row], int, dict[str, str]]:
         async with self.db.read() as conn:
-            rows, total = await filter_store.page_all(
-                conn, forward=forward, limit=limit, cursor=cursor
-            )
+            rows, total = await filter_store.page_all(conn, forward=forward, limit=limit, cursor=cursor)
             paths = await filter_store.folder_paths(
                 conn,
                 [m for m in (orjson.loads(r.action).get("mailbox") for r in rows) if m],
@@ -348,9 +323,7 @@ class Rules:
                 log.exception("autoreply interval in Redis failed; none sent")
                 return False
         async with self.db.write() as conn:
-            return await autoreply_store.claim(
-                conn, user_id, sender, now_ms(), self.autoreply_interval_ms
-            )
+            return await autoreply_store.claim(conn, user_id, sender, now_ms(), self.autoreply_interval_ms)
 
     async def sweep(self) -> int:
         """Forget the replies older than the interval (the database's record only;

@@ -133,7 +133,11 @@ class Runtime:
         self.quota = Quota(self.db)
         self.api_keys = ApiKeys(self.db, self.server_key)
         self.system_mail = SystemMail(
-            sender=settings.resolved_system_mail_from, hostname=settings.hostname, router=self.router, inbound=self.inbound, outbound=self.outbound
+            sender=settings.resolved_system_mail_from,
+            hostname=settings.hostname,
+            router=self.router,
+            inbound=self.inbound,
+            outbound=self.outbound,
         )
         common: dict[str, Any] = {"db": self.db, "limiter": self.rate_limiter, "authlog": self.authlog}
         self.registration = Registration(
@@ -205,7 +209,11 @@ class Runtime:
         last in __post_init__, after ``alias_replies`` is built."""
         reverse_domain = normalise_domain(self.settings.resolved_reverse_alias_domain)[0]
         self.alias_bounces = Bounces(
-            self.db, self.notifications, self.server_key, reverse_alias_domain=reverse_domain, bounces_to_disable=self.settings.alias_bounces_to_disable
+            self.db,
+            self.notifications,
+            self.server_key,
+            reverse_alias_domain=reverse_domain,
+            bounces_to_disable=self.settings.alias_bounces_to_disable,
         )
         self.alias_forwarder = Forwarder(
             db=self.db,

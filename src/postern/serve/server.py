@@ -117,7 +117,9 @@ async def start_mail_doors(runtime: Runtime, exclude: set[str] | frozenset[str] 
                 continue
             address = parse_listen(listen)
             if door == "submission":
-                handler: InboundHandler | SubmissionHandler = SubmissionHandler(runtime.submission, max_recipients=settings.smtp_max_recipients)
+                handler: InboundHandler | SubmissionHandler = SubmissionHandler(
+                    runtime.submission, max_recipients=settings.smtp_max_recipients
+                )
             else:
                 handler = InboundHandler(runtime.router, runtime.inbound, lmtp=door == "lmtp", max_recipients=settings.smtp_max_recipients)
             listeners[door] = await start_listener(
@@ -370,8 +372,6 @@ class MailWorkers:
         dispatcher.close()
 
 
-
-
 async def _start_event_relay(runtime: Runtime, workers: MailWorkers | None) -> Any:
     """Share change events with the other ``postern serve`` processes through Redis:
     those of this process and its workers go out; theirs reach this process's bus and
@@ -488,7 +488,9 @@ async def serve(settings: Settings, *, announce: Callable[[str], None] = print) 
         announce_doors({"smtp": "SMTP (MX):     ", "lmtp": "LMTP:          ", "submission": "submission:    "}, listeners)
         if workers is not None:
             served = [d.upper() for d in ("smtp", "lmtp", "imap") if d in worker_doors]
-            announce(f"  mail workers:   {worker_count} processes for {', '.join(served[:-1])}{' and ' if len(served) > 1 else ''}{served[-1]}")
+            announce(
+                f"  mail workers:   {worker_count} processes for {', '.join(served[:-1])}{' and ' if len(served) > 1 else ''}{served[-1]}"
+            )
         pop3_listeners = await start_pop3_doors(runtime)
         mail_servers.extend(pop3_listeners.values())
         announce_doors({"pop3": "POP3:          ", "pop3s": "POP3 (TLS):    "}, pop3_listeners)

@@ -158,9 +158,7 @@ class Dispatcher:
         self.listeners = listeners  # (door, listening socket)
         self.on_events = on_events
         # Doors without a per-IP limit have no limiter.
-        self.limiters = {
-            door: ConnectionLimiter(limit) for door, _ in listeners if (limit := connections_per_ip.get(door)) is not None
-        }
+        self.limiters = {door: ConnectionLimiter(limit) for door, _ in listeners if (limit := connections_per_ip.get(door)) is not None}
         self.on_worker_lost = on_worker_lost
         self.workers: list[WorkerLink] = []
         self._open: dict[int, tuple[WorkerLink, str, str]] = {}  # conn id -> (worker, door, ip)

@@ -38,9 +38,7 @@ class AddressClaimed(Exception):
         self.kind = kind
 
 
-async def claim(
-    conn: AsyncConnection, key: str, kind: str, user_id: str | None
-) -> None:
+async def claim(conn: AsyncConnection, key: str, kind: str, user_id: str | None) -> None:
     """Hold ``key`` for ``kind`` in the caller's transaction; AddressClaimed when it
     is held already (the transaction stays usable: nothing was written)."""
     stmt = (
@@ -55,53 +53,31 @@ async def claim(
 
 async def kind_of(conn: AsyncConnection, key: str) -> str | None:
     """What holds ``key``: one of KINDS, or None when it is free."""
-    return await conn.scalar(
-        select(address_claims.c.kind).where(address_claims.c.address_key == key)
-    )
+    return await conn.scalar(select(address_claims.c.kind).where(address_claims.c.address_key == key))
 
 
 async def holder(conn: AsyncConnection, key: str) -> Row | None:
-    return (
-        await conn.execute(
-            select(address_claims).where(address_claims.c.address_key == key)
-        )
-    ).first()
+    return (await conn.execute(select(address_claims).where(address_claims.c.address_key == key))).first()
 
 
 async def release(conn: AsyncConnection, key: str, kind: str) -> None:
     """``key`` is free again, if ``kind`` held it."""
-    await conn.execute(
-        delete(address_claims).where(
-            address_claims.c.address_key == key, address_claims.c.kind == kind
-        )
-    )
+    await conn.execute(delete(address_claims).where(address_claims.c.address_key == key, address_claims.c.kind == kind))
 
 
-async def reclassify(
-    conn: AsyncConnection, keys: Iterable[str], old: str, new: str
-) -> None:
+async def reclassify(conn: AsyncConnection, keys: Iterable[str], old: str, new: str) -> None:
     """The claims of ``keys`` held by ``old`` are now held by ``new``."""
     wanted = list(keys)
     if wanted:
         await conn.execute(
-            update(address_claims)
-            .where(
-                address_claims.c.address_key.in_(wanted), address_claims.c.kind == old
-            )
-            .values(kind=new)
+            update(address_claims).where(address_claims.c.address_key.in_(wanted), address_claims.c.kind == old).values(kind=new)
         )
 
 
 async def release_user(conn: AsyncConnection, user_id: str) -> None:
     """A user goes: their hosted addresses are free again; their aliases' addresses
     stay held for ever, as deleted aliases (mail to them may come years later)."""
+    await conn.execute(delete(address_claims).where(address_claims.c.user_id == user_id, address_claims.c.kind == ADDRESS))
     await conn.execute(
-        delete(address_claims).where(
-            address_claims.c.user_id == user_id, address_claims.c.kind == ADDRESS
-        )
-    )
-    await conn.execute(
-        update(address_claims)
-        .where(address_claims.c.user_id == user_id, address_claims.c.kind == ALIAS)
-        .values(kind=DELETED_ALIAS)
+        update(address_claims).where(address_claims.c.user_id == user_id, address_claims.c.kind == ALIAS).values(kind=DELETED_ALIAS)
     )

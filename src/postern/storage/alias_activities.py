@@ -64,7 +64,12 @@ async def record_many(conn: AsyncConnection, entries: Sequence[NewActivity], cre
         if entry.action not in _COUNTERS:
             raise ValueError(f"unknown alias activity {entry.action!r}")
         stmt = alias_activities.insert().values(
-            user_id=entry.user_id, alias_id=entry.alias_id, contact_id=entry.contact_id, mailbox_id=entry.mailbox_id, action=entry.action, created_ms=when
+            user_id=entry.user_id,
+            alias_id=entry.alias_id,
+            contact_id=entry.contact_id,
+            mailbox_id=entry.mailbox_id,
+            action=entry.action,
+            created_ms=when,
         )
         ids.append(int((await conn.execute(stmt.returning(alias_activities.c.id))).scalar_one()))
     for action in dict.fromkeys(e.action for e in entries):

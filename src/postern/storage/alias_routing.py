@@ -111,7 +111,13 @@ async def create_catch_all_alias(
     try:
         async with conn.begin_nested():
             return await alias_store.insert_alias(
-                conn, user_id=user_id, email=email, email_key=email_key, mailbox_ids=mailbox_ids, created_ms=created_ms, custom_domain_id=domain_id
+                conn,
+                user_id=user_id,
+                email=email,
+                email_key=email_key,
+                mailbox_ids=mailbox_ids,
+                created_ms=created_ms,
+                custom_domain_id=domain_id,
             )
     except (IntegrityError, address_claims.AddressClaimed):
         existing = await alias_by_key(conn, email_key)

@@ -241,8 +241,7 @@ class AsyncpgRows:
     _TOUCH_SQL = "UPDATE threads SET updated_ms = $1 WHERE id = ANY($2::varchar[])"
     _REF_SQL = "INSERT INTO thread_refs (user_id, ref, thread_id) VALUES ($1, $2, $3) ON CONFLICT (user_id, ref) DO NOTHING"
     _MESSAGE_SQL = (
-        f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)})"
-        f" VALUES ({', '.join(f'${n}' for n in range(1, len(MESSAGE_COLUMNS) + 1))})"
+        f"INSERT INTO messages ({', '.join(MESSAGE_COLUMNS)}) VALUES ({', '.join(f'${n}' for n in range(1, len(MESSAGE_COLUMNS) + 1))})"
     )
     _EVENT_SQL = "INSERT INTO message_events (id, user_id, mid, action, data, created_ms) VALUES ($1, $2, $3, $4, $5, $6)"
 

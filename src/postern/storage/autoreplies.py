@@ -12,28 +12,16 @@ from postern.storage.schema import autoreplies
 
 
 async def get(conn: AsyncConnection, user_id: str) -> Row | None:
-    return (
-        await conn.execute(select(autoreplies).where(autoreplies.c.user_id == user_id))
-    ).first()
+    return (await conn.execute(select(autoreplies).where(autoreplies.c.user_id == user_id))).first()
 
 
-async def upsert(
-    conn: AsyncConnection, user_id: str, values: dict[str, Any], created_ms: int
-) -> None:
+async def upsert(conn: AsyncConnection, user_id: str, values: dict[str, Any], created_ms: int) -> None:
     """Set the given fields of the user's autoreply, creating it if there is none."""
     existing = await get(conn, user_id)
     if existing is None:
-        await conn.execute(
-            autoreplies.insert().values(
-                user_id=user_id, created_ms=created_ms, **values
-            )
-        )
+        await conn.execute(autoreplies.insert().values(user_id=user_id, created_ms=created_ms, **values))
     else:
-        await conn.execute(
-            autoreplies.update()
-            .where(autoreplies.c.user_id == user_id)
-            .values(created_ms=created_ms, **values)
-        )
+        await conn.execute(autoreplies.update().where(autoreplies.c.user_id == user_id).values(created_ms=created_ms, **values))
 
 
 async def remove(conn: AsyncConnection, user_id: str) -> None:
@@ -48,9 +36,7 @@ _CLAIM = text(
 _SWEEP = text("DELETE FROM autoreply_sent WHERE sent_ms <= :cutoff")
 
 
-async def claim(
-    conn: AsyncConnection, user_id: str, sender: str, now_ms: int, interval_ms: int
-) -> bool:
+async def claim(conn: AsyncConnection, user_id: str, sender: str, now_ms: int, interval_ms: int) -> bool:
     """True when no reply went from the user to ``sender`` in the last ``interval_ms``
     (and records this one): one statement, so concurrent deliveries agree."""
     result = await conn.execute(

@@ -537,11 +537,7 @@ class LocalBlobStore:
     def _subdirs(directory: Path) -> list[str]:
         try:
             with os.scandir(directory) as it:
-                return sorted(
-                    e.name
-                    for e in it
-                    if _FANOUT_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False)
-                )
+                return sorted(e.name for e in it if _FANOUT_RE.fullmatch(e.name) and e.is_dir(follow_symlinks=False))
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -549,13 +545,7 @@ class LocalBlobStore:
     def _keys_in(directory: Path, prefix: str) -> list[str]:
         try:
             with os.scandir(directory) as it:
-                return [
-                    e.name
-                    for e in it
-                    if e.name.startswith(prefix)
-                    and _KEY_RE.fullmatch(e.name)
-                    and e.is_file(follow_symlinks=False)
-                ]
+                return [e.name for e in it if e.name.startswith(prefix) and _KEY_RE.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
         except (FileNotFoundError, NotADirectoryError):
             return []
 

@@ -42,7 +42,12 @@ async def insert_returning_id(conn: AsyncConnection, values: dict[str, Any]) -> 
     contact's reverse alias is claimed in the one namespace of addresses
     (``address_claims.AddressClaimed`` when something holds it: the caller's
     transaction then rolls back)."""
-    stmt = insert_for(conn, contacts).values(**values).on_conflict_do_nothing(index_elements=["alias_id", "email_key"]).returning(contacts.c.id)
+    stmt = (
+        insert_for(conn, contacts)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["alias_id", "email_key"])
+        .returning(contacts.c.id)
+    )
     found = (await conn.execute(stmt)).scalar_one_or_none()
     if found is not None:
         await address_claims.claim(conn, values["reverse_alias_key"], address_claims.REVERSE_ALIAS, values.get("user_id"))

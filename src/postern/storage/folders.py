@@ -20,7 +20,7 @@ async def insert_folders(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) 
 
 async def list_folders(conn: AsyncConnection, user_id: str) -> list[Row]:
     # INBOX first, as every client shows it, then the rest by path.
-    inbox_first = (folders.c.path != "INBOX")
+    inbox_first = folders.c.path != "INBOX"
     stmt = select(folders).where(folders.c.user_id == user_id).order_by(inbox_first, folders.c.path)
     return list(await conn.execute(stmt))
 
@@ -108,11 +108,7 @@ async def folders_for_appends(conn: AsyncConnection, ids: Sequence[str], user_pa
         clauses.append(and_(folders.c.user_id.in_(user_ids), folders.c.path.in_(paths)))
     if not clauses:
         return []
-    stmt = (
-        select(folders, users.c.storage_used, users.c.quota_allowed)
-        .join(users, users.c.id == folders.c.user_id)
-        .where(or_(*clauses))
-    )
+    stmt = select(folders, users.c.storage_used, users.c.quota_allowed).join(users, users.c.id == folders.c.user_id).where(or_(*clauses))
     return list(await conn.execute(stmt))
 
 

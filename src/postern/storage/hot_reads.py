@@ -26,8 +26,7 @@ FolderHead = namedtuple("FolderHead", ("message_count", "special_use"))
 AddressOwner = namedtuple("AddressOwner", ("id", "disabled", "storage_used", "quota_allowed"))
 
 _OWNER_SQL = (
-    "SELECT u.id, u.disabled, u.storage_used, u.quota_allowed FROM addresses a"
-    " JOIN users u ON u.id = a.user_id WHERE a.address_key = :key"
+    "SELECT u.id, u.disabled, u.storage_used, u.quota_allowed FROM addresses a JOIN users u ON u.id = a.user_id WHERE a.address_key = :key"
 )
 
 # What RCPT needs to know of an alias, a reverse alias, a catch-all custom domain and
@@ -37,9 +36,7 @@ ReverseAliasTarget = namedtuple("ReverseAliasTarget", ("contact_id", "alias_id",
 CatchAllTarget = namedtuple("CatchAllTarget", ("domain_id", "user_id", "user_disabled", "deleted"))
 ActivityTarget = namedtuple("ActivityTarget", ("alias_id", "user_id", "action"))
 
-_ALIAS_SQL = (
-    "SELECT a.id, a.user_id, a.enabled, u.disabled FROM aliases a JOIN users u ON u.id = a.user_id WHERE a.email_key = :key"
-)
+_ALIAS_SQL = "SELECT a.id, a.user_id, a.enabled, u.disabled FROM aliases a JOIN users u ON u.id = a.user_id WHERE a.email_key = :key"
 _REVERSE_ALIAS_SQL = (
     "SELECT c.id, c.alias_id, c.user_id, u.disabled FROM contacts c JOIN users u ON u.id = c.user_id WHERE c.reverse_alias_key = :key"
 )

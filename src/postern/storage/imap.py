@@ -49,11 +49,7 @@ async def message_meta_by_uid(conn: AsyncConnection, folder_id: str, uids: Seque
 
 
 async def changed_since(conn: AsyncConnection, folder_id: str, modseq: int) -> list[Row]:
-    stmt = (
-        select(*META_COLUMNS)
-        .where(messages.c.folder_id == folder_id, messages.c.modseq > modseq)
-        .order_by(messages.c.uid)
-    )
+    stmt = select(*META_COLUMNS).where(messages.c.folder_id == folder_id, messages.c.modseq > modseq).order_by(messages.c.uid)
     return list(await conn.execute(stmt))
 
 
@@ -65,10 +61,6 @@ async def deleted_uids(conn: AsyncConnection, folder_id: str) -> list[int]:
 async def count_deleted(conn: AsyncConnection, folder_id: str) -> int:
     stmt = select(func.count()).where(messages.c.folder_id == folder_id, messages.c.deleted.is_(True))
     return int((await conn.execute(stmt)).scalar_one())
-
-
-
-
 
 
 async def set_special_use(conn: AsyncConnection, folder_id: str, special_use: str | None) -> None:

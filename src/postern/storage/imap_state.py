@@ -58,28 +58,14 @@ async def claim_recent(conn: AsyncConnection, folder_id: str, up_to: int) -> int
 
     A compare-and-set: the UPDATE only moves the claim on from the value read, so of
     two sessions (in any process) racing, one wins and the other reads again."""
-    await conn.execute(
-        insert_for(conn, imap_recent)
-        .values(folder_id=folder_id, claimed_uid=0)
-        .on_conflict_do_nothing()
-    )
+    await conn.execute(insert_for(conn, imap_recent).values(folder_id=folder_id, claimed_uid=0).on_conflict_do_nothing())
     while True:
-        old = (
-            await conn.execute(
-                select(imap_recent.c.claimed_uid).where(
-                    imap_recent.c.folder_id == folder_id
-                )
-            )
-        ).scalar()
+        old = (await conn.execute(select(imap_recent.c.claimed_uid).where(imap_recent.c.folder_id == folder_id))).scalar()
         old = int(old or 0)
         if old >= up_to:
             return up_to
         moved = await conn.execute(
-            update(imap_recent)
-            .where(
-                imap_recent.c.folder_id == folder_id, imap_recent.c.claimed_uid == old
-            )
-            .values(claimed_uid=up_to)
+            update(imap_recent).where(imap_recent.c.folder_id == folder_id, imap_recent.c.claimed_uid == old).values(claimed_uid=up_to)
         )
         if moved.rowcount == 1:
             return old
@@ -87,52 +73,28 @@ async def claim_recent(conn: AsyncConnection, folder_id: str, up_to: int) -> int
 
 async def count_recent(conn: AsyncConnection, folder_id: str) -> int:
     """How many of the folder's messages no session has claimed as \\Recent."""
-    claimed = (
-        select(imap_recent.c.claimed_uid)
-        .where(imap_recent.c.folder_id == folder_id)
-        .scalar_subquery()
-    )
-    stmt = select(func.count()).where(
-        messages.c.folder_id == folder_id, messages.c.uid > func.coalesce(claimed, 0)
-    )
+    claimed = select(imap_recent.c.claimed_uid).where(imap_recent.c.folder_id == folder_id).scalar_subquery()
+    stmt = select(func.count()).where(messages.c.folder_id == folder_id, messages.c.uid > func.coalesce(claimed, 0))
     return int((await conn.execute(stmt)).scalar() or 0)
 
 
 async def orphan_subscriptions(conn: AsyncConnection, user_id: str) -> list[str]:
-    rows = await conn.execute(
-        select(imap_subscriptions.c.path).where(imap_subscriptions.c.user_id == user_id)
-    )
+    rows = await conn.execute(select(imap_subscriptions.c.path).where(imap_subscriptions.c.user_id == user_id))
     return [row[0] for row in rows]
 
 
-async def add_orphan_subscription(
-    conn: AsyncConnection, user_id: str, path: str
-) -> None:
-    await conn.execute(
-        insert_for(conn, imap_subscriptions)
-        .values(user_id=user_id, path=path)
-        .on_conflict_do_nothing()
-    )
+async def add_orphan_subscription(conn: AsyncConnection, user_id: str, path: str) -> None:
+    await conn.execute(insert_for(conn, imap_subscriptions).values(user_id=user_id, path=path).on_conflict_do_nothing())
 
 
-async def remove_orphan_subscription(
-    conn: AsyncConnection, user_id: str, path: str
-) -> bool:
+async def remove_orphan_subscription(conn: AsyncConnection, user_id: str, path: str) -> bool:
     result = await conn.execute(
-        delete(imap_subscriptions).where(
-            imap_subscriptions.c.user_id == user_id, imap_subscriptions.c.path == path
-        )
+        delete(imap_subscriptions).where(imap_subscriptions.c.user_id == user_id, imap_subscriptions.c.path == path)
     )
     return bool(result.rowcount)
 
 
-async def set_subscribed(
-    conn: AsyncConnection, user_id: str, paths: list[str], subscribed: bool
-) -> None:
+async def set_subscribed(conn: AsyncConnection, user_id: str, paths: list[str], subscribed: bool) -> None:
     """Set the subscription of the user's folders at these paths."""
     if paths:
-        await conn.execute(
-            update(folders)
-            .where(folders.c.user_id == user_id, folders.c.path.in_(paths))
-            .values(subscribed=subscribed)
-        )
+        await conn.execute(update(folders).where(folders.c.user_id == user_id, folders.c.path.in_(paths)).values(subscribed=subscribed))

@@ -211,8 +211,14 @@ def _inline_sqlite_module() -> Any:
         **{
             name: getattr(sqlite3, name)
             for name in (
-                "DatabaseError", "Error", "IntegrityError", "NotSupportedError", "OperationalError",
-                "ProgrammingError", "sqlite_version", "sqlite_version_info",
+                "DatabaseError",
+                "Error",
+                "IntegrityError",
+                "NotSupportedError",
+                "OperationalError",
+                "ProgrammingError",
+                "sqlite_version",
+                "sqlite_version_info",
             )
         },
     )

@@ -34,9 +34,7 @@ _COLUMNS = ", ".join(f'u."{name}"' for name in _USER_COLUMNS)
 _LOGIN_SQL = (
     _SELECT.format(priority="0", columns=_COLUMNS, join="", where="u.username = :username")
     + " UNION ALL "
-    + _SELECT.format(
-        priority="1", columns=_COLUMNS, join=" JOIN addresses x ON x.user_id = u.id", where="x.address_key = :address_key"
-    )
+    + _SELECT.format(priority="1", columns=_COLUMNS, join=" JOIN addresses x ON x.user_id = u.id", where="x.address_key = :address_key")
 )
 
 

@@ -72,9 +72,7 @@ async def list_for(conn: AsyncConnection, user_id: str, *, verified_only: bool =
 
 async def get(conn: AsyncConnection, user_id: str, mailbox_id: int) -> Row | None:
     """One of the user's mailboxes with ``nb_alias`` (None for anyone else's)."""
-    stmt = select(mailboxes, _nb_alias().label("nb_alias")).where(
-        mailboxes.c.user_id == user_id, mailboxes.c.id == mailbox_id
-    )
+    stmt = select(mailboxes, _nb_alias().label("nb_alias")).where(mailboxes.c.user_id == user_id, mailboxes.c.id == mailbox_id)
     return (await conn.execute(stmt)).first()
 
 
@@ -129,16 +127,10 @@ async def remove(conn: AsyncConnection, user_id: str, mailbox_id: int, default_i
         }
         orphans = [a for a in affected if a not in still]
         if orphans:
-            await conn.execute(
-                alias_mailboxes.insert(), [{"alias_id": a, "mailbox_id": default_id, "user_id": user_id} for a in orphans]
-            )
-        first_left = (
-            select(func.min(alias_mailboxes.c.mailbox_id)).where(alias_mailboxes.c.alias_id == aliases.c.id).scalar_subquery()
-        )
+            await conn.execute(alias_mailboxes.insert(), [{"alias_id": a, "mailbox_id": default_id, "user_id": user_id} for a in orphans])
+        first_left = select(func.min(alias_mailboxes.c.mailbox_id)).where(alias_mailboxes.c.alias_id == aliases.c.id).scalar_subquery()
         await conn.execute(
-            update(aliases)
-            .where(aliases.c.mailbox_id == mailbox_id)
-            .values(mailbox_id=func.coalesce(first_left, default_id))
+            update(aliases).where(aliases.c.mailbox_id == mailbox_id).values(mailbox_id=func.coalesce(first_left, default_id))
         )
     domains = [
         r.domain_id

@@ -114,9 +114,7 @@ async def insert_messages(conn: AsyncConnection, rows: Sequence[dict[str, Any]])
         await conn.execute(messages.insert(), list(rows))
 
 
-async def list_messages(
-    conn: AsyncConnection, folder_id: str, *, descending: bool, limit: int, cursor: Cursor | None
-) -> list[Row]:
+async def list_messages(conn: AsyncConnection, folder_id: str, *, descending: bool, limit: int, cursor: Cursor | None) -> list[Row]:
     """A page of a folder by UID, ``limit + 1`` rows, seeking from the cursor's UID."""
     stmt = select(*LIST_COLUMNS).where(messages.c.folder_id == folder_id)
     # Walking backwards (a "previous" cursor) flips the order, and the page is put
@@ -140,9 +138,7 @@ async def select_messages(conn: AsyncConnection, folder_id: str, uids: UidRanges
     return list(await conn.execute(stmt))
 
 
-async def set_flags(
-    conn: AsyncConnection, folder_id: str, uids: UidRanges, values: dict[str, Any], modseq: int
-) -> list[Row]:
+async def set_flags(conn: AsyncConnection, folder_id: str, uids: UidRanges, values: dict[str, Any], modseq: int) -> list[Row]:
     """Set flag columns on the matching messages that differ; returns (uid, seen_before)."""
     changed = or_(*(messages.c[name] != value for name, value in values.items()))
     # The old seen value is needed to keep the unseen counter right; read it first, as
@@ -160,9 +156,7 @@ async def set_flags(
 
 async def set_expiry(conn: AsyncConnection, folder_id: str, uids: UidRanges, expires_ms: int | None, modseq: int) -> int:
     result = await conn.execute(
-        update(messages)
-        .where(messages.c.folder_id == folder_id, _uid_filter(uids))
-        .values(expires_ms=expires_ms, modseq=modseq)
+        update(messages).where(messages.c.folder_id == folder_id, _uid_filter(uids)).values(expires_ms=expires_ms, modseq=modseq)
     )
     return result.rowcount
 

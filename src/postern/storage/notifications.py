@@ -18,20 +18,10 @@ async def insert(conn: AsyncConnection, *, user_id: str, title: str, message: st
 
 async def page(conn: AsyncConnection, user_id: str, offset: int, limit: int) -> Sequence[Row]:
     """Newest first; ``limit`` rows at most."""
-    stmt = (
-        select(notifications)
-        .where(notifications.c.user_id == user_id)
-        .order_by(notifications.c.id.desc())
-        .offset(offset)
-        .limit(limit)
-    )
+    stmt = select(notifications).where(notifications.c.user_id == user_id).order_by(notifications.c.id.desc()).offset(offset).limit(limit)
     return (await conn.execute(stmt)).all()
 
 
 async def mark_read(conn: AsyncConnection, user_id: str, notification_id: int) -> bool:
-    stmt = (
-        update(notifications)
-        .where(notifications.c.id == notification_id, notifications.c.user_id == user_id)
-        .values(read=True)
-    )
+    stmt = update(notifications).where(notifications.c.id == notification_id, notifications.c.user_id == user_id).values(read=True)
     return (await conn.execute(stmt)).rowcount > 0

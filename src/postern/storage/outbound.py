@@ -74,7 +74,13 @@ async def set_states(conn: AsyncConnection, updates: Sequence[dict[str, Any]]) -
             values["next_attempt_ms"] = bindparam("b_next")
         stmt = update(outbound).where(outbound.c.id == bindparam("b_id")).values(**values)
         params = [
-            {"b_id": u["id"], "b_state": u["state"], "b_response": u["response"][:2000], "b_now": u["now_ms"], "b_next": u["next_attempt_ms"]}
+            {
+                "b_id": u["id"],
+                "b_state": u["state"],
+                "b_response": u["response"][:2000],
+                "b_now": u["now_ms"],
+                "b_next": u["next_attempt_ms"],
+            }
             for u in group
         ]
         if not rescheduled:
@@ -108,9 +114,7 @@ async def queue_stats(conn: AsyncConnection) -> tuple[int, int | None]:
     """How many rows wait or are being sent, and the oldest one's creation time (ms)
     (for /metrics: the state index narrows it to the rows not yet final)."""
     row = (
-        await conn.execute(
-            select(func.count(), func.min(outbound.c.created_ms)).where(outbound.c.state.in_((*PENDING, "sending")))
-        )
+        await conn.execute(select(func.count(), func.min(outbound.c.created_ms)).where(outbound.c.state.in_((*PENDING, "sending"))))
     ).one()
     return int(row[0]), row[1]
 

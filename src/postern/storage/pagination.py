@@ -49,9 +49,7 @@ class Page:
     previous_cursor: str | None
 
 
-def page_from_rows(
-    rows: list[Any], limit: int, cursor: Cursor | None, key_of: Any
-) -> Page:
+def page_from_rows(rows: list[Any], limit: int, cursor: Cursor | None, key_of: Any) -> Page:
     """Turn ``limit + 1`` fetched rows into a page with its cursors.
 
     Rows fetched for a ``previous`` cursor arrive in reverse order and are put back.

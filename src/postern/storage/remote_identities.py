@@ -17,9 +17,7 @@ async def insert(conn: AsyncConnection, values: dict[str, Any]) -> None:
     await conn.execute(remote_identities.insert().values(**values))
 
 
-async def get(
-    conn: AsyncConnection, identity_id: str, user_id: str | None = None
-) -> Row | None:
+async def get(conn: AsyncConnection, identity_id: str, user_id: str | None = None) -> Row | None:
     stmt = select(remote_identities).where(remote_identities.c.id == identity_id)
     if user_id is not None:
         stmt = stmt.where(remote_identities.c.user_id == user_id)
@@ -37,13 +35,7 @@ async def list_for_user(conn: AsyncConnection, user_id: str) -> list[Row]:
 
 async def count_for_user(conn: AsyncConnection, user_id: str) -> int:
     return int(
-        (
-            await conn.execute(
-                select(func.count())
-                .select_from(remote_identities)
-                .where(remote_identities.c.user_id == user_id)
-            )
-        ).scalar_one()
+        (await conn.execute(select(func.count()).select_from(remote_identities).where(remote_identities.c.user_id == user_id))).scalar_one()
     )
 
 
@@ -93,9 +85,7 @@ def _free(now_ms: int) -> Any:
     )
 
 
-async def due(
-    conn: AsyncConnection, now_ms: int, limit: int, exclude: Sequence[str] = ()
-) -> list[str]:
+async def due(conn: AsyncConnection, now_ms: int, limit: int, exclude: Sequence[str] = ()) -> list[str]:
     stmt = (
         select(remote_identities.c.id)
         .where(
@@ -110,9 +100,7 @@ async def due(
     return [i for i in (await conn.scalars(stmt)).all() if i not in exclude][:limit]
 
 
-async def claim(
-    conn: AsyncConnection, identity_id: str, owner: str, now_ms: int, lease_ms: int
-) -> Row | None:
+async def claim(conn: AsyncConnection, identity_id: str, owner: str, now_ms: int, lease_ms: int) -> Row | None:
     """Take the identity's lease if it is free and the identity still due; the row."""
     stmt = (
         update(remote_identities)
@@ -129,46 +117,30 @@ async def claim(
     return await get(conn, identity_id)
 
 
-async def renew(
-    conn: AsyncConnection, identity_id: str, owner: str, until_ms: int
-) -> Row | None:
+async def renew(conn: AsyncConnection, identity_id: str, owner: str, until_ms: int) -> Row | None:
     """Extend the lease this owner holds; the row (None: the lease is lost, or the
     identity deleted)."""
-    stmt = update(remote_identities).where(
-        remote_identities.c.id == identity_id, remote_identities.c.lease_owner == owner
-    )
+    stmt = update(remote_identities).where(remote_identities.c.id == identity_id, remote_identities.c.lease_owner == owner)
     if (await conn.execute(stmt.values(lease_until_ms=until_ms))).rowcount == 0:
         return None
     return await get(conn, identity_id)
 
 
-async def release(
-    conn: AsyncConnection, identity_id: str, owner: str, values: dict[str, Any]
-) -> None:
-    stmt = update(remote_identities).where(
-        remote_identities.c.id == identity_id, remote_identities.c.lease_owner == owner
-    )
-    await conn.execute(
-        stmt.values(lease_owner=None, lease_until_ms=None, is_fetching=False, **values)
-    )
+async def release(conn: AsyncConnection, identity_id: str, owner: str, values: dict[str, Any]) -> None:
+    stmt = update(remote_identities).where(remote_identities.c.id == identity_id, remote_identities.c.lease_owner == owner)
+    await conn.execute(stmt.values(lease_owner=None, lease_until_ms=None, is_fetching=False, **values))
 
 
 async def end_leases_of(conn: AsyncConnection, owner: str) -> None:
     stmt = update(remote_identities).where(remote_identities.c.lease_owner == owner)
-    await conn.execute(
-        stmt.values(lease_owner=None, lease_until_ms=None, is_fetching=False)
-    )
+    await conn.execute(stmt.values(lease_owner=None, lease_until_ms=None, is_fetching=False))
 
 
 # Folders and positions ----------------------------------------------------------------------
 
 
-async def folder_state(
-    conn: AsyncConnection, identity_id: str, path: str
-) -> Row | None:
-    stmt = select(remote_folders).where(
-        remote_folders.c.identity_id == identity_id, remote_folders.c.path == path
-    )
+async def folder_state(conn: AsyncConnection, identity_id: str, path: str) -> Row | None:
+    stmt = select(remote_folders).where(remote_folders.c.identity_id == identity_id, remote_folders.c.path == path)
     return (await conn.execute(stmt)).first()
 
 
@@ -180,14 +152,8 @@ async def set_folder_state(
     uidvalidity: int,
     first_uid: int,
 ) -> None:
-    where = and_(
-        remote_folders.c.identity_id == identity_id, remote_folders.c.path == path
-    )
-    result = await conn.execute(
-        update(remote_folders)
-        .where(where)
-        .values(uidvalidity=uidvalidity, first_uid=first_uid)
-    )
+    where = and_(remote_folders.c.identity_id == identity_id, remote_folders.c.path == path)
+    result = await conn.execute(update(remote_folders).where(where).values(uidvalidity=uidvalidity, first_uid=first_uid))
     if result.rowcount == 0:
         await conn.execute(
             remote_folders.insert().values(
@@ -200,9 +166,7 @@ async def set_folder_state(
         )
 
 
-async def fetched_uids(
-    conn: AsyncConnection, identity_id: str, folder: str, uidvalidity: int
-) -> set[int]:
+async def fetched_uids(conn: AsyncConnection, identity_id: str, folder: str, uidvalidity: int) -> set[int]:
     stmt = select(remote_messages.c.uid).where(
         remote_messages.c.identity_id == identity_id,
         remote_messages.c.folder == folder,
@@ -212,9 +176,7 @@ async def fetched_uids(
 
 
 async def fetched_uidls(conn: AsyncConnection, identity_id: str) -> set[str]:
-    stmt = select(remote_messages.c.uidl).where(
-        remote_messages.c.identity_id == identity_id, remote_messages.c.folder == ""
-    )
+    stmt = select(remote_messages.c.uidl).where(remote_messages.c.identity_id == identity_id, remote_messages.c.folder == "")
     return set((await conn.scalars(stmt)).all())
 
 
@@ -223,9 +185,7 @@ async def record(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> None:
         await conn.execute(remote_messages.insert(), list(rows))
 
 
-async def old_positions(
-    conn: AsyncConnection, identity_id: str, folder: str, uidvalidity: int
-) -> list[Row]:
+async def old_positions(conn: AsyncConnection, identity_id: str, folder: str, uidvalidity: int) -> list[Row]:
     """Messages recorded in ``folder`` under another UIDVALIDITY than ``uidvalidity``."""
     stmt = select(remote_messages).where(
         remote_messages.c.identity_id == identity_id,
@@ -235,19 +195,11 @@ async def old_positions(
     return list(await conn.execute(stmt))
 
 
-async def move_position(
-    conn: AsyncConnection, row_id: int, uidvalidity: int, uid: int
-) -> None:
-    await conn.execute(
-        update(remote_messages)
-        .where(remote_messages.c.id == row_id)
-        .values(uidvalidity=uidvalidity, uid=uid)
-    )
+async def move_position(conn: AsyncConnection, row_id: int, uidvalidity: int, uid: int) -> None:
+    await conn.execute(update(remote_messages).where(remote_messages.c.id == row_id).values(uidvalidity=uidvalidity, uid=uid))
 
 
-async def forget_positions(
-    conn: AsyncConnection, identity_id: str, folder: str, uidvalidity: int
-) -> None:
+async def forget_positions(conn: AsyncConnection, identity_id: str, folder: str, uidvalidity: int) -> None:
     """Drop the positions left under an old UIDVALIDITY that matched nothing any more."""
     await conn.execute(
         delete(remote_messages).where(
@@ -259,7 +211,10 @@ async def forget_positions(
 
 
 async def add_counts(conn: AsyncConnection, identity_id: str, fetched: int) -> None:
-    values = {"fetched_count": remote_identities.c.fetched_count + fetched, "history_fetched": remote_identities.c.history_fetched + fetched}
+    values = {
+        "fetched_count": remote_identities.c.fetched_count + fetched,
+        "history_fetched": remote_identities.c.history_fetched + fetched,
+    }
     await conn.execute(update(remote_identities).where(remote_identities.c.id == identity_id).values(**values))
 
 

@@ -194,7 +194,9 @@ messages = Table(
     Index(None, "user_id", "mid"),
     Index(None, "folder_id", "modseq"),
     Index(None, "thread_id"),
-    Index("ix_messages_expiring", "expires_ms", sqlite_where=text("expires_ms IS NOT NULL"), postgresql_where=text("expires_ms IS NOT NULL")),
+    Index(
+        "ix_messages_expiring", "expires_ms", sqlite_where=text("expires_ms IS NOT NULL"), postgresql_where=text("expires_ms IS NOT NULL")
+    ),
 )
 
 

@@ -41,6 +41,7 @@ class Database(Protocol):
 
     def writer_turn(self, *, ends_at_commit: bool = False) -> AbstractAsyncContextManager[None]: ...
 
+
 T = TypeVar("T")
 Item = TypeVar("Item")
 

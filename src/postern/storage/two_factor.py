@@ -19,7 +19,9 @@ async def totp_enabled(conn: AsyncConnection, user_id: str) -> bool:
 
 
 async def set_secret(conn: AsyncConnection, user_id: str, encrypted_secret: str, now_ms: int) -> None:
-    stmt = insert_for(conn, user_2fa).values(user_id=user_id, totp_secret=encrypted_secret, totp_enabled=False, totp_last_step=0, updated_ms=now_ms)
+    stmt = insert_for(conn, user_2fa).values(
+        user_id=user_id, totp_secret=encrypted_secret, totp_enabled=False, totp_last_step=0, updated_ms=now_ms
+    )
     await conn.execute(
         stmt.on_conflict_do_update(
             index_elements=["user_id"],

@@ -89,9 +89,7 @@ def _user_filters(query: str | None, any_tags: Sequence[str], all_tags: Sequence
     filters: list[Any] = []
     if query:
         pattern = like_pattern(query.lower())
-        filters.append(
-            or_(users.c.username.like(pattern, escape="\\"), func.lower(users.c.address).like(pattern, escape="\\"))
-        )
+        filters.append(or_(users.c.username.like(pattern, escape="\\"), func.lower(users.c.address).like(pattern, escape="\\")))
     if any_tags:
         filters.append(exists().where(and_(user_tags.c.user_id == users.c.id, user_tags.c.tag.in_(any_tags))))
     for tag in all_tags:
@@ -185,20 +183,16 @@ async def add_storage_used_many(conn: AsyncConnection, deltas: dict[str, int]) -
 async def delete_user(conn: AsyncConnection, user_id: str) -> bool:
     """Delete the user and everything it owns; its blobs lose one reference per message."""
     refs = (
-        select(messages.c.blob_key, func.count().label("n"))
-        .where(messages.c.user_id == user_id)
-        .group_by(messages.c.blob_key)
+        select(messages.c.blob_key, func.count().label("n")).where(messages.c.user_id == user_id).group_by(messages.c.blob_key).subquery()
+    )
+    await conn.execute(update(blobs).where(blobs.c.key == refs.c.blob_key).values(refcount=blobs.c.refcount - refs.c.n))
+    # Mail still waiting in the outbound queue holds references of its own.
+    pending = (
+        select(outbound.c.blob_key, func.count().label("n"))
+        .where(outbound.c.user_id == user_id, outbound.c.state.not_in(FINAL_STATES))
+        .group_by(outbound.c.blob_key)
         .subquery()
     )
-    await conn.execute(
-        update(blobs)
-        .where(blobs.c.key == refs.c.blob_key)
-        .values(refcount=blobs.c.refcount - refs.c.n)
-    )
-    # Mail still waiting in the outbound queue holds references of its own.
-    pending = select(outbound.c.blob_key, func.count().label("n")).where(
-        outbound.c.user_id == user_id, outbound.c.state.not_in(FINAL_STATES)
-    ).group_by(outbound.c.blob_key).subquery()
     await conn.execute(update(blobs).where(blobs.c.key == pending.c.blob_key).values(refcount=blobs.c.refcount - pending.c.n))
     # Children first: explicit deletes keep the order obvious on both databases.
     for table in (message_events, outbound, messages, thread_refs, threads, folders, addresses, user_tags):
@@ -250,9 +244,7 @@ async def delete_address(conn: AsyncConnection, address_id: str) -> None:
         await address_claims.release(conn, key, address_claims.ADDRESS)
 
 
-async def search_addresses(
-    conn: AsyncConnection, *, query: str | None, limit: int, cursor: Cursor | None
-) -> tuple[list[Row], int]:
+async def search_addresses(conn: AsyncConnection, *, query: str | None, limit: int, cursor: Cursor | None) -> tuple[list[Row], int]:
     filters: list[Any] = []
     if query:
         # Both forms are stored in lowercase (the display form's domain in Unicode).

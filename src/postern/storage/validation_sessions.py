@@ -24,16 +24,10 @@ from postern.storage.schema import (
 
 
 async def get_session(conn: AsyncConnection, sid: int) -> Row | None:
-    return (
-        await conn.execute(
-            select(validation_sessions).where(validation_sessions.c.id == sid)
-        )
-    ).first()
+    return (await conn.execute(select(validation_sessions).where(validation_sessions.c.id == sid))).first()
 
 
-async def find_session(
-    conn: AsyncConnection, address_key: str, client_secret: str
-) -> Row | None:
+async def find_session(conn: AsyncConnection, address_key: str, client_secret: str) -> Row | None:
     stmt = select(validation_sessions).where(
         validation_sessions.c.address_key == address_key,
         validation_sessions.c.client_secret == client_secret,
@@ -42,22 +36,12 @@ async def find_session(
 
 
 async def insert_session(conn: AsyncConnection, values: dict[str, Any]) -> int:
-    result = await conn.execute(
-        validation_sessions.insert()
-        .values(**values)
-        .returning(validation_sessions.c.id)
-    )
+    result = await conn.execute(validation_sessions.insert().values(**values).returning(validation_sessions.c.id))
     return int(result.scalar_one())
 
 
-async def update_session(
-    conn: AsyncConnection, sid: int, values: dict[str, Any]
-) -> None:
-    await conn.execute(
-        update(validation_sessions)
-        .where(validation_sessions.c.id == sid)
-        .values(**values)
-    )
+async def update_session(conn: AsyncConnection, sid: int, values: dict[str, Any]) -> None:
+    await conn.execute(update(validation_sessions).where(validation_sessions.c.id == sid).values(**values))
 
 
 async def mark_validated(conn: AsyncConnection, sid: int, now: int) -> None:
@@ -73,15 +57,11 @@ async def mark_validated(conn: AsyncConnection, sid: int, now: int) -> None:
 
 
 async def delete_session(conn: AsyncConnection, sid: int) -> None:
-    await conn.execute(
-        delete(validation_sessions).where(validation_sessions.c.id == sid)
-    )
+    await conn.execute(delete(validation_sessions).where(validation_sessions.c.id == sid))
 
 
 async def delete_sessions_changed_before(conn: AsyncConnection, before_ms: int) -> int:
-    result = await conn.execute(
-        delete(validation_sessions).where(validation_sessions.c.mtime_ms < before_ms)
-    )
+    result = await conn.execute(delete(validation_sessions).where(validation_sessions.c.mtime_ms < before_ms))
     return int(result.rowcount or 0)
 
 
@@ -97,9 +77,7 @@ async def pending_for_user(conn: AsyncConnection, user_id: str) -> Sequence[Row]
     return (await conn.execute(stmt)).all()
 
 
-async def delete_user_sessions_for(
-    conn: AsyncConnection, user_id: str, address_key: str
-) -> None:
+async def delete_user_sessions_for(conn: AsyncConnection, user_id: str, address_key: str) -> None:
     await conn.execute(
         delete(validation_sessions).where(
             validation_sessions.c.user_id == user_id,
@@ -171,12 +149,7 @@ async def holds_address(conn: AsyncConnection, user_id: str, address_key: str) -
         (proven_addresses, proven_addresses.c.user_id, proven_addresses.c.address_key),
         (mailboxes, mailboxes.c.user_id, mailboxes.c.email_key, mailboxes.c.verified),
     ):
-        stmt = (
-            select(literal(1))
-            .select_from(table)
-            .where(user_column == user_id, key_column == address_key, *more)
-            .limit(1)
-        )
+        stmt = select(literal(1)).select_from(table).where(user_column == user_id, key_column == address_key, *more).limit(1)
         if await conn.scalar(stmt) is not None:
             return True
     return False
@@ -186,59 +159,31 @@ async def holds_address(conn: AsyncConnection, user_id: str, address_key: str) -
 
 
 async def ensure_account(conn: AsyncConnection, matrix_user_id: str, now: int) -> None:
-    exists = await conn.scalar(
-        select(identity_accounts.c.matrix_user_id).where(
-            identity_accounts.c.matrix_user_id == matrix_user_id
-        )
-    )
+    exists = await conn.scalar(select(identity_accounts.c.matrix_user_id).where(identity_accounts.c.matrix_user_id == matrix_user_id))
     if exists is None:
-        await conn.execute(
-            identity_accounts.insert().values(
-                matrix_user_id=matrix_user_id, accepted_terms="", created_ms=now
-            )
-        )
+        await conn.execute(identity_accounts.insert().values(matrix_user_id=matrix_user_id, accepted_terms="", created_ms=now))
 
 
 async def get_account(conn: AsyncConnection, matrix_user_id: str) -> Row | None:
-    return (
-        await conn.execute(
-            select(identity_accounts).where(
-                identity_accounts.c.matrix_user_id == matrix_user_id
-            )
-        )
-    ).first()
+    return (await conn.execute(select(identity_accounts).where(identity_accounts.c.matrix_user_id == matrix_user_id))).first()
 
 
-async def insert_token(
-    conn: AsyncConnection, token_digest: str, matrix_user_id: str, now: int
-) -> None:
-    await conn.execute(
-        identity_tokens.insert().values(
-            token_digest=token_digest, matrix_user_id=matrix_user_id, created_ms=now
-        )
-    )
+async def insert_token(conn: AsyncConnection, token_digest: str, matrix_user_id: str, now: int) -> None:
+    await conn.execute(identity_tokens.insert().values(token_digest=token_digest, matrix_user_id=matrix_user_id, created_ms=now))
 
 
 async def account_of_token(conn: AsyncConnection, token_digest: str) -> Row | None:
     stmt = (
-        select(identity_accounts)
-        .select_from(identity_tokens.join(identity_accounts))
-        .where(identity_tokens.c.token_digest == token_digest)
+        select(identity_accounts).select_from(identity_tokens.join(identity_accounts)).where(identity_tokens.c.token_digest == token_digest)
     )
     return (await conn.execute(stmt)).first()
 
 
 async def delete_token(conn: AsyncConnection, token_digest: str) -> None:
-    await conn.execute(
-        delete(identity_tokens).where(identity_tokens.c.token_digest == token_digest)
-    )
+    await conn.execute(delete(identity_tokens).where(identity_tokens.c.token_digest == token_digest))
 
 
-async def set_accepted_terms(
-    conn: AsyncConnection, matrix_user_id: str, accepted: str
-) -> None:
+async def set_accepted_terms(conn: AsyncConnection, matrix_user_id: str, accepted: str) -> None:
     await conn.execute(
-        update(identity_accounts)
-        .where(identity_accounts.c.matrix_user_id == matrix_user_id)
-        .values(accepted_terms=accepted)
+        update(identity_accounts).where(identity_accounts.c.matrix_user_id == matrix_user_id).values(accepted_terms=accepted)
     )

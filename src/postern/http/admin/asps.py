@@ -43,11 +43,16 @@ def _scope_list(value: list[str] | str | None) -> list[str] | str | None:
 class AspCreate(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    description: Annotated[str, AfterValidator(no_nul)] = Field(min_length=1, max_length=255, pattern=r"\S", description="What the password is for")
-    scopes: Annotated[list[Scope] | str | None, AfterValidator(_scope_list)] = Field(
-        default=None, description='Scopes as a list or a comma separated string: some of "imap", "pop3", "smtp", or "*" (the default) for all of them'
+    description: Annotated[str, AfterValidator(no_nul)] = Field(
+        min_length=1, max_length=255, pattern=r"\S", description="What the password is for"
     )
-    generateMobileconfig: Flag = Field(default=False, description="Also answer an Apple configuration profile (base64) for iOS and macOS Mail")
+    scopes: Annotated[list[Scope] | str | None, AfterValidator(_scope_list)] = Field(
+        default=None,
+        description='Scopes as a list or a comma separated string: some of "imap", "pop3", "smtp", or "*" (the default) for all of them',
+    )
+    generateMobileconfig: Flag = Field(
+        default=False, description="Also answer an Apple configuration profile (base64) for iOS and macOS Mail"
+    )
     sess: Sess = None
     ip: Ip = None
 
@@ -56,7 +61,9 @@ class AspCreated(BaseModel):
     success: Literal[True]
     id: str
     password: str = Field(description="16 lowercase letters, shown only now (spaces in it are ignored at login)")
-    mobileconfig: str | None = Field(default=None, description="Base64 of an unsigned configuration profile (application/x-apple-aspen-config)")
+    mobileconfig: str | None = Field(
+        default=None, description="Base64 of an unsigned configuration profile (application/x-apple-aspen-config)"
+    )
 
 
 class Asp(BaseModel):

@@ -30,9 +30,7 @@ DateOrFalse = Any  # a date (ISO 8601 or milliseconds), false, or "" (checked by
 class AutoreplyBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    status: Flag | None = Field(
-        default=None, description="Whether autoreplies are sent"
-    )
+    status: Flag | None = Field(default=None, description="Whether autoreplies are sent")
     name: Annotated[
         str | None,
         Field(default=None, max_length=MAX_AUTOREPLY["name"]),
@@ -53,12 +51,8 @@ class AutoreplyBody(BaseModel):
         Field(default=None, max_length=MAX_AUTOREPLY["html"]),
         AfterValidator(no_nul),
     ] = None
-    start: DateOrFalse = Field(
-        default=None, description="When replies start: a date, or false for no start"
-    )
-    end: DateOrFalse = Field(
-        default=None, description="When replies end: a date, or false for no end"
-    )
+    start: DateOrFalse = Field(default=None, description="When replies start: a date, or false for no start")
+    end: DateOrFalse = Field(default=None, description="When replies end: a date, or false for no end")
 
 
 class AutoreplyDetails(BaseModel):
@@ -83,9 +77,7 @@ def _time_ms(value: Any, field: str) -> int:
     try:
         if text.lstrip("-").isdigit():
             return _in_range(int(text), field)
-        when = datetime.fromisoformat(
-            text.replace("Z", "+00:00").replace("z", "+00:00")
-        )
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except (ValueError, OverflowError):
         raise InvalidInput(f'"{field}" must be a valid date', field=field) from None
     if when.tzinfo is None:
@@ -104,9 +96,7 @@ def _in_range(ms: int, field: str) -> int:
     summary="Set up or update the autoreply",
     responses=responses(Created),
 )
-async def set_autoreply(
-    user: UserId, body: AutoreplyBody, runtime: RuntimeDep
-) -> dict[str, Any]:
+async def set_autoreply(user: UserId, body: AutoreplyBody, runtime: RuntimeDep) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key in ("status", "name", "subject", "text", "html"):
         value = getattr(body, key)
@@ -116,9 +106,7 @@ async def set_autoreply(
         if key not in body.model_fields_set:
             continue
         value = getattr(body, key)
-        values[f"{key}_ms"] = (
-            None if value in (None, False, "") else _time_ms(value, key)
-        )
+        values[f"{key}_ms"] = None if value in (None, False, "") else _time_ms(value, key)
     await runtime.rules.set_autoreply(user, values)
     return {"success": True, "id": user}
 

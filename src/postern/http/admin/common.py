@@ -47,8 +47,14 @@ Flag = Annotated[
 
 
 # What a caller tells about the request it makes for a user, for the authentication log.
-Sess = Annotated[str | None, Field(default=None, max_length=255, description="Session identifier, for the authentication log"), AfterValidator(no_nul)]
-Ip = Annotated[str | None, Field(default=None, max_length=64, description="IP address the request came from, for the authentication log"), AfterValidator(no_nul)]
+Sess = Annotated[
+    str | None, Field(default=None, max_length=255, description="Session identifier, for the authentication log"), AfterValidator(no_nul)
+]
+Ip = Annotated[
+    str | None,
+    Field(default=None, max_length=64, description="IP address the request came from, for the authentication log"),
+    AfterValidator(no_nul),
+]
 SessQuery = Annotated[str | None, Query(max_length=255, description="Session identifier, for the authentication log")]
 IpQuery = Annotated[str | None, Query(max_length=64, description="IP address the request came from, for the authentication log")]
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="ID of the user")]

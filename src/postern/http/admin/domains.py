@@ -50,7 +50,13 @@ class NewDomain(BaseModel):
 
 
 def _domain(entry: HostedDomain) -> dict[str, Any]:
-    return {"domain": entry.domain, "name": entry.display, "sources": entry.sources, "addresses": entry.addresses, "dkimSelector": entry.dkim_selector}
+    return {
+        "domain": entry.domain,
+        "name": entry.display,
+        "sources": entry.sources,
+        "addresses": entry.addresses,
+        "dkimSelector": entry.dkim_selector,
+    }
 
 
 def _record(record: Record) -> dict[str, Any]:

@@ -37,9 +37,7 @@ from postern.storage.pagination import page_from_rows
 router = APIRouter(tags=["Filters"])
 
 FilterId = Annotated[str, Path(pattern=ID_PATTERN, description="ID of the filter")]
-Name = Annotated[
-    str | None, Field(default=None, max_length=255), AfterValidator(no_nul)
-]
+Name = Annotated[str | None, Field(default=None, max_length=255), AfterValidator(no_nul)]
 _LEGACY_QUERY = {
     "query_from": "from",
     "query_to": "to",
@@ -61,12 +59,8 @@ class FilterBody(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     name: Name = None
-    query: dict[str, Any] | None = Field(
-        default=None, description="from, to, subject, listId, text, ha, size"
-    )
-    action: dict[str, Any] | None = Field(
-        default=None, description="seen, flag, delete, spam, mailbox, targets"
-    )
+    query: dict[str, Any] | None = Field(default=None, description="from, to, subject, listId, text, ha, size")
+    action: dict[str, Any] | None = Field(default=None, description="seen, flag, delete, spam, mailbox, targets")
     disabled: Flag | None = None
 
 
@@ -83,9 +77,7 @@ def _parts(body: FilterBody) -> tuple[dict[str, Any] | None, dict[str, Any] | No
         if legacy in extra:
             action = action if action is not None else {}
             action.setdefault(key, extra[legacy])
-    legacy_targets = [
-        extra[k] for k in ("action_forward", "action_targetUrl") if extra.get(k)
-    ]
+    legacy_targets = [extra[k] for k in ("action_forward", "action_targetUrl") if extra.get(k)]
     if legacy_targets:
         action = action if action is not None else {}
         action.setdefault("targets", legacy_targets)
@@ -95,9 +87,7 @@ def _parts(body: FilterBody) -> tuple[dict[str, Any] | None, dict[str, Any] | No
     ):
         for key in given or ():
             if key not in allowed:
-                raise InvalidInput(
-                    f'"{name}.{key}" is not allowed', field=f"{name}.{key}"
-                )
+                raise InvalidInput(f'"{name}.{key}" is not allowed', field=f"{name}.{key}")
     return query, action
 
 
@@ -113,9 +103,7 @@ class FilterListItem(BaseModel):
     action: list[list[Any]]
     disabled: bool
     created: str
-    broken: bool = Field(
-        description="The filter moves mail to a folder that no longer exists (such mail stays in INBOX)"
-    )
+    broken: bool = Field(description="The filter moves mail to a folder that no longer exists (such mail stays in INBOX)")
 
 
 class FilterList(BaseModel):
@@ -171,12 +159,8 @@ async def list_filters(user: UserId, runtime: RuntimeDep) -> dict[str, Any]:
     }
 
 
-@router.post(
-    "/users/{user}/filters", summary="Create a new filter", responses=responses(Created)
-)
-async def create_filter(
-    user: UserId, body: FilterBody, runtime: RuntimeDep
-) -> dict[str, Any]:
+@router.post("/users/{user}/filters", summary="Create a new filter", responses=responses(Created))
+async def create_filter(user: UserId, body: FilterBody, runtime: RuntimeDep) -> dict[str, Any]:
     query, action = _parts(body)
     filter_id = await runtime.rules.create_filter(
         user,
@@ -193,9 +177,7 @@ async def create_filter(
     summary="Get one filter",
     responses=responses(FilterDetails),
 )
-async def get_filter(
-    user: UserId, filter: FilterId, runtime: RuntimeDep
-) -> dict[str, Any]:
+async def get_filter(user: UserId, filter: FilterId, runtime: RuntimeDep) -> dict[str, Any]:
     row = await runtime.rules.get_filter(user, filter)
     return {
         "success": True,
@@ -213,9 +195,7 @@ async def get_filter(
     summary="Update a filter",
     responses=responses(Success),
 )
-async def update_filter(
-    user: UserId, filter: FilterId, body: FilterBody, runtime: RuntimeDep
-) -> dict[str, Any]:
+async def update_filter(user: UserId, filter: FilterId, body: FilterBody, runtime: RuntimeDep) -> dict[str, Any]:
     query, action = _parts(body)
     await runtime.rules.update_filter(
         user,
@@ -233,30 +213,22 @@ async def update_filter(
     summary="Delete a filter",
     responses=responses(Success),
 )
-async def delete_filter(
-    user: UserId, filter: FilterId, runtime: RuntimeDep
-) -> dict[str, Any]:
+async def delete_filter(user: UserId, filter: FilterId, runtime: RuntimeDep) -> dict[str, Any]:
     await runtime.rules.delete_filter(user, filter)
     return SUCCESS
 
 
-@router.get(
-    "/filters", summary="List the filters of all users", responses=responses(AllFilters)
-)
+@router.get("/filters", summary="List the filters of all users", responses=responses(AllFilters))
 async def all_filters(
     runtime: RuntimeDep,
-    forward: Annotated[
-        str | None, Query(max_length=255, description="Part of a forward target")
-    ] = None,
+    forward: Annotated[str | None, Query(max_length=255, description="Part of a forward target")] = None,
     limit: Limit = 20,
     next: NextCursor = None,
     previous: PreviousCursor = None,
     page: PageNumber = 1,
 ) -> dict[str, Any]:
     cursor = cursor_from(next, previous, (str,))
-    rows, total, paths = await runtime.rules.all_filters(
-        forward=(forward or "").strip() or None, limit=limit, cursor=cursor
-    )
+    rows, total, paths = await runtime.rules.all_filters(forward=(forward or "").strip() or None, limit=limit, cursor=cursor)
     result = page_from_rows(rows, limit, cursor, lambda r: (r.id,))
     results = []
     for row in result.rows:
@@ -266,6 +238,4 @@ async def all_filters(
         if targets:
             item["targets"] = targets
         results.append(item)
-    return cursor_page(
-        result, total=total, page=page if result.previous_cursor else 1, results=results
-    )
+    return cursor_page(result, total=total, page=page if result.previous_cursor else 1, results=results)

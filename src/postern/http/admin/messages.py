@@ -185,8 +185,25 @@ def _from(row: Row) -> dict[str, str]:
 def _list_item(row: Any) -> dict[str, Any]:
     """A listed message from a row of storage.messages.LIST_FIELDS, by position: the
     FastAPI route and the fast listing below share it (booleans may be 0 and 1)."""
-    (uid, folder_id, thread_id, from_name, from_address, subject, date_ms, internal_ms, intro,
-     attachments, size, message_id, seen, deleted, flagged, draft, answered) = row
+    (
+        uid,
+        folder_id,
+        thread_id,
+        from_name,
+        from_address,
+        subject,
+        date_ms,
+        internal_ms,
+        intro,
+        attachments,
+        size,
+        message_id,
+        seen,
+        deleted,
+        flagged,
+        draft,
+        answered,
+    ) = row
     return {
         "id": uid,
         "mailbox": folder_id,
@@ -385,16 +402,16 @@ async def update_messages(
 ) -> dict[str, Any]:
     uids = parse_uid_set(message)
     given = body.model_fields_set
-    flags: dict[str, Any] = {name: getattr(body, name) for name in ("seen", "flagged", "draft", "deleted") if name in given and getattr(body, name) is not None}
+    flags: dict[str, Any] = {
+        name: getattr(body, name) for name in ("seen", "flagged", "draft", "deleted") if name in given and getattr(body, name) is not None
+    }
     expires: Any = UNSET
     if "expires" in given and body.expires is not None:
         if body.expires is False:
             expires = None
         else:
             expires = _epoch_ms(body.expires, "expires")
-    updated, moved = await runtime.mailstore.update_messages(
-        user, mailbox, uids, flags=flags, expires_ms=expires, move_to=body.moveTo
-    )
+    updated, moved = await runtime.mailstore.update_messages(user, mailbox, uids, flags=flags, expires_ms=expires, move_to=body.moveTo)
     if moved is not None:
         return {"success": True, "updated": updated, "mailbox": body.moveTo, "id": moved}
     return {"success": True, "updated": updated}
@@ -427,7 +444,10 @@ async def _prefetched(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     "/users/{user}/mailboxes/{mailbox}/messages/{message}/message.eml",
     summary="Get message source",
     response_class=StreamingResponse,
-    responses={**responses(Success), 200: {"content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}}, "description": "The raw message"}},
+    responses={
+        **responses(Success),
+        200: {"content": {"message/rfc822": {"schema": {"type": "string", "format": "binary"}}}, "description": "The raw message"},
+    },
 )
 async def message_source(user: UserId, mailbox: MailboxId, message: MessageUid, runtime: RuntimeDep) -> StreamingResponse:
     row = await runtime.mailstore.get_message(user, mailbox, message)
@@ -438,7 +458,13 @@ async def message_source(user: UserId, mailbox: MailboxId, message: MessageUid, 
 @router.get(
     "/users/{user}/mailboxes/{mailbox}/messages/{message}/attachments/{attachment}",
     summary="Get a message attachment",
-    responses={**responses(Success), 200: {"content": {"*/*": {"schema": {"type": "string", "format": "binary"}}}, "description": "The decoded attachment, with its own content type; served inline only if it is a PNG, JPEG, GIF or WebP image, for download otherwise"}},
+    responses={
+        **responses(Success),
+        200: {
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+            "description": "The decoded attachment, with its own content type; served inline only if it is a PNG, JPEG, GIF or WebP image, for download otherwise",
+        },
+    },
 )
 async def get_attachment(
     user: UserId,
@@ -543,7 +569,9 @@ class FastMessageListing:
         head, rows = found
         result = page_from_rows(rows, limit, cursor, lambda r: (r[0],))
         return orjson.dumps(
-            cursor_page(result, total=head.message_count, page=page, results=[_list_item(r) for r in result.rows], specialUse=head.special_use)
+            cursor_page(
+                result, total=head.message_count, page=page, results=[_list_item(r) for r in result.rows], specialUse=head.special_use
+            )
         )
 
     async def _authorised(self, scope: Any, query_token: str | None) -> bool:

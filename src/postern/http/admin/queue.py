@@ -69,7 +69,9 @@ def _entry(message: QueuedMessage) -> dict[str, Any]:
 @router.get("/queue", summary="List the outbound queue", responses=responses(QueueList))
 async def list_queue(
     runtime: RuntimeDep,
-    state: Annotated[list[str] | None, Query(description=f"Only messages with recipients in these states ({', '.join(STATES)}); default: waiting ones")] = None,
+    state: Annotated[
+        list[str] | None, Query(description=f"Only messages with recipients in these states ({', '.join(STATES)}); default: waiting ones")
+    ] = None,
     user: UserIdQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 250,
 ) -> dict[str, Any]:

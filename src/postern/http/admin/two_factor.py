@@ -19,7 +19,9 @@ Token = Annotated[str, AfterValidator(no_nul), Field(min_length=1, max_length=32
 class TotpSetupRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    issuer: Annotated[str | None, AfterValidator(no_nul)] = Field(default=None, max_length=255, description="Name shown in the authenticator app")
+    issuer: Annotated[str | None, AfterValidator(no_nul)] = Field(
+        default=None, max_length=255, description="Name shown in the authenticator app"
+    )
     fresh: Flag = Field(default=False, description="Make a new seed even if one was set up before")
     sess: Sess = None
     ip: Ip = None

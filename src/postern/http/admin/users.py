@@ -35,6 +35,7 @@ from postern.storage.pagination import page_from_rows
 
 router = APIRouter(tags=["Users"])
 
+
 def _false_or_text(value: Any) -> Any:
     # Exactly false or a string: pydantic alone would read 0 as false.
     if value is False or isinstance(value, str):
@@ -89,7 +90,9 @@ class UserCreate(BaseModel):
     emptyAddress: Flag = False
     name: str | None = Field(default=None, max_length=256)
     quota: int | None = Field(default=None, ge=0, le=2**62)
-    retention: int | Literal[False] | None = Field(default=None, ge=0, le=2**50, description="Default retention in ms for new folders; false for none")
+    retention: int | Literal[False] | None = Field(
+        default=None, ge=0, le=2**50, description="Default retention in ms for new folders; false for none"
+    )
     language: str | None = Field(default=None, max_length=16)
     recipients: int | None = Field(default=None, ge=0, le=10**9)
     forwards: int | None = Field(default=None, ge=0, le=10**9)
@@ -132,7 +135,9 @@ class UserUpdate(BaseModel):
 
     name: str | None = Field(default=None, max_length=256)
     password: PasswordOrFalse | None = None
-    hashedPassword: Flag | None = Field(default=None, json_schema_extra=_no_null, description="The password is a hash made elsewhere (as for a new user)")
+    hashedPassword: Flag | None = Field(
+        default=None, json_schema_extra=_no_null, description="The password is a hash made elsewhere (as for a new user)"
+    )
     existingPassword: str | None = Field(default=None, max_length=256)
     quota: int | None = Field(default=None, ge=0, le=2**62, json_schema_extra=_no_null)
     retention: int | Literal[False] | None = Field(default=None, ge=0, le=2**50)
@@ -328,8 +333,17 @@ async def get_user(user: UserId, runtime: RuntimeDep) -> dict[str, Any]:
 async def update_user(user: UserId, body: UserUpdate, runtime: RuntimeDep) -> dict[str, Any]:
     given = body.model_fields_set
     changes: dict[str, Any] = {}
-    simple = {"name": "name", "language": "language", "quota": "quota", "recipients": "recipients", "forwards": "forwards",
-              "encryptMessages": "encrypt_messages", "encryptForwarded": "encrypt_forwarded", "disabled": "disabled", "premium": "premium"}
+    simple = {
+        "name": "name",
+        "language": "language",
+        "quota": "quota",
+        "recipients": "recipients",
+        "forwards": "forwards",
+        "encryptMessages": "encrypt_messages",
+        "encryptForwarded": "encrypt_forwarded",
+        "disabled": "disabled",
+        "premium": "premium",
+    }
     for field, key in simple.items():
         if field in given:
             changes[key] = getattr(body, field)
@@ -356,7 +370,9 @@ async def delete_user(user: UserId, runtime: RuntimeDep) -> dict[str, Any]:
 class LogoutRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    reason: Annotated[str | None, AfterValidator(no_nul)] = Field(default=None, max_length=1024, description="Told to the user's sessions as they close")
+    reason: Annotated[str | None, AfterValidator(no_nul)] = Field(
+        default=None, max_length=1024, description="Told to the user's sessions as they close"
+    )
     sess: Sess = None
     ip: Ip = None
 

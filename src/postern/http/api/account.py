@@ -69,7 +69,9 @@ async def patch_user_info(body: UserInfoPatch, holder: KeyHolderDep, request: Re
     return _info_answer(runtime, await runtime.profiles.info(holder.user.id))
 
 
-PICTURE_TYPES = {kind: {"schema": {"type": "string", "format": "binary"}} for kind in ("image/png", "image/jpeg", "image/gif", "image/webp")}
+PICTURE_TYPES = {
+    kind: {"schema": {"type": "string", "format": "binary"}} for kind in ("image/png", "image/jpeg", "image/gif", "image/webp")
+}
 
 
 @router.get(
@@ -79,7 +81,9 @@ PICTURE_TYPES = {kind: {"schema": {"type": "string", "format": "binary"}} for ki
     responses={200: {"content": PICTURE_TYPES, "description": "The image"}, 404: {"model": ApiErrorBody, "description": "Not found"}},
 )
 async def profile_picture(
-    user_id: Annotated[str, Path(description="The user's id")], token: Annotated[str, Path(description="Changes with the picture")], request: Request
+    user_id: Annotated[str, Path(description="The user's id")],
+    token: Annotated[str, Path(description="Changes with the picture")],
+    request: Request,
 ) -> Response:
     data, kind = await runtime_of(request).profiles.picture(user_id, token)
     headers = {

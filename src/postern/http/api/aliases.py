@@ -363,7 +363,9 @@ def _flag(value: str | None) -> bool:
     return value is not None and value.strip().lower() not in ("false", "0", "no", "off")
 
 
-async def _listing(request: Request, holder: Any, page_id: str | None, pinned: str | None, enabled: str | None, disabled: str | None, query: str | None) -> dict[str, Any]:
+async def _listing(
+    request: Request, holder: Any, page_id: str | None, pinned: str | None, enabled: str | None, disabled: str | None, query: str | None
+) -> dict[str, Any]:
     page = page_id_of(page_id)
     want_enabled, want_disabled = _flag(enabled), _flag(disabled)
     if want_enabled and want_disabled:
@@ -425,7 +427,12 @@ async def get_alias(alias_id: int, holder: KeyHolderDep, request: Request) -> di
     return alias_answer(await runtime_of(request).aliases.get(holder.user.id, alias_id))
 
 
-@router.delete("/aliases/{alias_id}", summary="Delete an alias (its address can never be made again)", response_model=Deleted, responses=responses(401, 404))
+@router.delete(
+    "/aliases/{alias_id}",
+    summary="Delete an alias (its address can never be made again)",
+    response_model=Deleted,
+    responses=responses(401, 404),
+)
 async def delete_alias(alias_id: int, holder: KeyHolderDep, request: Request) -> dict[str, bool]:
     await runtime_of(request).aliases.delete(holder.user.id, alias_id)
     return {"deleted": True}
@@ -454,7 +461,9 @@ async def put_alias(alias_id: int, body: AliasPatch, holder: KeyHolderDep, reque
     return await _patch(alias_id, body, holder, request)
 
 
-@router.get("/aliases/{alias_id}/activities", summary="An alias's activities, 20 a page", response_model=ActivityList, responses=responses(401, 404))
+@router.get(
+    "/aliases/{alias_id}/activities", summary="An alias's activities, 20 a page", response_model=ActivityList, responses=responses(401, 404)
+)
 async def alias_activities(alias_id: int, holder: KeyHolderDep, request: Request, page_id: PageQuery = None) -> dict[str, Any]:
     """Newest first. A forward (or block, bounce) goes from the contact to the alias;
     a reply from the alias to the contact."""

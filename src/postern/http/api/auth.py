@@ -67,7 +67,9 @@ class FacebookBody(BaseModel):
 
 class ResetBody(BaseModel):
     email: Email | None = Field(default=None, description="The account's email (or give token)")
-    token: Annotated[Text, Field(max_length=1024)] | None = Field(default=None, description="The token of the link in the mail (or give email)")
+    token: Annotated[Text, Field(max_length=1024)] | None = Field(
+        default=None, description="The token of the link in the mail (or give email)"
+    )
     code: Code
     password: NewPassword
 
@@ -80,7 +82,7 @@ class LoginAnswer(BaseModel):
     name: str
     email: str
     mfa_enabled: bool
-    mfa_key: str = Field(description='Empty unless the TOTP code is needed: then give it to /api/auth/mfa within 5 minutes')
+    mfa_key: str = Field(description="Empty unless the TOTP code is needed: then give it to /api/auth/mfa within 5 minutes")
     api_key: str = Field(description="Empty while the TOTP code is needed")
 
 
@@ -95,7 +97,13 @@ class ApiKeyAnswer(BaseModel):
 
 
 def _login_answer(result: SignedIn) -> dict[str, object]:
-    return {"name": result.name, "email": result.email, "mfa_enabled": result.mfa_enabled, "mfa_key": result.mfa_key, "api_key": result.api_key}
+    return {
+        "name": result.name,
+        "email": result.email,
+        "mfa_enabled": result.mfa_enabled,
+        "mfa_key": result.mfa_key,
+        "api_key": result.api_key,
+    }
 
 
 @router.post(

@@ -62,7 +62,9 @@ def contact_answer(view: ContactView) -> dict[str, Any]:
     }
 
 
-@router.get("/aliases/{alias_id}/contacts", summary="An alias's contacts, 20 a page", response_model=ContactList, responses=responses(401, 404))
+@router.get(
+    "/aliases/{alias_id}/contacts", summary="An alias's contacts, 20 a page", response_model=ContactList, responses=responses(401, 404)
+)
 async def list_contacts(
     alias_id: int,
     holder: KeyHolderDep,
@@ -97,7 +99,9 @@ async def delete_contact(contact_id: int, holder: KeyHolderDep, request: Request
     return {"deleted": True}
 
 
-@router.post("/contacts/{contact_id}/toggle", summary="Block or unblock a contact", response_model=BlockForward, responses=responses(401, 404))
+@router.post(
+    "/contacts/{contact_id}/toggle", summary="Block or unblock a contact", response_model=BlockForward, responses=responses(401, 404)
+)
 async def toggle_contact(contact_id: int, holder: KeyHolderDep, request: Request) -> dict[str, bool]:
     """A blocked contact's mail to the alias is counted, not forwarded."""
     return {"block_forward": await runtime_of(request).aliases.toggle_contact(holder.user.id, contact_id)}

@@ -28,7 +28,7 @@ class ExportAnswer(BaseModel):
     email: str
     name: str
     aliases: list[ExportedAlias]
-    apps: list[ExportedApp] = Field(description="Always empty: postern has no \"Sign in with\" apps")
+    apps: list[ExportedApp] = Field(description='Always empty: postern has no "Sign in with" apps')
     custom_domains: list[str] = Field(description="Domain names")
     mailboxes: list[MailboxAnswer]
 

@@ -117,17 +117,13 @@ async def list_identities(holder: KeyHolderDep, request: Request) -> IdentityLis
     response_model=Started,
     responses=responses(401, 409, 429),
 )
-async def add_identity(
-    body: NewIdentity, holder: KeyHolderDep, request: Request
-) -> Started:
+async def add_identity(body: NewIdentity, holder: KeyHolderDep, request: Request) -> Started:
     """Mails a link to the address (again, when a proof is pending); following it
     proves the address. 409 when it is already the user's."""
     runtime = runtime_of(request)
     if await runtime.ownership.address_is_proven(holder.user.id, body.email):
         raise ApiError(409, "This address is already proven to be yours")
-    sid, display = await proofs_of(request).start(
-        holder.user.id, body.email, ip=meta_of(request).ip
-    )
+    sid, display = await proofs_of(request).start(holder.user.id, body.email, ip=meta_of(request).ip)
     return Started(email=display, sid=sid, pending=True)
 
 
@@ -144,18 +140,13 @@ async def add_identity(
 async def delete_identity(
     holder: KeyHolderDep,
     request: Request,
-    email: Annotated[
-        str, Query(min_length=1, max_length=320, description="The address")
-    ],
+    email: Annotated[str, Query(min_length=1, max_length=320, description="The address")],
 ) -> Deleted:
     runtime = runtime_of(request)
     key = address_key(email)
     if key is None:
         raise ApiError(400, "email must be an email address")
-    proofs = {
-        p.key: p.method
-        for p in await runtime.ownership.proven_addresses(holder.user.id)
-    }
+    proofs = {p.key: p.method for p in await runtime.ownership.proven_addresses(holder.user.id)}
     if proofs.get(key) not in (None, EMAIL_TOKEN):
         raise ApiError(403, f"This address is {HOW[proofs[key]]}: remove it there")
     if not await proofs_of(request).forget(holder.user.id, email):

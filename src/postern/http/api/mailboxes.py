@@ -189,7 +189,9 @@ async def update_mailbox(mailbox_id: MailboxId, body: MailboxUpdate, holder: Key
     return {"updated": True}
 
 
-@router.delete("/mailboxes/{mailbox_id:int}", summary="Delete a mailbox (not the default)", response_model=Deleted, responses=responses(401, 404))
+@router.delete(
+    "/mailboxes/{mailbox_id:int}", summary="Delete a mailbox (not the default)", response_model=Deleted, responses=responses(401, 404)
+)
 async def delete_mailbox(mailbox_id: MailboxId, holder: KeyHolderDep, request: Request) -> dict[str, bool]:
     """Aliases (and custom domains) left without a mailbox forward to the default
     mailbox; aliases whose first mailbox it was get their next one."""

@@ -69,7 +69,9 @@ class Done(BaseModel):
     done: bool
 
 
-@router.get("/notifications", summary="Notifications, newest first (20 per page)", response_model=NotificationPage, responses=responses(401))
+@router.get(
+    "/notifications", summary="Notifications, newest first (20 per page)", response_model=NotificationPage, responses=responses(401)
+)
 async def list_notifications(
     holder: KeyHolderDep, request: Request, page: Annotated[str | None, Query(description="The page number, from 0")] = None
 ) -> dict[str, Any]:

@@ -16,9 +16,7 @@ from postern.http.api.common import ApiRoute, KeyHolderDep, responses, runtime_o
 
 router = APIRouter(tags=["User API: remote identities"], route_class=ApiRoute)
 
-IdentityId = Annotated[
-    str, Path(description="The remote identity's id (a UUID)", max_length=64)
-]
+IdentityId = Annotated[str, Path(description="The remote identity's id (a UUID)", max_length=64)]
 
 
 def rfc_time(ms: int | None) -> str | None:
@@ -30,9 +28,7 @@ def rfc_time(ms: int | None) -> str | None:
 
 class Params(BaseModel):
     login: str
-    password: None = Field(
-        description="Never returned: always null (send it to change it; leave it out to keep it)"
-    )
+    password: None = Field(description="Never returned: always null (send it to change it; leave it out to keep it)")
     mail_protocol: Literal["IMAP", "POP3"]
     incomming_mail_server: str = Field(description="Spelled as the RFC spells it")
     mail_port: str = Field(description="A string, as in the RFC")
@@ -43,16 +39,12 @@ class Params(BaseModel):
     refresh_token: None = Field(description="Never returned")
     folders: list[str] | Literal["all"]
     keep_on_server: bool
-    poll_interval: int = Field(
-        description="Seconds between checks when the server has no IDLE (or for folders other than INBOX)"
-    )
+    poll_interval: int = Field(description="Seconds between checks when the server has no IDLE (or for folders other than INBOX)")
     outgoing_mail_server: str | None
     smtp_port: int | None
     smtp_tls: str | None
     smtp_login: str | None = Field(description="null: the incoming login")
-    smtp_password: None = Field(
-        description="Never returned; when never set, the incoming password is used"
-    )
+    smtp_password: None = Field(description="Never returned; when never set, the incoming password is used")
 
 
 class History(BaseModel):
@@ -65,18 +57,14 @@ class RemoteIdentity(BaseModel):
     remote_identity_id: str
     is_fetching: bool
     connected: bool
-    last_connection: str | None = Field(
-        description="ISO 8601 with offset, e.g. 2016-08-31T10:15:39+0000"
-    )
+    last_connection: str | None = Field(description="ISO 8601 with offset, e.g. 2016-08-31T10:15:39+0000")
     connection_required: bool
     cancel_fetch_required: bool
     identity_type: Literal["email"]
     identity_id: str = Field(description="The email identity: an address of the user's")
     params: Params
     last_error: str | None
-    stopped: bool = Field(
-        description="Stopped after failing for days; set connection_required to true to start again"
-    )
+    stopped: bool = Field(description="Stopped after failing for days; set connection_required to true to start again")
     fetched_count: int
     history: History
 
@@ -87,9 +75,7 @@ class RemoteIdentityList(BaseModel):
 
 
 class Created(RemoteIdentity):
-    connection_ok: bool = Field(
-        description="Whether the connection tried at creation worked"
-    )
+    connection_ok: bool = Field(description="Whether the connection tried at creation worked")
 
 
 class Deleted(BaseModel):
@@ -140,9 +126,7 @@ def render(row: Any) -> dict[str, Any]:
 
 JsonObject = Annotated[
     dict[str, Any],
-    Body(
-        description="A remote identity as the RFC renders it (read-only fields are ignored)"
-    ),
+    Body(description="A remote identity as the RFC renders it (read-only fields are ignored)"),
 ]
 
 
@@ -164,12 +148,8 @@ async def list_identities(holder: KeyHolderDep, request: Request) -> dict[str, A
     response_model=Created,
     responses=responses(401),
 )
-async def create_identity(
-    holder: KeyHolderDep, request: Request, body: JsonObject
-) -> dict[str, Any]:
-    row, tried = await runtime_of(request).remote_identities.create(
-        holder.user.id, body
-    )
+async def create_identity(holder: KeyHolderDep, request: Request, body: JsonObject) -> dict[str, Any]:
+    row, tried = await runtime_of(request).remote_identities.create(holder.user.id, body)
     return {**render(row), "connection_ok": tried.connected}
 
 
@@ -179,12 +159,8 @@ async def create_identity(
     response_model=RemoteIdentity,
     responses=responses(401, 404),
 )
-async def get_identity(
-    identity_id: IdentityId, holder: KeyHolderDep, request: Request
-) -> dict[str, Any]:
-    return render(
-        await runtime_of(request).remote_identities.get(holder.user.id, identity_id)
-    )
+async def get_identity(identity_id: IdentityId, holder: KeyHolderDep, request: Request) -> dict[str, Any]:
+    return render(await runtime_of(request).remote_identities.get(holder.user.id, identity_id))
 
 
 @router.patch(
@@ -193,14 +169,8 @@ async def get_identity(
     response_model=RemoteIdentity,
     responses=responses(401, 404),
 )
-async def update_identity(
-    identity_id: IdentityId, holder: KeyHolderDep, request: Request, body: JsonObject
-) -> dict[str, Any]:
-    return render(
-        await runtime_of(request).remote_identities.update(
-            holder.user.id, identity_id, body
-        )
-    )
+async def update_identity(identity_id: IdentityId, holder: KeyHolderDep, request: Request, body: JsonObject) -> dict[str, Any]:
+    return render(await runtime_of(request).remote_identities.update(holder.user.id, identity_id, body))
 
 
 @router.delete(
@@ -209,8 +179,6 @@ async def update_identity(
     response_model=Deleted,
     responses=responses(401, 404),
 )
-async def delete_identity(
-    identity_id: IdentityId, holder: KeyHolderDep, request: Request
-) -> dict[str, bool]:
+async def delete_identity(identity_id: IdentityId, holder: KeyHolderDep, request: Request) -> dict[str, bool]:
     await runtime_of(request).remote_identities.delete(holder.user.id, identity_id)
     return {"deleted": True}

@@ -74,9 +74,7 @@ async def patch_setting(body: SettingPatch, holder: KeyHolderDep, request: Reque
     return setting_answer(await runtime_of(request).alias_settings.update(holder.user.id, changes))
 
 
-@router.get(
-    "/v2/setting/domains", summary="Domains for random aliases", response_model=list[DomainAnswer], responses=responses(401)
-)
+@router.get("/v2/setting/domains", summary="Domains for random aliases", response_model=list[DomainAnswer], responses=responses(401))
 async def setting_domains(holder: KeyHolderDep, request: Request) -> list[dict[str, Any]]:
     domains = await runtime_of(request).alias_settings.domains(holder.user.id)
     return [{"domain": d.domain, "is_custom": d.is_custom} for d in domains]

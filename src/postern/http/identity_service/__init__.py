@@ -98,18 +98,11 @@ def install(app: FastAPI) -> None:
                 description="The Matrix identity service's email validation (v1 and v2), as served by postern.",
                 routes=app.routes,
             )
-            whole["paths"] = {
-                p: ops
-                for p, ops in whole.get("paths", {}).items()
-                if p.startswith(PREFIX + "/")
-            }
+            whole["paths"] = {p: ops for p, ops in whole.get("paths", {}).items() if p.startswith(PREFIX + "/")}
             document.update(whole)
             for operations in document.get("paths", {}).values():
                 for operation in operations.values():
-                    if (
-                        operation.get("responses", {}).get("422", {}).get("description")
-                        == "Validation Error"
-                    ):
+                    if operation.get("responses", {}).get("422", {}).get("description") == "Validation Error":
                         operation["responses"].pop("422")
         return document
 

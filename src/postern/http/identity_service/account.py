@@ -16,9 +16,7 @@ from postern.http.identity_service.common import (
     v2_account,
 )
 
-router = APIRouter(
-    prefix="/_matrix/identity/v2", route_class=MatrixRoute, tags=["Identity service v2"]
-)
+router = APIRouter(prefix="/_matrix/identity/v2", route_class=MatrixRoute, tags=["Identity service v2"])
 
 REGISTER_BODY = json_body(
     {
@@ -83,8 +81,6 @@ async def account(user_id: Annotated[str, Depends(v2_account)]) -> Account:
     response_model=Empty,
     responses=error_responses(401),
 )
-async def logout(
-    request: Request, _user_id: Annotated[str, Depends(v2_account)]
-) -> Empty:
+async def logout(request: Request, _user_id: Annotated[str, Depends(v2_account)]) -> Empty:
     await runtime_of(request).identity_accounts.logout(request.state.identity_token)
     return Empty()

@@ -63,12 +63,8 @@ class MatrixRoute(APIRoute):
                 first = (error.errors() or [{}])[0]
                 where = ".".join(str(p) for p in first.get("loc", ())[1:])
                 if first.get("type") == "missing":
-                    return matrix_error(
-                        400, errors.MISSING_PARAMS, f"Missing parameter: {where}"
-                    )
-                return matrix_error(
-                    400, errors.INVALID_PARAM, f"Invalid parameter: {where}"
-                )
+                    return matrix_error(400, errors.MISSING_PARAMS, f"Missing parameter: {where}")
+                return matrix_error(400, errors.INVALID_PARAM, f"Invalid parameter: {where}")
 
         return answer
 
@@ -89,21 +85,15 @@ async def parameters(request: Request, required: tuple[str, ...]) -> dict[str, A
         raise MatrixError("M_TOO_LARGE", "The request body is too large", status=413)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     params: dict[str, Any]
-    if content_type == FORM or (
-        not body.strip() and content_type != "application/json"
-    ):
+    if content_type == FORM or (not body.strip() and content_type != "application/json"):
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise MatrixError(
-                errors.INVALID_PARAM, "The form body is not UTF-8"
-            ) from None
+            raise MatrixError(errors.INVALID_PARAM, "The form body is not UTF-8") from None
         params = {}
         for key, value in [*parse_qsl(request.url.query), *parse_qsl(text)]:
             params.setdefault(key, value)
-        params = {
-            k: v for k, v in params.items() if not isinstance(v, str) or "\x00" not in v
-        }
+        params = {k: v for k, v in params.items() if not isinstance(v, str) or "\x00" not in v}
     else:
         try:
             params = json.loads(body)
@@ -113,9 +103,7 @@ async def parameters(request: Request, required: tuple[str, ...]) -> dict[str, A
             raise MatrixError(errors.BAD_JSON, "The request body must be a JSON object")
     missing = [name for name in required if params.get(name) in (None, "")]
     if missing:
-        raise MatrixError(
-            errors.MISSING_PARAMS, "Missing parameters: " + ", ".join(missing)
-        )
+        raise MatrixError(errors.MISSING_PARAMS, "Missing parameters: " + ", ".join(missing))
     return params
 
 
@@ -123,9 +111,7 @@ def query_parameters(request: Request, required: tuple[str, ...]) -> dict[str, s
     params = dict(request.query_params)
     missing = [name for name in required if not params.get(name)]
     if missing:
-        raise MatrixError(
-            errors.MISSING_PARAMS, "Missing parameters: " + ", ".join(missing)
-        )
+        raise MatrixError(errors.MISSING_PARAMS, "Missing parameters: " + ", ".join(missing))
     return params
 
 
@@ -143,20 +129,14 @@ def access_token_of(request: Request) -> str | None:
 async def v2_account(request: Request) -> str:
     """The Matrix user id of the v2 access token (M_UNAUTHORIZED without one)."""
     token = access_token_of(request)
-    account = (
-        await runtime_of(request).identity_accounts.authenticate(token)
-        if token
-        else None
-    )
+    account = await runtime_of(request).identity_accounts.authenticate(token) if token else None
     if account is None:
         raise MatrixError(errors.UNAUTHORIZED, "Unrecognised access token", status=401)
     request.state.identity_token = token
     return account.matrix_user_id
 
 
-async def v2_account_with_terms(
-    request: Request, user_id: Annotated[str, Depends(v2_account)]
-) -> str:
+async def v2_account_with_terms(request: Request, user_id: Annotated[str, Depends(v2_account)]) -> str:
     """As ``v2_account``, and the operator's terms accepted (M_TERMS_NOT_SIGNED)."""
     if not await runtime_of(request).identity_accounts.terms_signed(user_id):
         raise MatrixError(errors.TERMS_NOT_SIGNED, "Terms not signed", status=403)

@@ -7,9 +7,7 @@ from pydantic import BaseModel
 
 from postern.http.identity_service.common import MatrixRoute
 
-router = APIRouter(
-    prefix="/_matrix/identity", route_class=MatrixRoute, tags=["Identity service"]
-)
+router = APIRouter(prefix="/_matrix/identity", route_class=MatrixRoute, tags=["Identity service"])
 
 # The versions whose email validation, account and terms endpoints are served here.
 VERSIONS = ["r0.1.0", "r0.2.0", "r0.2.1", "r0.3.0", "v1.1"]
@@ -33,8 +31,6 @@ async def status_v2() -> Empty:
     return Empty()
 
 
-@router.get(
-    "/versions", summary="The specification versions served", response_model=Versions
-)
+@router.get("/versions", summary="The specification versions served", response_model=Versions)
 async def versions() -> Versions:
     return Versions(versions=VERSIONS)

@@ -18,9 +18,7 @@ from postern.http.identity_service.common import (
 from postern.verification import errors
 from postern.verification.errors import MatrixError
 
-router = APIRouter(
-    prefix="/_matrix/identity/v2", route_class=MatrixRoute, tags=["Identity service v2"]
-)
+router = APIRouter(prefix="/_matrix/identity/v2", route_class=MatrixRoute, tags=["Identity service v2"])
 
 
 class Terms(BaseModel):
@@ -31,9 +29,7 @@ class Empty(BaseModel):
     pass
 
 
-ACCEPT_BODY = json_body(
-    {"user_accepts": {"type": "array", "items": {"type": "string"}}}, ["user_accepts"]
-)
+ACCEPT_BODY = json_body({"user_accepts": {"type": "array", "items": {"type": "string"}}}, ["user_accepts"])
 
 
 @router.get("/terms", summary="The terms of service", response_model=Terms)
@@ -48,9 +44,7 @@ async def terms(request: Request) -> Terms:
     responses=error_responses(401),
     openapi_extra=ACCEPT_BODY,
 )
-async def accept(
-    request: Request, user_id: Annotated[str, Depends(v2_account)]
-) -> Empty:
+async def accept(request: Request, user_id: Annotated[str, Depends(v2_account)]) -> Empty:
     params = await parameters(request, ())
     urls = params.get("user_accepts")
     if isinstance(urls, str):  # the form encoding has no lists: one URL

@@ -19,9 +19,7 @@ v1 = APIRouter(
     route_class=MatrixRoute,
     tags=["Identity service v1"],
 )
-v2 = APIRouter(
-    prefix="/_matrix/identity/v2", route_class=MatrixRoute, tags=["Identity service v2"]
-)
+v2 = APIRouter(prefix="/_matrix/identity/v2", route_class=MatrixRoute, tags=["Identity service v2"])
 
 
 class Validated3pid(BaseModel):
@@ -33,17 +31,11 @@ class Validated3pid(BaseModel):
 async def get_validated_3pid(
     request: Request,
     sid: Annotated[str, Query(description="The session ID")],
-    client_secret: Annotated[
-        str, Query(description="The client secret given to requestToken")
-    ],
+    client_secret: Annotated[str, Query(description="The client secret given to requestToken")],
 ) -> Validated3pid:
     """The address a session validated, and when (milliseconds since the epoch)."""
-    validated = await runtime_of(request).validation.validated(
-        sid=sid, client_secret=client_secret
-    )
-    return Validated3pid(
-        medium="email", address=validated.address, validated_at=validated.validated_ms
-    )
+    validated = await runtime_of(request).validation.validated(sid=sid, client_secret=client_secret)
+    return Validated3pid(medium="email", address=validated.address, validated_at=validated.validated_ms)
 
 
 v1.add_api_route(

@@ -29,9 +29,7 @@ v1 = APIRouter(
     route_class=MatrixRoute,
     tags=["Identity service v1"],
 )
-v2 = APIRouter(
-    prefix="/_matrix/identity/v2", route_class=MatrixRoute, tags=["Identity service v2"]
-)
+v2 = APIRouter(prefix="/_matrix/identity/v2", route_class=MatrixRoute, tags=["Identity service v2"])
 v2_authenticated = [Depends(v2_account_with_terms)]
 
 REQUEST_BODY = json_body(
@@ -116,12 +114,8 @@ def page(status: int, title: str, text: str) -> HTMLResponse:
 
 async def submit_token_page(
     request: Request,
-    sid: Annotated[
-        str | None, Query(description="The session ID, from requestToken")
-    ] = None,
-    client_secret: Annotated[
-        str | None, Query(description="The client secret given to requestToken")
-    ] = None,
+    sid: Annotated[str | None, Query(description="The session ID, from requestToken")] = None,
+    client_secret: Annotated[str | None, Query(description="The client secret given to requestToken")] = None,
     token: Annotated[str | None, Query(description="The token mailed")] = None,
 ) -> Response:
     """The link in the mail: a page for a person (or a redirect to the next_link

@@ -23,9 +23,7 @@ def ordered_set(ids: Sequence[int]) -> bytes:
     return ",".join(pieces).encode()
 
 
-def highest_modseq(
-    ids: Sequence[int], modseqs: Sequence[int], wanted: Collection[str]
-) -> int:
+def highest_modseq(ids: Sequence[int], modseqs: Sequence[int], wanted: Collection[str]) -> int:
     """The MODSEQ an ESEARCH carries: of the messages it returns — only the MIN and/or
     MAX one when those are all it returns, else all that matched (RFC 4731 §3.2)."""
     if not ids:

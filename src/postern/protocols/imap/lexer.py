@@ -43,15 +43,8 @@ _NUMBER_RE = re.compile(rb"[0-9]+")
 _LITERAL_RE = re.compile(rb"(~?)\{([0-9]{1,20})(\+?)\}\r\n")
 _SEQUENCE_RE = re.compile(rb"[0-9:*,$]+")
 _DATE_RE = re.compile(rb"([0-9]{1,2})-([A-Za-z]{3})-([0-9]{4})")
-_DATE_TIME_RE = re.compile(
-    rb'"([ 0-9][0-9])-([A-Za-z]{3})-([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"'
-)
-_MONTHS = {
-    m: i
-    for i, m in enumerate(
-        (b"JAN", b"FEB", b"MAR", b"APR", b"MAY", b"JUN", b"JUL", b"AUG", b"SEP", b"OCT", b"NOV", b"DEC"), 1
-    )
-}
+_DATE_TIME_RE = re.compile(rb'"([ 0-9][0-9])-([A-Za-z]{3})-([0-9]{4}) ([0-9]{2}):([0-9]{2}):([0-9]{2}) ([+-])([0-9]{2})([0-9]{2})"')
+_MONTHS = {m: i for i, m in enumerate((b"JAN", b"FEB", b"MAR", b"APR", b"MAY", b"JUN", b"JUL", b"AUG", b"SEP", b"OCT", b"NOV", b"DEC"), 1)}
 _QUOTED_SPECIALS = frozenset(b'"\\')
 
 #: Largest number (RFC 3501 number: 32 bits) and mod-sequence (63 bits).

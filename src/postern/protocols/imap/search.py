@@ -206,9 +206,7 @@ def _compile(key: c.SearchKey, ctx: SearchContext, depth: int) -> Predicate:
     return _never
 
 
-def search(
-    key: c.SearchKey, messages: Iterable[SearchableMessage], context: SearchContext
-) -> list[SearchableMessage]:
+def search(key: c.SearchKey, messages: Iterable[SearchableMessage], context: SearchContext) -> list[SearchableMessage]:
     """The messages that match, in the order given."""
     predicate = _compile(key, context, 0)
     return [m for m in messages if predicate(m)]
@@ -282,9 +280,7 @@ def _sort_key(m: SearchableMessage, key: str) -> object:
     raise ValueError(f"unknown sort key {key}")
 
 
-def sort_messages(
-    messages: Iterable[SearchableMessage], criteria: Sequence[c.SortCriterion]
-) -> list[SearchableMessage]:
+def sort_messages(messages: Iterable[SearchableMessage], criteria: Sequence[c.SortCriterion]) -> list[SearchableMessage]:
     """Messages sorted by the criteria; ties keep mailbox (sequence) order."""
     ordered = sorted(messages, key=lambda m: m.seq)
     # Stable sorts from the last criterion to the first give the combined order.

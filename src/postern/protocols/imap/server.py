@@ -120,9 +120,7 @@ def _is_loopback(host: str) -> bool:
 class Connection:
     """One client connection."""
 
-    def __init__(
-        self, services: ImapServices, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, implicit_tls: bool
-    ) -> None:
+    def __init__(self, services: ImapServices, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, implicit_tls: bool) -> None:
         self.services = services
         self.stream = reader
         self.writer = writer
@@ -333,13 +331,14 @@ async def _handle(services: ImapServices, reader: asyncio.StreamReader, writer: 
             limiter.release(ip)
         if connection is not None and connection.session.username:
             log_login.info(
-                "imap logout %s from %s", connection.session.username, ip, extra={"door": "imap", "user": connection.session.username, "ip": ip}
+                "imap logout %s from %s",
+                connection.session.username,
+                ip,
+                extra={"door": "imap", "user": connection.session.username, "ip": ip},
             )
 
 
-async def start_listener(
-    services: ImapServices, host: str, port: int, *, implicit_tls: bool = False
-) -> asyncio.Server:
+async def start_listener(services: ImapServices, host: str, port: int, *, implicit_tls: bool = False) -> asyncio.Server:
     """Listen for IMAP (or IMAPS with ``implicit_tls``) on host:port."""
     ssl_context = services.tls_context if implicit_tls else None
     if implicit_tls and ssl_context is None:

@@ -234,11 +234,7 @@ def thread_references(messages: Sequence[ThreadMessage]) -> list[ThreadNode]:
             ref_container = table.get(ref)
             if ref_container is None:
                 ref_container = table[ref] = _Container()
-            if (
-                previous is not None
-                and ref_container.parent is None
-                and not previous.is_within(ref_container)
-            ):
+            if previous is not None and ref_container.parent is None and not previous.is_within(ref_container):
                 ref_container.set_parent(previous)
             previous = ref_container
         # (1B) the last reference is the parent, unless that makes a loop
@@ -260,9 +256,7 @@ def thread_references(messages: Sequence[ThreadMessage]) -> list[ThreadNode]:
         if not subject:
             continue
         old = subjects.get(subject)
-        if old is None or (
-            old.message is not None and (root.message is None or (_subject_of(old)[1] and not is_reply))
-        ):
+        if old is None or (old.message is not None and (root.message is None or (_subject_of(old)[1] and not is_reply))):
             subjects[subject] = root
     merged: list[_Container] = []
     for root in roots:

@@ -36,6 +36,7 @@ def _log_login(login: str, ip: str, result: str) -> None:
         metrics.M.auth_failures("pop3").inc()
     log_login.info("pop3 login %s from %s: %s", login, ip, result, extra={"door": "pop3", "user": login, "ip": ip, "result": result})
 
+
 READ_SIZE = 4096
 TLS_HANDSHAKE_TIMEOUT = 30.0
 # Login with the peer's address: (login, password, ip) -> user id.

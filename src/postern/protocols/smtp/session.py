@@ -36,9 +36,7 @@ def is_loopback(peer: Any) -> bool:
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 # <local@domain> with a dot-atom local part and a domain of LDH labels, then either
 # nothing or parameters after a space.
-_PLAIN_PATH = re.compile(
-    r"[ \t]*<((" + _ATEXT + r"(?:\." + _ATEXT + r")*)@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?=$|[ \t])"
-)
+_PLAIN_PATH = re.compile(r"[ \t]*<((" + _ATEXT + r"(?:\." + _ATEXT + r")*)@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(?=$|[ \t])")
 
 
 class DoorMixin:

@@ -37,7 +37,11 @@ async def handle(session: Session, command: c.Append) -> Done:
         raw = encode_binary_parts(message.message) if message.binary else to_crlf(message.message)
         if len(raw) > session.services.max_message_size:
             raise no("Message is too large", "TOOBIG")
-        requests.append(AppendRequest(user_id, folder.id, raw, flags, internal_ms, event={"source": "IMAP", "origin": session.peer, "transtype": "APPEND"}))
+        requests.append(
+            AppendRequest(
+                user_id, folder.id, raw, flags, internal_ms, event={"source": "IMAP", "origin": session.peer, "transtype": "APPEND"}
+            )
+        )
     assert session.services.appender is not None
     results = await session.services.appender(requests)
     stored = [r for r in results if not isinstance(r, DomainError)]

@@ -36,9 +36,7 @@ async def handle(session: Session, command: c.Copy | c.Move) -> Done:
         if command.uid:
             return Done()
         raise no("The messages no longer exist", "EXPUNGEISSUED")
-    code = enc.response_code(
-        "COPYUID", enc.number(uidvalidity), _uid_list([s for s, _ in pairs]), _uid_list([d for _, d in pairs])
-    )
+    code = enc.response_code("COPYUID", enc.number(uidvalidity), _uid_list([s for s, _ in pairs]), _uid_list([d for _, d in pairs]))
     if not move:
         return Done("completed", code)
     # RFC 6851 §4.3: COPYUID in an untagged OK before the expunges.

@@ -86,9 +86,7 @@ async def handle(session: Session, command: c.Fetch) -> Done:
         if sets_seen:
             unseen = [u for u, m in rows.items() if "\\Seen" not in m.flags]
             if unseen:
-                outcome = await view.store_flags(
-                    session.require_user(), selected.folder_id, [(u, u) for u in unseen], "add", ["\\Seen"]
-                )
+                outcome = await view.store_flags(session.require_user(), selected.folder_id, [(u, u) for u in unseen], "add", ["\\Seen"])
                 if outcome.modseq is not None:
                     selected.own_modseqs.add(outcome.modseq)
                 for changed in outcome.messages:

@@ -57,7 +57,11 @@ def _log(session: Session, login: str, result: str) -> None:
     if result != "ok":
         metrics.M.auth_failures("imap").inc()
     log.info(
-        "imap login %s from %s: %s", login, session.peer, result, extra={"door": "imap", "user": login, "ip": session.peer, "result": result}
+        "imap login %s from %s: %s",
+        login,
+        session.peer,
+        result,
+        extra={"door": "imap", "user": login, "ip": session.peer, "result": result},
     )
 
 

@@ -86,9 +86,7 @@ async def run_search(session: Session, selected: SelectedMailbox, key: c.SearchK
         if need == META:
             candidates = [MetaMessage(index + 1, message, message.uid in recent_uids) for index, message in present]
         elif need in (HEADER, SUMMARY):
-            parsed = await session.services.header_cache.parsed_many(
-                view, [message for _, message in present], summary=need == SUMMARY
-            )
+            parsed = await session.services.header_cache.parsed_many(view, [message for _, message in present], summary=need == SUMMARY)
             candidates = [
                 HeaderView(index + 1, message, message.uid in recent_uids, header)
                 for (index, message), header in zip(present, parsed, strict=True)

@@ -42,9 +42,7 @@ def _parse_authenticate(p: Parse, uid: bool) -> c.Command:
         if cur.skip(b"="):
             initial = b"="
         else:
-            initial = cur._match(
-                re.compile(rb"[A-Za-z0-9+/]+=*"), "a base64 initial response"
-            )
+            initial = cur._match(re.compile(rb"[A-Za-z0-9+/]+=*"), "a base64 initial response")
     return c.Authenticate(p.tag, mechanism, initial)
 
 
@@ -69,9 +67,7 @@ def _parse_id(p: Parse, uid: bool) -> c.Command:
             key = cur.string().decode("utf-8", "replace")
             cur.sp()
             value = cur.nstring()
-            pairs.append(
-                (key, None if value is None else value.decode("utf-8", "replace"))
-            )
+            pairs.append((key, None if value is None else value.decode("utf-8", "replace")))
             if len(pairs) > 30:  # RFC 2971 §3.3
                 raise ImapSyntaxError("too many ID parameters")
             if cur.skip(b")"):
@@ -209,10 +205,7 @@ def _parse_list(p: Parse, uid: bool) -> c.Command:
         for option in selection:
             if option not in _LIST_SELECTION:
                 raise ImapSyntaxError(f"unknown LIST selection option {option}")
-        if (
-            "RECURSIVEMATCH" in selection
-            and len(set(selection) - {"RECURSIVEMATCH", "REMOTE"}) == 0
-        ):
+        if "RECURSIVEMATCH" in selection and len(set(selection) - {"RECURSIVEMATCH", "REMOTE"}) == 0:
             raise ImapSyntaxError("RECURSIVEMATCH needs another selection option")
         cur.sp()
     reference = pattern(cur.astring("a reference name"), p.utf8)
@@ -432,9 +425,7 @@ def _parse_store(p: Parse, uid: bool) -> c.Command:
         while cur.skip(b" "):
             items.append(flag(cur))
         flags = tuple(items)
-    return c.Store(
-        p.tag, uid, sequence_set, mode, bool(m.group(2)), flags, unchanged_since
-    )
+    return c.Store(p.tag, uid, sequence_set, mode, bool(m.group(2)), flags, unchanged_since)
 
 
 def _copy_like(kind: type[c.Copy | c.Move]) -> Callable[[Parse, bool], c.Command]:
@@ -568,9 +559,7 @@ _COMMANDS: dict[str, Callable[[Parse, bool], c.Command]] = {
     "GETQUOTAROOT": _one_mailbox(c.GetQuotaRoot),
     "SETQUOTA": _parse_setquota,
 }
-_UID_COMMANDS = frozenset(
-    {"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD"}
-)
+_UID_COMMANDS = frozenset({"COPY", "MOVE", "FETCH", "SEARCH", "STORE", "EXPUNGE", "SORT", "THREAD"})
 
 
 def parse_command(data: bytes, *, utf8: bool = False) -> c.Command:

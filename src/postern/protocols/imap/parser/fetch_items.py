@@ -82,9 +82,7 @@ def _fetch_attribute(cur: Cursor) -> c.FetchAttribute:
     if cur.peek() == 0x5B:  # '['
         peek = name.endswith(".PEEK")
         base = name.removesuffix(".PEEK")
-        if base not in ("BODY", "BINARY", "BINARY.SIZE") or (
-            peek and base == "BINARY.SIZE"
-        ):
+        if base not in ("BODY", "BINARY", "BINARY.SIZE") or (peek and base == "BINARY.SIZE"):
             raise ImapSyntaxError(f"{name} takes no section")
         cur.pos += 1
         section = _section(cur, binary=base != "BODY")

@@ -73,10 +73,7 @@ def pattern(raw: bytes, utf8: bool) -> str:
         return raw.decode("utf-8", "replace")
 
 
-_SYSTEM_FLAGS = {
-    f.upper(): f
-    for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent")
-}
+_SYSTEM_FLAGS = {f.upper(): f for f in ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft", "\\Recent")}
 
 
 def flag(cur: Cursor, allow_wildcard: bool = False) -> str:

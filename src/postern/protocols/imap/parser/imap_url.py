@@ -35,9 +35,7 @@ def _number(text: str) -> int:
 def parse_message_url(url: str) -> MessageUrl:
     """An absolute-path IMAP URL naming one message (or a part of one)."""
     if not url.startswith("/") or url.startswith("//"):
-        raise BadUrl(
-            "only URLs of this server and user (starting with one /) are supported"
-        )
+        raise BadUrl("only URLs of this server and user (starting with one /) are supported")
     segments = url[1:].split("/;")
     head, rest = segments[0], segments[1:]
     head = head.removesuffix("/")
@@ -73,9 +71,7 @@ def parse_message_url(url: str) -> MessageUrl:
             raise BadUrl(segment)
     if uid is None:
         raise BadUrl("no UID")
-    return MessageUrl(
-        mailbox.rstrip("/") or mailbox, uid, uidvalidity, section, partial
-    )
+    return MessageUrl(mailbox.rstrip("/") or mailbox, uid, uidvalidity, section, partial)
 
 
 def _section(text: bytes) -> SectionSpec:

@@ -68,14 +68,10 @@ class LineReceived:
     line: bytes
 
 
-ReaderEvent = (
-    CommandReceived | ContinuationRequired | CommandError | IdleDone | LineReceived
-)
+ReaderEvent = CommandReceived | ContinuationRequired | CommandError | IdleDone | LineReceived
 
 _LITERAL_AT_END_RE = re.compile(rb"~?\{([0-9]{1,20})(\+?)\}\Z")
-_HEAD_RE = re.compile(
-    b"([" + re.escape(TAG_CHARS) + rb"]+) ([A-Za-z]+)(?: ([A-Za-z]+))?"
-)
+_HEAD_RE = re.compile(b"([" + re.escape(TAG_CHARS) + rb"]+) ([A-Za-z]+)(?: ([A-Za-z]+))?")
 
 # Commands after which the reader stops and waits for the server: what follows
 # is not a command (IDLE's DONE, SASL lines) or must be thrown away (STARTTLS:
@@ -170,9 +166,7 @@ class CommandReader:
         except Exception as exc:  # noqa: BLE001  # pragma: no cover - a bug; never kill the session
             self._reset_command()
             self._buffer.clear()
-            events.append(
-                CommandError(None, f"internal parser error: {type(exc).__name__}")
-            )
+            events.append(CommandError(None, f"internal parser error: {type(exc).__name__}"))
         return events
 
     def _reset_command(self) -> None:
@@ -259,11 +253,7 @@ class CommandReader:
         if not synchronising and not self.literal_plus:
             self._reset_command()
             self._mode = "closed"
-            events.append(
-                CommandError(
-                    tag, "non-synchronising literals are not supported", fatal=True
-                )
-            )
+            events.append(CommandError(tag, "non-synchronising literals are not supported", fatal=True))
             return
         if size > self.max_literal_size:
             self._reset_command()
@@ -273,9 +263,7 @@ class CommandReader:
                 # The bytes are already on their way and cannot be told apart
                 # from commands: the connection must end (RFC 7888 §4).
                 self._mode = "closed"
-                events.append(
-                    CommandError(tag, "literal too big", code="TOOBIG", fatal=True)
-                )
+                events.append(CommandError(tag, "literal too big", code="TOOBIG", fatal=True))
             return
         self._literal_left = size
         if synchronising:
@@ -286,9 +274,7 @@ class CommandReader:
             command = parse_command(data, utf8=self.utf8)
         except ImapSyntaxError as exc:
             tag = getattr(exc, "tag", None)
-            return CommandError(
-                tag, exc.message, exc.code, "NO" if exc.status == "NO" else "BAD"
-            )
+            return CommandError(tag, exc.message, exc.code, "NO" if exc.status == "NO" else "BAD")
         if isinstance(command, _PAUSE_AFTER):
             self._mode = "paused"
         return CommandReceived(command)

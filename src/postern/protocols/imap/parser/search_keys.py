@@ -126,9 +126,7 @@ def _header_key(field: str) -> Callable[[Parse], c.SearchKey]:
     return parse
 
 
-def _date_key(
-    field: Literal["internal", "sent"], relation: Literal["before", "on", "since"]
-) -> Callable[[Parse], c.SearchKey]:
+def _date_key(field: Literal["internal", "sent"], relation: Literal["before", "on", "since"]) -> Callable[[Parse], c.SearchKey]:
     def parse(p: Parse) -> c.SearchKey:
         p.cur.sp()
         return c.SearchDate(field, relation, p.cur.date())
@@ -207,9 +205,7 @@ def _modseq_key(p: Parse) -> c.SearchKey:
         if entry_type not in ("priv", "shared", "all"):
             raise ImapSyntaxError("MODSEQ entry type must be priv, shared or all")
         cur.sp()
-    return c.SearchModSeq(
-        cur.number(MAX_NUMBER64, "a mod-sequence"), entry_name, entry_type
-    )
+    return c.SearchModSeq(cur.number(MAX_NUMBER64, "a mod-sequence"), entry_name, entry_type)
 
 
 _SEARCH_KEYS: dict[str, Callable[[Parse], c.SearchKey]] = {
