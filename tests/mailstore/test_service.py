@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import func, select
 
 from postern.accounts.service import NewUser
-from postern.errors import DomainError, Forbidden, NotFound, OverQuota, TooLarge
+from postern.errors import DomainError, NotFound, NotPermitted, OverQuota, TooLarge
 from postern.events import (
     Event,
     FolderCreated,
@@ -379,11 +379,12 @@ async def test_failures_publish_nothing(runtime: Runtime, journal: list[tuple[st
     await store.create_folder(user, "Exists")
     journal.clear()
     with runtime.bus.subscribe(user) as sub:
-        with pytest.raises(Forbidden):
+        # WildDuck's answer for protected folders: 400 NotPermitted (issue 17).
+        with pytest.raises(NotPermitted):
             await store.delete_folder(user, inbox)
         with pytest.raises(DomainError):
             await store.create_folder(user, "Exists")
-        with pytest.raises(Forbidden):
+        with pytest.raises(NotPermitted):
             await store.update_folder(user, inbox, path="Elsewhere")
         with pytest.raises(NotFound):
             await store.update_messages(user, inbox, [(1, 1)], flags={"seen": True}, move_to=UNKNOWN_ID)
