@@ -32,6 +32,7 @@ from postern.accounts.rate_limit import Policy, RateLimiter
 from postern.aliases import dns_check
 from postern.aliases.dns_check import CheckResult, DnsRecord, DomainDns
 from postern.config import Settings
+from postern.delivery.dkim_keys import key_from_row
 from postern.delivery.dkim_signing import DkimKey, dns_record_name, dns_record_value, generate_key
 from postern.delivery.dns import Resolver
 from postern.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -220,7 +221,7 @@ class CustomDomains:
                 if row is None:
                     await dkim_store.put_key(conn, key.domain, key.selector, key.algorithm, key.private_key_pem.decode(), now_ms())
                     return key
-        return DkimKey(domain=row.domain, selector=row.selector, private_key_pem=row.private_key_pem.encode(), algorithm=row.algorithm)
+        return key_from_row(row)
 
     async def add(self, user: Row, value: str) -> CustomDomain:
         """A new unverified domain for ``user``: 403 without premium, 400 for a bad or

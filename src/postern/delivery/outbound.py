@@ -32,6 +32,7 @@ from postern.delivery import dkim_signing, dsn, mx
 from postern.delivery.authentication import parse_header_from
 from postern.delivery.committer import GroupCommitter
 from postern.delivery.connections import IdleConnections
+from postern.delivery.dkim_keys import key_from_row
 from postern.delivery.dns import DnsError, Resolver
 from postern.errors import InvalidInput
 from postern.events import Event
@@ -655,7 +656,7 @@ class OutboundQueue:
                 break
         if row is None:
             return raw
-        key = dkim_signing.DkimKey(row.domain, row.selector, row.private_key_pem.encode(), row.algorithm)
+        key = key_from_row(row)
         try:
             return await asyncio.to_thread(dkim_signing.sign, raw, key) + raw
         except dkim_signing.DkimSigningError:
